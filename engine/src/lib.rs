@@ -1,0 +1,25 @@
+//! platepool engine: licence-plate pre-selection pools, one actor per office, durable in sled.
+//!
+//! The layers, from the inside out (see ARCHITECTURE.md):
+//! - [`plate`], [`pattern`], [`class`], [`rules`], [`vin`], [`calendar`]: values and their rules;
+//! - [`pool`]: one office's pool as a pure state machine (no clock, no IO);
+//! - `store`, `actor`, `engine`: persistence in sled with group commit, the actor per office, and
+//!   the handle an embedding program uses.
+pub mod calendar;
+pub mod class;
+pub mod config;
+pub mod keyboard;
+pub mod outcome;
+pub mod pattern;
+pub mod plate;
+pub mod pool;
+pub mod record;
+pub mod rules;
+pub mod vin;
+
+pub use class::{Energy, PlateClass};
+pub use config::{Notice, OfficeConfig, OfficeRules};
+pub use outcome::{Refusal, Unavailable};
+pub use pattern::{CharSet, Pattern, PatternError};
+pub use plate::{PlateError, Serial};
+pub use record::{AppRecord, AppState, AuditEntry, Claim, ReleaseRecord, ReleaseSource};

@@ -1,0 +1,279 @@
+//! Plate serials (SPEC R2.1–R2.3, R2.5).
+//!
+//! The engine stores only the serial of a plate (the part after "粤K·"); the office supplies the
+//! prefix. A serial is at most [`SERIAL_LEN_MAX`] characters from [`ALPHABET`] and is kept as a
+//! base-34 integer (`code`), so a pool of millions of numbers is a few arrays of `u32`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The characters a serial may contain, in ascending code-point order: digits, then the letters
+/// A–Z without I and O (they read as 1 and 0).
+pub const ALPHABET: [u8; ALPHABET_LEN] = *b"0123456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+/// How many characters [`ALPHABET`] has.
+pub const ALPHABET_LEN: usize = 34;
+/// Longest serial any plate class may have: 34^6 still fits in a `u32`.
+pub const SERIAL_LEN_MAX: usize = 6;
+/// Index of the digit 4 in [`ALPHABET`] (the digit-4 filter, R2.5).
+pub const FOUR_INDEX: u8 = 4;
+/// Indices below this in [`ALPHABET`] are digits; the rest are letters.
+pub const DIGITS_LEN: u8 = 10;
+
+/// Why a typed serial was refused. Positions are 1-based, as a person counts them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlateError {
+    #[error("the plate number is empty")]
+    Empty,
+    #[error("character {position} ('{found}') is not allowed in a plate number: use digits and letters other than I and O")]
+    InvalidChar { position: usize, found: char },
+    #[error("the plate number has {found} characters, {expected} expected")]
+    WrongLength {
+        /// Where the number stops being acceptable (1-based): the first extra or missing character.
+        position: usize,
+        expected: usize,
+        found: usize,
+    },
+    #[error("character {position} ('{found}') is not possible here: {reason}")]
+    NotInClass {
+        position: usize,
+        found: char,
+        reason: String,
+    },
+}
+
+impl PlateError {
+    /// The 1-based position at fault, for the API's `position` field.
+    pub fn position(&self) -> usize {
+        match self {
+            PlateError::Empty => 1,
+            PlateError::InvalidChar { position, .. }
+            | PlateError::WrongLength { position, .. }
+            | PlateError::NotInClass { position, .. } => *position,
+        }
+    }
+}
+
+/// Alphabet index of a character, case-insensitive; `None` if serials cannot contain it.
+pub fn char_index(c: char) -> Option<u8> {
+    let upper = c.to_ascii_uppercase();
+    if !upper.is_ascii() {
+        return None;
+    }
+    ALPHABET
+        .iter()
+        .position(|&a| a == upper as u8)
+        .map(|i| i as u8)
+}
+
+/// The character at an alphabet index.
+pub fn index_char(index: u8) -> char {
+    ALPHABET[index as usize] as char
+}
+
+/// True for characters a person may type between parts of a plate and that mean nothing.
+fn is_separator(c: char) -> bool {
+    matches!(c, '·' | '•' | '.' | '-' | ' ' | '\u{3000}' | '\t')
+}
+
+/// One plate serial: its characters as a base-34 number, and its length.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Serial {
+    code: u32,
+    len: u8,
+}
+
+impl Serial {
+    /// Builds a serial from alphabet indices (each < [`ALPHABET_LEN`], at most
+    /// [`SERIAL_LEN_MAX`] of them).
+    pub fn from_indices(indices: &[u8]) -> Serial {
+        assert!(!indices.is_empty() && indices.len() <= SERIAL_LEN_MAX);
+        let mut code = 0u32;
+        for &i in indices {
+            assert!((i as usize) < ALPHABET_LEN);
+            code = code * ALPHABET_LEN as u32 + i as u32;
+        }
+        Serial {
+            code,
+            len: indices.len() as u8,
+        }
+    }
+
+    /// The serial with this code and length (the inverse of [`Serial::code`]).
+    pub fn from_code(code: u32, len: usize) -> Serial {
+        assert!((1..=SERIAL_LEN_MAX).contains(&len));
+        debug_assert!((code as u64) < (ALPHABET_LEN as u64).pow(len as u32));
+        Serial {
+            code,
+            len: len as u8,
+        }
+    }
+
+    /// Parses what a person typed: case-insensitive, separators ("·", spaces) ignored. Only the
+    /// characters are checked here; whether the serial fits a class is [`crate::PlateClass`]'s job.
+    pub fn parse(input: &str) -> Result<Serial, PlateError> {
+        let mut indices = [0u8; SERIAL_LEN_MAX];
+        let mut len = 0usize;
+        for (n, c) in input.chars().filter(|&c| !is_separator(c)).enumerate() {
+            let Some(i) = char_index(c) else {
+                return Err(PlateError::InvalidChar {
+                    position: n + 1,
+                    found: c,
+                });
+            };
+            if n < SERIAL_LEN_MAX {
+                indices[n] = i;
+            }
+            len = n + 1;
+        }
+        if len == 0 {
+            return Err(PlateError::Empty);
+        }
+        if len > SERIAL_LEN_MAX {
+            return Err(PlateError::WrongLength {
+                position: SERIAL_LEN_MAX + 1,
+                expected: SERIAL_LEN_MAX,
+                found: len,
+            });
+        }
+        Ok(Serial::from_indices(&indices[..len]))
+    }
+
+    /// Like [`Serial::parse`], but also accepts the full plate with the office prefix
+    /// ("粤K·A1234" when `prefix` is "粤K").
+    pub fn parse_with_prefix(input: &str, prefix: &str) -> Result<Serial, PlateError> {
+        let trimmed = input.trim();
+        let rest = if !prefix.is_empty() {
+            let upper: String = trimmed.to_uppercase();
+            let prefix_upper = prefix.to_uppercase();
+            match upper.strip_prefix(&prefix_upper) {
+                Some(_) => &trimmed[prefix.len().min(trimmed.len())..],
+                None => trimmed,
+            }
+        } else {
+            trimmed
+        };
+        Serial::parse(rest)
+    }
+
+    /// The base-34 number of the serial; serials of one length sort like their codes.
+    pub fn code(self) -> u32 {
+        self.code
+    }
+
+    /// Number of characters.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(self) -> usize {
+        self.len as usize
+    }
+
+    /// Alphabet indices of the characters, first one first; only `len()` of them are meaningful.
+    pub fn indices(self) -> [u8; SERIAL_LEN_MAX] {
+        let mut out = [0u8; SERIAL_LEN_MAX];
+        let mut code = self.code;
+        for slot in out[..self.len as usize].iter_mut().rev() {
+            *slot = (code % ALPHABET_LEN as u32) as u8;
+            code /= ALPHABET_LEN as u32;
+        }
+        out
+    }
+
+    /// Alphabet index of the character at 0-based `position`.
+    pub fn index_at(self, position: usize) -> u8 {
+        self.indices()[position]
+    }
+
+    /// The digit-4 filter (R2.5): does the digit 4 appear anywhere?
+    pub fn contains_four(self) -> bool {
+        self.indices()[..self.len()].contains(&FOUR_INDEX)
+    }
+}
+
+impl fmt::Display for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &i in &self.indices()[..self.len()] {
+            write!(f, "{}", index_char(i))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Serial({self})")
+    }
+}
+
+/// The full plate as printed: prefix, "·", serial.
+pub fn full_plate(prefix: &str, serial: Serial) -> String {
+    format!("{prefix}·{serial}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alphabet_is_sorted_and_has_no_i_or_o() {
+        assert!(ALPHABET.windows(2).all(|w| w[0] < w[1]));
+        assert!(!ALPHABET.contains(&b'I') && !ALPHABET.contains(&b'O'));
+        assert_eq!(index_char(FOUR_INDEX), '4');
+        assert_eq!(index_char(DIGITS_LEN), 'A');
+    }
+
+    #[test]
+    fn parse_normalises_case_and_separators() {
+        let a = Serial::parse("a1234").expect("valid");
+        assert_eq!(a.to_string(), "A1234");
+        assert_eq!(Serial::parse(" A·12 34 ").expect("valid"), a);
+        assert_eq!(Serial::parse_with_prefix("粤K·A1234", "粤K").expect("valid"), a);
+        assert_eq!(Serial::parse_with_prefix("粤k·a1234", "粤K").expect("valid"), a);
+        assert_eq!(a.len(), 5);
+    }
+
+    #[test]
+    fn parse_names_the_bad_position() {
+        assert_eq!(
+            Serial::parse("A1I34"),
+            Err(PlateError::InvalidChar {
+                position: 3,
+                found: 'I'
+            })
+        );
+        assert_eq!(
+            Serial::parse("o1234"),
+            Err(PlateError::InvalidChar {
+                position: 1,
+                found: 'o'
+            })
+        );
+        assert_eq!(Serial::parse("··"), Err(PlateError::Empty));
+        let long = Serial::parse("A123456").expect_err("too long");
+        assert_eq!(long.position(), 7);
+        assert!(matches!(long, PlateError::WrongLength { found: 7, .. }));
+        assert_eq!(Serial::parse("A1!34").expect_err("bad").position(), 3);
+    }
+
+    #[test]
+    fn code_round_trips_and_orders() {
+        for text in ["00000", "ZZZZZ", "A1234", "DA1234", "F00001", "Z"] {
+            let s = Serial::parse(text).expect("valid");
+            assert_eq!(Serial::from_code(s.code(), s.len()), s);
+            assert_eq!(s.to_string(), text);
+        }
+        let a = Serial::parse("A0000").expect("valid");
+        let b = Serial::parse("A0001").expect("valid");
+        assert!(a.code() < b.code());
+        assert_eq!(
+            Serial::parse("ZZZZZZ").expect("valid").code() as u64,
+            34u64.pow(6) - 1
+        );
+    }
+
+    #[test]
+    fn digit_four_filter() {
+        assert!(Serial::parse("A1234").expect("valid").contains_four());
+        assert!(!Serial::parse("A1235").expect("valid").contains_four());
+        assert!(Serial::parse("4AAAA").expect("valid").contains_four());
+    }
+}

@@ -1,0 +1,447 @@
+//! The numbers of one plate class in one office: where each is, and the two indexes over the
+//! available ones (the draw sampler and the keyboard).
+//!
+//! Every number released into the class gets a dense index. Releases are appended as *segments*
+//! of dense indices, sorted by serial code within a segment, so a lookup is a binary search and
+//! nothing is ever re-numbered. Per number the pool keeps 13 bytes: its code (4), its status
+//! byte (1), its slot in the sampler (4) and the sampler's entry (4); the keyboard index is fixed
+//! size per energy group. Holders of held and claimed numbers live with the applications.
+
+use rand::Rng;
+
+use crate::class::PlateClass;
+use crate::keyboard::KeyboardIndex;
+use crate::pattern::CharSet;
+use crate::plate::Serial;
+use crate::rules::CompositionRules;
+
+/// Where a number is in its life. Stored in the low bits of the status byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Status {
+    /// Released, but its release has not opened yet: neither visible nor drawable.
+    Pending = 0,
+    /// In the pool: a draw or check could take it.
+    Available = 1,
+    /// Held for an application (random batch or candidate list).
+    Held = 2,
+    /// Pre-selected by an application.
+    Claimed = 3,
+    /// Registered at the office: out of the pool for good.
+    Issued = 4,
+    /// Taken out of the pool by an operator.
+    Withdrawn = 5,
+}
+
+pub const STATUS_COUNT: usize = 6;
+const STATUS_MASK: u8 = 0b0000_0111;
+/// Set once the release's random-only period is over: custom checks may take the number.
+const CUSTOM_OPEN: u8 = 0b0000_1000;
+/// Set while the office's composition rules allow the number for custom selection.
+const ALLOWED: u8 = 0b0001_0000;
+/// The energy group index sits in the top three bits.
+const GROUP_SHIFT: u8 = 5;
+/// Slot value of a number that is not in the sampler.
+const NO_SLOT: u32 = u32::MAX;
+
+impl Status {
+    fn from_bits(bits: u8) -> Status {
+        match bits & STATUS_MASK {
+            0 => Status::Pending,
+            1 => Status::Available,
+            2 => Status::Held,
+            3 => Status::Claimed,
+            4 => Status::Issued,
+            _ => Status::Withdrawn,
+        }
+    }
+
+    pub const ALL: [Status; STATUS_COUNT] = [
+        Status::Pending,
+        Status::Available,
+        Status::Held,
+        Status::Claimed,
+        Status::Issued,
+        Status::Withdrawn,
+    ];
+}
+
+/// A release's numbers: a run of dense indices.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub release: u32,
+    pub start: u32,
+    pub end: u32,
+    min_code: u32,
+    max_code: u32,
+    /// Withdrawn as a whole: numbers coming back from holders leave the pool instead.
+    pub withdrawn: bool,
+    /// How many of the segment's numbers are in each [`Status`].
+    pub counts: [u32; STATUS_COUNT],
+}
+
+/// The numbers of one class.
+#[derive(Debug)]
+pub struct ClassPool {
+    pub def: PlateClass,
+    codes: Vec<u32>,
+    status: Vec<u8>,
+    slot: Vec<u32>,
+    segments: Vec<Segment>,
+    /// Available numbers by (energy group, contains the digit 4): bucket `group * 2 + has_four`.
+    buckets: Vec<Vec<u32>>,
+    /// Per energy group, available numbers a custom check may take (I8). Built on first use.
+    keyboards: Vec<Option<KeyboardIndex>>,
+    composition: CompositionRules,
+}
+
+impl ClassPool {
+    pub fn new(def: PlateClass, composition: CompositionRules) -> ClassPool {
+        let groups = def.groups.len();
+        ClassPool {
+            def,
+            codes: Vec::new(),
+            status: Vec::new(),
+            slot: Vec::new(),
+            segments: Vec::new(),
+            buckets: vec![Vec::new(); groups * 2],
+            keyboards: (0..groups).map(|_| None).collect(),
+            composition,
+        }
+    }
+
+    pub fn len(&self) -> u32 {
+        self.codes.len() as u32
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    pub fn serial(&self, idx: u32) -> Serial {
+        Serial::from_code(self.codes[idx as usize], self.def.serial_len())
+    }
+
+    pub fn status(&self, idx: u32) -> Status {
+        Status::from_bits(self.status[idx as usize])
+    }
+
+    pub fn group(&self, idx: u32) -> usize {
+        (self.status[idx as usize] >> GROUP_SHIFT) as usize
+    }
+
+    pub fn custom_open(&self, idx: u32) -> bool {
+        self.status[idx as usize] & CUSTOM_OPEN != 0
+    }
+
+    pub fn allowed(&self, idx: u32) -> bool {
+        self.status[idx as usize] & ALLOWED != 0
+    }
+
+    /// The dense index of a serial released into this class.
+    pub fn find(&self, serial: Serial) -> Option<u32> {
+        if serial.len() != self.def.serial_len() {
+            return None;
+        }
+        let code = serial.code();
+        self.segments
+            .iter()
+            .filter(|s| s.min_code <= code && code <= s.max_code)
+            .find_map(|s| {
+                self.codes[s.start as usize..s.end as usize]
+                    .binary_search(&code)
+                    .ok()
+                    .map(|i| s.start + i as u32)
+            })
+    }
+
+    fn segment_of(&self, idx: u32) -> usize {
+        self.segments.partition_point(|s| s.end <= idx)
+    }
+
+    /// Appends a release's numbers: `codes` sorted, deduplicated, each matching the class shape
+    /// and one energy group, none already in the class. Numbers start [`Status::Pending`].
+    pub fn add_segment(&mut self, release: u32, codes: Vec<u32>) {
+        debug_assert!(codes.windows(2).all(|w| w[0] < w[1]));
+        let start = self.len();
+        let len = self.def.serial_len();
+        self.status.reserve(codes.len());
+        for &code in &codes {
+            let serial = Serial::from_code(code, len);
+            let group = self.def.group_of(serial).unwrap_or(0) as u8;
+            let mut bits = Status::Pending as u8 | (group << GROUP_SHIFT);
+            if self.composition.check(serial).is_ok() {
+                bits |= ALLOWED;
+            }
+            self.status.push(bits);
+        }
+        self.slot.resize(self.slot.len() + codes.len(), NO_SLOT);
+        let min_code = codes.first().copied().unwrap_or(u32::MAX);
+        let max_code = codes.last().copied().unwrap_or(0);
+        let n = codes.len() as u32;
+        self.codes.extend(codes);
+        let mut counts = [0; STATUS_COUNT];
+        counts[Status::Pending as usize] = n;
+        self.segments.push(Segment {
+            release,
+            start,
+            end: start + n,
+            min_code,
+            max_code,
+            withdrawn: false,
+            counts,
+        });
+    }
+
+    pub fn segment_index(&self, release: u32) -> Option<usize> {
+        self.segments.iter().position(|s| s.release == release)
+    }
+
+    /// Opens a segment: its pending numbers become available.
+    pub fn open_segment(&mut self, seg: usize) {
+        let (start, end) = (self.segments[seg].start, self.segments[seg].end);
+        for idx in start..end {
+            if self.status(idx) == Status::Pending {
+                self.set_status(idx, Status::Available);
+            }
+        }
+    }
+
+    /// Ends a segment's random-only period.
+    pub fn open_segment_for_custom(&mut self, seg: usize) {
+        let (start, end) = (self.segments[seg].start, self.segments[seg].end);
+        for idx in start..end {
+            let was_on_keyboard = self.on_keyboard(idx);
+            self.status[idx as usize] |= CUSTOM_OPEN;
+            if !was_on_keyboard && self.on_keyboard(idx) {
+                self.keyboard_insert(idx);
+            }
+        }
+    }
+
+    /// Withdraws a whole segment: every pending or available number leaves the pool; held and
+    /// claimed ones stay with their holders and leave when they come back. Returns how many left.
+    pub fn withdraw_segment(&mut self, seg: usize) -> u32 {
+        self.segments[seg].withdrawn = true;
+        let (start, end) = (self.segments[seg].start, self.segments[seg].end);
+        let mut n = 0;
+        for idx in start..end {
+            if matches!(self.status(idx), Status::Pending | Status::Available) {
+                self.set_status(idx, Status::Withdrawn);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Moves a number to a new status, keeping the sampler, keyboard and counts in step.
+    /// A number coming back to the pool from a withdrawn release is withdrawn instead.
+    pub fn set_status(&mut self, idx: u32, to: Status) {
+        let from = self.status(idx);
+        let seg = self.segment_of(idx);
+        let to = if to == Status::Available && self.segments[seg].withdrawn {
+            Status::Withdrawn
+        } else {
+            to
+        };
+        if from == to {
+            return;
+        }
+        let on_keyboard = self.on_keyboard(idx);
+        if from == Status::Available {
+            self.sampler_remove(idx);
+            if on_keyboard {
+                self.keyboard_remove(idx);
+            }
+        }
+        let i = idx as usize;
+        self.status[i] = (self.status[i] & !STATUS_MASK) | to as u8;
+        if to == Status::Available {
+            self.sampler_insert(idx);
+            if self.on_keyboard(idx) {
+                self.keyboard_insert(idx);
+            }
+        }
+        let counts = &mut self.segments[seg].counts;
+        counts[from as usize] -= 1;
+        counts[to as usize] += 1;
+    }
+
+    fn on_keyboard(&self, idx: u32) -> bool {
+        let bits = self.status[idx as usize];
+        Status::from_bits(bits) == Status::Available
+            && bits & CUSTOM_OPEN != 0
+            && bits & ALLOWED != 0
+    }
+
+    fn bucket_of(&self, idx: u32) -> usize {
+        self.group(idx) * 2 + self.serial(idx).contains_four() as usize
+    }
+
+    fn sampler_insert(&mut self, idx: u32) {
+        let b = self.bucket_of(idx);
+        debug_assert_eq!(self.slot[idx as usize], NO_SLOT);
+        self.slot[idx as usize] = self.buckets[b].len() as u32;
+        self.buckets[b].push(idx);
+    }
+
+    fn sampler_remove(&mut self, idx: u32) {
+        let b = self.bucket_of(idx);
+        let at = self.slot[idx as usize];
+        debug_assert_ne!(at, NO_SLOT);
+        let bucket = &mut self.buckets[b];
+        bucket.swap_remove(at as usize);
+        if let Some(&moved) = bucket.get(at as usize) {
+            self.slot[moved as usize] = at;
+        }
+        self.slot[idx as usize] = NO_SLOT;
+    }
+
+    fn keyboard_insert(&mut self, idx: u32) {
+        let serial = self.serial(idx);
+        let group = self.group(idx);
+        let space = &self.def.groups[group].pattern;
+        self.keyboards[group]
+            .get_or_insert_with(|| KeyboardIndex::new(space))
+            .insert(serial);
+    }
+
+    fn keyboard_remove(&mut self, idx: u32) {
+        let serial = self.serial(idx);
+        let group = self.group(idx);
+        if let Some(kb) = self.keyboards[group].as_mut() {
+            kb.remove(serial);
+        }
+    }
+
+    /// How many available numbers a draw for `group` could take.
+    pub fn drawable(&self, group: usize, exclude_four: bool) -> usize {
+        let no_four = self.buckets[group * 2].len();
+        if exclude_four {
+            no_four
+        } else {
+            no_four + self.buckets[group * 2 + 1].len()
+        }
+    }
+
+    /// One available number of `group`, uniformly at random (I5); `None` when there is none.
+    /// The caller moves it out of [`Status::Available`] before picking again.
+    pub fn pick(&self, group: usize, exclude_four: bool, rng: &mut impl Rng) -> Option<u32> {
+        let total = self.drawable(group, exclude_four);
+        if total == 0 {
+            return None;
+        }
+        let r = rng.random_range(0..total);
+        let no_four = &self.buckets[group * 2];
+        Some(if r < no_four.len() {
+            no_four[r]
+        } else {
+            self.buckets[group * 2 + 1][r - no_four.len()]
+        })
+    }
+
+    /// Up to `n` available numbers of `group`, uniformly, without taking them (practice mode).
+    pub fn sample_without_taking(
+        &self,
+        group: usize,
+        exclude_four: bool,
+        n: usize,
+        rng: &mut impl Rng,
+    ) -> Vec<u32> {
+        let total = self.drawable(group, exclude_four);
+        let no_four = &self.buckets[group * 2];
+        let has_four = &self.buckets[group * 2 + 1];
+        rand::seq::index::sample(rng, total, n.min(total))
+            .into_iter()
+            .map(|r| {
+                if r < no_four.len() {
+                    no_four[r]
+                } else {
+                    has_four[r - no_four.len()]
+                }
+            })
+            .collect()
+    }
+
+    /// The keyboard for a vehicle of `group` (I8).
+    pub fn keyboard(&self, group: usize, entered: &[Option<u8>]) -> Vec<CharSet> {
+        match &self.keyboards[group] {
+            Some(kb) => kb.query(entered),
+            None => vec![CharSet::EMPTY; self.def.serial_len()],
+        }
+    }
+
+    /// New composition rules: recompute which numbers custom checks may take.
+    pub fn set_composition(&mut self, composition: CompositionRules) {
+        self.composition = composition;
+        for idx in 0..self.len() {
+            let was = self.on_keyboard(idx);
+            let serial = self.serial(idx);
+            let i = idx as usize;
+            if self.composition.check(serial).is_ok() {
+                self.status[i] |= ALLOWED;
+            } else {
+                self.status[i] &= !ALLOWED;
+            }
+            match (was, self.on_keyboard(idx)) {
+                (false, true) => self.keyboard_insert(idx),
+                (true, false) => self.keyboard_remove(idx),
+                _ => {}
+            }
+        }
+    }
+
+    pub fn composition(&self) -> &CompositionRules {
+        &self.composition
+    }
+
+    /// Numbers per status over the whole class.
+    pub fn counts(&self) -> [u64; STATUS_COUNT] {
+        let mut out = [0u64; STATUS_COUNT];
+        for s in &self.segments {
+            for (o, c) in out.iter_mut().zip(s.counts) {
+                *o += c as u64;
+            }
+        }
+        out
+    }
+
+    /// Heap bytes, for the memory benchmark.
+    pub fn memory_bytes(&self) -> usize {
+        self.codes.capacity() * 4
+            + self.status.capacity()
+            + self.slot.capacity() * 4
+            + self.buckets.iter().map(|b| b.capacity() * 4).sum::<usize>()
+            + self
+                .keyboards
+                .iter()
+                .flatten()
+                .map(KeyboardIndex::memory_bytes)
+                .sum::<usize>()
+    }
+
+    /// Asserts the indexes agree with the statuses (tests and debug builds).
+    pub fn check_invariants(&self) {
+        let mut counts = vec![[0u32; STATUS_COUNT]; self.segments.len()];
+        let mut in_sampler = 0usize;
+        for (si, seg) in self.segments.iter().enumerate() {
+            for idx in seg.start..seg.end {
+                let st = self.status(idx);
+                counts[si][st as usize] += 1;
+                let slot = self.slot[idx as usize];
+                if st == Status::Available {
+                    in_sampler += 1;
+                    assert_eq!(self.buckets[self.bucket_of(idx)][slot as usize], idx);
+                } else {
+                    assert_eq!(slot, NO_SLOT, "number {} not available but in sampler", self.serial(idx));
+                }
+                let kb = self.keyboards[self.group(idx)]
+                    .as_ref()
+                    .is_some_and(|k| k.contains(self.serial(idx)));
+                assert_eq!(kb, self.on_keyboard(idx), "keyboard membership of {}", self.serial(idx));
+            }
+            assert_eq!(counts[si], seg.counts, "counts of release {}", seg.release);
+        }
+        assert_eq!(in_sampler, self.buckets.iter().map(Vec::len).sum::<usize>());
+    }
+}
