@@ -133,6 +133,9 @@ pub struct KeyboardIndex {
     strides: Vec<Ranks>,
     /// For each subset mask, how its cells are kept.
     cells: Vec<Cells>,
+    /// The masks with count arrays, largest array first: updates are bound by cache misses on
+    /// the large arrays, and touching them back to back lets the processor overlap those misses.
+    update_order: Vec<usize>,
     /// One bit per serial of the space, in the layout of the full subset.
     members: Vec<u64>,
     len: u64,
@@ -181,6 +184,10 @@ impl KeyboardIndex {
             cells.push(kind);
         }
         let members = vec![0u64; (space_size as usize).div_ceil(WORD_BITS)];
+        let mut update_order: Vec<usize> = (0..=full)
+            .filter(|&mask| cells[mask].heap_bytes() > 0)
+            .collect();
+        update_order.sort_by_key(|&mask| std::cmp::Reverse(cells[mask].heap_bytes()));
         KeyboardIndex {
             space: space.clone(),
             slot_of,
@@ -188,6 +195,7 @@ impl KeyboardIndex {
             varying,
             strides,
             cells,
+            update_order,
             members,
             len: 0,
         }
@@ -215,8 +223,8 @@ impl KeyboardIndex {
         }
         self.members[bit / WORD_BITS] |= 1 << (bit % WORD_BITS);
         self.len += 1;
-        for (cells, layout) in self.cells.iter_mut().zip(&self.strides) {
-            cells.increment(cell_at(layout, &ranks));
+        for &mask in &self.update_order {
+            self.cells[mask].increment(cell_at(&self.strides[mask], &ranks));
         }
     }
 
@@ -237,8 +245,8 @@ impl KeyboardIndex {
         }
         self.members[bit / WORD_BITS] &= !(1 << (bit % WORD_BITS));
         self.len -= 1;
-        for (cells, layout) in self.cells.iter_mut().zip(&self.strides) {
-            cells.decrement(cell_at(layout, &ranks));
+        for &mask in &self.update_order {
+            self.cells[mask].decrement(cell_at(&self.strides[mask], &ranks));
         }
     }
 
@@ -313,6 +321,7 @@ impl KeyboardIndex {
         std::mem::size_of_val(self.members.as_slice())
             + std::mem::size_of_val(self.strides.as_slice())
             + std::mem::size_of_val(self.cells.as_slice())
+            + std::mem::size_of_val(self.update_order.as_slice())
             + self.cells.iter().map(Cells::heap_bytes).sum::<usize>()
             + std::mem::size_of_val(self.space.positions())
     }

@@ -5,16 +5,20 @@
 //! - [`pool`]: one office's pool as a pure state machine (no clock, no IO);
 //! - `store`, `actor`, `engine`: persistence in sled with group commit, the actor per office, and
 //!   the handle an embedding program uses.
+pub mod actor;
 pub mod calendar;
 pub mod class;
 pub mod config;
+pub mod engine;
 pub mod keyboard;
 pub mod outcome;
 pub mod pattern;
 pub mod plate;
 pub mod pool;
 pub mod record;
+pub mod registry;
 pub mod rules;
+pub mod store;
 pub mod vin;
 
 pub use class::{Energy, PlateClass};
@@ -23,3 +27,7 @@ pub use outcome::{Refusal, Unavailable};
 pub use pattern::{CharSet, Pattern, PatternError};
 pub use plate::{PlateError, Serial};
 pub use record::{AppRecord, AppState, AuditEntry, Claim, ReleaseRecord, ReleaseSource};
+pub use engine::{AppId, Caller, Engine, EngineConfig, EngineError};
+pub use pool::{AppView, Check, Draw, HoldView, NewRelease};
+pub use registry::{ApplicationRequest, CertificateRow, ImportReport};
+pub use store::Durability;

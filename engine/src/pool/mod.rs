@@ -828,6 +828,11 @@ impl OfficePool {
         }
     }
 
+    /// The user an application belongs to (ownership checks, I7).
+    pub fn application_user(&self, seq: u64) -> Option<&str> {
+        self.apps.get(&seq).map(|a| a.rec.user.as_str())
+    }
+
     /// Every application of this office (operators' look-ups and tests).
     pub fn applications(&self) -> impl Iterator<Item = &AppRecord> + '_ {
         self.apps.values().filter(|a| !a.practice).map(|a| &a.rec)

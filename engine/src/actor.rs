@@ -1,0 +1,289 @@
+//! The actix shell around one office's pool: it owns the clock, the timer, the mailbox and the
+//! writer, and nothing else. All selection logic is in [`crate::pool`].
+//!
+//! Every request is a [`Call`]: a closure run against the pool with the current time and the
+//! office's RNG. Whatever records the step left are queued to the office's writer thread (group
+//! commit) and the reply waits until they are durable (I2). A call that changed nothing — a read
+//! or a refusal — is answered at once, never waiting for a flush.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use rand::rngs::StdRng;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::outcome::Refusal;
+use crate::pool::{Event, OfficePool};
+use crate::store::Writer;
+
+/// Messages an office actor queues before senders wait (the bounded mailbox).
+pub const MAILBOX_CAPACITY: usize = 4_096;
+/// Requests in flight to one office beyond which new ones are refused at once with 503
+/// `unavailable` instead of queueing without bound.
+pub const IN_FLIGHT_MAX: usize = 16_384;
+/// Slack added to the timer so it fires just after a deadline, not just before it.
+const TIMER_SLACK_MS: u64 = 1;
+
+/// Where time comes from. The system clock in production; tests may supply another.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now_ms(&self) -> u64;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        crate::calendar::now_ms()
+    }
+}
+
+type CallFn<R> = Box<dyn FnOnce(&mut OfficePool, u64, &mut StdRng) -> Result<R, Refusal> + Send>;
+
+/// A request to an office: run `f` against its pool.
+pub struct Call<R> {
+    f: CallFn<R>,
+    /// A read never changes the pool; it is served even while the office refuses writes.
+    read_only: bool,
+}
+
+impl<R> std::fmt::Debug for Call<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call").field("read_only", &self.read_only).finish()
+    }
+}
+
+impl<R> Call<R> {
+    pub fn write(
+        f: impl FnOnce(&mut OfficePool, u64, &mut StdRng) -> Result<R, Refusal> + Send + 'static,
+    ) -> Call<R> {
+        Call {
+            f: Box::new(f),
+            read_only: false,
+        }
+    }
+
+    /// A call that may run pool code needing `&mut` but is answered without waiting for a flush.
+    pub fn write_free(
+        f: impl FnOnce(&mut OfficePool, u64, &mut StdRng) -> Result<R, Refusal> + Send + 'static,
+    ) -> Call<R> {
+        Call {
+            f: Box::new(f),
+            read_only: true,
+        }
+    }
+
+    pub fn read(f: impl FnOnce(&OfficePool, u64) -> Result<R, Refusal> + Send + 'static) -> Call<R> {
+        Call {
+            f: Box::new(move |pool, now, _| f(pool, now)),
+            read_only: true,
+        }
+    }
+}
+
+impl<R: Send + 'static> Message for Call<R> {
+    type Result = Result<R, Refusal>;
+}
+
+/// Health of an office, shared with its handle.
+#[derive(Debug, Default)]
+pub struct OfficeHealth {
+    /// Requests sent and not yet answered (the mailbox depth, for metrics and load shedding).
+    pub in_flight: AtomicUsize,
+    /// Set when a write failed: memory may be ahead of the disk, so the office refuses every
+    /// write until the process restarts and recovers from what is durable.
+    pub failed: AtomicBool,
+}
+
+/// The actor owning one office's pool.
+pub struct OfficeActor {
+    pool: OfficePool,
+    writer: Writer,
+    rng: StdRng,
+    clock: Arc<dyn Clock>,
+    health: Arc<OfficeHealth>,
+    events: Option<UnboundedSender<(String, Event)>>,
+    timer: Option<(SpawnHandle, u64)>,
+}
+
+impl std::fmt::Debug for OfficeActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfficeActor").field("office", &self.pool.id()).finish()
+    }
+}
+
+impl OfficeActor {
+    pub fn new(
+        pool: OfficePool,
+        writer: Writer,
+        rng: StdRng,
+        clock: Arc<dyn Clock>,
+        health: Arc<OfficeHealth>,
+        events: Option<UnboundedSender<(String, Event)>>,
+    ) -> OfficeActor {
+        OfficeActor {
+            pool,
+            writer,
+            rng,
+            clock,
+            health,
+            events,
+            timer: None,
+        }
+    }
+
+    /// Queues the effects of the steps just run; the returned future resolves once they are
+    /// durable, and then hands their events on.
+    fn commit(&mut self) -> Option<impl Future<Output = Result<(), Refusal>>> {
+        let effects = self.pool.take_effects();
+        if effects.is_empty() {
+            return None;
+        }
+        let events = effects.events;
+        let sink = self.events.clone();
+        let office = self.pool.id().to_string();
+        let health = self.health.clone();
+        let done = (!effects.records.is_empty()).then(|| self.writer.commit(effects.records));
+        Some(async move {
+            if let Some(done) = done {
+                let result = match done.await {
+                    Ok(r) => r.map_err(|e| Refusal::Unavailable(e.to_string())),
+                    Err(_) => Err(Refusal::Unavailable("storage writer stopped".into())),
+                };
+                if let Err(e) = result {
+                    health.failed.store(true, Ordering::SeqCst);
+                    tracing::error!(office = %office, error = %e, "write failed; office refuses writes until restart");
+                    return Err(e);
+                }
+            }
+            if let Some(sink) = sink {
+                for e in events {
+                    let _ = sink.send((office.clone(), e));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Arms the one timer at the pool's next deadline, if it is earlier than the armed one.
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let Some(next) = self.pool.next_deadline_ms() else {
+            return;
+        };
+        if let Some((handle, at)) = self.timer {
+            if at <= next {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let now = self.clock.now_ms();
+        let wait = next.saturating_sub(now) + TIMER_SLACK_MS;
+        let handle = ctx.run_later(Duration::from_millis(wait), |act, ctx| {
+            act.timer = None;
+            act.on_timer(ctx);
+        });
+        self.timer = Some((handle, next));
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<Self>) {
+        if !self.health.failed.load(Ordering::SeqCst) {
+            self.pool.tick(self.clock.now_ms());
+            if let Some(done) = self.commit() {
+                ctx.spawn(
+                    async move {
+                        let _ = done.await;
+                    }
+                    .into_actor(self),
+                );
+            }
+        }
+        self.arm_timer(ctx);
+    }
+}
+
+impl Actor for OfficeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.on_timer(ctx);
+    }
+}
+
+impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
+    type Result = ResponseFuture<Result<R, Refusal>>;
+
+    fn handle(&mut self, msg: Call<R>, ctx: &mut Self::Context) -> Self::Result {
+        let failed = self.health.failed.load(Ordering::SeqCst);
+        if failed && !msg.read_only {
+            return Box::pin(async {
+                Err(Refusal::Unavailable(
+                    "the office cannot persist changes; restart to recover".into(),
+                ))
+            });
+        }
+        let now = self.clock.now_ms();
+        if !failed {
+            self.pool.tick(now);
+        }
+        let result = (msg.f)(&mut self.pool, now, &mut self.rng);
+        let durable = if failed { None } else { self.commit() };
+        self.arm_timer(ctx);
+        match durable {
+            None => Box::pin(async move { result }),
+            Some(done) if msg.read_only => {
+                // Only the tick before the read changed anything (expiries): persist it, but do
+                // not make the reader wait for it.
+                ctx.spawn(
+                    async move {
+                        let _ = done.await;
+                    }
+                    .into_actor(self),
+                );
+                Box::pin(async move { result })
+            }
+            Some(done) => Box::pin(async move {
+                done.await?;
+                result
+            }),
+        }
+    }
+}
+
+/// The address of an office actor with its health counters.
+#[derive(Clone, Debug)]
+pub struct OfficeHandle {
+    pub addr: Addr<OfficeActor>,
+    pub health: Arc<OfficeHealth>,
+}
+
+impl OfficeHandle {
+    /// Sends a call and waits for its answer. Sheds load with 503 `unavailable` when the office
+    /// already has [`IN_FLIGHT_MAX`] requests waiting.
+    pub async fn call<R: Send + 'static>(&self, call: Call<R>) -> Result<R, Refusal> {
+        let depth = self.health.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _guard = InFlight(&self.health.in_flight);
+        if depth >= IN_FLIGHT_MAX {
+            return Err(Refusal::Unavailable("overloaded: try again shortly".into()));
+        }
+        match self.addr.send(call).await {
+            Ok(r) => r,
+            Err(_) => Err(Refusal::Unavailable("office is not running".into())),
+        }
+    }
+
+    pub fn mailbox_depth(&self) -> usize {
+        self.health.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}

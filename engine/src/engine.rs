@@ -1,0 +1,710 @@
+//! The handle an embedding program holds: it opens the data folder, recovers every office, and
+//! routes each call straight to the office actor that owns the pool (no lock shared by two
+//! offices). What spans offices goes through the [`Registry`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use arc_swap::ArcSwap;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::actor::{Call, Clock, OfficeHandle, SystemClock};
+use crate::class::{Energy, PlateClass};
+use crate::config::{validate_office_id, OfficeConfig};
+use crate::outcome::Refusal;
+use crate::pattern::CharSet;
+use crate::pool::{AppView, Check, ClassStats, Draw, Event, HoldView, NewRelease, OfficePool, PRACTICE_SEQ_BASE};
+use crate::record::{AppState, AuditEntry, Claim};
+use crate::registry::{
+    start_office, ApplicationRequest, BlacklistEntry, BlacklistMap, CertificateRow, CreateApplication,
+    ImportReport, OfficeEntry, OfficeMap, PutOffice, Registry, RegistryCall,
+};
+use crate::store::{Durability, Store, StoreError};
+
+/// An application's id: the office and its sequence number there, as `maoming-42` (practice
+/// applications: `maoming-p7`). The office is in the id so a call reaches its actor directly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppId {
+    pub office: String,
+    pub seq: u64,
+}
+
+impl AppId {
+    pub fn is_practice(&self) -> bool {
+        self.seq >= PRACTICE_SEQ_BASE
+    }
+}
+
+impl fmt::Display for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_practice() {
+            write!(f, "{}-p{}", self.office, self.seq - PRACTICE_SEQ_BASE)
+        } else {
+            write!(f, "{}-{}", self.office, self.seq)
+        }
+    }
+}
+
+impl FromStr for AppId {
+    type Err = Refusal;
+    fn from_str(s: &str) -> Result<AppId, Refusal> {
+        let (office, n) = s.rsplit_once('-').ok_or(Refusal::UnknownApplication)?;
+        validate_office_id(office).map_err(|_| Refusal::UnknownApplication)?;
+        let seq = match n.strip_prefix('p') {
+            Some(p) => p
+                .parse::<u64>()
+                .ok()
+                .filter(|&p| p < PRACTICE_SEQ_BASE)
+                .map(|p| p + PRACTICE_SEQ_BASE),
+            None => n.parse::<u64>().ok().filter(|&s| s < PRACTICE_SEQ_BASE),
+        }
+        .ok_or(Refusal::UnknownApplication)?;
+        if n.starts_with('+') || (n.len() > 1 && n.starts_with('0')) {
+            return Err(Refusal::UnknownApplication);
+        }
+        Ok(AppId {
+            office: office.to_string(),
+            seq,
+        })
+    }
+}
+
+impl Serialize for AppId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// How to open an engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// Plate classes besides the built-in `small` and `small_new_energy`.
+    pub extra_classes: Vec<PlateClass>,
+    /// Seeds the offices' RNGs (tests); `None` seeds from the operating system.
+    pub seed: Option<u64>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            durability: Durability::Fsync,
+            extra_classes: Vec::new(),
+            seed: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("office {office} cannot be recovered: {message}")]
+    Recovery { office: String, message: String },
+    #[error("plate class {0}")]
+    Class(String),
+}
+
+/// What recovery found, for logs and `/readyz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryReport {
+    pub offices: usize,
+    pub applications: usize,
+    pub millis: u128,
+}
+
+/// A citizen's or operator's view: who is asking. Citizens see their own applications only (I7).
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    Citizen(&'a str),
+    Operator,
+}
+
+/// The engine handle. Cheap to clone; every clone talks to the same actors.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.inner.store.path())
+            .finish()
+    }
+}
+
+struct Inner {
+    store: Store,
+    catalog: Vec<PlateClass>,
+    offices: OfficeMap,
+    blacklist: BlacklistMap,
+    registry: Addr<Registry>,
+    clock: Arc<dyn Clock>,
+    recovery: RecoveryReport,
+}
+
+/// An office as listed publicly.
+#[derive(Debug, Clone, Serialize)]
+pub struct OfficeSummary {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub classes: Vec<String>,
+}
+
+impl Engine {
+    /// Opens the data folder and recovers every office to exactly its acknowledged state (I9).
+    /// Must run inside an actix system.
+    pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        let started = Instant::now();
+        let mut catalog = PlateClass::builtin();
+        for c in config.extra_classes {
+            c.validate().map_err(EngineError::Class)?;
+            if catalog.iter().any(|k| k.name == c.name) {
+                return Err(EngineError::Class(format!("{} is defined twice", c.name)));
+            }
+            catalog.push(c);
+        }
+        let store = Store::open(&config.data_dir, config.durability)?;
+        let clock = config.clock.clone();
+        let now = clock.now_ms();
+        let mut seeder = match config.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_os_rng(),
+        };
+        let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Event)>();
+        let kv = store.kv("registry")?;
+        let blacklist_entries: Vec<(Vec<u8>, BlacklistEntry)> = kv.scan(b"bl/")?;
+        let blacklist: HashMap<String, BlacklistEntry> = blacklist_entries
+            .into_iter()
+            .map(|(_, e)| (e.user.clone(), e))
+            .collect();
+        let mut registry = Registry {
+            store: store.clone(),
+            kv,
+            catalog: catalog.clone(),
+            offices: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            blacklist: Arc::new(ArcSwap::from_pointee(blacklist)),
+            vins: HashMap::new(),
+            users: HashMap::new(),
+            pending_vins: Default::default(),
+            clock: clock.clone(),
+            rng: StdRng::seed_from_u64(seeder.random()),
+            events: events_tx.clone(),
+            arbiters: Vec::new(),
+        };
+        let mut offices = HashMap::new();
+        let mut applications = 0;
+        let mut lapsed = Vec::new();
+        let mut office_ids = store.office_ids();
+        office_ids.sort();
+        for id in office_ids {
+            let recovery = |message: String| EngineError::Recovery {
+                office: id.clone(),
+                message,
+            };
+            let office_store = store.office(&id)?;
+            let snap = office_store.load()?;
+            let Some(office_config) = snap.config else {
+                return Err(recovery("no configuration stored".into()));
+            };
+            let pool = OfficePool::restore(
+                &id,
+                office_config,
+                catalog.clone(),
+                snap.releases,
+                snap.numbers,
+                snap.apps,
+                now,
+            )
+            .map_err(recovery)?;
+            let blacklist_ms = pool.config().rules.blacklist_days as u64 * 86_400_000;
+            for app in pool.applications() {
+                applications += 1;
+                let app_id = AppId {
+                    office: id.clone(),
+                    seq: app.seq,
+                };
+                registry.index(app_id.clone(), &app.vin, &app.user);
+                if app.state == AppState::Lapsed {
+                    let since = app.closed_at_ms.unwrap_or(now);
+                    if since + blacklist_ms > now {
+                        lapsed.push(BlacklistEntry {
+                            user: app.user.clone(),
+                            since_ms: since,
+                            until_ms: since + blacklist_ms,
+                            office: id.clone(),
+                            application: app_id.to_string(),
+                        });
+                    }
+                }
+            }
+            let entry = start_office(
+                pool,
+                &office_store,
+                StdRng::seed_from_u64(seeder.random()),
+                clock.clone(),
+                events_tx.clone(),
+                &mut registry.arbiters,
+            )
+            .map_err(|e| recovery(e.to_string()))?;
+            offices.insert(id.clone(), entry);
+        }
+        for entry in lapsed {
+            registry
+                .blacklist_user(entry)
+                .map_err(|e| EngineError::Recovery {
+                    office: "registry".into(),
+                    message: e.to_string(),
+                })?;
+        }
+        registry.offices.store(Arc::new(offices));
+        let office_map = registry.offices.clone();
+        let blacklist = registry.blacklist.clone();
+        let office_count = office_map.load().len();
+        let registry = registry.start();
+        let router = registry.clone();
+        actix::spawn(async move {
+            while let Some((office, event)) = events_rx.recv().await {
+                if let Event::Lapsed { app, user, until_ms } = event {
+                    let entry = BlacklistEntry {
+                        user,
+                        since_ms: 0,
+                        until_ms,
+                        application: AppId {
+                            office: office.clone(),
+                            seq: app,
+                        }
+                        .to_string(),
+                        office,
+                    };
+                    let _ = router
+                        .send(RegistryCall(Box::new(move |r: &mut Registry| {
+                            let mut entry = entry;
+                            entry.since_ms = r.clock.now_ms();
+                            if let Err(e) = r.blacklist_user(entry) {
+                                tracing::error!(error = %e, "blacklisting failed");
+                            }
+                        })))
+                        .await;
+                }
+            }
+        });
+        let recovery = RecoveryReport {
+            offices: office_count,
+            applications,
+            millis: started.elapsed().as_millis(),
+        };
+        tracing::info!(?recovery, "engine recovered");
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store,
+                catalog,
+                offices: office_map,
+                blacklist,
+                registry,
+                clock,
+                recovery,
+            }),
+        })
+    }
+
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    pub fn catalog(&self) -> &[PlateClass] {
+        &self.inner.catalog
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Makes everything written so far durable (shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.store.sync()
+    }
+
+    fn office_entry(&self, office: &str) -> Result<OfficeEntry, Refusal> {
+        self.inner
+            .offices
+            .load()
+            .get(office)
+            .cloned()
+            .ok_or(Refusal::UnknownOffice)
+    }
+
+    fn office(&self, office: &str) -> Result<OfficeHandle, Refusal> {
+        self.office_entry(office).map(|e| e.handle)
+    }
+
+    async fn registry<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> R + Send + 'static,
+    ) -> Result<R, Refusal> {
+        self.inner
+            .registry
+            .send(RegistryCall(Box::new(f)))
+            .await
+            .map_err(|_| Refusal::Unavailable("registry is not running".into()))
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Offices
+
+    pub fn offices(&self) -> Vec<OfficeSummary> {
+        let mut out: Vec<OfficeSummary> = self
+            .inner
+            .offices
+            .load()
+            .iter()
+            .map(|(id, e)| OfficeSummary {
+                id: id.clone(),
+                name: e.config.name.clone(),
+                prefix: e.config.prefix.clone(),
+                classes: e.config.classes.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    pub fn office_config(&self, office: &str) -> Result<Arc<OfficeConfig>, Refusal> {
+        self.office_entry(office).map(|e| e.config)
+    }
+
+    /// Mailbox depth per office (metrics).
+    pub fn mailbox_depths(&self) -> Vec<(String, usize)> {
+        self.inner
+            .offices
+            .load()
+            .iter()
+            .map(|(id, e)| (id.clone(), e.handle.mailbox_depth()))
+            .collect()
+    }
+
+    /// Creates or reconfigures an office (R5.1). Returns true when it was created.
+    pub async fn put_office(&self, office: &str, config: OfficeConfig, who: &str) -> Result<bool, Refusal> {
+        validate_office_id(office).map_err(|message| Refusal::InvalidConfig {
+            field: "office".into(),
+            message,
+        })?;
+        let id = office.to_string();
+        let who_owned = who.to_string();
+        let put = self
+            .registry(move |r| r.put_office(&id, config, &who_owned))
+            .await??;
+        match put {
+            PutOffice::Created => Ok(true),
+            PutOffice::Existing(entry, config) => {
+                let applied = config.clone();
+                let who = who.to_string();
+                entry
+                    .handle
+                    .call(Call::write(move |pool, now, _| pool.configure(applied, &who, now)))
+                    .await?;
+                let id = office.to_string();
+                self.registry(move |r| r.set_office_config(&id, config)).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    pub async fn add_release(&self, office: &str, release: NewRelease, who: &str) -> Result<(u32, u64), Refusal> {
+        let who = who.to_string();
+        self.office(office)?
+            .call(Call::write(move |pool, now, _| pool.add_release(release, &who, now)))
+            .await
+    }
+
+    pub async fn withdraw_release(&self, office: &str, release: u32, who: &str) -> Result<u64, Refusal> {
+        let who = who.to_string();
+        self.office(office)?
+            .call(Call::write(move |pool, now, _| pool.withdraw_release(release, &who, now)))
+            .await
+    }
+
+    pub async fn withdraw_number(&self, office: &str, serial: &str, who: &str) -> Result<String, Refusal> {
+        let (who, serial) = (who.to_string(), serial.to_string());
+        self.office(office)?
+            .call(Call::write(move |pool, now, _| {
+                pool.withdraw_number(&serial, &who, now).map(|s| s.to_string())
+            }))
+            .await
+    }
+
+    /// Registration at the office (R4.10).
+    pub async fn register(&self, office: &str, serial: &str, who: &str) -> Result<AppId, Refusal> {
+        let (who, serial) = (who.to_string(), serial.to_string());
+        let seq = self
+            .office(office)?
+            .call(Call::write(move |pool, now, _| pool.register(&serial, &who, now)))
+            .await?;
+        Ok(AppId {
+            office: office.to_string(),
+            seq,
+        })
+    }
+
+    /// Voids a live pre-selection at the owner's request (R4.11).
+    pub async fn void(&self, office: &str, serial: &str, reason: &str, who: &str) -> Result<AppId, Refusal> {
+        let (who, serial, reason) = (who.to_string(), serial.to_string(), reason.to_string());
+        let seq = self
+            .office(office)?
+            .call(Call::write(move |pool, now, _| pool.void(&serial, &reason, &who, now)))
+            .await?;
+        Ok(AppId {
+            office: office.to_string(),
+            seq,
+        })
+    }
+
+    pub async fn stats(&self, office: &str) -> Result<Vec<ClassStats>, Refusal> {
+        self.office(office)?
+            .call(Call::read(|pool, _| Ok(pool.stats())))
+            .await
+    }
+
+    /// Audit entries of an office with ids above `after`, oldest first.
+    pub fn audit(&self, office: &str, after: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>, Refusal> {
+        self.office(office)?;
+        self.inner
+            .store
+            .office(office)
+            .and_then(|s| s.audit(after, limit))
+            .map_err(|e| Refusal::Unavailable(e.to_string()))
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Certificates, applications, blacklist
+
+    pub async fn import_certificates(&self, rows: Vec<CertificateRow>) -> Result<ImportReport, Refusal> {
+        self.registry(move |r| r.import_certificates(rows)).await?
+    }
+
+    /// Runs every check of R4.2 without creating anything (before the SMS code is checked).
+    pub async fn check_application(&self, req: ApplicationRequest) -> Result<(), Refusal> {
+        self.inner
+            .registry
+            .send(CreateApplication { req, dry_run: true })
+            .await
+            .map_err(|_| Refusal::Unavailable("registry is not running".into()))?
+            .map(|_| ())
+    }
+
+    /// Opens an application (R4.2), checking everything again.
+    pub async fn create_application(&self, req: ApplicationRequest) -> Result<AppId, Refusal> {
+        self.inner
+            .registry
+            .send(CreateApplication { req, dry_run: false })
+            .await
+            .map_err(|_| Refusal::Unavailable("registry is not running".into()))?
+            .and_then(|id| id.ok_or_else(|| Refusal::Unavailable("no application created".into())))
+    }
+
+    /// Opens a practice application (R4.13).
+    pub async fn create_practice(&self, office: &str, user: &str, class: &str, energy: Energy) -> Result<AppId, Refusal> {
+        let (user, class) = (user.to_string(), class.to_string());
+        let seq = self
+            .office(office)?
+            .call(Call::write(move |pool, now, _| pool.create_practice(&user, &class, energy, now)))
+            .await?;
+        Ok(AppId {
+            office: office.to_string(),
+            seq,
+        })
+    }
+
+    /// The blacklist lift date of a user, if blacklisted now (I6).
+    pub fn blacklisted_until(&self, user: &str) -> Option<u64> {
+        let now = self.now_ms();
+        self.inner
+            .blacklist
+            .load()
+            .get(user)
+            .map(|e| e.until_ms)
+            .filter(|&u| u > now)
+    }
+
+    pub fn blacklist(&self) -> Vec<BlacklistEntry> {
+        let now = self.now_ms();
+        let mut v: Vec<BlacklistEntry> = self
+            .inner
+            .blacklist
+            .load()
+            .values()
+            .filter(|e| e.until_ms > now)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.user.cmp(&b.user));
+        v
+    }
+
+    pub async fn lift_blacklist(&self, user: &str, who: &str, reason: &str) -> Result<(), Refusal> {
+        let (user, who, reason) = (user.to_string(), who.to_string(), reason.to_string());
+        self.registry(move |r| r.lift_blacklist(&user, &who, &reason)).await?
+    }
+
+    pub async fn registry_audit(&self) -> Result<Vec<AuditEntry>, Refusal> {
+        self.registry(|r| r.audit()).await?
+    }
+
+    /// Applications of a user, every office.
+    pub async fn user_applications(&self, user: &str) -> Result<Vec<(AppId, AppView)>, Refusal> {
+        let user_owned = user.to_string();
+        let ids = self.registry(move |r| r.user_applications(&user_owned)).await?;
+        self.views(ids).await
+    }
+
+    /// Applications of a VIN, every office.
+    pub async fn vin_applications(&self, vin: &str) -> Result<Vec<(AppId, AppView)>, Refusal> {
+        let vin = vin.trim().to_ascii_uppercase();
+        let ids = self.registry(move |r| r.vin_applications(&vin)).await?;
+        self.views(ids).await
+    }
+
+    /// The application holding, having claimed or been issued a number in an office.
+    pub async fn serial_application(&self, office: &str, serial: &str) -> Result<Option<(AppId, AppView)>, Refusal> {
+        let serial = serial.to_string();
+        let found = self
+            .office(office)?
+            .call(Call::read(move |pool, now| {
+                Ok(pool
+                    .owner_of(&serial)
+                    .and_then(|seq| pool.application(seq, now).map(|v| (seq, v))))
+            }))
+            .await?;
+        Ok(found.map(|(seq, v)| {
+            (
+                AppId {
+                    office: office.to_string(),
+                    seq,
+                },
+                v,
+            )
+        }))
+    }
+
+    async fn views(&self, ids: Vec<AppId>) -> Result<Vec<(AppId, AppView)>, Refusal> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Ok(view) = self.application(&id, Caller::Operator).await {
+                out.push((id, view));
+            }
+        }
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Selection (the hot path: straight to the office actor)
+
+    fn selecting(&self, caller: Caller<'_>) -> Result<(), Refusal> {
+        if let Caller::Citizen(user) = caller {
+            if let Some(until_ms) = self.blacklisted_until(user) {
+                return Err(Refusal::Blacklisted { until_ms });
+            }
+        }
+        Ok(())
+    }
+
+    async fn app_call<R: Send + 'static>(
+        &self,
+        id: &AppId,
+        caller: Caller<'_>,
+        write: bool,
+        f: impl FnOnce(&mut OfficePool, u64, &mut StdRng) -> Result<R, Refusal> + Send + 'static,
+    ) -> Result<R, Refusal> {
+        let seq = id.seq;
+        let user = match caller {
+            Caller::Citizen(u) => Some(u.to_string()),
+            Caller::Operator => None,
+        };
+        let guarded = move |pool: &mut OfficePool, now: u64, rng: &mut StdRng| {
+            if let Some(u) = user {
+                if pool.application_user(seq) != Some(u.as_str()) {
+                    return Err(Refusal::UnknownApplication);
+                }
+            } else if pool.application_user(seq).is_none() {
+                return Err(Refusal::UnknownApplication);
+            }
+            f(pool, now, rng)
+        };
+        let call = if write {
+            Call::write(guarded)
+        } else {
+            Call::write_free(guarded)
+        };
+        self.office(&id.office)
+            .map_err(|_| Refusal::UnknownApplication)?
+            .call(call)
+            .await
+    }
+
+    pub async fn application(&self, id: &AppId, caller: Caller<'_>) -> Result<AppView, Refusal> {
+        let seq = id.seq;
+        self.app_call(id, caller, false, move |pool, now, _| {
+            pool.application(seq, now).ok_or(Refusal::UnknownApplication)
+        })
+        .await
+    }
+
+    /// Identity verified by SMS (R4.4); returns until when selection calls are accepted.
+    pub async fn verify_identity(&self, id: &AppId, caller: Caller<'_>) -> Result<u64, Refusal> {
+        self.selecting(caller)?;
+        let seq = id.seq;
+        self.app_call(id, caller, true, move |pool, now, _| pool.verify_identity(seq, now))
+            .await
+    }
+
+    pub async fn draw(&self, id: &AppId, caller: Caller<'_>, exclude_four: bool) -> Result<Draw, Refusal> {
+        self.selecting(caller)?;
+        let seq = id.seq;
+        self.app_call(id, caller, true, move |pool, now, rng| pool.draw(seq, exclude_four, now, rng))
+            .await
+    }
+
+    pub async fn custom_check(&self, id: &AppId, caller: Caller<'_>, plates: Vec<String>) -> Result<Check, Refusal> {
+        self.selecting(caller)?;
+        let seq = id.seq;
+        self.app_call(id, caller, true, move |pool, now, rng| pool.custom_check(seq, &plates, now, rng))
+            .await
+    }
+
+    pub async fn pick_candidate(&self, id: &AppId, caller: Caller<'_>, serial: &str) -> Result<HoldView, Refusal> {
+        self.selecting(caller)?;
+        let (seq, serial) = (id.seq, serial.to_string());
+        self.app_call(id, caller, true, move |pool, now, _| pool.pick_candidate(seq, &serial, now))
+            .await
+    }
+
+    pub async fn claim(&self, id: &AppId, caller: Caller<'_>, serial: &str) -> Result<Claim, Refusal> {
+        self.selecting(caller)?;
+        let (seq, serial) = (id.seq, serial.to_string());
+        self.app_call(id, caller, true, move |pool, now, rng| pool.claim_candidate(seq, &serial, now, rng))
+            .await
+    }
+
+    /// The keyboard (R4.5, I8); never waits for a flush.
+    pub async fn keyboard(&self, id: &AppId, caller: Caller<'_>, entered: Vec<Option<u8>>) -> Result<Vec<CharSet>, Refusal> {
+        let seq = id.seq;
+        self.app_call(id, caller, false, move |pool, _, _| pool.keyboard(seq, &entered))
+            .await
+    }
+}

@@ -1,0 +1,483 @@
+//! Persistence: the only module that knows sled.
+//!
+//! One sled database in the data folder; one tree per office (`office/<id>`) and one for what
+//! spans offices (`registry`). Keys inside an office tree:
+//!
+//! | key | value |
+//! |---|---|
+//! | `c` | the office configuration |
+//! | `r` + release id (u32 BE) | the release specification |
+//! | `a` + application seq (u64 BE) | the application's durable state |
+//! | `n` + class + `/` + code (u32 BE) | a number whose state differs from its release's |
+//! | `l` + id (u64 BE) | an audit entry, ids ascending in commit order |
+//!
+//! **Durability.** sled 0.34's `flush()` ends in `sync_file_range`, which does not flush the
+//! device's write cache. Every commit here therefore calls `flush()` and then `fdatasync` on the
+//! database file ([`Durability::Fsync`], the default): when a commit returns, the records survive a
+//! process crash and a power loss. [`Durability::Flush`] skips the fdatasync (survives a process
+//! crash, not a power loss); [`Durability::None`] relies on sled's background flush (tests only).
+//!
+//! **Group commit.** Each office has a writer thread fed by a crossbeam channel. It takes every
+//! commit waiting, writes them as one sled batch, flushes once, then answers them all.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::config::OfficeConfig;
+use crate::plate::Serial;
+use crate::record::{AppRecord, AuditEntry, NumberState, Record, ReleaseRecord};
+
+/// Most commits one group commit takes; the rest wait for the next one.
+pub const GROUP_COMMIT_MAX: usize = 4_096;
+/// Capacity of a writer's queue: past it, callers wait (the actor's mailbox bounds it first).
+pub const WRITER_QUEUE_CAPACITY: usize = 65_536;
+
+const OFFICE_TREE_PREFIX: &str = "office/";
+const REGISTRY_TREE: &str = "registry";
+
+/// What "durable" means for a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// sled flush, then fdatasync of the database file: survives process crash and power loss.
+    #[default]
+    Fsync,
+    /// sled flush only: survives a process crash.
+    Flush,
+    /// No flush per commit (sled flushes every 500 ms): for tests and benchmarks of the logic.
+    None,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Sled(String),
+    #[error("storage: cannot sync the database file: {0}")]
+    Sync(String),
+    #[error("stored record {key} cannot be read: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("storage writer stopped")]
+    WriterStopped,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e.to_string())
+    }
+}
+
+/// The data folder.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+    durability: Durability,
+    sync_file: Arc<File>,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(format!("{}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()?;
+        let file_path = dir.join("db");
+        let sync_file = File::open(&file_path)
+            .map_err(|e| StoreError::Sync(format!("{}: {e}", file_path.display())))?;
+        let store = Store {
+            db,
+            path: dir.to_path_buf(),
+            durability,
+            sync_file: Arc::new(sync_file),
+        };
+        store.sync()?;
+        if let Ok(d) = File::open(dir) {
+            // The folder entry of a newly created database file must be durable too.
+            let _ = d.sync_all();
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Makes everything written so far durable, as [`Durability`] says.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        match self.durability {
+            Durability::None => Ok(()),
+            Durability::Flush => self.db.flush().map(|_| ()).map_err(Into::into),
+            Durability::Fsync => {
+                self.db.flush()?;
+                self.sync_file
+                    .sync_data()
+                    .map_err(|e| StoreError::Sync(e.to_string()))
+            }
+        }
+    }
+
+    /// Ids of every office in the store.
+    pub fn office_ids(&self) -> Vec<String> {
+        self.db
+            .tree_names()
+            .into_iter()
+            .filter_map(|n| {
+                std::str::from_utf8(&n)
+                    .ok()
+                    .and_then(|s| s.strip_prefix(OFFICE_TREE_PREFIX))
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    pub fn office(&self, id: &str) -> Result<OfficeStore, StoreError> {
+        let tree = self.db.open_tree(format!("{OFFICE_TREE_PREFIX}{id}"))?;
+        Ok(OfficeStore {
+            store: self.clone(),
+            tree,
+        })
+    }
+
+    /// The tree for what spans offices (certificates, blacklist) and for the gateway's own
+    /// durable state (SMS codes and outbox, idempotency keys).
+    pub fn kv(&self, name: &str) -> Result<Kv, StoreError> {
+        let tree = if name == "registry" {
+            self.db.open_tree(REGISTRY_TREE)?
+        } else {
+            self.db.open_tree(format!("kv/{name}"))?
+        };
+        Ok(Kv {
+            store: self.clone(),
+            tree,
+        })
+    }
+
+    /// A unique id, ascending across restarts.
+    pub fn generate_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Everything stored of one office, as read back at recovery.
+#[derive(Debug, Default)]
+pub struct OfficeSnapshot {
+    pub config: Option<OfficeConfig>,
+    pub releases: Vec<ReleaseRecord>,
+    pub numbers: Vec<(String, Serial, NumberState)>,
+    pub apps: Vec<AppRecord>,
+}
+
+/// One office's tree.
+#[derive(Clone, Debug)]
+pub struct OfficeStore {
+    store: Store,
+    tree: sled::Tree,
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Records are plain data (strings, numbers, enums): serialising them cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn number_key(class: &str, serial: Serial) -> Vec<u8> {
+    let mut key = Vec::with_capacity(class.len() + 6);
+    key.push(b'n');
+    key.extend_from_slice(class.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(&serial.code().to_be_bytes());
+    key
+}
+
+impl OfficeStore {
+    /// Reads back everything the office has acknowledged.
+    pub fn load(&self) -> Result<OfficeSnapshot, StoreError> {
+        let mut snap = OfficeSnapshot::default();
+        if let Some(v) = self.tree.get(b"c")? {
+            snap.config = Some(decode(b"c", &v)?);
+        }
+        for item in self.tree.scan_prefix(b"r") {
+            let (k, v) = item?;
+            snap.releases.push(decode(&k, &v)?);
+        }
+        for item in self.tree.scan_prefix(b"a") {
+            let (k, v) = item?;
+            snap.apps.push(decode(&k, &v)?);
+        }
+        for item in self.tree.scan_prefix(b"n") {
+            let (k, v) = item?;
+            let corrupt = || StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                message: "malformed number key".into(),
+            };
+            let slash = k.iter().rposition(|&b| b == b'/').ok_or_else(corrupt)?;
+            let class = std::str::from_utf8(&k[1..slash]).map_err(|_| corrupt())?;
+            let code_bytes: [u8; 4] = k[slash + 1..].try_into().map_err(|_| corrupt())?;
+            let code = u32::from_be_bytes(code_bytes);
+            let state: (usize, NumberState) = decode(&k, &v)?;
+            let len = state.0;
+            if !(1..=crate::plate::SERIAL_LEN_MAX).contains(&len) {
+                return Err(corrupt());
+            }
+            snap.numbers
+                .push((class.to_string(), Serial::from_code(code, len), state.1));
+        }
+        Ok(snap)
+    }
+
+    /// Audit entries with ids above `after`, oldest first, at most `limit`.
+    pub fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>, StoreError> {
+        let mut start = vec![b'l'];
+        start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.tree.range(start..vec![b'm']) {
+            let (k, v) = item?;
+            let id_bytes: [u8; 8] = k[1..].try_into().map_err(|_| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                message: "malformed audit key".into(),
+            })?;
+            out.push((u64::from_be_bytes(id_bytes), decode(&k, &v)?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes records as one atomic batch, without waiting for durability.
+    fn write(&self, records: &[Record]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for r in records {
+            match r {
+                Record::Config(c) => batch.insert(b"c".to_vec(), encode(c)),
+                Record::Release(rel) => {
+                    let mut key = vec![b'r'];
+                    key.extend_from_slice(&rel.id.to_be_bytes());
+                    batch.insert(key, encode(rel));
+                }
+                Record::App(app) => {
+                    let mut key = vec![b'a'];
+                    key.extend_from_slice(&app.seq.to_be_bytes());
+                    batch.insert(key, encode(app));
+                }
+                Record::Number {
+                    class,
+                    serial,
+                    state,
+                } => {
+                    let key = number_key(class, *serial);
+                    match state {
+                        Some(s) => batch.insert(key, encode(&(serial.len(), s))),
+                        None => batch.remove(key),
+                    }
+                }
+                Record::Audit(entry) => {
+                    let mut key = vec![b'l'];
+                    key.extend_from_slice(&self.store.generate_id()?.to_be_bytes());
+                    batch.insert(key, encode(entry));
+                }
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Writes and makes durable at once (recovery, office creation).
+    pub fn commit_now(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.write(records)?;
+        self.store.sync()
+    }
+
+    /// Starts this office's writer thread.
+    pub fn start_writer(&self, name: &str) -> Result<Writer, StoreError> {
+        let (tx, rx) = crossbeam_channel::bounded::<Commit>(WRITER_QUEUE_CAPACITY);
+        let this = self.clone();
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = stats.clone();
+        thread::Builder::new()
+            .name(format!("pp-writer-{name}"))
+            .spawn(move || this.writer_loop(rx, &thread_stats))
+            .map_err(|e| StoreError::Sled(format!("cannot start writer thread: {e}")))?;
+        Ok(Writer { tx, stats })
+    }
+
+    fn writer_loop(&self, rx: Receiver<Commit>, stats: &WriterStats) {
+        let mut group: Vec<Commit> = Vec::new();
+        let mut records: Vec<Record> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            group.push(first);
+            while group.len() < GROUP_COMMIT_MAX {
+                match rx.try_recv() {
+                    Ok(c) => group.push(c),
+                    Err(_) => break,
+                }
+            }
+            records.clear();
+            for c in &mut group {
+                records.append(&mut c.records);
+            }
+            let result = self.write(&records).and_then(|()| self.store.sync());
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+            if result.is_err() {
+                stats.failed.store(true, Ordering::Relaxed);
+            }
+            for c in group.drain(..) {
+                if let Some(done) = c.done {
+                    let _ = done.send(result.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Records to make durable, and who to tell when they are.
+#[derive(Debug)]
+pub struct Commit {
+    pub records: Vec<Record>,
+    pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+/// Counters of a writer, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Group commits made (each one sled batch and one flush).
+    pub commits: AtomicU64,
+    pub records: AtomicU64,
+    /// A write or sync failed: memory may be ahead of the disk.
+    pub failed: AtomicBool,
+}
+
+/// The sending side of an office's writer thread.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tx: Sender<Commit>,
+    pub stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    /// Queues records; the receiver answers once they are durable (or could not be written).
+    pub fn commit(&self, records: Vec<Record>) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, rx) = oneshot::channel();
+        let commit = Commit {
+            records,
+            done: Some(done),
+        };
+        if let Err(e) = self.tx.send(commit) {
+            if let Some(done) = e.into_inner().done {
+                let _ = done.send(Err(StoreError::WriterStopped));
+            }
+        }
+        rx
+    }
+}
+
+/// A plain durable key-value tree.
+#[derive(Clone, Debug)]
+pub struct Kv {
+    store: Store,
+    tree: sled::Tree,
+}
+
+impl Kv {
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.tree.get(key)? {
+            Some(v) => Ok(Some(decode(key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Values under a key prefix, in key order.
+    pub fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix) {
+            let (k, v) = item?;
+            out.push((k.to_vec(), decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Values under a key prefix, from `start` (inclusive), at most `limit`.
+    pub fn scan_from<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.range(start.to_vec()..) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), decode(&k, &v)?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies puts (`Some`) and removes (`None`) atomically and makes them durable.
+    pub fn commit<T: Serialize>(&self, changes: &[(Vec<u8>, Option<T>)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in changes {
+            match v {
+                Some(v) => batch.insert(k.clone(), encode(v)),
+                None => batch.remove(k.clone()),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        self.store.sync()
+    }
+
+    /// Writes raw bytes (already encoded) atomically and durably.
+    pub fn commit_raw(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in changes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        self.store.sync()
+    }
+
+    pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+        encode(value)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
