@@ -473,6 +473,63 @@ impl Kv {
         encode(value)
     }
 
+    /// Atomically replaces the value at `key` with `f(current)` (`None` removes it), makes it
+    /// durable, and returns the new value. `f` may run more than once under contention.
+    pub fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &[u8],
+        mut f: impl FnMut(Option<T>) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut decode_error = None;
+        let new = self.tree.update_and_fetch(key, |old| {
+            let current = match old.map(|v| serde_json::from_slice::<T>(v)) {
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    decode_error = Some(e.to_string());
+                    None
+                }
+                None => None,
+            };
+            f(current).map(|v| encode(&v))
+        })?;
+        if let Some(message) = decode_error {
+            return Err(StoreError::Corrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                message,
+            });
+        }
+        self.store.sync()?;
+        match new {
+            Some(v) => Ok(Some(decode(key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores `value` at `key` only if nothing is there; true when stored. Not made durable.
+    pub fn insert_if_absent<T: Serialize>(&self, key: &[u8], value: &T) -> Result<bool, StoreError> {
+        Ok(self
+            .tree
+            .compare_and_swap(key, None as Option<&[u8]>, Some(encode(value)))?
+            .is_ok())
+    }
+
+    /// Stores `value` at `key` and makes it durable.
+    pub fn put<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+        self.tree.insert(key, encode(value))?;
+        self.store.sync()
+    }
+
+    /// Removes `key` (durably).
+    pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.tree.remove(key)?;
+        self.store.sync()
+    }
+
+    /// A fresh id, ascending across restarts.
+    pub fn generate_id(&self) -> Result<u64, StoreError> {
+        self.store.generate_id()
+    }
+
     pub fn len(&self) -> usize {
         self.tree.len()
     }

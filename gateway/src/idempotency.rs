@@ -1,0 +1,137 @@
+//! `Idempotency-Key` on state-changing citizen calls: a retry with the same key gets the first
+//! answer, and nothing is debited twice.
+//!
+//! The first request with a key claims it atomically in sled (compare-and-swap of a *pending*
+//! marker), runs, and stores its answer durably. A retry while the first is still running gets
+//! 409 `conflict`; after it, the stored answer. Answers that changed nothing and invite a retry
+//! (429, 5xx) are not kept, so the retry runs for real. A pending marker older than
+//! [`PENDING_STALE_MS`] (a crash mid-request) no longer blocks the key.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpRequest;
+use platepool_engine::store::{Kv, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Longest key accepted.
+pub const KEY_LEN_MAX: usize = 128;
+/// A pending marker this old is taken to be left by a crash.
+pub const PENDING_STALE_MS: u64 = 60_000;
+pub const HEADER: &str = "Idempotency-Key";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Entry {
+    Pending { since_ms: u64 },
+    Done { status: u16, body: Value },
+}
+
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    kv: Kv,
+}
+
+/// The key of a request, if it carries one: validated, and scoped to the user and route.
+pub fn request_key(req: &HttpRequest, user: &str) -> ApiResult<Option<String>> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= KEY_LEN_MAX && k.chars().all(|c| c.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{HEADER} must be 1 to {KEY_LEN_MAX} printable ASCII characters"
+            ))
+            .field(HEADER)
+        })?;
+    Ok(Some(format!("{user}\n{}\n{}\n{key}", req.method(), req.path())))
+}
+
+impl Idempotency {
+    pub fn new(store: &Store) -> Result<Idempotency, String> {
+        Ok(Idempotency {
+            kv: store.kv("idempotency").map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// Runs `work` once per key; without a key, simply runs it.
+    pub async fn run<F>(&self, key: Option<String>, now_ms: u64, work: F) -> ApiResult<(StatusCode, Value)>
+    where
+        F: std::future::Future<Output = ApiResult<(StatusCode, Value)>>,
+    {
+        let Some(key) = key else {
+            return work.await;
+        };
+        let k = key.as_bytes();
+        let storage = |e: platepool_engine::store::StoreError| ApiError::unavailable(e.to_string());
+        let claimed = self
+            .kv
+            .insert_if_absent(k, &Entry::Pending { since_ms: now_ms })
+            .map_err(storage)?;
+        if !claimed {
+            match self.kv.get::<Entry>(k).map_err(storage)? {
+                Some(Entry::Done { status, body }) => {
+                    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                    return if status.is_success() {
+                        Ok((status, body))
+                    } else {
+                        Err(replayed_error(status, body))
+                    };
+                }
+                Some(Entry::Pending { since_ms }) if since_ms + PENDING_STALE_MS > now_ms => {
+                    return Err(ApiError::conflict(
+                        "a request with this Idempotency-Key is still being handled",
+                    ));
+                }
+                _ => {
+                    self.kv
+                        .put(k, &Entry::Pending { since_ms: now_ms })
+                        .map_err(storage)?;
+                }
+            }
+        }
+        let result = work.await;
+        let keep = match &result {
+            Ok((status, body)) => Some((status.as_u16(), body.clone())),
+            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS || e.status.is_server_error() => None,
+            Err(e) => Some((e.status.as_u16(), e.body())),
+        };
+        let stored = match keep {
+            Some((status, body)) => self.kv.put(k, &Entry::Done { status, body }),
+            None => self.kv.remove(k),
+        };
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "idempotency answer not stored");
+        }
+        result
+    }
+}
+
+/// Rebuilds a stored error answer.
+fn replayed_error(status: StatusCode, body: Value) -> ApiError {
+    let err = body.get("error").cloned().unwrap_or(Value::Null);
+    let code = err.get("code").and_then(Value::as_str).unwrap_or("conflict");
+    let message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("replayed answer")
+        .to_string();
+    let code: &'static str = crate::error::static_code(code);
+    let mut e = ApiError::new(status, code, message);
+    if let Value::Object(map) = err {
+        for (k, v) in map {
+            match k.as_str() {
+                "code" | "message" => {}
+                "field" => e.field = v.as_str().map(str::to_string),
+                _ => {
+                    e.extra.insert(k, v);
+                }
+            }
+        }
+    }
+    e
+}

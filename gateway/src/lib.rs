@@ -1,0 +1,155 @@
+//! platepool gateway: the HTTP/JSON contract of `shared/API.md` over the engine.
+//!
+//! Embedded: `App::new().service(gateway.scope(""))` adds the whole API to someone else's
+//! actix-web app (any mount path; nothing global, so two gateways can live in one process).
+//! Standalone: the `platepool` binary (`platepool serve`).
+//!
+//! Handlers are thin: parse, authenticate, rate-limit, call the engine, map the outcome. Every
+//! engine outcome becomes an HTTP answer in one place ([`error`]).
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod sms;
+pub mod voucher;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::Service as _;
+use actix_web::{web, HttpResponse, Scope};
+use futures_util::FutureExt as _;
+use platepool_engine::Engine;
+
+pub use config::GatewayConfig;
+pub use error::{ApiError, ApiResult};
+
+/// Every route of the API: (method, path pattern). Metrics and the OpenAPI document use it; a
+/// test checks that each is served.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/offices"),
+    ("GET", "/v1/offices/{office}"),
+    ("GET", "/v1/offices/{office}/notice"),
+    ("GET", "/v1/offices/{office}/pool"),
+    ("POST", "/v1/vin/check"),
+    ("GET", "/v1/me"),
+    ("POST", "/v1/sms"),
+    ("POST", "/v1/applications"),
+    ("GET", "/v1/applications/{id}"),
+    ("POST", "/v1/applications/{id}/identity"),
+    ("GET", "/v1/applications/{id}/keyboard"),
+    ("POST", "/v1/applications/{id}/custom"),
+    ("POST", "/v1/applications/{id}/draws"),
+    ("POST", "/v1/applications/{id}/candidates"),
+    ("POST", "/v1/applications/{id}/claim"),
+    ("GET", "/v1/applications/{id}/voucher"),
+    ("POST", "/v1/practice"),
+    ("PUT", "/v1/admin/offices/{office}"),
+    ("POST", "/v1/admin/offices/{office}/releases"),
+    ("DELETE", "/v1/admin/offices/{office}/releases/{id}"),
+    ("DELETE", "/v1/admin/offices/{office}/plates/{serial}"),
+    ("POST", "/v1/admin/certificates"),
+    ("POST", "/v1/admin/registrations"),
+    ("POST", "/v1/admin/offices/{office}/claims/{serial}/void"),
+    ("GET", "/v1/admin/applications"),
+    ("GET", "/v1/admin/offices/{office}/stats"),
+    ("GET", "/v1/admin/blacklist"),
+    ("DELETE", "/v1/admin/blacklist/{user}"),
+    ("GET", "/v1/admin/audit"),
+    ("POST", "/v1/admin/tokens"),
+    ("GET", "/v1/admin/sms/outbox"),
+];
+
+/// Everything a handler needs, shared by every worker. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    pub engine: Engine,
+    pub config: Arc<GatewayConfig>,
+    pub sms: Arc<sms::SmsService>,
+    pub limits: Arc<limits::RateLimits>,
+    pub idempotency: idempotency::Idempotency,
+    pub metrics: Arc<metrics::Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Gateway {
+    /// A gateway over an opened engine. The engine has recovered every office when `open`
+    /// returned, so the gateway is ready at once.
+    pub fn new(engine: Engine, config: GatewayConfig) -> Result<Gateway, String> {
+        config.validate()?;
+        let store = engine.store().clone();
+        let sms = match &config.sms_webhook {
+            Some(url) => sms::SmsService::with_sender(&store, Arc::new(sms::WebhookSender::new(url)))?,
+            None => sms::SmsService::with_outbox(&store)?,
+        };
+        Ok(Gateway {
+            limits: Arc::new(limits::RateLimits::new(&config)),
+            idempotency: idempotency::Idempotency::new(&store)?,
+            metrics: Arc::new(metrics::Metrics::new(ROUTES)),
+            sms: Arc::new(sms),
+            config: Arc::new(config),
+            engine,
+            ready: Arc::new(AtomicBool::new(true)),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Marks the gateway as stopping: `/readyz` answers 503 so balancers drain it.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The whole API as a scope mounted at `path` ("" for the root).
+    pub fn scope(&self, path: &str) -> Scope<
+        impl actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    > {
+        let metrics = self.metrics.clone();
+        let prefix = path.trim_end_matches('/').to_string();
+        web::scope(path)
+            .app_data(web::Data::new(self.clone()))
+            .wrap_fn(move |req, srv| {
+                let started = Instant::now();
+                let method = req.method().as_str().to_string();
+                let pattern = req
+                    .match_pattern()
+                    .map(|p| p.strip_prefix(&prefix).unwrap_or(&p).to_string());
+                let metrics = metrics.clone();
+                srv.call(req).map(move |res| {
+                    if let Ok(r) = &res {
+                        metrics.observe(&method, pattern.as_deref(), r.status().as_u16(), started.elapsed());
+                    }
+                    res
+                })
+            })
+            .configure(routes::public::configure)
+            .configure(routes::citizen::configure)
+            .configure(routes::operator::configure)
+    }
+}
+
+/// The answer for a path no route serves (the standalone app's default service).
+pub async fn not_found() -> HttpResponse {
+    use actix_web::ResponseError as _;
+    ApiError::not_found("no such resource").error_response()
+}

@@ -1,0 +1,162 @@
+//! Prometheus metrics: requests and latency per route, per-office pool counts, holds, claims and
+//! mailbox depth. Counters are atomics in a table fixed at start-up (one row per route), so
+//! recording a request takes no lock.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use platepool_engine::Engine;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+pub const LATENCY_BUCKETS_S: [f64; 12] = [
+    0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Debug, Default)]
+struct RouteMetrics {
+    by_status: [AtomicU64; 5],
+    buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+/// Request metrics for a fixed set of routes.
+#[derive(Debug)]
+pub struct Metrics {
+    routes: Vec<(&'static str, &'static str)>,
+    rows: Vec<RouteMetrics>,
+    other: RouteMetrics,
+}
+
+impl Metrics {
+    /// `routes`: (method, path pattern) of every route the gateway serves.
+    pub fn new(routes: &[(&'static str, &'static str)]) -> Metrics {
+        Metrics {
+            routes: routes.to_vec(),
+            rows: routes.iter().map(|_| RouteMetrics::default()).collect(),
+            other: RouteMetrics::default(),
+        }
+    }
+
+    /// Records one answered request. `pattern` is the matched route pattern relative to the
+    /// gateway's mount point (`None`: no route matched).
+    pub fn observe(&self, method: &str, pattern: Option<&str>, status: u16, elapsed: Duration) {
+        let row = pattern
+            .and_then(|p| self.routes.iter().position(|(m, r)| *m == method && *r == p))
+            .map(|i| &self.rows[i])
+            .unwrap_or(&self.other);
+        let class = ((status / 100) as usize).clamp(1, 5) - 1;
+        row.by_status[class].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        for (b, bound) in row.buckets.iter().zip(LATENCY_BUCKETS_S) {
+            if secs <= bound {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        row.count.fetch_add(1, Ordering::Relaxed);
+        row.sum_us
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition, with the engine's per-office figures.
+    pub async fn render(&self, engine: &Engine) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        let _ = writeln!(out, "# HELP platepool_http_requests_total HTTP requests answered, by route and status class.");
+        let _ = writeln!(out, "# TYPE platepool_http_requests_total counter");
+        let named = self
+            .routes
+            .iter()
+            .map(|(m, r)| (*m, *r))
+            .chain(std::iter::once(("ANY", "unmatched")));
+        let rows: Vec<&RouteMetrics> = self.rows.iter().chain(std::iter::once(&self.other)).collect();
+        for ((method, route), row) in named.clone().zip(&rows) {
+            for (class, c) in STATUS_CLASSES.iter().zip(&row.by_status) {
+                let v = c.load(Ordering::Relaxed);
+                if v > 0 {
+                    let _ = writeln!(
+                        out,
+                        "platepool_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{class}\"}} {v}"
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out, "# HELP platepool_http_request_duration_seconds Time to answer, by route.");
+        let _ = writeln!(out, "# TYPE platepool_http_request_duration_seconds histogram");
+        for ((method, route), row) in named.zip(&rows) {
+            let count = row.count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            for (b, bound) in row.buckets.iter().zip(LATENCY_BUCKETS_S) {
+                let _ = writeln!(
+                    out,
+                    "platepool_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
+                    b.load(Ordering::Relaxed)
+                );
+            }
+            let _ = writeln!(out, "platepool_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "platepool_http_request_duration_seconds_sum{{{labels}}} {}",
+                row.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(out, "platepool_http_request_duration_seconds_count{{{labels}}} {count}");
+        }
+        let _ = writeln!(out, "# HELP platepool_office_mailbox_depth Requests sent to an office actor and not yet answered.");
+        let _ = writeln!(out, "# TYPE platepool_office_mailbox_depth gauge");
+        let mut depths = engine.mailbox_depths();
+        depths.sort();
+        for (office, depth) in &depths {
+            let _ = writeln!(out, "platepool_office_mailbox_depth{{office=\"{office}\"}} {depth}");
+        }
+        let _ = writeln!(out, "# HELP platepool_pool_numbers Numbers per office, class and state.");
+        let _ = writeln!(out, "# TYPE platepool_pool_numbers gauge");
+        for (office, _) in &depths {
+            let Ok(stats) = engine.stats(office).await else {
+                continue;
+            };
+            for c in stats {
+                let n = &c.counts;
+                for (state, v) in [
+                    ("pending", n.pending),
+                    ("available", n.available),
+                    ("held", n.held),
+                    ("claimed", n.claimed),
+                    ("issued", n.issued),
+                    ("withdrawn", n.withdrawn),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "platepool_pool_numbers{{office=\"{office}\",class=\"{}\",state=\"{state}\"}} {v}",
+                        c.class
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_land_in_their_route_and_buckets() {
+        let m = Metrics::new(&[("GET", "/a"), ("POST", "/b")]);
+        m.observe("POST", Some("/b"), 201, Duration::from_micros(700));
+        m.observe("POST", Some("/b"), 409, Duration::from_millis(30));
+        m.observe("GET", Some("/zzz"), 404, Duration::from_millis(1));
+        let b = &m.rows[1];
+        assert_eq!(b.by_status[1].load(Ordering::Relaxed), 1);
+        assert_eq!(b.by_status[3].load(Ordering::Relaxed), 1);
+        assert_eq!(b.buckets[0].load(Ordering::Relaxed), 0, "700 µs is above 0.5 ms");
+        assert_eq!(b.buckets[1].load(Ordering::Relaxed), 1, "700 µs is within 1 ms");
+        assert_eq!(b.buckets[6].load(Ordering::Relaxed), 2, "both within 50 ms");
+        assert_eq!(m.other.count.load(Ordering::Relaxed), 1);
+        assert_eq!(m.rows[0].count.load(Ordering::Relaxed), 0);
+    }
+}

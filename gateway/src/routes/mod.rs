@@ -1,0 +1,4 @@
+//! Route handlers, one file per audience. Each file's `configure` registers its routes.
+pub mod citizen;
+pub mod operator;
+pub mod public;

@@ -1,0 +1,430 @@
+//! SMS codes and messages (SPEC S2, R4.2, R4.4, R4.8).
+//!
+//! Codes are 6 digits, single use, valid 5 minutes, dead after 5 wrong tries, one send per phone
+//! and purpose per 60 s, and stored only as a salted SHA-256. Messages go through an
+//! [`SmsSender`]: the built-in outbox (kept in sled, readable by operators) or a webhook to the
+//! platform's SMS service.
+
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+
+use actix_web::http::StatusCode;
+use platepool_engine::calendar::rfc3339;
+use platepool_engine::store::{Kv, Store};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// How long a code lives.
+pub const CODE_TTL_MS: u64 = 5 * 60_000;
+/// Least time between two sends to one phone for one purpose.
+pub const RESEND_INTERVAL_MS: u64 = 60_000;
+/// Wrong tries after which a code is dead.
+pub const CODE_TRIES_MAX: u32 = 5;
+/// Most outbox messages one listing returns.
+pub const OUTBOX_LIST_MAX: usize = 1_000;
+
+/// What a code is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Confirms a new application (R4.2).
+    Apply,
+    /// Verifies identity before selection (R4.4).
+    Identity,
+    /// Not a code: tells the pre-selected number (R4.8).
+    Claimed,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Apply => "apply",
+            Purpose::Identity => "identity",
+            Purpose::Claimed => "claimed",
+        }
+    }
+}
+
+/// One message as the phone would receive it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub phone: String,
+    pub purpose: Purpose,
+    pub text: String,
+    pub sent_at: String,
+}
+
+/// Delivers messages. The future runs on the request's worker thread (it need not be `Send`).
+pub trait SmsSender: Send + Sync + std::fmt::Debug {
+    fn send(&self, message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>>;
+}
+
+/// The default sender: keeps every message in sled for operators, tests and load tests.
+#[derive(Debug, Clone)]
+pub struct OutboxSender {
+    kv: Kv,
+}
+
+impl OutboxSender {
+    pub fn new(store: &Store) -> Result<OutboxSender, String> {
+        Ok(OutboxSender {
+            kv: store.kv("sms_outbox").map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// Messages for one phone (or all), oldest first.
+    pub fn list(&self, phone: Option<&str>) -> Result<Vec<OutboxMessage>, String> {
+        let prefix = match phone {
+            Some(p) => format!("m/{p}/"),
+            None => "m/".to_string(),
+        };
+        let mut rows: Vec<(Vec<u8>, OutboxMessage)> =
+            self.kv.scan(prefix.as_bytes()).map_err(|e| e.to_string())?;
+        if phone.is_none() {
+            // Keys order by phone first; order by id across phones.
+            rows.sort_by(|a, b| a.0[a.0.len() - 8..].cmp(&b.0[b.0.len() - 8..]));
+        }
+        Ok(rows.into_iter().rev().take(OUTBOX_LIST_MAX).rev().map(|(_, m)| m).collect())
+    }
+}
+
+impl OutboxSender {
+    fn store(&self, message: &OutboxMessage) -> Result<(), String> {
+        let id = self.kv.generate_id().map_err(|e| e.to_string())?;
+        let mut key = format!("m/{}/", message.phone).into_bytes();
+        key.extend_from_slice(&id.to_be_bytes());
+        self.kv.put(&key, message).map_err(|e| e.to_string())
+    }
+}
+
+impl SmsSender for OutboxSender {
+    fn send(&self, message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>> {
+        let result = self.store(&message);
+        Box::pin(async move { result })
+    }
+}
+
+/// Posts every message as JSON `{"phone","purpose","text","sent_at"}` to the platform's SMS
+/// service; any 2xx answer counts as sent.
+#[derive(Debug, Clone)]
+pub struct WebhookSender {
+    url: String,
+}
+
+/// How long the SMS service may take to answer.
+pub const WEBHOOK_TIMEOUT_MS: u64 = 5_000;
+
+impl WebhookSender {
+    pub fn new(url: &str) -> WebhookSender {
+        WebhookSender {
+            url: url.to_string(),
+        }
+    }
+}
+
+impl SmsSender for WebhookSender {
+    fn send(&self, message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>> {
+        let url = self.url.clone();
+        Box::pin(async move {
+            let client = awc::Client::builder()
+                .timeout(std::time::Duration::from_millis(WEBHOOK_TIMEOUT_MS))
+                .finish();
+            let resp = client
+                .post(&url)
+                .send_json(&message)
+                .await
+                .map_err(|e| format!("webhook {url}: {e}"))?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("webhook {url} answered {}", resp.status()))
+            }
+        })
+    }
+}
+
+/// A stored code: never the code itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredCode {
+    salt: String,
+    hash: String,
+    sent_at_ms: u64,
+    expires_at_ms: u64,
+    confirm_after_ms: u64,
+    tries: u32,
+    /// The application an identity code was sent for.
+    application: Option<String>,
+}
+
+/// What `POST /v1/sms` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sent {
+    pub sent_at: String,
+    pub confirm_after_ms: u64,
+    pub expires_in_ms: u64,
+}
+
+/// Codes and messages.
+#[derive(Debug, Clone)]
+pub struct SmsService {
+    codes: Kv,
+    sender: Arc<dyn SmsSender>,
+    outbox: Option<OutboxSender>,
+}
+
+fn hash(salt: &str, code: &str) -> String {
+    let digest = Sha256::digest(format!("{salt}:{code}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn code_key(phone: &str, purpose: Purpose) -> Vec<u8> {
+    format!("c/{phone}/{}", purpose.as_str()).into_bytes()
+}
+
+fn sms_error(status: StatusCode, code: &'static str, message: &str) -> ApiError {
+    ApiError::new(status, code, message)
+}
+
+fn storage(e: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(format!("storage: {e}"))
+}
+
+impl SmsService {
+    /// With the built-in outbox as sender.
+    pub fn with_outbox(store: &Store) -> Result<SmsService, String> {
+        let outbox = OutboxSender::new(store)?;
+        Ok(SmsService {
+            codes: store.kv("sms_codes").map_err(|e| e.to_string())?,
+            sender: Arc::new(outbox.clone()),
+            outbox: Some(outbox),
+        })
+    }
+
+    /// With another sender (a webhook); the outbox still records nothing then.
+    pub fn with_sender(store: &Store, sender: Arc<dyn SmsSender>) -> Result<SmsService, String> {
+        Ok(SmsService {
+            codes: store.kv("sms_codes").map_err(|e| e.to_string())?,
+            sender,
+            outbox: None,
+        })
+    }
+
+    /// Messages in the built-in outbox (empty with another sender).
+    pub fn outbox(&self, phone: Option<&str>) -> Result<Vec<OutboxMessage>, ApiError> {
+        match &self.outbox {
+            Some(o) => o.list(phone).map_err(storage),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Sends a fresh code; refuses with 429 `sms_too_soon` within 60 s of the last send.
+    pub async fn send_code(
+        &self,
+        phone: &str,
+        purpose: Purpose,
+        application: Option<String>,
+        confirm_after_ms: u64,
+        now_ms: u64,
+    ) -> Result<Sent, ApiError> {
+        let mut rng = rand::rng();
+        let code = format!("{:06}", rng.random_range(0..1_000_000u32));
+        let salt: String = (0..16).map(|_| format!("{:02x}", rng.random::<u8>())).collect();
+        let fresh = StoredCode {
+            hash: hash(&salt, &code),
+            salt,
+            sent_at_ms: now_ms,
+            expires_at_ms: now_ms + CODE_TTL_MS,
+            confirm_after_ms,
+            tries: 0,
+            application,
+        };
+        let key = code_key(phone, purpose);
+        let mut too_soon = None;
+        self.codes
+            .update::<StoredCode>(&key, |old| match old {
+                Some(old) if old.sent_at_ms + RESEND_INTERVAL_MS > now_ms => {
+                    too_soon = Some(old.sent_at_ms + RESEND_INTERVAL_MS - now_ms);
+                    Some(old)
+                }
+                _ => {
+                    too_soon = None;
+                    Some(fresh.clone())
+                }
+            })
+            .map_err(storage)?;
+        if let Some(wait) = too_soon {
+            return Err(sms_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "sms_too_soon",
+                "a code was sent less than 60 s ago",
+            )
+            .with("retry_after_ms", json!(wait)));
+        }
+        let text = match purpose {
+            Purpose::Apply => format!("【互联网预选号牌】您正在申请预选号牌，验证码 {code}，5分钟内有效，请勿告诉他人。"),
+            Purpose::Identity => format!("【互联网预选号牌】您正在进行选号身份验证，验证码 {code}，5分钟内有效，请勿告诉他人。"),
+            Purpose::Claimed => code,
+        };
+        self.deliver(phone, purpose, text, now_ms).await?;
+        Ok(Sent {
+            sent_at: rfc3339(now_ms),
+            confirm_after_ms,
+            expires_in_ms: CODE_TTL_MS,
+        })
+    }
+
+    /// Sends a plain message (the pre-selected number, R4.8).
+    pub async fn deliver(&self, phone: &str, purpose: Purpose, text: String, now_ms: u64) -> Result<(), ApiError> {
+        let message = OutboxMessage {
+            phone: phone.to_string(),
+            purpose,
+            text,
+            sent_at: rfc3339(now_ms),
+        };
+        self.sender
+            .send(message)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("SMS cannot be sent: {e}")))
+    }
+
+    /// Checks a code. A wrong code counts a try (the 5th kills it); with `consume` the right code
+    /// is used up. Codes submitted before their `confirm_after_ms` get 429 `sms_too_soon`.
+    pub fn verify(
+        &self,
+        phone: &str,
+        purpose: Purpose,
+        application: Option<&str>,
+        code: &str,
+        consume: bool,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        let invalid = || {
+            sms_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sms_code_invalid",
+                "the SMS code is not right",
+            )
+            .field("sms_code")
+        };
+        let well_formed = code.len() == 6 && code.chars().all(|c| c.is_ascii_digit());
+        let key = code_key(phone, purpose);
+        let Some(stored) = self.codes.get::<StoredCode>(&key).map_err(storage)? else {
+            return Err(invalid());
+        };
+        if stored.tries >= CODE_TRIES_MAX {
+            return Err(invalid().with("tries_left", json!(0)));
+        }
+        if stored.expires_at_ms <= now_ms {
+            return Err(sms_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sms_code_expired",
+                "the SMS code has expired: ask for a new one",
+            )
+            .field("sms_code"));
+        }
+        let ready_at = stored.sent_at_ms + stored.confirm_after_ms;
+        if now_ms < ready_at {
+            return Err(sms_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "sms_too_soon",
+                "wait for the confirm countdown before submitting the code",
+            )
+            .with("retry_after_ms", json!(ready_at - now_ms)));
+        }
+        let right = well_formed
+            && stored.application.as_deref() == application
+            && hash(&stored.salt, code) == stored.hash;
+        let mut outcome: Result<(), ApiError> = Err(invalid());
+        let sent_at = stored.sent_at_ms;
+        self.codes
+            .update::<StoredCode>(&key, |current| {
+                let mut c = current?;
+                if c.sent_at_ms != sent_at || c.tries >= CODE_TRIES_MAX {
+                    // A new code was sent meanwhile, or the code died: this one is wrong.
+                    outcome = Err(invalid());
+                    return Some(c);
+                }
+                if right {
+                    outcome = Ok(());
+                    return if consume { None } else { Some(c) };
+                }
+                c.tries += 1;
+                outcome = Err(invalid().with("tries_left", json!(CODE_TRIES_MAX - c.tries)));
+                Some(c)
+            })
+            .map_err(storage)?;
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> (tempfile::TempDir, SmsService) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), platepool_engine::Durability::None).expect("store");
+        (dir, SmsService::with_outbox(&store).expect("sms"))
+    }
+
+    fn last_code(s: &SmsService, phone: &str) -> String {
+        let msgs = s.outbox(Some(phone)).expect("outbox");
+        let text = &msgs.last().expect("a message").text;
+        text.chars()
+            .collect::<Vec<_>>()
+            .windows(6)
+            .map(|w| w.iter().collect::<String>())
+            .find(|w| w.chars().all(|c| c.is_ascii_digit()))
+            .expect("six digits")
+    }
+
+    #[actix_rt::test]
+    async fn a_code_works_once_and_is_stored_hashed() {
+        let (_d, s) = service();
+        s.send_code("13800000001", Purpose::Apply, None, 0, 1_000).await.expect("sent");
+        let code = last_code(&s, "13800000001");
+        let raw = s.codes.scan::<serde_json::Value>(b"c/").expect("scan");
+        assert!(!raw[0].1.to_string().contains(&code), "code stored in clear");
+        s.verify("13800000001", Purpose::Apply, None, &code, false, 2_000).expect("peek");
+        s.verify("13800000001", Purpose::Apply, None, &code, true, 2_000).expect("consume");
+        let again = s.verify("13800000001", Purpose::Apply, None, &code, true, 2_000);
+        assert_eq!(again.expect_err("used").code, "sms_code_invalid");
+    }
+
+    #[actix_rt::test]
+    async fn five_wrong_tries_kill_the_code() {
+        let (_d, s) = service();
+        s.send_code("13800000002", Purpose::Apply, None, 0, 1_000).await.expect("sent");
+        let code = last_code(&s, "13800000002");
+        let wrong = if code == "000000" { "000001" } else { "000000" };
+        for _ in 0..CODE_TRIES_MAX {
+            assert_eq!(
+                s.verify("13800000002", Purpose::Apply, None, wrong, true, 2_000).expect_err("wrong").code,
+                "sms_code_invalid"
+            );
+        }
+        let right = s.verify("13800000002", Purpose::Apply, None, &code, true, 2_000);
+        assert_eq!(right.expect_err("dead").code, "sms_code_invalid");
+    }
+
+    #[actix_rt::test]
+    async fn resend_interval_expiry_and_confirm_delay() {
+        let (_d, s) = service();
+        s.send_code("13800000003", Purpose::Identity, Some("a-1".into()), 5_000, 1_000).await.expect("sent");
+        let e = s.send_code("13800000003", Purpose::Identity, Some("a-1".into()), 5_000, 30_000).await;
+        assert_eq!(e.expect_err("too soon").code, "sms_too_soon");
+        let code = last_code(&s, "13800000003");
+        let early = s.verify("13800000003", Purpose::Identity, Some("a-1"), &code, true, 3_000);
+        assert_eq!(early.expect_err("early").code, "sms_too_soon");
+        let other_app = s.verify("13800000003", Purpose::Identity, Some("a-2"), &code, true, 7_000);
+        assert_eq!(other_app.expect_err("other app").code, "sms_code_invalid");
+        let late = s.verify("13800000003", Purpose::Identity, Some("a-1"), &code, true, 1_000 + CODE_TTL_MS);
+        assert_eq!(late.expect_err("expired").code, "sms_code_expired");
+        s.send_code("13800000003", Purpose::Identity, Some("a-1".into()), 5_000, 61_000).await.expect("resent");
+    }
+}
