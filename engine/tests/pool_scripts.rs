@@ -11,7 +11,7 @@
 //! Times: `8s`, `90s`, `1h`, `7d`, `3600000` are since the script's start (Monday
 //! 2024-03-04T09:00 office time); `+1s` is after the previous step; `2024-03-08T23:59:59` is office
 //! local time. Serials may name what a draw gave: `a1.b2` is the 2nd number of a1's last batch,
-//! `a1.c1` its first candidate. An answer matches when it starts with the expectation (up to a word
+//! `a1.c1` the first of its candidates as the last draw or pick showed them. An answer matches when it starts with the expectation (up to a word
 //! boundary); `...` stands for any text. A step without `=>` must not be refused.
 //!
 //! Before every step the clock ticks (as the actor does at each deadline); after every step the
@@ -435,7 +435,7 @@ expect release 1 withdrawn=10 claimed=0
 at 1h tick
 expect release 2 available=9 withdrawn=1
 verify a1
-at +8s custom a1 A0003 A0015 A0016 => none A0003:not_in_pool A0015:not_in_pool A0016:not_in_pool c=17
+at +8s custom a1 A0003 A0015 => none A0003:not_in_pool A0015:not_in_pool c=18
 expect records: app a1 selecting ...; audit custom_check_failed
 draw a1 => batch 3 r=3
 expect batch a1 matches A001#
@@ -498,7 +498,9 @@ const PRACTICE: &str = r"
 office random_batch=5
 at 0 release small A000# => release 1 10
 app a1 small fuel
+app a2 small fuel
 verify a1
+verify a2
 practice p1 small fuel => practice
 practice p2 small_new_energy fuel => refused vehicle_not_eligible
 draw p1 => batch 5 r=4
@@ -519,10 +521,10 @@ custom p3 p1.b2 => claimed p1.b2
 expect owner p1.b2 none
 expect stats small claimed=1 available=9
 // practice draws see the real availability: a real batch is out of reach
-draw a1 => batch 5 r=4
+draw a2 => batch 5 r=4
 practice p4 small fuel
 draw p4 => batch 4 r=4
-expect batch p4 disjoint a1
+expect batch p4 disjoint a2
 ";
 
 // ---------------------------------------------------------------------------------------------
@@ -699,6 +701,8 @@ struct Harness {
     names: HashMap<u64, String>,
     practice: BTreeSet<u64>,
     batches: HashMap<u64, Vec<Serial>>,
+    /// The candidate list as the last draw or pick of each application showed it.
+    cands: HashMap<u64, Vec<Serial>>,
     effects: Effects,
     refusals: BTreeSet<&'static str>,
     whence: String,
@@ -722,6 +726,7 @@ impl Harness {
             names: HashMap::new(),
             practice: BTreeSet::new(),
             batches: HashMap::new(),
+            cands: HashMap::new(),
             effects: Effects::default(),
             refusals: BTreeSet::new(),
             whence: whence.to_string(),
@@ -788,9 +793,7 @@ impl Harness {
         let (list, n) = if let Some(n) = which.strip_prefix('b') {
             (self.batches.get(&seq).cloned().unwrap_or_default(), n)
         } else if let Some(n) = which.strip_prefix('c') {
-            let view = self.pool.application(seq, self.now);
-            let cands = view.and_then(|v| v.candidates).map(|c| c.serials).unwrap_or_default();
-            (cands, n)
+            (self.cands.get(&seq).cloned().unwrap_or_default(), n)
         } else {
             self.fail(format!("bad reference {word}"))
         };
@@ -957,11 +960,15 @@ impl Harness {
                 let d = self.pool.draw(seq, no4, now, &mut self.rng)?;
                 let n = d.batch.serials.len();
                 self.batches.insert(seq, d.batch.serials);
+                self.cands.insert(seq, d.candidates.map(|c| c.serials).unwrap_or_default());
                 Ok(format!("batch {n} r={}", d.random_left))
             }
             "pick" => {
-                let v = self.pool.pick_candidate(self.seq(arg(1)), arg(2), now)?;
-                Ok(format!("candidates {}", v.serials.len()))
+                let seq = self.seq(arg(1));
+                let v = self.pool.pick_candidate(seq, arg(2), now)?;
+                let n = v.serials.len();
+                self.cands.insert(seq, v.serials);
+                Ok(format!("candidates {n}"))
             }
             "claim" => {
                 let seq = self.seq(arg(1));
@@ -1024,7 +1031,8 @@ impl Harness {
         let (kind, rest) = what.split_once(' ').unwrap_or((what.as_str(), ""));
         match kind {
             "records:" => {
-                let actual = self.summaries(&self.effects);
+                let mut actual = self.summaries(&self.effects);
+                actual.truncate(self.effects.records.len());
                 self.expect_list("records", &actual, rest);
             }
             "events:" => {
