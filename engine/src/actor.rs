@@ -48,6 +48,9 @@ pub struct Call<R> {
     f: CallFn<R>,
     /// A read never changes the pool; it is served even while the office refuses writes.
     read_only: bool,
+    /// The application a draw or custom check is for: such calls arriving in a release's opening
+    /// window wait for its end and are then served in random order.
+    window_app: Option<u64>,
 }
 
 impl<R> std::fmt::Debug for Call<R> {
@@ -63,7 +66,14 @@ impl<R> Call<R> {
         Call {
             f: Box::new(f),
             read_only: false,
+            window_app: None,
         }
+    }
+
+    /// Marks a draw or custom check of application `seq` (see [`OfficePool::opening_window_end`]).
+    pub fn in_opening_window(mut self, seq: u64) -> Call<R> {
+        self.window_app = Some(seq);
+        self
     }
 
     /// A call that may run pool code needing `&mut` but is answered without waiting for a flush.
@@ -73,6 +83,7 @@ impl<R> Call<R> {
         Call {
             f: Box::new(f),
             read_only: true,
+            window_app: None,
         }
     }
 
@@ -80,6 +91,7 @@ impl<R> Call<R> {
         Call {
             f: Box::new(move |pool, now, _| f(pool, now)),
             read_only: true,
+            window_app: None,
         }
     }
 }
@@ -107,7 +119,13 @@ pub struct OfficeActor {
     health: Arc<OfficeHealth>,
     events: Option<UnboundedSender<(String, Event)>>,
     timer: Option<(SpawnHandle, u64)>,
+    /// Calls waiting for the end of an opening window, and when it ends.
+    window: Vec<Deferred>,
+    window_end_ms: Option<u64>,
 }
+
+/// A call held back by an opening window, ready to run.
+type Deferred = Box<dyn FnOnce(&mut OfficeActor, &mut Context<OfficeActor>)>;
 
 impl std::fmt::Debug for OfficeActor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +150,8 @@ impl OfficeActor {
             health,
             events,
             timer: None,
+            window: Vec::new(),
+            window_end_ms: None,
         }
     }
 
@@ -213,10 +233,13 @@ impl Actor for OfficeActor {
     }
 }
 
-impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
-    type Result = ResponseFuture<Result<R, Refusal>>;
-
-    fn handle(&mut self, msg: Call<R>, ctx: &mut Self::Context) -> Self::Result {
+impl OfficeActor {
+    /// Runs one call now: tick, the step, its commit; the future answers after durability.
+    fn execute<R: Send + 'static>(
+        &mut self,
+        msg: Call<R>,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<R, Refusal>> {
         let failed = self.health.failed.load(Ordering::SeqCst);
         if failed && !msg.read_only {
             return Box::pin(async {
@@ -250,6 +273,63 @@ impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
                 result
             }),
         }
+    }
+
+    /// Holds a call back until the opening window ends.
+    fn defer<R: Send + 'static>(
+        &mut self,
+        msg: Call<R>,
+        end_ms: u64,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<R, Refusal>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.window.push(Box::new(move |act: &mut OfficeActor, ctx: &mut Context<OfficeActor>| {
+            let answer = act.execute(msg, ctx);
+            ctx.spawn(
+                async move {
+                    let _ = tx.send(answer.await);
+                }
+                .into_actor(act),
+            );
+        }));
+        if self.window_end_ms.is_none_or(|e| e < end_ms) {
+            self.window_end_ms = Some(end_ms);
+            let wait = end_ms.saturating_sub(self.clock.now_ms());
+            ctx.run_later(Duration::from_millis(wait), move |act, ctx| {
+                if act.window_end_ms == Some(end_ms) {
+                    act.drain_window(ctx);
+                }
+            });
+        }
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(Refusal::Unavailable("office stopped".into())))
+        })
+    }
+
+    /// Serves every call held back by the window, in random order.
+    fn drain_window(&mut self, ctx: &mut Context<Self>) {
+        use rand::seq::SliceRandom;
+        self.window_end_ms = None;
+        let mut calls = std::mem::take(&mut self.window);
+        calls.shuffle(&mut self.rng);
+        for run in calls {
+            run(self, ctx);
+        }
+    }
+}
+
+impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
+    type Result = ResponseFuture<Result<R, Refusal>>;
+
+    fn handle(&mut self, msg: Call<R>, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(seq) = msg.window_app {
+            let now = self.clock.now_ms();
+            if let Some(end) = self.pool.opening_window_end(seq, now) {
+                return self.defer(msg, end, ctx);
+            }
+        }
+        self.execute(msg, ctx)
     }
 }
 

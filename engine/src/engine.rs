@@ -629,6 +629,7 @@ impl Engine {
         id: &AppId,
         caller: Caller<'_>,
         write: bool,
+        window: bool,
         f: impl FnOnce(&mut OfficePool, u64, &mut StdRng) -> Result<R, Refusal> + Send + 'static,
     ) -> Result<R, Refusal> {
         let seq = id.seq;
@@ -651,6 +652,7 @@ impl Engine {
         } else {
             Call::write_free(guarded)
         };
+        let call = if window { call.in_opening_window(seq) } else { call };
         self.office(&id.office)
             .map_err(|_| Refusal::UnknownApplication)?
             .call(call)
@@ -659,7 +661,7 @@ impl Engine {
 
     pub async fn application(&self, id: &AppId, caller: Caller<'_>) -> Result<AppView, Refusal> {
         let seq = id.seq;
-        self.app_call(id, caller, false, move |pool, now, _| {
+        self.app_call(id, caller, false, false, move |pool, now, _| {
             pool.application(seq, now).ok_or(Refusal::UnknownApplication)
         })
         .await
@@ -669,42 +671,42 @@ impl Engine {
     pub async fn verify_identity(&self, id: &AppId, caller: Caller<'_>) -> Result<u64, Refusal> {
         self.selecting(caller)?;
         let seq = id.seq;
-        self.app_call(id, caller, true, move |pool, now, _| pool.verify_identity(seq, now))
+        self.app_call(id, caller, true, false, move |pool, now, _| pool.verify_identity(seq, now))
             .await
     }
 
     pub async fn draw(&self, id: &AppId, caller: Caller<'_>, exclude_four: bool) -> Result<Draw, Refusal> {
         self.selecting(caller)?;
         let seq = id.seq;
-        self.app_call(id, caller, true, move |pool, now, rng| pool.draw(seq, exclude_four, now, rng))
+        self.app_call(id, caller, true, true, move |pool, now, rng| pool.draw(seq, exclude_four, now, rng))
             .await
     }
 
     pub async fn custom_check(&self, id: &AppId, caller: Caller<'_>, plates: Vec<String>) -> Result<Check, Refusal> {
         self.selecting(caller)?;
         let seq = id.seq;
-        self.app_call(id, caller, true, move |pool, now, rng| pool.custom_check(seq, &plates, now, rng))
+        self.app_call(id, caller, true, true, move |pool, now, rng| pool.custom_check(seq, &plates, now, rng))
             .await
     }
 
     pub async fn pick_candidate(&self, id: &AppId, caller: Caller<'_>, serial: &str) -> Result<HoldView, Refusal> {
         self.selecting(caller)?;
         let (seq, serial) = (id.seq, serial.to_string());
-        self.app_call(id, caller, true, move |pool, now, _| pool.pick_candidate(seq, &serial, now))
+        self.app_call(id, caller, true, false, move |pool, now, _| pool.pick_candidate(seq, &serial, now))
             .await
     }
 
     pub async fn claim(&self, id: &AppId, caller: Caller<'_>, serial: &str) -> Result<Claim, Refusal> {
         self.selecting(caller)?;
         let (seq, serial) = (id.seq, serial.to_string());
-        self.app_call(id, caller, true, move |pool, now, rng| pool.claim_candidate(seq, &serial, now, rng))
+        self.app_call(id, caller, true, false, move |pool, now, rng| pool.claim_candidate(seq, &serial, now, rng))
             .await
     }
 
     /// The keyboard (R4.5, I8); never waits for a flush.
     pub async fn keyboard(&self, id: &AppId, caller: Caller<'_>, entered: Vec<Option<u8>>) -> Result<Vec<CharSet>, Refusal> {
         let seq = id.seq;
-        self.app_call(id, caller, false, move |pool, _, _| pool.keyboard(seq, &entered))
+        self.app_call(id, caller, false, false, move |pool, _, _| pool.keyboard(seq, &entered))
             .await
     }
 }

@@ -547,6 +547,7 @@ impl OfficePool {
     ) -> Result<(u32, u64), Refusal> {
         let class_ix = self
             .class_index(&req.class)
+            .filter(|_| self.config.classes.contains(&req.class))
             .ok_or_else(|| Refusal::UnknownClass(req.class.clone()))?;
         if req.label.chars().count() > RELEASE_LABEL_LEN_MAX {
             return Err(Refusal::InvalidRelease(format!(
@@ -737,6 +738,7 @@ impl OfficePool {
     fn eligible(&self, class: &str, energy: Energy) -> Result<(usize, usize), Refusal> {
         let class_ix = self
             .class_index(class)
+            .filter(|_| self.config.classes.iter().any(|c| c == class))
             .ok_or_else(|| Refusal::VehicleNotEligible(format!("the office does not serve class {class}")))?;
         let group = self.classes[class_ix].def.group_for(energy).ok_or_else(|| {
             Refusal::VehicleNotEligible(format!(
@@ -826,6 +828,27 @@ impl OfficePool {
             candidates,
             next_check_at_ms: self.next_check_at(app),
         }
+    }
+
+    /// If a draw or custom check of this application now falls in the opening window of a
+    /// release of its class (the first `opening_window_ms` after it opens, or after its
+    /// random-only period ends), the end of that window. Requests inside it are served in random
+    /// order, not arrival order, so a script firing at the opening instant gains nothing over a
+    /// person clicking a moment later.
+    pub fn opening_window_end(&self, seq: u64, now_ms: u64) -> Option<u64> {
+        let window = self.config.rules.opening_window_ms;
+        if window == 0 {
+            return None;
+        }
+        let app = self.apps.get(&seq)?;
+        let class = &self.classes[app.class_ix].def.name;
+        self.releases
+            .iter()
+            .filter(|r| &r.class == class && !r.withdrawn)
+            .flat_map(|r| [r.opens_at_ms, r.custom_from_ms])
+            .filter(|&t| t <= now_ms && now_ms < t + window)
+            .map(|t| t + window)
+            .max()
     }
 
     /// The user an application belongs to (ownership checks, I7).
@@ -1066,6 +1089,7 @@ impl OfficePool {
             app.holds
                 .batch
                 .iter()
+                .filter(|&&i| self.classes[c].returns_to_pool(i))
                 .filter(|&&i| !exclude_four || !self.classes[c].serial(i).contains_four())
                 .count()
         };

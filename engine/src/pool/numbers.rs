@@ -159,6 +159,12 @@ impl ClassPool {
         self.segments.partition_point(|s| s.end <= idx)
     }
 
+    /// Would the number come back into the pool if its holder let it go? Not when its release was
+    /// withdrawn as a whole: then it leaves.
+    pub fn returns_to_pool(&self, idx: u32) -> bool {
+        !self.segments[self.segment_of(idx)].withdrawn
+    }
+
     /// Appends a release's numbers: `codes` sorted, deduplicated, each matching the class shape
     /// and one energy group, none already in the class. Numbers start [`Status::Pending`].
     pub fn add_segment(&mut self, release: u32, codes: Vec<u32>) {
