@@ -240,7 +240,8 @@ impl Engine {
                 registry.index(app_id.clone(), &app.vin, &app.user);
                 if app.state == AppState::Lapsed {
                     let since = app.closed_at_ms.unwrap_or(now);
-                    if since + blacklist_ms > now {
+                    let recorded = registry.lapse_recorded(&app.user, &app_id.to_string(), since);
+                    if since + blacklist_ms > now && !recorded {
                         lapsed.push(BlacklistEntry {
                             user: app.user.clone(),
                             since_ms: since,
@@ -414,6 +415,7 @@ impl Engine {
         match put {
             PutOffice::Created => Ok(true),
             PutOffice::Existing(entry, config) => {
+                let config = *config;
                 let applied = config.clone();
                 let who = who.to_string();
                 entry

@@ -70,7 +70,9 @@ pub struct ImportReport {
     pub rejected: Vec<RejectedRow>,
 }
 
-/// A blacklisted user (R4.11, I6).
+/// A blacklisted user (R4.11, I6). The user is blacklisted while `until_ms` is in the future.
+/// An entry an operator lifted stays stored with `until_ms` set to the lift instant, so that
+/// recovery does not blacklist the user again for the same lapse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlacklistEntry {
     pub user: String,
@@ -369,19 +371,34 @@ impl Registry {
     /// An operator lifts a blacklist entry, with a reason (R5.4).
     pub fn lift_blacklist(&mut self, user: &str, who: &str, reason: &str) -> Result<(), Refusal> {
         let current = self.blacklist.load();
-        if !current.contains_key(user) {
+        let now = self.clock.now_ms();
+        let Some(entry) = current.get(user).filter(|e| e.until_ms > now) else {
             return Err(Refusal::Conflict(format!("{user} is not blacklisted")));
-        }
+        };
+        // Kept, ended now: recovery must not blacklist the user again for the same lapse.
+        let lifted = BlacklistEntry {
+            until_ms: now,
+            ..entry.clone()
+        };
         let mut key = BLACKLIST_PREFIX.to_vec();
         key.extend_from_slice(user.as_bytes());
         let log = self.log_change(who, "lift_blacklist", user, reason)?;
         self.kv
-            .commit_raw(vec![(key, None), log])
+            .commit_raw(vec![(key, Some(Kv::encode(&lifted))), log])
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
         let mut next = (**current).clone();
-        next.remove(user);
+        next.insert(user.to_string(), lifted);
         self.blacklist.store(Arc::new(next));
         Ok(())
+    }
+
+    /// Whether a lapse (of `application`, at `lapsed_at_ms`) was already dealt with: the stored
+    /// entry of its user (active, expired or lifted) comes from it or from a later lapse.
+    pub(crate) fn lapse_recorded(&self, user: &str, application: &str, lapsed_at_ms: u64) -> bool {
+        self.blacklist
+            .load()
+            .get(user)
+            .is_some_and(|e| e.application == application || e.since_ms >= lapsed_at_ms)
     }
 
     fn log_change(
@@ -425,7 +442,7 @@ impl Registry {
     ) -> Result<PutOffice, Refusal> {
         let offices = self.offices.load();
         if let Some(entry) = offices.get(id) {
-            return Ok(PutOffice::Existing(entry.clone(), config));
+            return Ok(PutOffice::Existing(entry.clone(), Box::new(config)));
         }
         let now = self.clock.now_ms();
         let mut pool = OfficePool::new(id, config.clone(), self.catalog.clone())?;
@@ -490,7 +507,7 @@ impl Registry {
 pub enum PutOffice {
     Created,
     /// The office exists: its actor must accept the new configuration.
-    Existing(OfficeEntry, OfficeConfig),
+    Existing(OfficeEntry, Box<OfficeConfig>),
 }
 
 /// Starts an office's writer and actor on an arbiter (thread) of its own.

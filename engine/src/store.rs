@@ -235,7 +235,13 @@ impl OfficeStore {
                 key: String::from_utf8_lossy(&k).into_owned(),
                 message: "malformed number key".into(),
             };
-            let slash = k.iter().rposition(|&b| b == b'/').ok_or_else(corrupt)?;
+            // The code is the last 4 bytes, which may themselves contain b'/': the separator is
+            // found by position, not by searching for it.
+            let slash = k
+                .len()
+                .checked_sub(5)
+                .filter(|&at| at >= 1 && k[at] == b'/')
+                .ok_or_else(corrupt)?;
             let class = std::str::from_utf8(&k[1..slash]).map_err(|_| corrupt())?;
             let code_bytes: [u8; 4] = k[slash + 1..].try_into().map_err(|_| corrupt())?;
             let code = u32::from_be_bytes(code_bytes);

@@ -556,7 +556,10 @@ release small_new_energy D000## => release 3 100
 // The tests
 
 const SCRIPTS: &[(&str, &str)] = &[
-    ("custom_claims_first_available", CUSTOM_CLAIMS_FIRST_AVAILABLE),
+    (
+        "custom_claims_first_available",
+        CUSTOM_CLAIMS_FIRST_AVAILABLE,
+    ),
     ("custom_refusals_cost_nothing", CUSTOM_REFUSALS_COST_NOTHING),
     ("energy_groups", ENERGY_GROUPS),
     ("draw_batches", DRAW_BATCHES),
@@ -567,7 +570,10 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("exhaustion", EXHAUSTION),
     ("register_void_lapse", REGISTER_VOID_LAPSE),
     ("withdraw", WITHDRAW),
-    ("service_hours_and_maintenance", SERVICE_HOURS_AND_MAINTENANCE),
+    (
+        "service_hours_and_maintenance",
+        SERVICE_HOURS_AND_MAINTENANCE,
+    ),
     ("identity", IDENTITY),
     ("practice", PRACTICE),
     ("operator_refusals", OPERATOR_REFUSALS),
@@ -635,7 +641,11 @@ fn every_refusal_the_pool_gives_is_scripted() {
         "NoticeNotAccepted",
         "TooSoon",
     ];
-    let missing: Vec<&str> = pool_refusals.iter().copied().filter(|r| !seen.contains(r)).collect();
+    let missing: Vec<&str> = pool_refusals
+        .iter()
+        .copied()
+        .filter(|r| !seen.contains(r))
+        .collect();
     assert!(missing.is_empty(), "refusals no script shows: {missing:?}");
 }
 
@@ -748,7 +758,8 @@ impl Harness {
             Some(rest) => (self.now, rest),
             None => (self.base, text),
         };
-        let ms = from as i64 + duration(expr).unwrap_or_else(|| self.fail(format!("bad time {text}")));
+        let ms =
+            from as i64 + duration(expr).unwrap_or_else(|| self.fail(format!("bad time {text}")));
         ms as u64
     }
 
@@ -756,13 +767,21 @@ impl Harness {
 
     fn seq(&self, name: &str) -> u64 {
         if let Some(n) = name.strip_prefix('@') {
-            return n.parse().unwrap_or_else(|_| self.fail(format!("bad application number {name}")));
+            return n
+                .parse()
+                .unwrap_or_else(|_| self.fail(format!("bad application number {name}")));
         }
-        *self.apps.get(name).unwrap_or_else(|| self.fail(format!("no application {name}")))
+        *self
+            .apps
+            .get(name)
+            .unwrap_or_else(|| self.fail(format!("no application {name}")))
     }
 
     fn name(&self, seq: u64) -> String {
-        self.names.get(&seq).cloned().unwrap_or_else(|| format!("@{seq}"))
+        self.names
+            .get(&seq)
+            .cloned()
+            .unwrap_or_else(|| format!("@{seq}"))
     }
 
     /// Replaces `a1.b2` (2nd number of a1's last batch) and `a1.c1` (a1's first candidate).
@@ -797,7 +816,9 @@ impl Harness {
         } else {
             self.fail(format!("bad reference {word}"))
         };
-        let n: usize = n.parse().unwrap_or_else(|_| self.fail(format!("bad reference {word}")));
+        let n: usize = n
+            .parse()
+            .unwrap_or_else(|_| self.fail(format!("bad reference {word}")));
         match list.get(n.wrapping_sub(1)) {
             Some(s) => s.to_string(),
             None => self.fail(format!("{word}: {app} has {} such numbers", list.len())),
@@ -841,22 +862,33 @@ impl Harness {
             Err(r) => {
                 self.refusals.insert(variant(r));
                 if !effects.is_empty() {
-                    self.fail(format!("refused ({r}) but emitted {:?}", self.summaries(&effects)));
+                    self.fail(format!(
+                        "refused ({r}) but emitted {:?}",
+                        self.summaries(&effects)
+                    ));
                 }
                 format!("refused {}", self.refusal_text(r))
             }
         };
         if matches!(words[0].as_str(), "draw" | "pick")
-            && effects.records.iter().any(|r| matches!(r, Record::Number { .. }))
+            && effects
+                .records
+                .iter()
+                .any(|r| matches!(r, Record::Number { .. }))
         {
-            self.fail(format!("a hold was persisted: {:?}", self.summaries(&effects)));
+            self.fail(format!(
+                "a hold was persisted: {:?}",
+                self.summaries(&effects)
+            ));
         }
         let acting = words.get(1).and_then(|w| self.apps.get(w.as_str()));
         if acting.is_some_and(|s| self.practice.contains(s)) && !effects.is_empty() {
             self.fail(format!("practice emitted {:?}", self.summaries(&effects)));
         }
         match expected {
-            Some(e) if !glob_match(&text, &e) => self.fail(format!("answered `{text}`, expected `{e}`")),
+            Some(e) if !glob_match(&text, &e) => {
+                self.fail(format!("answered `{text}`, expected `{e}`"))
+            }
             None if answer.is_err() => self.fail(format!("answered `{text}`")),
             _ => {}
         }
@@ -883,7 +915,9 @@ impl Harness {
                             source = Some(ReleaseSource::Serials(serials));
                         }
                         p => {
-                            patterns.push(Pattern::parse(p).unwrap_or_else(|e| self.fail(format!("{e:?}"))));
+                            patterns.push(
+                                Pattern::parse(p).unwrap_or_else(|e| self.fail(format!("{e:?}"))),
+                            );
                             i -= 1;
                         }
                     }
@@ -900,14 +934,23 @@ impl Harness {
                 Ok(format!("release {id} {n}"))
             }
             "withdraw_release" => {
-                let id = arg(1).parse().unwrap_or_else(|_| self.fail("bad release id".into()));
-                Ok(format!("withdrawn {}", self.pool.withdraw_release(id, WHO, now)?))
+                let id = arg(1)
+                    .parse()
+                    .unwrap_or_else(|_| self.fail("bad release id".into()));
+                Ok(format!(
+                    "withdrawn {}",
+                    self.pool.withdraw_release(id, WHO, now)?
+                ))
             }
-            "withdraw" => Ok(format!("withdrawn {}", self.pool.withdraw_number(arg(1), WHO, now)?)),
+            "withdraw" => Ok(format!(
+                "withdrawn {}",
+                self.pool.withdraw_number(arg(1), WHO, now)?
+            )),
             "app" | "practice" => {
                 let name = arg(1).to_string();
                 let class = arg(2);
-                let energy = Energy::parse(arg(3)).unwrap_or_else(|| self.fail("bad energy".into()));
+                let energy =
+                    Energy::parse(arg(3)).unwrap_or_else(|| self.fail("bad energy".into()));
                 let mut req = common::application(&name, class, energy);
                 for pair in w[4..].chunks(2) {
                     match pair[0].as_str() {
@@ -945,7 +988,10 @@ impl Harness {
                         custom_left,
                         ..
                     } => {
-                        let why: Vec<String> = results.iter().map(|(s, r)| format!("{s}:{}", r.as_str())).collect();
+                        let why: Vec<String> = results
+                            .iter()
+                            .map(|(s, r)| format!("{s}:{}", r.as_str()))
+                            .collect();
                         Ok(format!("none {} c={custom_left}", why.join(" ")))
                     }
                 }
@@ -960,7 +1006,8 @@ impl Harness {
                 let d = self.pool.draw(seq, no4, now, &mut self.rng)?;
                 let n = d.batch.serials.len();
                 self.batches.insert(seq, d.batch.serials);
-                self.cands.insert(seq, d.candidates.map(|c| c.serials).unwrap_or_default());
+                self.cands
+                    .insert(seq, d.candidates.map(|c| c.serials).unwrap_or_default());
                 Ok(format!("batch {n} r={}", d.random_left))
             }
             "pick" => {
@@ -1000,7 +1047,13 @@ impl Harness {
                 let sets = self.pool.keyboard(self.seq(arg(1)), &entered)?;
                 let shown: Vec<String> = sets
                     .iter()
-                    .map(|s| if s.is_empty() { "-".to_string() } else { s.to_chars() })
+                    .map(|s| {
+                        if s.is_empty() {
+                            "-".to_string()
+                        } else {
+                            s.to_chars()
+                        }
+                    })
                     .collect();
                 Ok(shown.join(" "))
             }
@@ -1017,7 +1070,10 @@ impl Harness {
             }
         }
         for (seq, rec) in last {
-            let live = self.pool.application(seq, self.now).expect("persisted application exists");
+            let live = self
+                .pool
+                .application(seq, self.now)
+                .expect("persisted application exists");
             if live.record != **rec {
                 self.fail(format!("persisted {rec:?}\n  live {:?}", live.record));
             }
@@ -1036,7 +1092,12 @@ impl Harness {
                 self.expect_list("records", &actual, rest);
             }
             "events:" => {
-                let actual: Vec<String> = self.effects.events.iter().map(|e| self.event_text(e)).collect();
+                let actual: Vec<String> = self
+                    .effects
+                    .events
+                    .iter()
+                    .map(|e| self.event_text(e))
+                    .collect();
                 self.expect_list("events", &actual, rest);
             }
             "app" => {
@@ -1047,14 +1108,20 @@ impl Harness {
                     .application(seq, self.now)
                     .unwrap_or_else(|| self.fail("no such application".into()));
                 for kv in words {
-                    let (k, want) = kv.split_once('=').unwrap_or_else(|| self.fail(format!("bad {kv}")));
+                    let (k, want) = kv
+                        .split_once('=')
+                        .unwrap_or_else(|| self.fail(format!("bad {kv}")));
                     let claim = v.record.claim.as_ref();
                     let got = match k {
                         "state" => v.record.state.as_str().to_string(),
                         "c" => v.record.custom_left.to_string(),
                         "r" => v.record.random_left.to_string(),
                         "batch" => v.batch.as_ref().map_or(0, |b| b.serials.len()).to_string(),
-                        "cand" => v.candidates.as_ref().map_or(0, |b| b.serials.len()).to_string(),
+                        "cand" => v
+                            .candidates
+                            .as_ref()
+                            .map_or(0, |b| b.serials.len())
+                            .to_string(),
                         "picked" => v.batch_picked.to_string(),
                         "claim" => claim.map_or("none".into(), |c| c.serial.to_string()),
                         "void" => claim.is_some_and(|c| c.void).to_string(),
@@ -1092,7 +1159,9 @@ impl Harness {
                 }
                 .unwrap_or_else(|| self.fail(format!("no {kind} {key}")));
                 for kv in words {
-                    let (k, want) = kv.split_once('=').unwrap_or_else(|| self.fail(format!("bad {kv}")));
+                    let (k, want) = kv
+                        .split_once('=')
+                        .unwrap_or_else(|| self.fail(format!("bad {kv}")));
                     let got = match k {
                         "pending" => counts.pending,
                         "available" => counts.available,
@@ -1103,13 +1172,18 @@ impl Harness {
                         other => self.fail(format!("unknown count {other}")),
                     };
                     if got.to_string() != want {
-                        self.fail(format!("{kind} {key}: {k}={got}, expected {want} ({counts:?})"));
+                        self.fail(format!(
+                            "{kind} {key}: {k}={got}, expected {want} ({counts:?})"
+                        ));
                     }
                 }
             }
             "owner" => {
                 let (serial, want) = rest.split_once(' ').unwrap_or((rest, "none"));
-                let got = self.pool.owner_of(serial).map_or("none".into(), |s| self.name(s));
+                let got = self
+                    .pool
+                    .owner_of(serial)
+                    .map_or("none".into(), |s| self.name(s));
                 if got != want {
                     self.fail(format!("owner of {serial} is {got}, expected {want}"));
                 }
@@ -1126,7 +1200,11 @@ impl Harness {
                         }
                     }
                     Some(["disjoint", other]) => {
-                        let other = self.batches.get(&self.seq(other)).cloned().unwrap_or_default();
+                        let other = self
+                            .batches
+                            .get(&self.seq(other))
+                            .cloned()
+                            .unwrap_or_default();
                         if let Some(s) = batch.iter().find(|s| other.contains(s)) {
                             self.fail(format!("{s} is in both batches"));
                         }
@@ -1135,10 +1213,18 @@ impl Harness {
                 }
             }
             "deadline" => {
-                let want = if rest == "none" { None } else { Some(self.time(rest)) };
+                let want = if rest == "none" {
+                    None
+                } else {
+                    Some(self.time(rest))
+                };
                 let got = self.pool.next_deadline_ms();
                 if got != want {
-                    self.fail(format!("next deadline {:?}, expected {:?}", got.map(local_text), want.map(local_text)));
+                    self.fail(format!(
+                        "next deadline {:?}, expected {:?}",
+                        got.map(local_text),
+                        want.map(local_text)
+                    ));
                 }
             }
             other => self.fail(format!("unknown expectation {other}")),
@@ -1180,13 +1266,21 @@ impl Harness {
                     a.random_left
                 ),
                 Record::Number { serial, state, .. } => match state {
-                    Some(NumberState::Claimed { app }) => format!("number {serial} claimed {}", self.name(*app)),
-                    Some(NumberState::Issued { app }) => format!("number {serial} issued {}", self.name(*app)),
+                    Some(NumberState::Claimed { app }) => {
+                        format!("number {serial} claimed {}", self.name(*app))
+                    }
+                    Some(NumberState::Issued { app }) => {
+                        format!("number {serial} issued {}", self.name(*app))
+                    }
                     Some(NumberState::Withdrawn) => format!("number {serial} withdrawn"),
                     None => format!("number {serial} back"),
                 },
                 Record::Release(r) => {
-                    format!("release {}{}", r.id, if r.withdrawn { " withdrawn" } else { "" })
+                    format!(
+                        "release {}{}",
+                        r.id,
+                        if r.withdrawn { " withdrawn" } else { "" }
+                    )
                 }
                 Record::Config(_) => "config".into(),
                 Record::Audit(a) => format!("audit {}", a.action),
@@ -1203,9 +1297,21 @@ impl Harness {
                 serial,
                 register_by_ms,
                 ..
-            } => format!("claimed {} {serial} by {}", self.name(*app), local_text(*register_by_ms)),
-            Event::Lapsed { app, user, until_ms } => {
-                format!("lapsed {} {user} until {}", self.name(*app), local_text(*until_ms))
+            } => format!(
+                "claimed {} {serial} by {}",
+                self.name(*app),
+                local_text(*register_by_ms)
+            ),
+            Event::Lapsed {
+                app,
+                user,
+                until_ms,
+            } => {
+                format!(
+                    "lapsed {} {user} until {}",
+                    self.name(*app),
+                    local_text(*until_ms)
+                )
             }
         }
     }
@@ -1213,10 +1319,18 @@ impl Harness {
     fn refusal_text(&self, r: &Refusal) -> String {
         match r {
             Refusal::BadRequest(m) => format!("bad_request: {m}"),
-            Refusal::InvalidPlate { index, error } => format!("invalid_plate {index} at {}", error.position()),
-            Refusal::NotAllowed { index, serial, reason } => format!("not_allowed {index} {serial}: {reason}"),
+            Refusal::InvalidPlate { index, error } => {
+                format!("invalid_plate {index} at {}", error.position())
+            }
+            Refusal::NotAllowed {
+                index,
+                serial,
+                reason,
+            } => format!("not_allowed {index} {serial}: {reason}"),
             Refusal::TooManyNumbers { max } => format!("too_many_numbers {max}"),
-            Refusal::InvalidConfig { field, message } => format!("invalid_config {field}: {message}"),
+            Refusal::InvalidConfig { field, message } => {
+                format!("invalid_config {field}: {message}")
+            }
             Refusal::InvalidRelease(m) => format!("invalid_release: {m}"),
             Refusal::UnknownClass(c) => format!("unknown_class {c}"),
             Refusal::SelectionClosed { reopens_at_ms } => match reopens_at_ms {
@@ -1240,7 +1354,11 @@ impl Harness {
 
 fn find_release(stats: &[ClassStats], id: &str) -> Option<Counts> {
     let id: u32 = id.parse().ok()?;
-    stats.iter().flat_map(|c| &c.releases).find(|r| r.id == id).map(|r| r.counts)
+    stats
+        .iter()
+        .flat_map(|c| &c.releases)
+        .find(|r| r.id == id)
+        .map(|r| r.counts)
 }
 
 fn variant(r: &Refusal) -> &'static str {
@@ -1308,11 +1426,22 @@ fn duration(text: &str) -> Option<i64> {
 
 fn apply_setting(config: &mut OfficeConfig, setting: &str, whence: &str) {
     let fail = |m: String| -> ! { panic!("{whence}: setting {setting}: {m}") };
-    let (key, value) = setting.split_once('=').unwrap_or_else(|| fail("key=value expected".into()));
+    let (key, value) = setting
+        .split_once('=')
+        .unwrap_or_else(|| fail("key=value expected".into()));
     let r = &mut config.rules;
-    let number = || -> u32 { value.parse().unwrap_or_else(|_| fail("not a number".into())) };
+    let number = || -> u32 {
+        value
+            .parse()
+            .unwrap_or_else(|_| fail("not a number".into()))
+    };
     let ms = || -> u64 { duration(value).unwrap_or_else(|| fail("not a duration".into())) as u64 };
-    let list = || -> Vec<&str> { value.split(',').filter(|s| !s.is_empty() && *s != "none").collect() };
+    let list = || -> Vec<&str> {
+        value
+            .split(',')
+            .filter(|s| !s.is_empty() && *s != "none")
+            .collect()
+    };
     match key {
         "custom_quota" => r.custom_quota = number(),
         "custom_per_check" => r.custom_per_check = number(),
@@ -1326,7 +1455,9 @@ fn apply_setting(config: &mut OfficeConfig, setting: &str, whence: &str) {
         "maintenance" => r.maintenance = value == "true",
         "service_hours" => {
             r.service_hours = match value.split_once('-') {
-                Some((open, close)) => Some(ServiceHours::parse(open, close).unwrap_or_else(|e| fail(e.to_string()))),
+                Some((open, close)) => {
+                    Some(ServiceHours::parse(open, close).unwrap_or_else(|e| fail(e.to_string())))
+                }
                 None => None,
             }
         }
@@ -1339,7 +1470,9 @@ fn apply_setting(config: &mut OfficeConfig, setting: &str, whence: &str) {
         "holidays" => {
             r.holidays = list()
                 .into_iter()
-                .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap_or_else(|e| fail(e.to_string())))
+                .map(|d| {
+                    NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap_or_else(|e| fail(e.to_string()))
+                })
                 .collect()
         }
         "notice" => config.notice.version = value.to_string(),
@@ -1358,12 +1491,17 @@ fn apply_setting(config: &mut OfficeConfig, setting: &str, whence: &str) {
 /// for any text.
 fn glob_match(actual: &str, expected: &str) -> bool {
     fn boundary(rest: &str) -> bool {
-        !rest.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        !rest
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
     }
     fn from(actual: &str, parts: &[&str]) -> bool {
         match parts {
             [] => true,
-            [last] => actual.match_indices(last).any(|(i, _)| boundary(&actual[i + last.len()..])),
+            [last] => actual
+                .match_indices(last)
+                .any(|(i, _)| boundary(&actual[i + last.len()..])),
             [first, rest @ ..] => actual
                 .match_indices(first)
                 .any(|(i, _)| from(&actual[i + first.len()..], rest)),

@@ -22,6 +22,19 @@ struct RouteMetrics {
     sum_us: AtomicU64,
 }
 
+/// One route's figures (see [`Metrics::figures`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteFigures {
+    pub method: &'static str,
+    pub route: &'static str,
+    pub count: u64,
+    pub errors_4xx: u64,
+    pub errors_5xx: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
 /// Request metrics for a fixed set of routes.
 #[derive(Debug)]
 pub struct Metrics {
@@ -58,6 +71,41 @@ impl Metrics {
         row.count.fetch_add(1, Ordering::Relaxed);
         row.sum_us
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Per-route figures for the operator's stats (requests answered so far and latency
+    /// percentiles estimated from the histogram: the upper bound of the bucket that holds the
+    /// percentile, `None` beyond the last bucket or without requests).
+    pub fn figures(&self) -> Vec<RouteFigures> {
+        self.routes
+            .iter()
+            .zip(&self.rows)
+            .map(|(&(method, route), row)| {
+                let count = row.count.load(Ordering::Relaxed);
+                let buckets: Vec<u64> = row.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+                let quantile = |q: f64| -> Option<f64> {
+                    if count == 0 {
+                        return None;
+                    }
+                    let rank = (q * count as f64).ceil().max(1.0) as u64;
+                    buckets
+                        .iter()
+                        .zip(LATENCY_BUCKETS_S)
+                        .find(|(n, _)| **n >= rank)
+                        .map(|(_, bound)| bound * 1000.0)
+                };
+                RouteFigures {
+                    method,
+                    route,
+                    count,
+                    errors_4xx: row.by_status[3].load(Ordering::Relaxed),
+                    errors_5xx: row.by_status[4].load(Ordering::Relaxed),
+                    p50_ms: quantile(0.50),
+                    p95_ms: quantile(0.95),
+                    p99_ms: quantile(0.99),
+                }
+            })
+            .collect()
     }
 
     /// The Prometheus text exposition, with the engine's per-office figures.

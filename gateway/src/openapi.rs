@@ -1,1 +1,495 @@
-//! (being written)
+//! The OpenAPI 3.0 document served at `GET /v1/openapi.json`.
+//!
+//! The paths come from [`crate::ROUTES`] (the list the gateway serves); this file keeps, per route,
+//! what the list cannot say: a summary, who may call it, the request body's schema, query
+//! parameters, the answer's schema and the status codes. A test checks the table and `ROUTES`
+//! name the same routes, so a new route cannot go undocumented.
+
+use std::sync::OnceLock;
+
+use serde_json::{json, Map, Value};
+
+use crate::ROUTES;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Public,
+    Citizen,
+    Operator,
+}
+
+/// What the document says about one route.
+#[derive(Debug)]
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    pub auth: Auth,
+    /// Schema of the JSON request body (`CertificateImport` also takes CSV).
+    pub request: Option<&'static str>,
+    /// Query parameters: (name, description).
+    pub query: &'static [(&'static str, &'static str)],
+    /// Schema of the successful answer; `[Name]` is an array of `Name`; `text` is plain text and
+    /// `html` an HTML page.
+    pub response: &'static str,
+    /// Status codes, the successful one first.
+    pub codes: &'static [u16],
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn doc(
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    auth: Auth,
+    request: Option<&'static str>,
+    query: &'static [(&'static str, &'static str)],
+    response: &'static str,
+    codes: &'static [u16],
+) -> RouteDoc {
+    RouteDoc {
+        method,
+        path,
+        tag,
+        summary,
+        auth,
+        request,
+        query,
+        response,
+        codes,
+    }
+}
+
+use Auth::{Citizen, Operator, Public};
+
+/// Every route of [`ROUTES`], documented.
+pub const DOCS: &[RouteDoc] = &[
+    doc("GET", "/healthz", "public", "Liveness: 200 while the process serves", Public, None, &[], "Health", &[200]),
+    doc("GET", "/readyz", "public", "Readiness: 200 once every office is recovered, 503 while stopping", Public, None, &[], "Ready", &[200, 503]),
+    doc("GET", "/metrics", "public", "Prometheus metrics: requests, latencies, pool counts per office, mailbox depth", Public, None, &[], "text", &[200]),
+    doc("GET", "/v1/openapi.json", "public", "This document", Public, None, &[], "Object", &[200]),
+    doc("GET", "/v1/offices", "public", "The offices", Public, None, &[], "[OfficeSummary]", &[200]),
+    doc("GET", "/v1/offices/{office}", "public", "An office with its public rules", Public, None, &[], "Office", &[200, 404]),
+    doc("GET", "/v1/offices/{office}/notice", "public", "The office's business notice (业务须知)", Public, None, &[], "Notice", &[200, 404]),
+    doc("GET", "/v1/offices/{office}/pool", "public", "The pool notice (号池公示): releases and available numbers per class", Public, None, &[], "PoolNotice", &[200, 404]),
+    doc("POST", "/v1/vin/check", "public", "Checks a VIN: length, characters, check digit", Public, Some("VinCheck"), &[], "VinCheckResult", &[200, 400, 413, 429]),
+    doc("GET", "/v1/me", "citizen", "The citizen, their applications and where to resume (R4.9)", Citizen, None, &[], "Me", &[200, 401]),
+    doc("POST", "/v1/sms", "citizen", "Sends an SMS code for applying or for identity", Citizen, Some("SmsRequest"), &[], "SmsSent", &[200, 400, 401, 404, 429]),
+    doc("POST", "/v1/applications", "citizen", "Opens an application (stage 1, R4.2)", Citizen, Some("ApplicationRequest"), &[], "Application", &[201, 400, 401, 403, 404, 409, 422, 429]),
+    doc("GET", "/v1/applications/{id}", "citizen", "One of the citizen's applications", Citizen, None, &[], "Application", &[200, 401, 404]),
+    doc("POST", "/v1/applications/{id}/identity", "citizen", "Verifies identity with an SMS code (R4.4)", Citizen, Some("IdentityRequest"), &[], "Verified", &[200, 400, 401, 403, 404, 409, 422, 429]),
+    doc("GET", "/v1/applications/{id}/keyboard", "citizen", "The virtual keyboard: enabled characters per position (R4.5, I8)", Citizen, None, &[("entered", "the characters entered so far; _ marks a free position")], "Keyboard", &[200, 400, 401, 404, 429]),
+    doc("POST", "/v1/applications/{id}/custom", "citizen", "A custom check of 1 to custom_per_check numbers (R4.5)", Citizen, Some("CustomCheck"), &[], "ClaimResult", &[200, 400, 401, 403, 404, 409, 429]),
+    doc("POST", "/v1/applications/{id}/draws", "citizen", "A random draw (R4.6)", Citizen, Some("DrawRequest"), &[], "DrawResult", &[201, 400, 401, 403, 404, 409, 429]),
+    doc("POST", "/v1/applications/{id}/candidates", "citizen", "Moves a drawn number into the candidate list", Citizen, Some("SerialRequest"), &[], "Candidates", &[200, 400, 401, 403, 404, 409, 429]),
+    doc("POST", "/v1/applications/{id}/claim", "citizen", "Claims a live candidate: the pre-selection", Citizen, Some("SerialRequest"), &[], "ClaimResult", &[201, 400, 401, 403, 404, 409, 429]),
+    doc("GET", "/v1/applications/{id}/voucher", "citizen", "The printable pre-selection voucher (HTML, or JSON with Accept: application/json)", Citizen, None, &[], "html", &[200, 401, 404, 409]),
+    doc("POST", "/v1/practice", "citizen", "Opens a practice application (模拟选号, R4.13)", Citizen, Some("PracticeRequest"), &[], "Application", &[201, 400, 401, 404, 429]),
+    doc("PUT", "/v1/admin/offices/{office}", "operator", "Creates (201) or reconfigures (200) an office", Operator, Some("Office"), &[], "Office", &[200, 201, 400, 401, 403, 413]),
+    doc("POST", "/v1/admin/offices/{office}/releases", "operator", "Releases numbers into the pool by patterns or explicit serials", Operator, Some("ReleaseRequest"), &[], "ReleaseCreated", &[201, 400, 401, 403, 404, 413]),
+    doc("DELETE", "/v1/admin/offices/{office}/releases/{id}", "operator", "Withdraws a release's available numbers", Operator, None, &[], "ReleaseWithdrawn", &[200, 401, 403, 404]),
+    doc("DELETE", "/v1/admin/offices/{office}/plates/{serial}", "operator", "Withdraws one available number", Operator, None, &[], "PlateWithdrawn", &[200, 400, 401, 403, 404, 409]),
+    doc("POST", "/v1/admin/certificates", "operator", "Imports certificate records (CSV with header vin,voucher,class,energy, or a JSON array); bad rows are reported, good ones kept", Operator, Some("CertificateImport"), &[], "ImportReport", &[200, 400, 401, 403, 413]),
+    doc("POST", "/v1/admin/registrations", "operator", "Confirms the registration of a pre-selected number (R4.10)", Operator, Some("RegistrationRequest"), &[], "OperatorApplication", &[200, 400, 401, 403, 404, 409]),
+    doc("POST", "/v1/admin/offices/{office}/claims/{serial}/void", "operator", "Voids a live pre-selection at the owner's request (R4.11)", Operator, Some("ReasonRequest"), &[], "OperatorApplication", &[200, 400, 401, 403, 404, 409]),
+    doc("GET", "/v1/admin/applications", "operator", "Looks applications up by VIN, by serial and office, or by user; unmasked", Operator, None, &[("vin", "a VIN"), ("serial", "a plate serial (with office)"), ("office", "the office (required with serial, a filter otherwise)"), ("user", "a user id")], "[OperatorApplication]", &[200, 400, 401, 403, 404]),
+    doc("GET", "/v1/admin/offices/{office}/stats", "operator", "Figures per class and release, mailbox depth, request rates and latency", Operator, None, &[], "Stats", &[200, 401, 403, 404]),
+    doc("GET", "/v1/admin/blacklist", "operator", "Blacklisted users", Operator, None, &[], "[BlacklistEntry]", &[200, 401, 403]),
+    doc("DELETE", "/v1/admin/blacklist/{user}", "operator", "Lifts a blacklist entry, with a reason", Operator, Some("ReasonRequest"), &[], "Lifted", &[200, 400, 401, 403, 404, 409]),
+    doc("GET", "/v1/admin/audit", "operator", "The audit trail, oldest first, paged (without office: the cross-office trail)", Operator, None, &[("office", "the office"), ("since", "RFC 3339: entries at or after"), ("after", "entry id: entries after it (paging)"), ("limit", "1 to 1000, default 100")], "AuditPage", &[200, 400, 401, 403, 404]),
+    doc("POST", "/v1/admin/tokens", "operator", "Issues a citizen token (demo, tests, load tests; when allow_token_issue)", Operator, Some("TokenRequest"), &[], "Token", &[200, 400, 401, 403]),
+    doc("GET", "/v1/admin/sms/outbox", "operator", "Messages in the built-in SMS outbox, oldest first", Operator, None, &[("phone", "only this phone's messages")], "[OutboxMessage]", &[200, 400, 401, 403]),
+];
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn schema_of(name: &str) -> Value {
+    match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(item) => json!({"type": "array", "items": reference(item)}),
+        None if name == "Object" => json!({"type": "object"}),
+        None => reference(name),
+    }
+}
+
+fn status_text(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad input: bad_request, invalid_plate (with position and field) or invalid_vin",
+        401 => "unauthorized: missing, malformed, forged or expired token",
+        403 => "forbidden (a citizen token on the operator API) or blacklisted",
+        404 => "not_found",
+        409 => "a state conflict: conflict, application_exists, vin_already_used, not_available, quota_spent, hold_expired, not_held, exhausted, identity_not_verified, selection_closed",
+        413 => "payload_too_large",
+        422 => "voucher_mismatch, vehicle_not_eligible, notice_not_accepted, sms_code_invalid, sms_code_expired",
+        429 => "too_soon, sms_too_soon or too_many_requests, with retry_after_ms",
+        503 => "unavailable: nothing was changed",
+        _ => "See the error code",
+    }
+}
+
+fn operation(d: &RouteDoc) -> Value {
+    let mut params: Vec<Value> = d
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    params.extend(d.query.iter().map(|(name, description)| {
+        json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+    }));
+    let mut responses = Map::new();
+    for (i, &code) in d.codes.iter().enumerate() {
+        let body = if i == 0 {
+            match d.response {
+                "text" => json!({"text/plain; version=0.0.4": {"schema": {"type": "string"}}}),
+                "html" => json!({
+                    "text/html": {"schema": {"type": "string"}},
+                    "application/json": {"schema": reference("VoucherDocument")},
+                }),
+                name => json!({"application/json": {"schema": schema_of(name)}}),
+            }
+        } else {
+            json!({"application/json": {"schema": reference("Error")}})
+        };
+        responses.insert(
+            code.to_string(),
+            json!({"description": status_text(code), "content": body}),
+        );
+    }
+    let mut op = json!({
+        "operationId": format!("{} {}", d.method.to_ascii_lowercase(), d.path),
+        "summary": d.summary,
+        "tags": [d.tag],
+        "parameters": params,
+        "responses": responses,
+        "security": match d.auth {
+            Public => json!([]),
+            Citizen => json!([{"citizen": []}]),
+            Operator => json!([{"operator": []}]),
+        },
+    });
+    if let (Some(name), Value::Object(map)) = (d.request, &mut op) {
+        let content = if name == "CertificateImport" {
+            json!({
+                "text/csv": {"schema": {"type": "string", "description": "header vin,voucher,class,energy, then one record per line"}},
+                "application/json": {"schema": {"type": "array", "items": reference("CertificateRow")}},
+            })
+        } else {
+            json!({"application/json": {"schema": reference(name)}})
+        };
+        map.insert("requestBody".into(), json!({"required": true, "content": content}));
+    }
+    op
+}
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+fn time() -> Value {
+    json!({"type": "string", "format": "date-time"})
+}
+fn int() -> Value {
+    json!({"type": "integer", "minimum": 0})
+}
+fn boolean() -> Value {
+    json!({"type": "boolean"})
+}
+fn object(required: &[&str], properties: Value) -> Value {
+    json!({"type": "object", "required": required, "properties": properties})
+}
+fn array(item: Value) -> Value {
+    json!({"type": "array", "items": item})
+}
+fn nullable(mut v: Value) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.insert("nullable".into(), json!(true));
+    }
+    v
+}
+
+fn schemas() -> Value {
+    let plate = object(&["serial", "plate"], json!({"serial": string(), "plate": string()}));
+    let hold = object(
+        &["plates", "expires_at", "expires_in_ms"],
+        json!({"plates": array(plate.clone()), "expires_at": time(), "expires_in_ms": int()}),
+    );
+    let claim = object(
+        &["serial", "plate", "claimed_at", "register_by", "voucher"],
+        json!({
+            "serial": string(), "plate": string(), "claimed_at": time(), "register_by": time(),
+            "voucher": object(&["serial", "code"], json!({"serial": string(), "code": string()})),
+        }),
+    );
+    let counts = json!({
+        "pending": int(), "available": int(), "held": int(), "claimed": int(), "issued": int(),
+        "withdrawn": int(), "total": int(),
+    });
+    let rules = json!({
+        "type": "object",
+        "description": "SPEC §3; omitted rules take the defaults",
+        "properties": {
+            "custom_quota": int(), "custom_per_check": int(), "custom_min_interval_ms": int(),
+            "random_quota": int(), "random_batch": int(), "random_ttl_ms": int(), "candidate_ttl_ms": int(),
+            "sms_confirm_delay_ms": int(), "validity_working_days": int(),
+            "holidays": array(json!({"type": "string", "format": "date"})),
+            "blacklist_days": int(),
+            "service_hours": nullable(object(&["open", "close"], json!({"open": string(), "close": string()}))),
+            "maintenance": boolean(), "opening_window_ms": int(),
+            "custom_patterns": {"type": "object", "additionalProperties": array(string())},
+            "deny": array(string()),
+        },
+    });
+    let mut all = Map::new();
+    let part = json!({
+        "Error": object(&["error"], json!({
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "additionalProperties": true,
+                "properties": {
+                    "code": {"type": "string", "enum": crate::error::CODES},
+                    "message": string(),
+                    "field": string(),
+                    "position": int(),
+                    "retry_after_ms": int(),
+                    "results": array(object(&["serial", "reason"], json!({"serial": string(), "reason": {"type": "string", "enum": ["taken", "held", "not_in_pool"]}}))),
+                    "custom_left": int(),
+                    "next_check_in_ms": int(),
+                },
+            },
+        })),
+        "Health": object(&["status"], json!({"status": string()})),
+        "Ready": object(&["status"], json!({"status": string(), "offices": int()})),
+        "OfficeSummary": object(&["id", "name", "prefix", "classes"], json!({
+            "id": string(), "name": string(), "prefix": string(), "classes": array(string()),
+        })),
+        "OfficeRules": rules,
+        "Notice": object(&["version", "text"], json!({"version": string(), "text": string()})),
+        "Office": object(&["name", "prefix", "classes"], json!({
+            "id": string(), "name": string(), "prefix": string(), "classes": array(string()),
+            "rules": reference("OfficeRules"), "notice": reference("Notice"),
+        })),
+        "PoolNotice": object(&["office", "as_of", "classes"], json!({
+            "office": string(), "as_of": time(),
+            "classes": array(object(&["class", "available", "releases"], json!({
+                "class": string(), "available": int(),
+                "releases": array(object(&["id", "label", "opens_at", "custom_from", "total", "available"], json!({
+                    "id": int(), "label": string(), "opens_at": time(), "custom_from": time(),
+                    "total": int(), "available": int(),
+                }))),
+            }))),
+        })),
+    });
+    if let Value::Object(m) = part {
+        all.extend(m);
+    }
+    let part = json!({
+        "VinCheck": object(&["vin"], json!({"vin": string()})),
+        "VinCheckResult": object(&["valid"], json!({
+            "valid": boolean(), "reason": string(), "message": string(), "position": nullable(int()),
+        })),
+        "Me": object(&["user", "blacklisted_until", "applications"], json!({
+            "user": string(), "blacklisted_until": nullable(time()),
+            "applications": array(reference("Application")),
+            "resume": nullable(object(&["application", "stage", "step"], json!({"application": string(), "stage": int(), "step": int()}))),
+        })),
+        "SmsRequest": object(&["purpose"], json!({"purpose": {"type": "string", "enum": ["apply", "identity"]}, "application": string()})),
+        "SmsSent": object(&["sent_at", "confirm_after_ms", "expires_in_ms"], json!({"sent_at": time(), "confirm_after_ms": int(), "expires_in_ms": int()})),
+        "ApplicationRequest": object(&["office", "vin", "voucher", "notice_version", "sms_code"], json!({
+            "office": string(), "vin": string(), "voucher": string(), "notice_version": string(), "sms_code": string(),
+        })),
+        "Hold": hold,
+        "Claim": claim,
+    });
+    if let Value::Object(m) = part {
+        all.extend(m);
+    }
+    let part = json!({
+        "Application": object(&["id", "office", "class", "vin", "state", "custom_left", "random_left"], json!({
+            "id": string(), "office": string(), "class": string(), "vin": string(),
+            "state": {"type": "string", "enum": ["confirmed", "selecting", "claimed", "exhausted", "issued", "lapsed", "voided"]},
+            "custom_left": int(), "random_left": int(),
+            "batch": nullable(reference("Hold")), "candidates": nullable(reference("Hold")), "claim": nullable(reference("Claim")),
+        })),
+        "IdentityRequest": object(&["sms_code"], json!({"sms_code": string()})),
+        "Verified": object(&["verified_until"], json!({"verified_until": time()})),
+        "Keyboard": object(&["length", "positions"], json!({
+            "length": int(),
+            "positions": array(object(&["index", "enabled"], json!({"index": int(), "enabled": string()}))),
+        })),
+        "CustomCheck": object(&["plates"], json!({"plates": array(string())})),
+        "DrawRequest": object(&[], json!({"exclude_four": boolean()})),
+        "DrawResult": object(&["batch", "random_left"], json!({
+            "batch": reference("Hold"), "candidates": nullable(reference("Hold")), "random_left": int(),
+        })),
+        "SerialRequest": object(&["serial"], json!({"serial": string()})),
+    });
+    if let Value::Object(m) = part {
+        all.extend(m);
+    }
+    let part = json!({
+        "Candidates": object(&["candidates"], json!({"candidates": reference("Hold")})),
+        "ClaimResult": object(&["claim"], json!({"claim": reference("Claim")})),
+        "VoucherDocument": object(&["voucher"], json!({"voucher": object(&["serial", "code", "plate", "office", "register_by"], json!({
+            "serial": string(), "code": string(), "plate": string(), "office": string(), "register_by": time(),
+        }))})),
+        "PracticeRequest": object(&["office", "class"], json!({"office": string(), "class": string(), "energy": string()})),
+        "ReleaseRequest": object(&["class"], json!({
+            "class": string(), "label": string(), "opens_at": time(), "custom_from": time(),
+            "patterns": array(string()), "serials": array(string()),
+        })),
+        "ReleaseCreated": object(&["id", "total"], json!({
+            "id": int(), "total": int(), "label": string(), "opens_at": time(), "custom_from": time(),
+        })),
+        "ReleaseWithdrawn": object(&["withdrawn"], json!({"id": int(), "withdrawn": int()})),
+        "PlateWithdrawn": object(&["serial", "plate"], json!({"serial": string(), "plate": string(), "withdrawn": int()})),
+    });
+    if let Value::Object(m) = part {
+        all.extend(m);
+    }
+    let part = json!({
+        "CertificateRow": object(&["vin", "voucher", "class", "energy"], json!({
+            "vin": string(), "voucher": string(), "class": string(),
+            "energy": {"type": "string", "enum": ["fuel", "bev", "phev", "fcev"]},
+        })),
+        "ImportReport": object(&["imported", "rejected"], json!({
+            "imported": int(),
+            "rejected": array(object(&["row", "reason"], json!({"row": int(), "reason": string(), "line": int()}))),
+        })),
+        "RegistrationRequest": object(&["office", "serial"], json!({"office": string(), "serial": string()})),
+        "ReasonRequest": object(&["reason"], json!({"reason": string()})),
+        "OperatorApplication": object(&["id", "office", "class", "vin", "user", "phone", "state"], json!({
+            "id": string(), "office": string(), "class": string(), "energy": string(), "vin": string(),
+            "user": string(), "phone": string(), "state": string(), "practice": boolean(),
+            "notice_version": string(), "created_at": time(), "custom_left": int(), "random_left": int(),
+            "verified_until": nullable(time()), "batch": nullable(reference("Hold")),
+            "candidates": nullable(reference("Hold")), "claim": nullable(reference("Claim")),
+            "closed_at": nullable(time()),
+        })),
+        "Stats": object(&["office", "as_of", "classes", "mailbox_depth"], json!({
+            "office": string(), "as_of": time(), "mailbox_depth": int(),
+            "classes": array(json!({"type": "object", "properties": counts})),
+            "rates": {"type": "object"},
+            "latency": array(json!({"type": "object"})),
+        })),
+        "BlacklistEntry": object(&["user", "since", "until"], json!({
+            "user": string(), "since": time(), "until": time(), "office": string(), "application": string(),
+        })),
+        "Lifted": object(&["user", "lifted"], json!({"user": string(), "lifted": boolean()})),
+    });
+    if let Value::Object(m) = part {
+        all.extend(m);
+    }
+    let part = json!({
+        "AuditPage": object(&["entries", "next_after", "more"], json!({
+            "office": nullable(string()),
+            "entries": array(object(&["id", "at", "who", "action"], json!({
+                "id": int(), "at": time(), "who": string(), "action": string(),
+                "application": nullable(string()), "serial": nullable(string()), "detail": string(),
+            }))),
+            "next_after": int(), "more": boolean(),
+        })),
+        "TokenRequest": object(&["user", "phone"], json!({"user": string(), "phone": string(), "ttl_s": int()})),
+        "Token": object(&["token"], json!({"token": string(), "user": string(), "phone": string(), "expires_at": time()})),
+        "OutboxMessage": object(&["phone", "purpose", "text", "sent_at"], json!({
+            "phone": string(), "purpose": string(), "text": string(), "sent_at": time(),
+        })),
+
+    });
+    if let Value::Object(m) = part {
+        all.extend(m);
+    }
+    Value::Object(all)
+}
+
+/// The document: every route of [`ROUTES`], in its order.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for (method, path) in ROUTES {
+        let op = match DOCS.iter().find(|d| d.method == *method && d.path == *path) {
+            Some(d) => operation(d),
+            None => json!({"summary": "(undocumented)", "responses": {"default": {"description": "see API.md"}}}),
+        };
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        if let Value::Object(m) = entry {
+            m.insert(method.to_ascii_lowercase(), op);
+        }
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "platepool gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Online licence-plate pre-selection (互联网预选号牌): the citizen flow, the operator API and public pages. Errors are {\"error\": {\"code\", \"message\", \"field\"?, …}}.",
+        },
+        "tags": [
+            {"name": "public", "description": "No token"},
+            {"name": "citizen", "description": "A citizen token signed by the embedding platform"},
+            {"name": "operator", "description": "The operator token"},
+        ],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "citizen": {"type": "http", "scheme": "bearer", "description": "v1.<payload>.<HMAC-SHA256 signature>"},
+                "operator": {"type": "http", "scheme": "bearer", "description": "the configured operator token"},
+            },
+            "schemas": schemas(),
+        },
+    })
+}
+
+/// The document as served (built once).
+pub fn document_text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| serde_json::to_string(&document()).unwrap_or_else(|_| "{}".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        for (method, path) in ROUTES {
+            assert!(
+                DOCS.iter().any(|d| d.method == *method && d.path == *path),
+                "{method} {path} is not documented"
+            );
+        }
+        for d in DOCS {
+            assert!(
+                ROUTES.iter().any(|(m, p)| *m == d.method && *p == d.path),
+                "{} {} is documented but not served",
+                d.method,
+                d.path
+            );
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas").clone();
+        fn walk(v: &Value, schemas: &Map<String, Value>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::String(r)) = m.get("$ref") {
+                        let name = r.trim_start_matches("#/components/schemas/");
+                        assert!(schemas.contains_key(name), "dangling {r}");
+                    }
+                    m.values().for_each(|x| walk(x, schemas));
+                }
+                Value::Array(a) => a.iter().for_each(|x| walk(x, schemas)),
+                _ => {}
+            }
+        }
+        walk(&doc, &schemas);
+        assert_eq!(doc["paths"]["/v1/offices/{office}/pool"]["get"]["parameters"][0]["name"], "office");
+    }
+}

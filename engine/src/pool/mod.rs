@@ -433,7 +433,7 @@ impl OfficePool {
                 message: e.message,
             })?;
         for cp in &self.classes {
-            if !config.classes.contains(&cp.def.name) && cp.len() > 0 {
+            if !config.classes.contains(&cp.def.name) && !cp.is_empty() {
                 return Err(Refusal::InvalidConfig {
                     field: "classes".into(),
                     message: format!("class {} has released numbers and cannot be removed", cp.def.name),

@@ -114,6 +114,10 @@ impl ClassPool {
         self.codes.len() as u32
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+
     pub fn segments(&self) -> &[Segment] {
         &self.segments
     }

@@ -7,7 +7,9 @@
 use chrono::{NaiveDate, NaiveDateTime};
 
 use platepool_engine::pool::{NewApplication, NewRelease};
-use platepool_engine::{Energy, Notice, OfficeConfig, OfficeRules, Pattern, PlateClass, ReleaseSource, Serial};
+use platepool_engine::{
+    Energy, Notice, OfficeConfig, OfficeRules, Pattern, PlateClass, ReleaseSource, Serial,
+};
 
 pub const DAY_MS: u64 = 86_400_000;
 const OFFSET_MS: i64 = 8 * 3_600_000;
@@ -89,7 +91,12 @@ pub fn serial(text: &str) -> Serial {
 }
 
 /// A release of the numbers the patterns name.
-pub fn release(class: &str, patterns: &[&str], opens_at_ms: u64, custom_from_ms: Option<u64>) -> NewRelease {
+pub fn release(
+    class: &str,
+    patterns: &[&str],
+    opens_at_ms: u64,
+    custom_from_ms: Option<u64>,
+) -> NewRelease {
     NewRelease {
         class: class.into(),
         label: String::new(),

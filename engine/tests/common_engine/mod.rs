@@ -48,7 +48,12 @@ impl Clock for TestClock {
     }
 }
 
-pub fn engine_config(dir: &Path, durability: Durability, clock: Arc<dyn Clock>, seed: u64) -> EngineConfig {
+pub fn engine_config(
+    dir: &Path,
+    durability: Durability,
+    clock: Arc<dyn Clock>,
+    seed: u64,
+) -> EngineConfig {
     let mut config = EngineConfig::new(dir);
     config.durability = durability;
     config.clock = clock;
@@ -64,7 +69,8 @@ pub async fn open_engine(config: EngineConfig) -> Engine {
         match Engine::open(config.clone()).await {
             Ok(engine) => return engine,
             Err(EngineError::Store(e))
-                if e.to_string().contains("lock") && started.elapsed() < Duration::from_secs(20) =>
+                if e.to_string().contains("lock")
+                    && started.elapsed() < Duration::from_secs(20) =>
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -1,4 +1,215 @@
-//! (being written)
-use actix_web::web;
+//! Public routes (API.md "Public"): health, metrics, the OpenAPI document, offices, their notices
+//! and pool notices, and the VIN check. No token needed.
 
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use platepool_engine::calendar::rfc3339;
+use platepool_engine::pool::ClassStats;
+use platepool_engine::vin::check_vin;
+use platepool_engine::{Engine, OfficeConfig};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::Gateway;
+
+/// How long one worker serves a pool notice from its snapshot before asking the office again.
+/// `as_of` is the snapshot's instant, so every change acknowledged before `as_of` is in it (the
+/// contract allows 100 ms of lag). At an opening, thousands of citizens reload the notice: this
+/// keeps them out of the office actor's mailbox, where the draws are.
+pub const POOL_NOTICE_MAX_AGE: Duration = Duration::from_millis(100);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::Data::new(PoolNoticeCache::default()))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/v1/openapi.json", web::get().to(openapi))
+        .route("/v1/offices", web::get().to(offices))
+        .route("/v1/offices/{office}", web::get().to(office))
+        .route("/v1/offices/{office}/notice", web::get().to(notice))
+        .route("/v1/offices/{office}/pool", web::get().to(pool))
+        .route("/v1/vin/check", web::post().to(vin_check));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(gw: web::Data<Gateway>) -> ApiResult<HttpResponse> {
+    if !gw.is_ready() {
+        return Err(ApiError::unavailable("not ready: the gateway is stopping"));
+    }
+    let recovery = gw.engine.recovery();
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ready",
+        "offices": gw.engine.offices().len(),
+        "recovered": {
+            "offices": recovery.offices,
+            "applications": recovery.applications,
+            "millis": recovery.millis,
+        },
+    })))
+}
+
+async fn metrics(gw: web::Data<Gateway>) -> HttpResponse {
+    let text = gw.metrics.render(&gw.engine).await;
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(crate::openapi::document_text())
+}
+
+async fn offices(gw: web::Data<Gateway>) -> HttpResponse {
+    HttpResponse::Ok().json(gw.engine.offices())
+}
+
+/// The office document of API.md "Documents" (`PUT /v1/admin/offices/{office}` body, with `id`).
+/// An office configuration holds no secrets, so the public answer is the same document, plus the
+/// custom-number shapes in force per class (the configured ones or the class defaults).
+pub fn office_document(engine: &Engine, id: &str, config: &OfficeConfig) -> Value {
+    let mut doc = serde_json::to_value(config).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut doc {
+        map.insert("id".into(), json!(id));
+        let classes: Vec<Value> = config
+            .classes
+            .iter()
+            .filter_map(|name| engine.catalog().iter().find(|c| &c.name == name))
+            .map(|class| {
+                let rules = config.composition_rules(class);
+                json!({
+                    "class": class.name,
+                    "serial_length": class.serial_len(),
+                    "shape": class.shape.to_string(),
+                    "custom_patterns": rules.allowed().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "deny": rules.deny().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "groups": class.groups.iter().map(|g| json!({
+                        "name": g.name,
+                        "pattern": g.pattern.to_string(),
+                        "energies": g.energies,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        map.insert("class_details".into(), Value::Array(classes));
+    }
+    doc
+}
+
+async fn office(gw: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let config = gw.engine.office_config(&id)?;
+    Ok(HttpResponse::Ok().json(office_document(&gw.engine, &id, &config)))
+}
+
+async fn notice(gw: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let config = gw.engine.office_config(&path.into_inner())?;
+    Ok(HttpResponse::Ok().json(json!({
+        "version": config.notice.version,
+        "text": config.notice.text,
+    })))
+}
+
+/// One worker's recent pool notices, per office.
+#[derive(Debug, Default)]
+pub struct PoolNoticeCache {
+    entries: RefCell<HashMap<String, (Instant, Value)>>,
+}
+
+/// The pool notice of API.md from the office's figures at `as_of_ms`.
+pub fn pool_notice(office: &str, as_of_ms: u64, stats: &[ClassStats]) -> Value {
+    let classes: Vec<Value> = stats
+        .iter()
+        .map(|c| {
+            let releases: Vec<Value> = c
+                .releases
+                .iter()
+                .map(|r| {
+                    let open = r.opens_at_ms <= as_of_ms;
+                    // Before its opening a release's numbers are neither visible nor drawable.
+                    let available = if open && !r.withdrawn { r.counts.available } else { 0 };
+                    json!({
+                        "id": r.id,
+                        "label": r.label,
+                        "opens_at": rfc3339(r.opens_at_ms),
+                        "custom_from": rfc3339(r.custom_from_ms),
+                        "total": r.total,
+                        "available": available,
+                        "open": open,
+                        "withdrawn": r.withdrawn,
+                    })
+                })
+                .collect();
+            json!({
+                "class": c.class,
+                "available": c.counts.available,
+                "releases": releases,
+            })
+        })
+        .collect();
+    json!({
+        "office": office,
+        "as_of": rfc3339(as_of_ms),
+        "classes": classes,
+    })
+}
+
+async fn pool(
+    gw: web::Data<Gateway>,
+    cache: web::Data<PoolNoticeCache>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let office = path.into_inner();
+    let cached = cache
+        .entries
+        .borrow()
+        .get(&office)
+        .filter(|(at, _)| at.elapsed() < POOL_NOTICE_MAX_AGE)
+        .map(|(_, v)| v.clone());
+    let body = match cached {
+        Some(v) => v,
+        None => {
+            let taken = Instant::now();
+            let as_of_ms = gw.engine.now_ms();
+            let stats = gw.engine.stats(&office).await?;
+            let v = pool_notice(&office, as_of_ms, &stats);
+            let mut entries = cache.entries.borrow_mut();
+            // Offices are few; a stray id never gets here (unknown offices are refused above).
+            entries.insert(office, (taken, v.clone()));
+            v
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .json(body))
+}
+
+#[derive(Debug, Deserialize)]
+struct VinCheck {
+    vin: String,
+}
+
+async fn vin_check(gw: web::Data<Gateway>, req: HttpRequest, body: ApiJson<VinCheck>) -> ApiResult<HttpResponse> {
+    gw.limits.check(&req, None)?;
+    let answer = match check_vin(&body.0.vin) {
+        Ok(vin) => json!({"valid": true, "vin": vin.as_str()}),
+        Err(e) => json!({
+            "valid": false,
+            "reason": e.reason_code(),
+            "message": e.to_string(),
+            "position": e.position,
+        }),
+    };
+    Ok(HttpResponse::build(StatusCode::OK).json(answer))
+}
