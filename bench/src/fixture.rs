@@ -107,6 +107,8 @@ pub fn sized_patterns(numbers: u64) -> Vec<Pattern> {
 
 /// What a workload operation returns: `Err` when it did not do what the workload expects.
 pub type OpFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+/// A workload operation: each call starts the next one.
+pub type Op = Box<dyn Fn() -> OpFuture>;
 
 /// An application the benchmarks act for.
 #[derive(Debug, Clone)]
@@ -228,8 +230,7 @@ pub fn build(plan: &Plan, sink: &mut dyn FnMut(Vec<Record>)) -> Built {
     let holders = make(&mut pool, plan.holders, sink);
 
     let mut taken = Vec::with_capacity(plan.takers);
-    if plan.takers > 0 {
-        let stride = codes.len() / plan.takers;
+    if let Some(stride) = codes.len().checked_div(plan.takers) {
         assert!(stride >= 1, "more takers than numbers");
         for i in 0..plan.takers {
             let app = new_app(&mut pool, n, now);
@@ -493,11 +494,11 @@ impl Office {
     }
 
     /// One draw for the next application, round robin.
-    pub fn draw_op(&self) -> impl Fn() -> OpFuture + 'static {
+    pub fn draw_op(&self) -> Op {
         let target = self.target.clone();
         let apps = self.select.clone();
         let cursor = self.draw_cursor.clone();
-        move || {
+        Box::new(move || {
             let i = cursor.get();
             cursor.set(i + 1);
             let target = target.clone();
@@ -510,7 +511,7 @@ impl Office {
                     Err(e) => Err(e.to_string()),
                 }
             })
-        }
+        })
     }
 
     /// The numbers of the next failing check: taken and held ones, none of them the checker's.
@@ -530,14 +531,14 @@ impl Office {
     }
 
     /// One failing custom check of five numbers for the next application, round robin.
-    pub fn check_op(&self) -> impl Fn() -> OpFuture + 'static {
+    pub fn check_op(&self) -> Op {
         let target = self.target.clone();
         let apps = self.select.clone();
         let cursor = self.check_cursor.clone();
         let plates_cursor = self.plates_cursor.clone();
         let taken = Rc::new(self.taken.clone());
         let held = Rc::new(self.held.clone());
-        move || {
+        Box::new(move || {
             let i = cursor.get();
             cursor.set(i + 1);
             let plates = Office::next_plates(&plates_cursor, &taken, &held);
@@ -551,18 +552,18 @@ impl Office {
                     Err(e) => Err(e.to_string()),
                 }
             })
-        }
+        })
     }
 
     /// One keyboard query, cycling through `queries`, for the next application.
     pub fn keyboard_op(
         &self,
         queries: Rc<Vec<Vec<Option<u8>>>>,
-    ) -> impl Fn() -> OpFuture + 'static {
+    ) -> Op {
         let target = self.target.clone();
         let apps = self.select.clone();
         let cursor = Rc::new(Cell::new(0usize));
-        move || {
+        Box::new(move || {
             let i = cursor.get();
             cursor.set(i + 1);
             let target = target.clone();
@@ -576,16 +577,16 @@ impl Office {
                     Err(e) => Err(e.to_string()),
                 }
             })
-        }
+        })
     }
 
     /// A call that does nothing.
-    pub fn noop_op(&self) -> impl Fn() -> OpFuture + 'static {
+    pub fn noop_op(&self) -> Op {
         let target = self.target.clone();
-        move || {
+        Box::new(move || {
             let target = target.clone();
             Box::pin(async move { target.noop().await.map_err(|e| e.to_string()) })
-        }
+        })
     }
 
     /// One durable claim by the next claimer: draw and pick (not timed), then the claim (timed).
@@ -740,5 +741,37 @@ impl Pure {
                 .filter(|c| !out.contains(c))
                 .map(|&c| Serial::from_code(c, 5)),
         )
+    }
+}
+
+/// The least any recovery must do: open the sled database in `path` and read every key and
+/// value of every tree (waiting while a previous system still holds the lock). Returns the time
+/// of the successful attempt.
+pub fn raw_read(path: &Path) -> Duration {
+    let started = Instant::now();
+    loop {
+        let attempt = Instant::now();
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(crate::io::SLED_CACHE_BYTES)
+            .open()
+        {
+            Ok(db) => {
+                let mut bytes = 0usize;
+                for name in db.tree_names() {
+                    let tree = db.open_tree(name).expect("tree");
+                    for item in tree.iter() {
+                        let (k, v) = item.expect("item");
+                        bytes += k.len() + v.len();
+                    }
+                }
+                std::hint::black_box(bytes);
+                return attempt.elapsed();
+            }
+            Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("sled does not open: {e}"),
+        }
     }
 }

@@ -231,7 +231,10 @@ impl Engine {
             )
             .map_err(recovery)?;
             let blacklist_ms = pool.config().rules.blacklist_days as u64 * 86_400_000;
-            for app in pool.applications() {
+            // Creation order, as the user and VIN indexes promise (the pool keeps a hash map).
+            let mut apps: Vec<_> = pool.applications().collect();
+            apps.sort_by_key(|a| a.seq);
+            for app in apps {
                 applications += 1;
                 let app_id = AppId {
                     office: id.clone(),
@@ -341,6 +344,24 @@ impl Engine {
     /// Makes everything written so far durable (shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner.store.sync()
+    }
+
+    /// Stops every office actor and its thread after the calls already queued are answered,
+    /// then makes everything durable. Calls made afterwards get 503 `unavailable`. Dropping the
+    /// last clone of the engine afterwards releases the data folder.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let arbiters = self
+            .registry(|r| std::mem::take(&mut r.arbiters))
+            .await
+            .unwrap_or_default();
+        for arbiter in &arbiters {
+            arbiter.stop();
+        }
+        for arbiter in arbiters {
+            // Joining a stopped arbiter's thread waits for its queued messages to be handled.
+            let _ = arbiter.join();
+        }
+        self.flush()
     }
 
     fn office_entry(&self, office: &str) -> Result<OfficeEntry, Refusal> {

@@ -168,7 +168,8 @@ impl Store {
 
     /// A unique id, ascending across restarts.
     pub fn generate_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
+        // sled's first id is 0; ids start at 1 so that "entries after 0" means every entry.
+        Ok(self.db.generate_id()? + 1)
     }
 
     /// Bytes the database occupies on disk.

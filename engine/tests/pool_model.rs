@@ -3,9 +3,16 @@
 //! The model is a few maps: which application holds or claimed which number, each application's
 //! quotas, holds and deadlines, each release's numbers. Every operation is predicted by the model
 //! (refusal, answer, quota debit, records and events) and compared; the pool's own
-//! `check_invariants` runs after every step; periodically every number's owner and every count is
-//! compared (I1, conservation), the keyboard is compared with a brute-force scan (I8), and the
-//! records persisted so far are replayed through `OfficePool::restore` (I9).
+//! `check_invariants` runs after every step; every ten steps the counts per release and class are
+//! compared (conservation), periodically every number's owner and every application (I1, I3), the
+//! keyboard is compared with a brute-force scan (I8), and the records persisted so far are
+//! replayed through `OfficePool::restore` (I9).
+//!
+//! One seed is one small office (a few hundred numbers, up to `APPS_MAX` applications, about
+//! `SELECTING_TARGET` selecting at once so that they contend); seeds follow one another until
+//! `STEPS_MIN` steps are done. Every step advances the fake clock (mostly by a second or so,
+//! sometimes past a hold's life, rarely by days so claims lapse), usually ticks, does one operation
+//! and ticks again.
 //!
 //! Random draws are random: the model does not predict which numbers come out, only checks that
 //! each was available to the application, fits its group and filter, and that the batch has
@@ -759,6 +766,8 @@ impl Run {
             self.pool.check_invariants(self.now);
             if step % 250 == 0 {
                 self.compare_everything();
+            } else if step % 10 == 0 {
+                self.compare_counts();
             }
             if (step + 1) % REPLAY_EVERY == 0 {
                 self.replay();
@@ -1339,7 +1348,8 @@ impl Run {
         if !app.practice {
             for s in &app.batch {
                 let rel = &self.model.releases[&self.model.nums[self.model.index[s]].release];
-                if !rel.withdrawn && !(no4 && common::has_four(*s)) {
+                let filtered = no4 && common::has_four(*s);
+                if !rel.withdrawn && !filtered {
                     drawable.insert(*s);
                 }
             }
@@ -1805,6 +1815,12 @@ impl Run {
                 ));
             }
         }
+        self.compare_counts();
+    }
+
+    /// Per release and class, the counts of each state equal the model's and add up to what was
+    /// released (conservation).
+    fn compare_counts(&mut self) {
         let stats = self.pool.stats();
         for (id, r) in &self.model.releases {
             let mut want = Counts::default();
@@ -1865,10 +1881,19 @@ impl Run {
         .unwrap_or_else(|e| self.fail(format!("restore: {e}")));
         restored.check_invariants(self.now);
         assert_eq!(restored.releases().len(), self.pool.releases().len());
+        // Holds are gone after a restart: an application left with no quota is exhausted (R4.7).
+        let now = self.now;
         let live: BTreeMap<u64, AppRecord> = self
             .pool
             .applications()
-            .map(|a| (a.seq, a.clone()))
+            .map(|a| {
+                let mut a = a.clone();
+                if a.state.selecting() && a.custom_left == 0 && a.random_left == 0 {
+                    a.state = AppState::Exhausted;
+                    a.closed_at_ms = Some(now);
+                }
+                (a.seq, a)
+            })
             .collect();
         let back: BTreeMap<u64, AppRecord> = restored
             .applications()

@@ -1454,12 +1454,9 @@ fn apply_setting(config: &mut OfficeConfig, setting: &str, whence: &str) {
         "blacklist_days" => r.blacklist_days = number(),
         "maintenance" => r.maintenance = value == "true",
         "service_hours" => {
-            r.service_hours = match value.split_once('-') {
-                Some((open, close)) => {
-                    Some(ServiceHours::parse(open, close).unwrap_or_else(|e| fail(e.to_string())))
-                }
-                None => None,
-            }
+            r.service_hours = value.split_once('-').map(|(open, close)| {
+                ServiceHours::parse(open, close).unwrap_or_else(|e| fail(e.to_string()))
+            })
         }
         "deny" => {
             r.deny = list()

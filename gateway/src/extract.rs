@@ -49,11 +49,18 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         } else {
             inner.to_string()
         };
-        let err = ApiError::bad_request(message);
-        if path.is_empty() || path == "." {
-            err
-        } else {
-            err.field(path)
+        let err = ApiError::bad_request(message.clone());
+        let at_top = path.is_empty() || path == ".";
+        // A missing field is reported at its parent: name the field itself.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name.to_string());
+        match (missing, at_top) {
+            (Some(name), true) => err.field(name),
+            (Some(name), false) => err.field(format!("{path}.{name}")),
+            (None, true) => err,
+            (None, false) => err.field(path),
         }
     })
 }

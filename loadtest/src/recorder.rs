@@ -255,10 +255,12 @@ impl Recorder {
         if error.is_some() {
             counts.errors += 1;
         }
+        if error.is_some() {
+            rec.errors += 1;
+        }
         self.second(intended).offered += 1;
         match error {
             Some(kind) => {
-                rec.errors += 1;
                 *self.errors.entry(kind).or_insert(0) += 1;
                 self.second(done).errors += 1;
             }

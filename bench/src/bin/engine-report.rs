@@ -512,7 +512,7 @@ fn claims(report: &mut Report, system: &actix_rt::SystemRunner, engine: &Office,
 // 5: actor overhead
 
 /// Mean round trip in µs of `op` issued one at a time for `budget`.
-fn sequential(system: &actix_rt::SystemRunner, op: impl Fn() -> fixture::OpFuture + 'static, budget: Duration) -> (f64, Run) {
+fn sequential(system: &actix_rt::SystemRunner, op: fixture::Op, budget: Duration) -> (f64, Run) {
     let r = system.block_on(closed_loop(1, Stop::After(budget), op));
     (r.elapsed.as_secs_f64() * 1e6 / (r.ok + r.failed).max(1) as f64, r)
 }
@@ -646,7 +646,7 @@ fn recovery(report: &mut Report) {
     }
     opens.sort();
     let open = opens[opens.len() / 2];
-    let scan = raw_scan(&path);
+    let scan = fixture::raw_read(&path);
     let size = dir_size(&path);
     report.row(
         format!("recovery: Engine::open, 1M numbers + {applications} claims (median of 3)"),
@@ -677,37 +677,6 @@ fn open_once(path: &Path) -> (Duration, usize) {
     system.block_on(async { actix_rt::System::current().stop() });
     let _ = system.run();
     result
-}
-
-/// The least any recovery must do: open the database and read every key and value.
-fn raw_scan(path: &Path) -> Duration {
-    let started = Instant::now();
-    loop {
-        let attempt = Instant::now();
-        match sled::Config::new()
-            .path(path)
-            .cache_capacity(platepool_bench::io::SLED_CACHE_BYTES)
-            .open()
-        {
-            Ok(db) => {
-                let mut bytes = 0usize;
-                for name in db.tree_names() {
-                    let tree = db.open_tree(name).expect("tree");
-                    for item in tree.iter() {
-                        let (k, v) = item.expect("item");
-                        bytes += k.len() + v.len();
-                    }
-                }
-                std::hint::black_box(bytes);
-                return attempt.elapsed();
-            }
-            Err(e) if started.elapsed() < Duration::from_secs(30) => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("sled does not open: {e}"),
-        }
-    }
 }
 
 fn dir_size(path: &Path) -> u64 {

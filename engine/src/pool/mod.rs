@@ -361,6 +361,22 @@ impl OfficePool {
         }
         pool.run_release_events(now_ms);
         pool.effects = Effects::default();
+        // Holds are gone: an application whose only hope was a held number is exhausted now
+        // (R4.7). Its records are left in the effects, for the actor's first commit.
+        let spent: Vec<u64> = pool
+            .apps
+            .values()
+            .filter(|a| a.rec.state.selecting() && a.rec.custom_left == 0 && a.rec.random_left == 0)
+            .map(|a| a.rec.seq)
+            .collect();
+        for seq in spent {
+            if let Some(mut app) = pool.apps.remove(&seq) {
+                if pool.maybe_exhaust(&mut app, now_ms) {
+                    pool.persist(&app);
+                }
+                pool.apps.insert(seq, app);
+            }
+        }
         Ok(pool)
     }
 

@@ -1,0 +1,355 @@
+//! One rehearsal from start to end: prepare the office, run the buyers on the worker threads with
+//! live progress, read the office back for the audit, build the report.
+
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::api::Api;
+use crate::audit::{audit, fetch, Expectations};
+use crate::buyer::{self, lock, BuyerRecord, Ctx, Shared};
+use crate::identity::run_tag;
+use crate::prepare::{now_ms, prepare};
+use crate::recorder::{Live, Recorder};
+use crate::report::{Cpu, Report, RunFacts};
+use crate::scenario::{plans, BuyerPlan, Model, Scenario};
+
+/// The gateway to rehearse against.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub base: String,
+    pub operator_token: String,
+    /// Signs citizen tokens locally when known; otherwise `POST /v1/admin/tokens`.
+    pub token_secret: Option<String>,
+    pub embedded: bool,
+}
+
+/// How the live progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Off,
+    /// One line every few seconds (logs, CI).
+    Lines,
+    /// One line rewritten every second (a terminal).
+    Terminal,
+}
+
+impl Progress {
+    /// `Terminal` when stderr is one, else `Lines`.
+    pub fn auto() -> Progress {
+        if std::io::stderr().is_terminal() {
+            Progress::Terminal
+        } else {
+            Progress::Lines
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub progress: Progress,
+    pub audit: bool,
+    pub max_p99_ms: Option<f64>,
+    pub max_error_rate: Option<f64>,
+}
+
+#[derive(Debug)]
+pub struct RunResult {
+    pub report: Report,
+    pub history: Vec<BuyerRecord>,
+}
+
+/// CPU seconds (user + system) from a `/proc/…/stat` text.
+fn stat_cpu_secs(text: &str) -> Option<f64> {
+    let after = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ) on every common platform.
+    Some((utime + stime) / 100.0)
+}
+
+pub fn thread_cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|t| stat_cpu_secs(&t))
+        .unwrap_or(0.0)
+}
+
+pub fn process_cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|t| stat_cpu_secs(&t))
+        .unwrap_or(0.0)
+}
+
+enum Job {
+    Open(Vec<BuyerPlan>),
+    Closed {
+        queue: Arc<Mutex<VecDeque<BuyerPlan>>>,
+        slots: usize,
+    },
+}
+
+async fn worker(shared: Arc<Shared>, target: Target, connections: usize, job: Job, load_start: Instant) -> Vec<BuyerRecord> {
+    let timeout = Duration::from_millis(shared.scenario.timeout_ms);
+    let api = Api::new(&target.base, &target.operator_token, connections, timeout);
+    let ctx = Rc::new(Ctx { api, shared });
+    let mut out = Vec::new();
+    match job {
+        Job::Open(plans) => {
+            let handles: Vec<_> = plans
+                .into_iter()
+                .map(|p| {
+                    let arrival = load_start + p.arrival;
+                    actix_rt::spawn(buyer::run(ctx.clone(), p, arrival))
+                })
+                .collect();
+            for h in handles {
+                if let Ok(r) = h.await {
+                    out.push(r);
+                }
+            }
+        }
+        Job::Closed { queue, slots } => {
+            let handles: Vec<_> = (0..slots)
+                .map(|_| {
+                    let ctx = ctx.clone();
+                    let queue = queue.clone();
+                    actix_rt::spawn(async move {
+                        let mut done = Vec::new();
+                        loop {
+                            let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
+                            let Some(p) = next else { break };
+                            done.push(buyer::run(ctx.clone(), p, Instant::now().max(load_start)).await);
+                        }
+                        done
+                    })
+                })
+                .collect();
+            for h in handles {
+                if let Ok(mut r) = h.await {
+                    out.append(&mut r);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn fmt_ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1_000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+/// Runs a rehearsal. Everything happens on threads of its own; the caller's thread only waits.
+pub fn run(s: &Scenario, target: &Target, opts: &RunOptions) -> Result<RunResult, String> {
+    s.validate()?;
+    let say = |m: &str| {
+        if opts.progress != Progress::Off {
+            eprintln!("{m}");
+        }
+    };
+    let tag = run_tag(s.seed, now_ms());
+    let plans = plans(s);
+    let started_at = platepool_engine::calendar::rfc3339(now_ms());
+    say(&format!(
+        "platepool-loadtest: scenario {}, {} buyers against {} (run tag {tag:05})",
+        s.name, s.buyers, target.base
+    ));
+    let timeout = Duration::from_millis(s.timeout_ms);
+    let prepared = actix_rt::System::new().block_on(async {
+        let api = Api::new(&target.base, &target.operator_token, 64, timeout);
+        prepare(&api, s, tag, &plans, target.token_secret.as_deref(), &say).await
+    })?;
+    let live = Arc::new(Live::default());
+    let recorder = Arc::new(Mutex::new(Recorder::new(prepared.load_start)));
+    let shared = Arc::new(Shared {
+        scenario: s.clone(),
+        recorder: recorder.clone(),
+        live: live.clone(),
+        office: prepared.office.clone(),
+        notice_version: prepared.notice_version.clone(),
+        opening: prepared.opening,
+        composition: s.composition()?,
+        tag,
+        tokens: prepared.tokens.clone(),
+    });
+    let process0 = process_cpu_secs();
+    let main0 = thread_cpu_secs();
+    let workers = s.workers.max(1);
+    let per_worker_connections = (s.connections / workers).max(1);
+    let queue = Arc::new(Mutex::new(plans.iter().cloned().collect::<VecDeque<_>>()));
+    let mut handles = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let job = match s.model {
+            Model::Open => Job::Open(plans.iter().filter(|p| p.index as usize % workers == w).cloned().collect()),
+            Model::Closed => {
+                let c = s.concurrency as usize;
+                Job::Closed {
+                    queue: queue.clone(),
+                    slots: c / workers + usize::from(w < c % workers),
+                }
+            }
+        };
+        let shared = shared.clone();
+        let target = target.clone();
+        let load_start = prepared.load_start;
+        let h = std::thread::Builder::new()
+            .name(format!("load-{w}"))
+            .spawn(move || {
+                let c0 = thread_cpu_secs();
+                let records = actix_rt::System::new().block_on(worker(shared, target, per_worker_connections, job, load_start));
+                (records, thread_cpu_secs() - c0)
+            })
+            .map_err(|e| format!("worker thread: {e}"))?;
+        handles.push(h);
+    }
+
+    // Live progress while the workers run.
+    let total = s.buyers as u64;
+    let mut last = (Instant::now(), 0u64);
+    let mut printed = Instant::now();
+    let every = match opts.progress {
+        Progress::Terminal => Duration::from_secs(1),
+        _ => Duration::from_secs(5),
+    };
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(100));
+        if opts.progress == Progress::Off || printed.elapsed() < every {
+            continue;
+        }
+        printed = Instant::now();
+        let now = Instant::now();
+        let requests = Live::get(&live.requests);
+        let rate = (requests - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(0.001);
+        last = (now, requests);
+        let (p50, p99) = {
+            let r = lock(&recorder);
+            (r.overall(0.5), r.overall(0.99))
+        };
+        let opening = if now < prepared.opening {
+            format!("opens in {:.1} s", (prepared.opening - now).as_secs_f64())
+        } else {
+            format!("open +{:.1} s", (now - prepared.opening).as_secs_f64())
+        };
+        let line = format!(
+            "[{:>6.1} s] buyers {}/{} arrived, {} done | {:>6.0} req/s | errors {} | p50 {} p99 {} | claims {} | {}",
+            now.duration_since(prepared.load_start).as_secs_f64(),
+            Live::get(&live.arrived),
+            total,
+            Live::get(&live.finished),
+            rate,
+            Live::get(&live.errors),
+            fmt_ms(p50),
+            fmt_ms(p99),
+            Live::get(&live.claims),
+            opening
+        );
+        let mut err = std::io::stderr().lock();
+        if opts.progress == Progress::Terminal {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+    if opts.progress == Progress::Terminal {
+        eprintln!();
+    }
+    let mut history = Vec::with_capacity(plans.len());
+    let mut loadtest_cpu = thread_cpu_secs() - main0;
+    for h in handles {
+        let (mut records, cpu) = h.join().map_err(|_| "a load worker panicked".to_string())?;
+        history.append(&mut records);
+        loadtest_cpu += cpu;
+    }
+    history.sort_by_key(|b| b.index);
+    let load_end = Instant::now();
+    let load_secs = load_end.duration_since(prepared.load_start).as_secs_f64();
+    let process_cpu = process_cpu_secs() - process0;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let capacity = load_secs.max(0.001) * cores as f64;
+    let cpu = Cpu {
+        cores,
+        wall_secs: load_secs,
+        loadtest_secs: loadtest_cpu,
+        process_secs: process_cpu,
+        loadtest_share: loadtest_cpu / capacity,
+        gateway_share: target.embedded.then(|| ((process_cpu - loadtest_cpu).max(0.0)) / capacity),
+    };
+    say(&format!(
+        "load done in {load_secs:.1} s: {} buyers finished, {} requests",
+        history.len(),
+        Live::get(&live.requests)
+    ));
+
+    let exp = Expectations {
+        custom_quota: s.rules.custom_quota,
+        random_quota: s.rules.random_quota,
+        release_id: prepared.release_id.clone(),
+        release_total: prepared.release_total,
+        exclusive: s.office.is_empty(),
+    };
+    let audit_report = if opts.audit {
+        let hold_wait = Duration::from_millis(s.rules.longest_hold_ms() + 1_200).saturating_sub(load_end.elapsed());
+        let view = actix_rt::System::new().block_on(async {
+            let api = Api::new(&target.base, &target.operator_token, 64, timeout);
+            fetch(&api, &prepared.office, &prepared.release_id, &history, hold_wait, &say).await
+        });
+        Some(audit(&history, &exp, &view))
+    } else {
+        None
+    };
+    let rec = lock(&recorder);
+    let report = Report::build(
+        s,
+        &rec,
+        &history,
+        Live::get(&live.arrived),
+        RunFacts {
+            target: target.base.clone(),
+            embedded: target.embedded,
+            run_tag: tag,
+            office: prepared.office.clone(),
+            release_id: prepared.release_id.clone(),
+            release_total: prepared.release_total,
+            started_at,
+            opens_at: platepool_engine::calendar::rfc3339(prepared.opens_at_ms),
+            opening_at_secs: prepared.opening.duration_since(prepared.load_start).as_secs_f64(),
+            prepare_secs: prepared.seconds,
+            load_secs,
+            cpu,
+            max_p99_ms: opts.max_p99_ms,
+            max_error_rate: opts.max_error_rate,
+        },
+        audit_report,
+    );
+    drop(rec);
+    Ok(RunResult { report, history })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_is_read_from_proc_stat() {
+        let text = "1234 (load 0) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        assert_eq!(stat_cpu_secs(text), Some(3.0));
+        assert_eq!(stat_cpu_secs("garbage"), None);
+        // This thread has used some CPU, and the process at least as much.
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        assert!(process_cpu_secs() >= thread_cpu_secs());
+    }
+}
