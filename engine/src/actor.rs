@@ -55,7 +55,9 @@ pub struct Call<R> {
 
 impl<R> std::fmt::Debug for Call<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Call").field("read_only", &self.read_only).finish()
+        f.debug_struct("Call")
+            .field("read_only", &self.read_only)
+            .finish()
     }
 }
 
@@ -87,7 +89,9 @@ impl<R> Call<R> {
         }
     }
 
-    pub fn read(f: impl FnOnce(&OfficePool, u64) -> Result<R, Refusal> + Send + 'static) -> Call<R> {
+    pub fn read(
+        f: impl FnOnce(&OfficePool, u64) -> Result<R, Refusal> + Send + 'static,
+    ) -> Call<R> {
         Call {
             f: Box::new(move |pool, now, _| f(pool, now)),
             read_only: true,
@@ -129,7 +133,9 @@ type Deferred = Box<dyn FnOnce(&mut OfficeActor, &mut Context<OfficeActor>)>;
 
 impl std::fmt::Debug for OfficeActor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OfficeActor").field("office", &self.pool.id()).finish()
+        f.debug_struct("OfficeActor")
+            .field("office", &self.pool.id())
+            .finish()
     }
 }
 
@@ -283,15 +289,17 @@ impl OfficeActor {
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<Result<R, Refusal>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.window.push(Box::new(move |act: &mut OfficeActor, ctx: &mut Context<OfficeActor>| {
-            let answer = act.execute(msg, ctx);
-            ctx.spawn(
-                async move {
-                    let _ = tx.send(answer.await);
-                }
-                .into_actor(act),
-            );
-        }));
+        self.window.push(Box::new(
+            move |act: &mut OfficeActor, ctx: &mut Context<OfficeActor>| {
+                let answer = act.execute(msg, ctx);
+                ctx.spawn(
+                    async move {
+                        let _ = tx.send(answer.await);
+                    }
+                    .into_actor(act),
+                );
+            },
+        ));
         if self.window_end_ms.is_none_or(|e| e < end_ms) {
             self.window_end_ms = Some(end_ms);
             let wait = end_ms.saturating_sub(self.clock.now_ms());

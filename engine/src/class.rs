@@ -72,7 +72,9 @@ impl PlateClass {
 
     /// The group a vehicle of this energy draws from, if it may have this class at all.
     pub fn group_for(&self, energy: Energy) -> Option<usize> {
-        self.groups.iter().position(|g| g.energies.contains(&energy))
+        self.groups
+            .iter()
+            .position(|g| g.energies.contains(&energy))
     }
 
     /// The group a number belongs to, if any.
@@ -126,10 +128,12 @@ impl PlateClass {
                 pattern: pat("*****"),
                 energies: Energy::ALL.to_vec(),
             }],
-            default_custom_patterns: ["#####", "@####", "#@###", "##@##", "###@#", "####@", "@@###"]
-                .into_iter()
-                .map(pat)
-                .collect(),
+            default_custom_patterns: [
+                "#####", "@####", "#@###", "##@##", "###@#", "####@", "@@###",
+            ]
+            .into_iter()
+            .map(pat)
+            .collect(),
         }
     }
 

@@ -147,10 +147,16 @@ impl OfficeConfig {
             return Err(config_error("name", "must have 1 to 64 characters"));
         }
         if self.prefix.trim().is_empty() || self.prefix.chars().count() > 4 {
-            return Err(config_error("prefix", "must have 1 to 4 characters, e.g. 粤K"));
+            return Err(config_error(
+                "prefix",
+                "must have 1 to 4 characters, e.g. 粤K",
+            ));
         }
         if self.classes.is_empty() {
-            return Err(config_error("classes", "an office serves at least one class"));
+            return Err(config_error(
+                "classes",
+                "an office serves at least one class",
+            ));
         }
         let mut seen = BTreeSet::new();
         for (i, name) in self.classes.iter().enumerate() {
@@ -168,16 +174,51 @@ impl OfficeConfig {
         let r = &self.rules;
         let ranges: [(&str, u64, u64, u64); 11] = [
             ("custom_quota", r.custom_quota as u64, 0, QUOTA_MAX as u64),
-            ("custom_per_check", r.custom_per_check as u64, 1, CUSTOM_PER_CHECK_MAX as u64),
-            ("custom_min_interval_ms", r.custom_min_interval_ms, 0, HOLD_TTL_MAX_MS),
+            (
+                "custom_per_check",
+                r.custom_per_check as u64,
+                1,
+                CUSTOM_PER_CHECK_MAX as u64,
+            ),
+            (
+                "custom_min_interval_ms",
+                r.custom_min_interval_ms,
+                0,
+                HOLD_TTL_MAX_MS,
+            ),
             ("random_quota", r.random_quota as u64, 0, QUOTA_MAX as u64),
-            ("random_batch", r.random_batch as u64, 1, RANDOM_BATCH_MAX as u64),
+            (
+                "random_batch",
+                r.random_batch as u64,
+                1,
+                RANDOM_BATCH_MAX as u64,
+            ),
             ("random_ttl_ms", r.random_ttl_ms, 1_000, HOLD_TTL_MAX_MS),
-            ("candidate_ttl_ms", r.candidate_ttl_ms, 1_000, HOLD_TTL_MAX_MS),
+            (
+                "candidate_ttl_ms",
+                r.candidate_ttl_ms,
+                1_000,
+                HOLD_TTL_MAX_MS,
+            ),
             ("sms_confirm_delay_ms", r.sms_confirm_delay_ms, 0, 300_000),
-            ("validity_working_days", r.validity_working_days as u64, 1, VALIDITY_WORKING_DAYS_MAX as u64),
-            ("blacklist_days", r.blacklist_days as u64, 0, BLACKLIST_DAYS_MAX as u64),
-            ("opening_window_ms", r.opening_window_ms, 0, OPENING_WINDOW_MAX_MS),
+            (
+                "validity_working_days",
+                r.validity_working_days as u64,
+                1,
+                VALIDITY_WORKING_DAYS_MAX as u64,
+            ),
+            (
+                "blacklist_days",
+                r.blacklist_days as u64,
+                0,
+                BLACKLIST_DAYS_MAX as u64,
+            ),
+            (
+                "opening_window_ms",
+                r.opening_window_ms,
+                0,
+                OPENING_WINDOW_MAX_MS,
+            ),
         ];
         for (field, value, lo, hi) in ranges {
             if value < lo || value > hi {
@@ -198,7 +239,11 @@ impl OfficeConfig {
                 if p.len() != def.serial_len() {
                     return Err(config_error(
                         format!("rules.custom_patterns.{class}[{i}]"),
-                        format!("{p} has {} characters, the class has {}", p.len(), def.serial_len()),
+                        format!(
+                            "{p} has {} characters, the class has {}",
+                            p.len(),
+                            def.serial_len()
+                        ),
                     ));
                 }
             }
@@ -235,7 +280,15 @@ mod tests {
     #[test]
     fn defaults_are_the_published_ones() {
         let r = OfficeRules::default();
-        assert_eq!((r.custom_quota, r.custom_per_check, r.random_quota, r.random_batch), (20, 5, 5, 10));
+        assert_eq!(
+            (
+                r.custom_quota,
+                r.custom_per_check,
+                r.random_quota,
+                r.random_batch
+            ),
+            (20, 5, 5, 10)
+        );
         assert_eq!((r.random_ttl_ms, r.candidate_ttl_ms), (90_000, 180_000));
         office().validate(&PlateClass::builtin()).expect("valid");
     }
@@ -255,7 +308,10 @@ mod tests {
         let catalog = PlateClass::builtin();
         let mut c = office();
         c.rules.random_batch = 0;
-        assert_eq!(c.validate(&catalog).expect_err("bad").field, "rules.random_batch");
+        assert_eq!(
+            c.validate(&catalog).expect_err("bad").field,
+            "rules.random_batch"
+        );
         let mut c = office();
         c.classes.push("truck".into());
         assert_eq!(c.validate(&catalog).expect_err("bad").field, "classes[2]");

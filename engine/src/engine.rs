@@ -20,11 +20,13 @@ use crate::class::{Energy, PlateClass};
 use crate::config::{validate_office_id, OfficeConfig};
 use crate::outcome::Refusal;
 use crate::pattern::CharSet;
-use crate::pool::{AppView, Check, ClassStats, Draw, Event, HoldView, NewRelease, OfficePool, PRACTICE_SEQ_BASE};
+use crate::pool::{
+    AppView, Check, ClassStats, Draw, Event, HoldView, NewRelease, OfficePool, PRACTICE_SEQ_BASE,
+};
 use crate::record::{AppState, AuditEntry, Claim};
 use crate::registry::{
-    start_office, ApplicationRequest, BlacklistEntry, BlacklistMap, CertificateRow, CreateApplication,
-    ImportReport, OfficeEntry, OfficeMap, PutOffice, Registry, RegistryCall,
+    start_office, ApplicationRequest, BlacklistEntry, BlacklistMap, CertificateRow,
+    CreateApplication, ImportReport, OfficeEntry, OfficeMap, PutOffice, Registry, RegistryCall,
 };
 use crate::store::{Durability, Store, StoreError};
 
@@ -282,7 +284,12 @@ impl Engine {
         let router = registry.clone();
         actix::spawn(async move {
             while let Some((office, event)) = events_rx.recv().await {
-                if let Event::Lapsed { app, user, until_ms } = event {
+                if let Event::Lapsed {
+                    app,
+                    user,
+                    until_ms,
+                } = event
+                {
                     let entry = BlacklistEntry {
                         user,
                         since_ms: 0,
@@ -423,7 +430,12 @@ impl Engine {
     }
 
     /// Creates or reconfigures an office (R5.1). Returns true when it was created.
-    pub async fn put_office(&self, office: &str, config: OfficeConfig, who: &str) -> Result<bool, Refusal> {
+    pub async fn put_office(
+        &self,
+        office: &str,
+        config: OfficeConfig,
+        who: &str,
+    ) -> Result<bool, Refusal> {
         validate_office_id(office).map_err(|message| Refusal::InvalidConfig {
             field: "office".into(),
             message,
@@ -441,34 +453,57 @@ impl Engine {
                 let who = who.to_string();
                 entry
                     .handle
-                    .call(Call::write(move |pool, now, _| pool.configure(applied, &who, now)))
+                    .call(Call::write(move |pool, now, _| {
+                        pool.configure(applied, &who, now)
+                    }))
                     .await?;
                 let id = office.to_string();
-                self.registry(move |r| r.set_office_config(&id, config)).await?;
+                self.registry(move |r| r.set_office_config(&id, config))
+                    .await?;
                 Ok(false)
             }
         }
     }
 
-    pub async fn add_release(&self, office: &str, release: NewRelease, who: &str) -> Result<(u32, u64), Refusal> {
+    pub async fn add_release(
+        &self,
+        office: &str,
+        release: NewRelease,
+        who: &str,
+    ) -> Result<(u32, u64), Refusal> {
         let who = who.to_string();
         self.office(office)?
-            .call(Call::write(move |pool, now, _| pool.add_release(release, &who, now)))
+            .call(Call::write(move |pool, now, _| {
+                pool.add_release(release, &who, now)
+            }))
             .await
     }
 
-    pub async fn withdraw_release(&self, office: &str, release: u32, who: &str) -> Result<u64, Refusal> {
+    pub async fn withdraw_release(
+        &self,
+        office: &str,
+        release: u32,
+        who: &str,
+    ) -> Result<u64, Refusal> {
         let who = who.to_string();
         self.office(office)?
-            .call(Call::write(move |pool, now, _| pool.withdraw_release(release, &who, now)))
+            .call(Call::write(move |pool, now, _| {
+                pool.withdraw_release(release, &who, now)
+            }))
             .await
     }
 
-    pub async fn withdraw_number(&self, office: &str, serial: &str, who: &str) -> Result<String, Refusal> {
+    pub async fn withdraw_number(
+        &self,
+        office: &str,
+        serial: &str,
+        who: &str,
+    ) -> Result<String, Refusal> {
         let (who, serial) = (who.to_string(), serial.to_string());
         self.office(office)?
             .call(Call::write(move |pool, now, _| {
-                pool.withdraw_number(&serial, &who, now).map(|s| s.to_string())
+                pool.withdraw_number(&serial, &who, now)
+                    .map(|s| s.to_string())
             }))
             .await
     }
@@ -478,7 +513,9 @@ impl Engine {
         let (who, serial) = (who.to_string(), serial.to_string());
         let seq = self
             .office(office)?
-            .call(Call::write(move |pool, now, _| pool.register(&serial, &who, now)))
+            .call(Call::write(move |pool, now, _| {
+                pool.register(&serial, &who, now)
+            }))
             .await?;
         Ok(AppId {
             office: office.to_string(),
@@ -487,11 +524,19 @@ impl Engine {
     }
 
     /// Voids a live pre-selection at the owner's request (R4.11).
-    pub async fn void(&self, office: &str, serial: &str, reason: &str, who: &str) -> Result<AppId, Refusal> {
+    pub async fn void(
+        &self,
+        office: &str,
+        serial: &str,
+        reason: &str,
+        who: &str,
+    ) -> Result<AppId, Refusal> {
         let (who, serial, reason) = (who.to_string(), serial.to_string(), reason.to_string());
         let seq = self
             .office(office)?
-            .call(Call::write(move |pool, now, _| pool.void(&serial, &reason, &who, now)))
+            .call(Call::write(move |pool, now, _| {
+                pool.void(&serial, &reason, &who, now)
+            }))
             .await?;
         Ok(AppId {
             office: office.to_string(),
@@ -506,7 +551,12 @@ impl Engine {
     }
 
     /// Audit entries of an office with ids above `after`, oldest first.
-    pub fn audit(&self, office: &str, after: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>, Refusal> {
+    pub fn audit(
+        &self,
+        office: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, AuditEntry)>, Refusal> {
         self.office(office)?;
         self.inner
             .store
@@ -518,7 +568,10 @@ impl Engine {
     // ------------------------------------------------------------------------------------------
     // Certificates, applications, blacklist
 
-    pub async fn import_certificates(&self, rows: Vec<CertificateRow>) -> Result<ImportReport, Refusal> {
+    pub async fn import_certificates(
+        &self,
+        rows: Vec<CertificateRow>,
+    ) -> Result<ImportReport, Refusal> {
         self.registry(move |r| r.import_certificates(rows)).await?
     }
 
@@ -536,18 +589,29 @@ impl Engine {
     pub async fn create_application(&self, req: ApplicationRequest) -> Result<AppId, Refusal> {
         self.inner
             .registry
-            .send(CreateApplication { req, dry_run: false })
+            .send(CreateApplication {
+                req,
+                dry_run: false,
+            })
             .await
             .map_err(|_| Refusal::Unavailable("registry is not running".into()))?
             .and_then(|id| id.ok_or_else(|| Refusal::Unavailable("no application created".into())))
     }
 
     /// Opens a practice application (R4.13).
-    pub async fn create_practice(&self, office: &str, user: &str, class: &str, energy: Energy) -> Result<AppId, Refusal> {
+    pub async fn create_practice(
+        &self,
+        office: &str,
+        user: &str,
+        class: &str,
+        energy: Energy,
+    ) -> Result<AppId, Refusal> {
         let (user, class) = (user.to_string(), class.to_string());
         let seq = self
             .office(office)?
-            .call(Call::write(move |pool, now, _| pool.create_practice(&user, &class, energy, now)))
+            .call(Call::write(move |pool, now, _| {
+                pool.create_practice(&user, &class, energy, now)
+            }))
             .await?;
         Ok(AppId {
             office: office.to_string(),
@@ -582,7 +646,8 @@ impl Engine {
 
     pub async fn lift_blacklist(&self, user: &str, who: &str, reason: &str) -> Result<(), Refusal> {
         let (user, who, reason) = (user.to_string(), who.to_string(), reason.to_string());
-        self.registry(move |r| r.lift_blacklist(&user, &who, &reason)).await?
+        self.registry(move |r| r.lift_blacklist(&user, &who, &reason))
+            .await?
     }
 
     pub async fn registry_audit(&self) -> Result<Vec<AuditEntry>, Refusal> {
@@ -592,7 +657,9 @@ impl Engine {
     /// Applications of a user, every office.
     pub async fn user_applications(&self, user: &str) -> Result<Vec<(AppId, AppView)>, Refusal> {
         let user_owned = user.to_string();
-        let ids = self.registry(move |r| r.user_applications(&user_owned)).await?;
+        let ids = self
+            .registry(move |r| r.user_applications(&user_owned))
+            .await?;
         self.views(ids).await
     }
 
@@ -604,7 +671,11 @@ impl Engine {
     }
 
     /// The application holding, having claimed or been issued a number in an office.
-    pub async fn serial_application(&self, office: &str, serial: &str) -> Result<Option<(AppId, AppView)>, Refusal> {
+    pub async fn serial_application(
+        &self,
+        office: &str,
+        serial: &str,
+    ) -> Result<Option<(AppId, AppView)>, Refusal> {
         let serial = serial.to_string();
         let found = self
             .office(office)?
@@ -675,7 +746,11 @@ impl Engine {
         } else {
             Call::write_free(guarded)
         };
-        let call = if window { call.in_opening_window(seq) } else { call };
+        let call = if window {
+            call.in_opening_window(seq)
+        } else {
+            call
+        };
         self.office(&id.office)
             .map_err(|_| Refusal::UnknownApplication)?
             .call(call)
@@ -685,7 +760,8 @@ impl Engine {
     pub async fn application(&self, id: &AppId, caller: Caller<'_>) -> Result<AppView, Refusal> {
         let seq = id.seq;
         self.app_call(id, caller, false, false, move |pool, now, _| {
-            pool.application(seq, now).ok_or(Refusal::UnknownApplication)
+            pool.application(seq, now)
+                .ok_or(Refusal::UnknownApplication)
         })
         .await
     }
@@ -694,42 +770,79 @@ impl Engine {
     pub async fn verify_identity(&self, id: &AppId, caller: Caller<'_>) -> Result<u64, Refusal> {
         self.selecting(caller)?;
         let seq = id.seq;
-        self.app_call(id, caller, true, false, move |pool, now, _| pool.verify_identity(seq, now))
-            .await
+        self.app_call(id, caller, true, false, move |pool, now, _| {
+            pool.verify_identity(seq, now)
+        })
+        .await
     }
 
-    pub async fn draw(&self, id: &AppId, caller: Caller<'_>, exclude_four: bool) -> Result<Draw, Refusal> {
+    pub async fn draw(
+        &self,
+        id: &AppId,
+        caller: Caller<'_>,
+        exclude_four: bool,
+    ) -> Result<Draw, Refusal> {
         self.selecting(caller)?;
         let seq = id.seq;
-        self.app_call(id, caller, true, true, move |pool, now, rng| pool.draw(seq, exclude_four, now, rng))
-            .await
+        self.app_call(id, caller, true, true, move |pool, now, rng| {
+            pool.draw(seq, exclude_four, now, rng)
+        })
+        .await
     }
 
-    pub async fn custom_check(&self, id: &AppId, caller: Caller<'_>, plates: Vec<String>) -> Result<Check, Refusal> {
+    pub async fn custom_check(
+        &self,
+        id: &AppId,
+        caller: Caller<'_>,
+        plates: Vec<String>,
+    ) -> Result<Check, Refusal> {
         self.selecting(caller)?;
         let seq = id.seq;
-        self.app_call(id, caller, true, true, move |pool, now, rng| pool.custom_check(seq, &plates, now, rng))
-            .await
+        self.app_call(id, caller, true, true, move |pool, now, rng| {
+            pool.custom_check(seq, &plates, now, rng)
+        })
+        .await
     }
 
-    pub async fn pick_candidate(&self, id: &AppId, caller: Caller<'_>, serial: &str) -> Result<HoldView, Refusal> {
+    pub async fn pick_candidate(
+        &self,
+        id: &AppId,
+        caller: Caller<'_>,
+        serial: &str,
+    ) -> Result<HoldView, Refusal> {
         self.selecting(caller)?;
         let (seq, serial) = (id.seq, serial.to_string());
-        self.app_call(id, caller, true, false, move |pool, now, _| pool.pick_candidate(seq, &serial, now))
-            .await
+        self.app_call(id, caller, true, false, move |pool, now, _| {
+            pool.pick_candidate(seq, &serial, now)
+        })
+        .await
     }
 
-    pub async fn claim(&self, id: &AppId, caller: Caller<'_>, serial: &str) -> Result<Claim, Refusal> {
+    pub async fn claim(
+        &self,
+        id: &AppId,
+        caller: Caller<'_>,
+        serial: &str,
+    ) -> Result<Claim, Refusal> {
         self.selecting(caller)?;
         let (seq, serial) = (id.seq, serial.to_string());
-        self.app_call(id, caller, true, false, move |pool, now, rng| pool.claim_candidate(seq, &serial, now, rng))
-            .await
+        self.app_call(id, caller, true, false, move |pool, now, rng| {
+            pool.claim_candidate(seq, &serial, now, rng)
+        })
+        .await
     }
 
     /// The keyboard (R4.5, I8); never waits for a flush.
-    pub async fn keyboard(&self, id: &AppId, caller: Caller<'_>, entered: Vec<Option<u8>>) -> Result<Vec<CharSet>, Refusal> {
+    pub async fn keyboard(
+        &self,
+        id: &AppId,
+        caller: Caller<'_>,
+        entered: Vec<Option<u8>>,
+    ) -> Result<Vec<CharSet>, Refusal> {
         let seq = id.seq;
-        self.app_call(id, caller, false, false, move |pool, _, _| pool.keyboard(seq, &entered))
-            .await
+        self.app_call(id, caller, false, false, move |pool, _, _| {
+            pool.keyboard(seq, &entered)
+        })
+        .await
     }
 }

@@ -23,11 +23,11 @@ pub mod vin;
 
 pub use class::{Energy, PlateClass};
 pub use config::{Notice, OfficeConfig, OfficeRules};
+pub use engine::{AppId, Caller, Engine, EngineConfig, EngineError};
 pub use outcome::{Refusal, Unavailable};
 pub use pattern::{CharSet, Pattern, PatternError};
 pub use plate::{PlateError, Serial};
-pub use record::{AppRecord, AppState, AuditEntry, Claim, ReleaseRecord, ReleaseSource};
-pub use engine::{AppId, Caller, Engine, EngineConfig, EngineError};
 pub use pool::{AppView, Check, Draw, HoldView, NewRelease};
+pub use record::{AppRecord, AppState, AuditEntry, Claim, ReleaseRecord, ReleaseSource};
 pub use registry::{ApplicationRequest, CertificateRow, ImportReport};
 pub use store::Durability;

@@ -270,11 +270,7 @@ impl Pattern {
     pub fn nth(&self, mut n: u64) -> Serial {
         assert!(n < self.count());
         let mut indices = [0u8; SERIAL_LEN_MAX];
-        for (slot, set) in indices[..self.len()]
-            .iter_mut()
-            .zip(&self.positions)
-            .rev()
-        {
+        for (slot, set) in indices[..self.len()].iter_mut().zip(&self.positions).rev() {
             let radix = set.len() as u64;
             *slot = set.nth((n % radix) as u32).unwrap_or(0);
             n /= radix;

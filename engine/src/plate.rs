@@ -226,8 +226,14 @@ mod tests {
         let a = Serial::parse("a1234").expect("valid");
         assert_eq!(a.to_string(), "A1234");
         assert_eq!(Serial::parse(" A·12 34 ").expect("valid"), a);
-        assert_eq!(Serial::parse_with_prefix("粤K·A1234", "粤K").expect("valid"), a);
-        assert_eq!(Serial::parse_with_prefix("粤k·a1234", "粤K").expect("valid"), a);
+        assert_eq!(
+            Serial::parse_with_prefix("粤K·A1234", "粤K").expect("valid"),
+            a
+        );
+        assert_eq!(
+            Serial::parse_with_prefix("粤k·a1234", "粤K").expect("valid"),
+            a
+        );
         assert_eq!(a.len(), 5);
     }
 

@@ -233,7 +233,10 @@ impl Registry {
     /// version, VIN, voucher match, eligibility; then the blacklist (I6).
     fn precheck(&self, req: &ApplicationRequest) -> Result<(OfficeEntry, NewApplication), Refusal> {
         let offices = self.offices.load();
-        let entry = offices.get(&req.office).cloned().ok_or(Refusal::UnknownOffice)?;
+        let entry = offices
+            .get(&req.office)
+            .cloned()
+            .ok_or(Refusal::UnknownOffice)?;
         let config = &entry.config;
         if req.notice_version != config.notice.version {
             return Err(Refusal::NoticeNotAccepted {
@@ -297,7 +300,10 @@ impl Registry {
     }
 
     /// Imports certificate records (R5.3): every good row is kept, every bad one reported.
-    pub fn import_certificates(&mut self, rows: Vec<CertificateRow>) -> Result<ImportReport, Refusal> {
+    pub fn import_certificates(
+        &mut self,
+        rows: Vec<CertificateRow>,
+    ) -> Result<ImportReport, Refusal> {
         if rows.len() > IMPORT_ROWS_MAX {
             return Err(Refusal::BadRequest(format!(
                 "an import carries at most {IMPORT_ROWS_MAX} rows"
@@ -328,17 +334,26 @@ impl Registry {
         let vin = check_vin(&row.vin).map_err(|e| format!("vin: {e}"))?;
         let voucher = row.voucher.trim().to_ascii_uppercase();
         if voucher.is_empty() || voucher.len() > VOUCHER_LEN_MAX {
-            return Err(format!("voucher: must have 1 to {VOUCHER_LEN_MAX} characters"));
+            return Err(format!(
+                "voucher: must have 1 to {VOUCHER_LEN_MAX} characters"
+            ));
         }
-        if !voucher.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if !voucher
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return Err("voucher: only letters, digits and '-'".into());
         }
         let class = row.class.trim();
         if !self.catalog.iter().any(|c| c.name == class) {
             return Err(format!("class: unknown class '{class}'"));
         }
-        let energy = Energy::parse(&row.energy)
-            .ok_or_else(|| format!("energy: '{}' is not one of fuel, bev, phev, fcev", row.energy.trim()))?;
+        let energy = Energy::parse(&row.energy).ok_or_else(|| {
+            format!(
+                "energy: '{}' is not one of fuel, bev, phev, fcev",
+                row.energy.trim()
+            )
+        })?;
         Ok(Certificate {
             vin: vin.as_str().to_string(),
             voucher,
@@ -497,7 +512,10 @@ impl Registry {
 
     /// Indexes an application found at start-up.
     pub(crate) fn index(&mut self, id: AppId, vin: &str, user: &str) {
-        self.vins.entry(vin.to_string()).or_default().push(id.clone());
+        self.vins
+            .entry(vin.to_string())
+            .or_default()
+            .push(id.clone());
         self.users.entry(user.to_string()).or_default().push(id);
     }
 }

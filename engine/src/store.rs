@@ -86,7 +86,8 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Sled(format!("{}: {e}", dir.display())))?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(256 * 1024 * 1024)
@@ -350,7 +351,9 @@ impl OfficeStore {
             }
             let result = self.write(&records).and_then(|()| self.store.sync());
             stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+            stats
+                .records
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
             if result.is_err() {
                 stats.failed.store(true, Ordering::Relaxed);
             }
@@ -420,7 +423,10 @@ impl Kv {
     }
 
     /// Values under a key prefix, in key order.
-    pub fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(prefix) {
             let (k, v) = item?;
@@ -513,7 +519,11 @@ impl Kv {
     }
 
     /// Stores `value` at `key` only if nothing is there; true when stored. Not made durable.
-    pub fn insert_if_absent<T: Serialize>(&self, key: &[u8], value: &T) -> Result<bool, StoreError> {
+    pub fn insert_if_absent<T: Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+    ) -> Result<bool, StoreError> {
         Ok(self
             .tree
             .compare_and_swap(key, None as Option<&[u8]>, Some(encode(value)))?

@@ -98,8 +98,8 @@ pub fn verify_token(secret: &str, token: &str, now_s: u64) -> Result<TokenClaims
     let raw = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| ApiError::unauthorized("malformed token payload"))?;
-    let claims: TokenClaims =
-        serde_json::from_slice(&raw).map_err(|_| ApiError::unauthorized("malformed token payload"))?;
+    let claims: TokenClaims = serde_json::from_slice(&raw)
+        .map_err(|_| ApiError::unauthorized("malformed token payload"))?;
     if claims.exp <= now_s {
         return Err(ApiError::unauthorized("token expired"));
     }
@@ -153,7 +153,9 @@ impl FromRequest for Citizen {
             let gw = gateway(req)?;
             let token = bearer(req)?;
             if constant_time_eq(token.as_bytes(), gw.config.operator_token.as_bytes()) {
-                return Err(ApiError::unauthorized("an operator token is not a citizen token"));
+                return Err(ApiError::unauthorized(
+                    "an operator token is not a citizen token",
+                ));
             }
             let now_s = gw.engine.now_ms() / 1000;
             let claims = verify_token(&gw.config.token_secret, token, now_s)?;
@@ -193,7 +195,9 @@ impl FromRequest for Operator {
             }
             let now_s = gw.engine.now_ms() / 1000;
             if verify_token(&gw.config.token_secret, token, now_s).is_ok() {
-                return Err(ApiError::forbidden("a citizen token cannot use the operator API"));
+                return Err(ApiError::forbidden(
+                    "a citizen token cannot use the operator API",
+                ));
             }
             Err(ApiError::unauthorized("not an operator credential"))
         })())
@@ -217,8 +221,14 @@ mod tests {
     #[test]
     fn a_signed_token_verifies_until_it_expires() {
         let t = sign_token(SECRET, &claims(2_000));
-        assert_eq!(verify_token(SECRET, &t, 1_000).expect("valid"), claims(2_000));
-        assert_eq!(verify_token(SECRET, &t, 2_000).expect_err("expired").code, "unauthorized");
+        assert_eq!(
+            verify_token(SECRET, &t, 1_000).expect("valid"),
+            claims(2_000)
+        );
+        assert_eq!(
+            verify_token(SECRET, &t, 2_000).expect_err("expired").code,
+            "unauthorized"
+        );
     }
 
     #[test]
@@ -226,7 +236,8 @@ mod tests {
         let t = sign_token(SECRET, &claims(2_000));
         assert!(verify_token("another-secret-0123456789", &t, 1).is_err());
         let (head, _) = t.rsplit_once('.').expect("three parts");
-        let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"user":"admin","phone":"13800138000","exp":9999999999}"#);
+        let forged_payload =
+            URL_SAFE_NO_PAD.encode(br#"{"user":"admin","phone":"13800138000","exp":9999999999}"#);
         let sig = t.rsplit('.').next().expect("sig");
         assert!(verify_token(SECRET, &format!("v1.{forged_payload}.{sig}"), 1).is_err());
         assert!(verify_token(SECRET, head, 1).is_err());

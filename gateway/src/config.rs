@@ -62,7 +62,9 @@ impl GatewayConfig {
         if let Some(url) = &self.sms_webhook {
             // The gateway speaks plain HTTP to the SMS service; TLS ends at a local relay.
             if !url.starts_with("http://") {
-                return Err("sms_webhook must be an http:// URL (terminate TLS at a local relay)".into());
+                return Err(
+                    "sms_webhook must be an http:// URL (terminate TLS at a local relay)".into(),
+                );
             }
         }
         Ok(())
@@ -73,7 +75,9 @@ impl GatewayConfig {
         use rand::Rng;
         let mut rng = rand::rng();
         let mut hex = |n: usize| -> String {
-            (0..n).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+            (0..n)
+                .map(|_| format!("{:02x}", rng.random::<u8>()))
+                .collect()
         };
         if self.operator_token.is_empty() {
             self.operator_token = format!("op-{}", hex(16));

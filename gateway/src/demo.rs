@@ -172,7 +172,11 @@ mod tests {
         let v = vehicles();
         assert_eq!(v.len(), 20);
         for x in &v {
-            assert!(platepool_engine::vin::check_vin(&x.vin).is_ok(), "{}", x.vin);
+            assert!(
+                platepool_engine::vin::check_vin(&x.vin).is_ok(),
+                "{}",
+                x.vin
+            );
         }
         let config = office_config().expect("office");
         config

@@ -104,7 +104,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -128,8 +134,9 @@ pub fn refusal_with_field(refusal: Refusal, plates_field: &str) -> ApiError {
         Refusal::InvalidPlate { index, error } => {
             ApiError::invalid_plate(error, indexed(plates_field, *index))
         }
-        Refusal::NotAllowed { index, .. } => ApiError::from(refusal.clone())
-            .field(indexed(plates_field, *index)),
+        Refusal::NotAllowed { index, .. } => {
+            ApiError::from(refusal.clone()).field(indexed(plates_field, *index))
+        }
         _ => ApiError::from(refusal),
     }
 }
@@ -193,7 +200,9 @@ impl From<Refusal> for ApiError {
             }
             Refusal::InvalidConfig { field, .. } => e = e.field(field),
             Refusal::InvalidVin(_) => e = e.field("vin"),
-            Refusal::TooSoon { retry_after_ms } => e = e.with("retry_after_ms", json!(retry_after_ms)),
+            Refusal::TooSoon { retry_after_ms } => {
+                e = e.with("retry_after_ms", json!(retry_after_ms))
+            }
             Refusal::Blacklisted { until_ms } => {
                 e = e.with(
                     "blacklisted_until",
@@ -207,7 +216,9 @@ impl From<Refusal> for ApiError {
                 e = e.with("application", json!(application))
             }
             Refusal::NoticeNotAccepted { expected } => {
-                e = e.with("notice_version", json!(expected)).field("notice_version")
+                e = e
+                    .with("notice_version", json!(expected))
+                    .field("notice_version")
             }
             Refusal::Unavailable(_) => e = e.with("retry_after_ms", json!(1000)),
             _ => {}
@@ -251,5 +262,9 @@ pub const CODES: &[&str] = &[
 
 /// The static code equal to `code` (for answers read back from storage).
 pub fn static_code(code: &str) -> &'static str {
-    CODES.iter().find(|c| **c == code).copied().unwrap_or("conflict")
+    CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("conflict")
 }

@@ -13,7 +13,11 @@ pub const BODY_LEN_MAX: usize = 64 * 1024;
 pub const IMPORT_BODY_LEN_MAX: usize = 16 * 1024 * 1024;
 
 /// Reads the whole body, refusing it with 413 past `limit` bytes.
-pub async fn read_body(req: &HttpRequest, payload: &mut Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub async fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     if let Some(len) = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -26,7 +30,8 @@ pub async fn read_body(req: &HttpRequest, payload: &mut Payload, limit: usize) -
     }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::too_large(limit));
         }
@@ -38,10 +43,17 @@ pub async fn read_body(req: &HttpRequest, payload: &mut Payload, limit: usize) -
 /// Parses JSON with the path of the field at fault in the error (`plates[2]`).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("the body is empty: a JSON object is expected"));
+        return Err(ApiError::bad_request(
+            "the body is empty: a JSON object is expected",
+        ));
+    }
+    // Every body is an object; serde alone would also take an array as a struct's fields in
+    // order (`[true]` as `{"exclude_four": true}`).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("a JSON object is expected"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = if inner.is_syntax() || inner.is_eof() {
@@ -62,7 +74,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             (None, true) => err,
             (None, false) => err.field(path),
         }
-    })
+    })?;
+    // Anything but whitespace after the value is malformed too (`{"serial": "A1234"} x`).
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
 }
 
 fn check_json_content_type(req: &HttpRequest) -> Result<(), ApiError> {
@@ -111,6 +127,10 @@ impl FromRequest for LargeBody {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let req = req.clone();
         let mut payload = payload.take();
-        Box::pin(async move { read_body(&req, &mut payload, IMPORT_BODY_LEN_MAX).await.map(LargeBody) })
+        Box::pin(async move {
+            read_body(&req, &mut payload, IMPORT_BODY_LEN_MAX)
+                .await
+                .map(LargeBody)
+        })
     }
 }

@@ -41,14 +41,20 @@ pub fn request_key(req: &HttpRequest, user: &str) -> ApiResult<Option<String>> {
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= KEY_LEN_MAX && k.chars().all(|c| c.is_ascii_graphic()))
+        .filter(|k| {
+            !k.is_empty() && k.len() <= KEY_LEN_MAX && k.chars().all(|c| c.is_ascii_graphic())
+        })
         .ok_or_else(|| {
             ApiError::bad_request(format!(
                 "{HEADER} must be 1 to {KEY_LEN_MAX} printable ASCII characters"
             ))
             .field(HEADER)
         })?;
-    Ok(Some(format!("{user}\n{}\n{}\n{key}", req.method(), req.path())))
+    Ok(Some(format!(
+        "{user}\n{}\n{}\n{key}",
+        req.method(),
+        req.path()
+    )))
 }
 
 impl Idempotency {
@@ -59,7 +65,12 @@ impl Idempotency {
     }
 
     /// Runs `work` once per key; without a key, simply runs it.
-    pub async fn run<F>(&self, key: Option<String>, now_ms: u64, work: F) -> ApiResult<(StatusCode, Value)>
+    pub async fn run<F>(
+        &self,
+        key: Option<String>,
+        now_ms: u64,
+        work: F,
+    ) -> ApiResult<(StatusCode, Value)>
     where
         F: std::future::Future<Output = ApiResult<(StatusCode, Value)>>,
     {
@@ -97,7 +108,9 @@ impl Idempotency {
         let result = work.await;
         let keep = match &result {
             Ok((status, body)) => Some((status.as_u16(), body.clone())),
-            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS || e.status.is_server_error() => None,
+            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS || e.status.is_server_error() => {
+                None
+            }
             Err(e) => Some((e.status.as_u16(), e.body())),
         };
         let stored = match keep {
@@ -114,7 +127,10 @@ impl Idempotency {
 /// Rebuilds a stored error answer.
 fn replayed_error(status: StatusCode, body: Value) -> ApiError {
     let err = body.get("error").cloned().unwrap_or(Value::Null);
-    let code = err.get("code").and_then(Value::as_str).unwrap_or("conflict");
+    let code = err
+        .get("code")
+        .and_then(Value::as_str)
+        .unwrap_or("conflict");
     let message = err
         .get("message")
         .and_then(Value::as_str)

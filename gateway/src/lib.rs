@@ -91,7 +91,9 @@ impl Gateway {
         config.validate()?;
         let store = engine.store().clone();
         let sms = match &config.sms_webhook {
-            Some(url) => sms::SmsService::with_sender(&store, Arc::new(sms::WebhookSender::new(url)))?,
+            Some(url) => {
+                sms::SmsService::with_sender(&store, Arc::new(sms::WebhookSender::new(url)))?
+            }
             None => sms::SmsService::with_outbox(&store)?,
         };
         Ok(Gateway {
@@ -115,7 +117,10 @@ impl Gateway {
     }
 
     /// The whole API as a scope mounted at `path` ("" for the root).
-    pub fn scope(&self, path: &str) -> Scope<
+    pub fn scope(
+        &self,
+        path: &str,
+    ) -> Scope<
         impl actix_web::dev::ServiceFactory<
             actix_web::dev::ServiceRequest,
             Config = (),
@@ -137,7 +142,12 @@ impl Gateway {
                 let metrics = metrics.clone();
                 srv.call(req).map(move |res| {
                     if let Ok(r) = &res {
-                        metrics.observe(&method, pattern.as_deref(), r.status().as_u16(), started.elapsed());
+                        metrics.observe(
+                            &method,
+                            pattern.as_deref(),
+                            r.status().as_u16(),
+                            started.elapsed(),
+                        );
                     }
                     res
                 })

@@ -32,7 +32,11 @@ operator_token, token_secret, rate_limit_user_per_s, rate_limit_ip_per_s, truste
 sms_webhook, allow_token_issue.";
 
 #[derive(Debug, Parser)]
-#[command(name = "platepool", version, about = "Online licence-plate pre-selection (互联网预选号牌): engine and HTTP gateway")]
+#[command(
+    name = "platepool",
+    version,
+    about = "Online licence-plate pre-selection (互联网预选号牌): engine and HTTP gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -119,14 +123,22 @@ struct FileSettings {
 /// Reads the TOML file: the binary's own keys, the rest is the gateway configuration.
 fn read_config_file(path: &Path) -> Result<(FileSettings, GatewayConfig), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut table: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let bad = |key: &str, what: &str| format!("{}: {key} must be {what}", path.display());
     let mut settings = FileSettings::default();
     if let Some(v) = table.remove("addr") {
-        settings.addr = Some(v.as_str().ok_or_else(|| bad("addr", "a string"))?.to_string());
+        settings.addr = Some(
+            v.as_str()
+                .ok_or_else(|| bad("addr", "a string"))?
+                .to_string(),
+        );
     }
     if let Some(v) = table.remove("data_dir") {
-        settings.data_dir = Some(PathBuf::from(v.as_str().ok_or_else(|| bad("data_dir", "a string"))?));
+        settings.data_dir = Some(PathBuf::from(
+            v.as_str().ok_or_else(|| bad("data_dir", "a string"))?,
+        ));
     }
     if let Some(v) = table.remove("durability") {
         let d = match v.as_str() {
@@ -138,7 +150,10 @@ fn read_config_file(path: &Path) -> Result<(FileSettings, GatewayConfig), String
         settings.durability = Some(d);
     }
     if let Some(v) = table.remove("workers") {
-        let n = v.as_integer().filter(|n| *n > 0).ok_or_else(|| bad("workers", "a positive integer"))?;
+        let n = v
+            .as_integer()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad("workers", "a positive integer"))?;
         settings.workers = Some(n as usize);
     }
     if let Some(v) = table.remove("shutdown_timeout_s") {
@@ -168,7 +183,11 @@ fn apply_env(config: &mut GatewayConfig) -> Result<(), String> {
     }
     let number = |name: &str| -> Result<Option<u32>, String> {
         env_var(name)
-            .map(|v| v.trim().parse::<u32>().map_err(|_| format!("{name} must be a whole number, not {v:?}")))
+            .map(|v| {
+                v.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("{name} must be a whole number, not {v:?}"))
+            })
             .transpose()
     };
     if let Some(n) = number("PLATEPOOL_RATE_LIMIT_USER_PER_S")? {
@@ -182,7 +201,10 @@ fn apply_env(config: &mut GatewayConfig) -> Result<(), String> {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<IpAddr>().map_err(|_| format!("PLATEPOOL_TRUSTED_PROXIES: {s:?} is not an IP address")))
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| format!("PLATEPOOL_TRUSTED_PROXIES: {s:?} is not an IP address"))
+            })
             .collect::<Result<_, _>>()?;
     }
     if let Some(v) = env_var("PLATEPOOL_SMS_WEBHOOK") {
@@ -192,7 +214,11 @@ fn apply_env(config: &mut GatewayConfig) -> Result<(), String> {
         config.allow_token_issue = match v.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => true,
             "0" | "false" | "no" | "off" => false,
-            _ => return Err(format!("PLATEPOOL_ALLOW_TOKEN_ISSUE must be true or false, not {v:?}")),
+            _ => {
+                return Err(format!(
+                    "PLATEPOOL_ALLOW_TOKEN_ISSUE must be true or false, not {v:?}"
+                ))
+            }
         };
     }
     Ok(())
@@ -276,14 +302,24 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     gateway.validate()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(Settings {
-        addr: args.addr.or(file.addr).unwrap_or_else(|| "127.0.0.1:8080".into()),
+        addr: args
+            .addr
+            .or(file.addr)
+            .unwrap_or_else(|| "127.0.0.1:8080".into()),
         data_dir: args
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("platepool-data")),
-        durability: args.durability.map(Durability::from).or(file.durability).unwrap_or_default(),
+        durability: args
+            .durability
+            .map(Durability::from)
+            .or(file.durability)
+            .unwrap_or_default(),
         workers: args.workers.or(file.workers).unwrap_or(cores).max(1),
-        shutdown_timeout_s: args.shutdown_timeout_s.or(file.shutdown_timeout_s).unwrap_or(30),
+        shutdown_timeout_s: args
+            .shutdown_timeout_s
+            .or(file.shutdown_timeout_s)
+            .unwrap_or(30),
         demo: args.demo,
         gateway,
         random_operator_token,
@@ -367,8 +403,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!(addr = %bound, workers = s.workers, "serving");
 
     let result = server.run().await;
-    tracing::info!("server stopped; flushing the engine");
-    engine.flush().map_err(|e| format!("flush failed: {e}"))?;
+    tracing::info!("server stopped; stopping the offices and flushing the engine");
+    drop(gw);
+    engine
+        .shutdown()
+        .await
+        .map_err(|e| format!("flush failed: {e}"))?;
     result.map_err(|e| format!("server: {e}"))?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -377,7 +417,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 fn print_banner(s: &Settings, bound: &str, demo: Option<&demo::DemoInfo>, engine: &Engine) {
     let base = format!("http://{bound}");
     let mut out = String::new();
-    out.push_str(&format!("platepool serving on {base} (data in {})\n", s.data_dir.display()));
+    out.push_str(&format!(
+        "platepool serving on {base} (data in {})\n",
+        s.data_dir.display()
+    ));
     if s.random_operator_token {
         out.push_str(&format!(
             "operator token (random, set PLATEPOOL_OPERATOR_TOKEN to keep one): {}\n",
@@ -403,7 +446,11 @@ fn print_banner(s: &Settings, bound: &str, demo: Option<&demo::DemoInfo>, engine
         out.push_str(&format!(
             "\n== demo: office {} ({}) ==\n",
             info.office,
-            if info.seeded { "seeded now" } else { "already there, left as it is" }
+            if info.seeded {
+                "seeded now"
+            } else {
+                "already there, left as it is"
+            }
         ));
         out.push_str(&format!("operator token: {}\n", s.gateway.operator_token));
         out.push_str(&format!(
@@ -412,7 +459,10 @@ fn print_banner(s: &Settings, bound: &str, demo: Option<&demo::DemoInfo>, engine
         out.push_str(&format!("notice version: {}\n", info.notice_version));
         out.push_str("demo vehicles (VIN  voucher  class  energy):\n");
         for v in &info.vehicles {
-            out.push_str(&format!("  {}  {}  {}  {}\n", v.vin, v.voucher, v.class, v.energy));
+            out.push_str(&format!(
+                "  {}  {}  {}  {}\n",
+                v.vin, v.voucher, v.class, v.energy
+            ));
         }
         let first = info.vehicles.first();
         let (vin, voucher) = first.map_or(("", ""), |v| (v.vin.as_str(), v.voucher.as_str()));

@@ -57,7 +57,11 @@ impl Metrics {
     /// gateway's mount point (`None`: no route matched).
     pub fn observe(&self, method: &str, pattern: Option<&str>, status: u16, elapsed: Duration) {
         let row = pattern
-            .and_then(|p| self.routes.iter().position(|(m, r)| *m == method && *r == p))
+            .and_then(|p| {
+                self.routes
+                    .iter()
+                    .position(|(m, r)| *m == method && *r == p)
+            })
             .map(|i| &self.rows[i])
             .unwrap_or(&self.other);
         let class = ((status / 100) as usize).clamp(1, 5) - 1;
@@ -82,7 +86,11 @@ impl Metrics {
             .zip(&self.rows)
             .map(|(&(method, route), row)| {
                 let count = row.count.load(Ordering::Relaxed);
-                let buckets: Vec<u64> = row.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+                let buckets: Vec<u64> = row
+                    .buckets
+                    .iter()
+                    .map(|b| b.load(Ordering::Relaxed))
+                    .collect();
                 let quantile = |q: f64| -> Option<f64> {
                     if count == 0 {
                         return None;
@@ -118,7 +126,11 @@ impl Metrics {
             .iter()
             .map(|(m, r)| (*m, *r))
             .chain(std::iter::once(("ANY", "unmatched")));
-        let rows: Vec<&RouteMetrics> = self.rows.iter().chain(std::iter::once(&self.other)).collect();
+        let rows: Vec<&RouteMetrics> = self
+            .rows
+            .iter()
+            .chain(std::iter::once(&self.other))
+            .collect();
         for ((method, route), row) in named.clone().zip(&rows) {
             for (class, c) in STATUS_CLASSES.iter().zip(&row.by_status) {
                 let v = c.load(Ordering::Relaxed);
@@ -130,8 +142,14 @@ impl Metrics {
                 }
             }
         }
-        let _ = writeln!(out, "# HELP platepool_http_request_duration_seconds Time to answer, by route.");
-        let _ = writeln!(out, "# TYPE platepool_http_request_duration_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# HELP platepool_http_request_duration_seconds Time to answer, by route."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE platepool_http_request_duration_seconds histogram"
+        );
         for ((method, route), row) in named.zip(&rows) {
             let count = row.count.load(Ordering::Relaxed);
             if count == 0 {
@@ -145,22 +163,34 @@ impl Metrics {
                     b.load(Ordering::Relaxed)
                 );
             }
-            let _ = writeln!(out, "platepool_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "platepool_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
             let _ = writeln!(
                 out,
                 "platepool_http_request_duration_seconds_sum{{{labels}}} {}",
                 row.sum_us.load(Ordering::Relaxed) as f64 / 1e6
             );
-            let _ = writeln!(out, "platepool_http_request_duration_seconds_count{{{labels}}} {count}");
+            let _ = writeln!(
+                out,
+                "platepool_http_request_duration_seconds_count{{{labels}}} {count}"
+            );
         }
         let _ = writeln!(out, "# HELP platepool_office_mailbox_depth Requests sent to an office actor and not yet answered.");
         let _ = writeln!(out, "# TYPE platepool_office_mailbox_depth gauge");
         let mut depths = engine.mailbox_depths();
         depths.sort();
         for (office, depth) in &depths {
-            let _ = writeln!(out, "platepool_office_mailbox_depth{{office=\"{office}\"}} {depth}");
+            let _ = writeln!(
+                out,
+                "platepool_office_mailbox_depth{{office=\"{office}\"}} {depth}"
+            );
         }
-        let _ = writeln!(out, "# HELP platepool_pool_numbers Numbers per office, class and state.");
+        let _ = writeln!(
+            out,
+            "# HELP platepool_pool_numbers Numbers per office, class and state."
+        );
         let _ = writeln!(out, "# TYPE platepool_pool_numbers gauge");
         for (office, _) in &depths {
             let Ok(stats) = engine.stats(office).await else {
@@ -201,8 +231,16 @@ mod tests {
         let b = &m.rows[1];
         assert_eq!(b.by_status[1].load(Ordering::Relaxed), 1);
         assert_eq!(b.by_status[3].load(Ordering::Relaxed), 1);
-        assert_eq!(b.buckets[0].load(Ordering::Relaxed), 0, "700 µs is above 0.5 ms");
-        assert_eq!(b.buckets[1].load(Ordering::Relaxed), 1, "700 µs is within 1 ms");
+        assert_eq!(
+            b.buckets[0].load(Ordering::Relaxed),
+            0,
+            "700 µs is above 0.5 ms"
+        );
+        assert_eq!(
+            b.buckets[1].load(Ordering::Relaxed),
+            1,
+            "700 µs is within 1 ms"
+        );
         assert_eq!(b.buckets[6].load(Ordering::Relaxed), 2, "both within 50 ms");
         assert_eq!(m.other.count.load(Ordering::Relaxed), 1);
         assert_eq!(m.rows[0].count.load(Ordering::Relaxed), 0);

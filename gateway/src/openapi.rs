@@ -183,7 +183,10 @@ fn operation(d: &RouteDoc) -> Value {
         } else {
             json!({"application/json": {"schema": reference(name)}})
         };
-        map.insert("requestBody".into(), json!({"required": true, "content": content}));
+        map.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": content}),
+        );
     }
     op
 }
@@ -214,7 +217,10 @@ fn nullable(mut v: Value) -> Value {
 }
 
 fn schemas() -> Value {
-    let plate = object(&["serial", "plate"], json!({"serial": string(), "plate": string()}));
+    let plate = object(
+        &["serial", "plate"],
+        json!({"serial": string(), "plate": string()}),
+    );
     let hold = object(
         &["plates", "expires_at", "expires_in_ms"],
         json!({"plates": array(plate.clone()), "expires_at": time(), "expires_in_ms": int()}),
@@ -414,7 +420,9 @@ pub fn document() -> Value {
     for (method, path) in ROUTES {
         let op = match DOCS.iter().find(|d| d.method == *method && d.path == *path) {
             Some(d) => operation(d),
-            None => json!({"summary": "(undocumented)", "responses": {"default": {"description": "see API.md"}}}),
+            None => {
+                json!({"summary": "(undocumented)", "responses": {"default": {"description": "see API.md"}}})
+            }
         };
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         if let Value::Object(m) = entry {
@@ -475,7 +483,10 @@ mod tests {
     #[test]
     fn every_reference_resolves() {
         let doc = document();
-        let schemas = doc["components"]["schemas"].as_object().expect("schemas").clone();
+        let schemas = doc["components"]["schemas"]
+            .as_object()
+            .expect("schemas")
+            .clone();
         fn walk(v: &Value, schemas: &Map<String, Value>) {
             match v {
                 Value::Object(m) => {
@@ -490,6 +501,9 @@ mod tests {
             }
         }
         walk(&doc, &schemas);
-        assert_eq!(doc["paths"]["/v1/offices/{office}/pool"]["get"]["parameters"][0]["name"], "office");
+        assert_eq!(
+            doc["paths"]["/v1/offices/{office}/pool"]["get"]["parameters"][0]["name"],
+            "office"
+        );
     }
 }

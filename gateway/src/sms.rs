@@ -89,7 +89,13 @@ impl OutboxSender {
             // Keys order by phone first; order by id across phones.
             rows.sort_by(|a, b| a.0[a.0.len() - 8..].cmp(&b.0[b.0.len() - 8..]));
         }
-        Ok(rows.into_iter().rev().take(OUTBOX_LIST_MAX).rev().map(|(_, m)| m).collect())
+        Ok(rows
+            .into_iter()
+            .rev()
+            .take(OUTBOX_LIST_MAX)
+            .rev()
+            .map(|(_, m)| m)
+            .collect())
     }
 }
 
@@ -233,7 +239,9 @@ impl SmsService {
     ) -> Result<Sent, ApiError> {
         let mut rng = rand::rng();
         let code = format!("{:06}", rng.random_range(0..1_000_000u32));
-        let salt: String = (0..16).map(|_| format!("{:02x}", rng.random::<u8>())).collect();
+        let salt: String = (0..16)
+            .map(|_| format!("{:02x}", rng.random::<u8>()))
+            .collect();
         let fresh = StoredCode {
             hash: hash(&salt, &code),
             salt,
@@ -279,7 +287,13 @@ impl SmsService {
     }
 
     /// Sends a plain message (the pre-selected number, R4.8).
-    pub async fn deliver(&self, phone: &str, purpose: Purpose, text: String, now_ms: u64) -> Result<(), ApiError> {
+    pub async fn deliver(
+        &self,
+        phone: &str,
+        purpose: Purpose,
+        text: String,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
         let message = OutboxMessage {
             phone: phone.to_string(),
             purpose,
@@ -386,12 +400,19 @@ mod tests {
     #[actix_rt::test]
     async fn a_code_works_once_and_is_stored_hashed() {
         let (_d, s) = service();
-        s.send_code("13800000001", Purpose::Apply, None, 0, 1_000).await.expect("sent");
+        s.send_code("13800000001", Purpose::Apply, None, 0, 1_000)
+            .await
+            .expect("sent");
         let code = last_code(&s, "13800000001");
         let raw = s.codes.scan::<serde_json::Value>(b"c/").expect("scan");
-        assert!(!raw[0].1.to_string().contains(&code), "code stored in clear");
-        s.verify("13800000001", Purpose::Apply, None, &code, false, 2_000).expect("peek");
-        s.verify("13800000001", Purpose::Apply, None, &code, true, 2_000).expect("consume");
+        assert!(
+            !raw[0].1.to_string().contains(&code),
+            "code stored in clear"
+        );
+        s.verify("13800000001", Purpose::Apply, None, &code, false, 2_000)
+            .expect("peek");
+        s.verify("13800000001", Purpose::Apply, None, &code, true, 2_000)
+            .expect("consume");
         let again = s.verify("13800000001", Purpose::Apply, None, &code, true, 2_000);
         assert_eq!(again.expect_err("used").code, "sms_code_invalid");
     }
@@ -399,12 +420,16 @@ mod tests {
     #[actix_rt::test]
     async fn five_wrong_tries_kill_the_code() {
         let (_d, s) = service();
-        s.send_code("13800000002", Purpose::Apply, None, 0, 1_000).await.expect("sent");
+        s.send_code("13800000002", Purpose::Apply, None, 0, 1_000)
+            .await
+            .expect("sent");
         let code = last_code(&s, "13800000002");
         let wrong = if code == "000000" { "000001" } else { "000000" };
         for _ in 0..CODE_TRIES_MAX {
             assert_eq!(
-                s.verify("13800000002", Purpose::Apply, None, wrong, true, 2_000).expect_err("wrong").code,
+                s.verify("13800000002", Purpose::Apply, None, wrong, true, 2_000)
+                    .expect_err("wrong")
+                    .code,
                 "sms_code_invalid"
             );
         }
@@ -415,16 +440,61 @@ mod tests {
     #[actix_rt::test]
     async fn resend_interval_expiry_and_confirm_delay() {
         let (_d, s) = service();
-        s.send_code("13800000003", Purpose::Identity, Some("a-1".into()), 5_000, 1_000).await.expect("sent");
-        let e = s.send_code("13800000003", Purpose::Identity, Some("a-1".into()), 5_000, 30_000).await;
+        s.send_code(
+            "13800000003",
+            Purpose::Identity,
+            Some("a-1".into()),
+            5_000,
+            1_000,
+        )
+        .await
+        .expect("sent");
+        let e = s
+            .send_code(
+                "13800000003",
+                Purpose::Identity,
+                Some("a-1".into()),
+                5_000,
+                30_000,
+            )
+            .await;
         assert_eq!(e.expect_err("too soon").code, "sms_too_soon");
         let code = last_code(&s, "13800000003");
-        let early = s.verify("13800000003", Purpose::Identity, Some("a-1"), &code, true, 3_000);
+        let early = s.verify(
+            "13800000003",
+            Purpose::Identity,
+            Some("a-1"),
+            &code,
+            true,
+            3_000,
+        );
         assert_eq!(early.expect_err("early").code, "sms_too_soon");
-        let other_app = s.verify("13800000003", Purpose::Identity, Some("a-2"), &code, true, 7_000);
+        let other_app = s.verify(
+            "13800000003",
+            Purpose::Identity,
+            Some("a-2"),
+            &code,
+            true,
+            7_000,
+        );
         assert_eq!(other_app.expect_err("other app").code, "sms_code_invalid");
-        let late = s.verify("13800000003", Purpose::Identity, Some("a-1"), &code, true, 1_000 + CODE_TTL_MS);
+        let late = s.verify(
+            "13800000003",
+            Purpose::Identity,
+            Some("a-1"),
+            &code,
+            true,
+            1_000 + CODE_TTL_MS,
+        );
         assert_eq!(late.expect_err("expired").code, "sms_code_expired");
-        s.send_code("13800000003", Purpose::Identity, Some("a-1".into()), 5_000, 61_000).await.expect("resent");
+        s.send_code(
+            "13800000003",
+            Purpose::Identity,
+            Some("a-1".into()),
+            5_000,
+            61_000,
+        )
+        .await
+        .expect("resent");
     }
 }

@@ -27,8 +27,8 @@ use platepool_engine::calendar::parse_rfc3339;
 use platepool_engine::rules::DenyRule;
 use platepool_engine::vin::Vin;
 use platepool_engine::{
-    ApplicationRequest, CertificateRow, Durability, Engine, EngineConfig, NewRelease,
-    Notice, OfficeConfig, OfficeRules, Pattern, ReleaseSource,
+    ApplicationRequest, CertificateRow, Durability, Engine, EngineConfig, NewRelease, Notice,
+    OfficeConfig, OfficeRules, Pattern, ReleaseSource,
 };
 use platepool_gateway::auth::{sign_token, TokenClaims};
 use platepool_gateway::sms::Purpose;
@@ -163,7 +163,11 @@ impl Fixture {
             .await
             .unwrap();
         engine
-            .put_office(QUOTA, office_config("小额测试车管所", &["small"], tiny), who)
+            .put_office(
+                QUOTA,
+                office_config("小额测试车管所", &["small"], tiny),
+                who,
+            )
             .await
             .unwrap();
         let now = clock.now_ms();
@@ -173,7 +177,10 @@ impl Fixture {
             opens_at_ms: now - 60_000,
             custom_from_ms: None,
             source: ReleaseSource::Patterns(
-                patterns.iter().map(|p| Pattern::parse(p).unwrap()).collect(),
+                patterns
+                    .iter()
+                    .map(|p| Pattern::parse(p).unwrap())
+                    .collect(),
             ),
         };
         for office in OFFICES {
@@ -225,6 +232,7 @@ impl Fixture {
             ("f", "13800000006"),
             ("g", "13800000007"),
             ("h", "13800000008"),
+            ("i", "13800000010"),
             ("x", "13800000009"),
         ]
         .into_iter()
@@ -368,7 +376,14 @@ impl Fixture {
     }
 
     /// A request that must succeed (setting the world up).
-    async fn ok<F, Fut, B>(&self, s: &F, who: &str, method: Method, path: &str, body: Value) -> Value
+    async fn ok<F, Fut, B>(
+        &self,
+        s: &F,
+        who: &'static str,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> Value
     where
         F: Fn(TestRequest) -> Fut,
         Fut: Future<Output = ServiceResponse<B>>,
@@ -383,7 +398,13 @@ impl Fixture {
     }
 
     /// Stage 1 through the API. Returns the application id and the (consumed) code.
-    async fn apply<F, Fut, B>(&mut self, s: &F, who: &str, office: &str, n: u32) -> (String, String)
+    async fn apply<F, Fut, B>(
+        &mut self,
+        s: &F,
+        who: &'static str,
+        office: &str,
+        n: u32,
+    ) -> (String, String)
     where
         F: Fn(TestRequest) -> Fut,
         Fut: Future<Output = ServiceResponse<B>>,
@@ -401,7 +422,7 @@ impl Fixture {
     }
 
     /// Stage 2 step 1 through the API: an identity code, the confirm delay, the code.
-    async fn verify<F, Fut, B>(&self, s: &F, who: &str, id: &str)
+    async fn verify<F, Fut, B>(&self, s: &F, who: &'static str, id: &str)
     where
         F: Fn(TestRequest) -> Fut,
         Fut: Future<Output = ServiceResponse<B>>,
@@ -420,6 +441,7 @@ impl Fixture {
     /// each one needs it when the catalogue runs:
     /// - `fresh` (a): applied, identity not verified;
     /// - `claimed` (d): a custom check claimed A1357;
+    /// - `issued` (i): claimed A2357, registered at the office;
     /// - `spent` (e, office `quota`): custom quota spent by a failed check, the one draw made
     ///   (its batch still live);
     /// - `bev` (c): a battery-electric car, verified;
@@ -447,12 +469,28 @@ impl Fixture {
         assert_eq!(r["claim"]["serial"], "A1357");
         self.set("claimed", claimed);
 
+        let (issued, _) = self.apply(s, "i", OFFICE, 10).await;
+        self.verify(s, "i", &issued).await;
+        self.advance(8_000);
+        let path = format!("/v1/applications/{issued}/custom");
+        self.ok(s, "i", Method::POST, &path, json!({"plates": ["A2357"]}))
+            .await;
+        self.engine
+            .register(OFFICE, "A2357", "operator:setup")
+            .await
+            .unwrap();
+        self.set("issued", issued);
+
         let (spent, _) = self.apply(s, "e", QUOTA, 4).await;
         self.verify(s, "e", &spent).await;
         self.advance(8_000);
-        let c = Case::new("setup", Method::POST, &format!("/v1/applications/{spent}/custom"))
-            .by("e")
-            .json(r#"{"plates": ["B0001", "B0002"]}"#);
+        let c = Case::new(
+            "setup",
+            Method::POST,
+            &format!("/v1/applications/{spent}/custom"),
+        )
+        .by("e")
+        .json(r#"{"plates": ["B0001", "B0002"]}"#);
         let r = self.send(s, &c).await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
         assert_eq!(r.body["error"]["custom_left"], 0);
@@ -467,10 +505,14 @@ impl Fixture {
 
         let (ready, _) = self.apply(s, "b", OFFICE, 2).await;
         self.verify(s, "b", &ready).await;
-        let c = Case::new("setup", Method::POST, &format!("/v1/applications/{ready}/draws"))
-            .by("b")
-            .header("idempotency-key", "draw-1")
-            .json(r#"{"exclude_four": false}"#);
+        let c = Case::new(
+            "setup",
+            Method::POST,
+            &format!("/v1/applications/{ready}/draws"),
+        )
+        .by("b")
+        .header("idempotency-key", "draw-1")
+        .json(r#"{"exclude_four": false}"#);
         let d = self.send(s, &c).await;
         assert_eq!(d.status, StatusCode::CREATED, "{d:?}");
         let batch: Vec<String> = d.body["batch"]["plates"]
@@ -501,6 +543,7 @@ impl Fixture {
         self.apps = vec![
             ("fresh", "a"),
             ("claimed", "d"),
+            ("issued", "i"),
             ("spent", "e"),
             ("bev", "c"),
             ("ready", "b"),
@@ -516,8 +559,12 @@ impl Fixture {
     {
         let mut apps = Map::new();
         for (name, owner) in &self.apps {
-            let c = Case::new("state", Method::GET, &format!("/v1/applications/{{{name}}}"))
-                .by(owner);
+            let c = Case::new(
+                "state",
+                Method::GET,
+                &format!("/v1/applications/{{{name}}}"),
+            )
+            .by(owner);
             let r = self.send(s, &c).await;
             assert_eq!(r.status, StatusCode::OK, "reading {name}: {r:?}");
             apps.insert(name.to_string(), r.body);
@@ -607,16 +654,13 @@ impl Fixture {
 /// Where two values first differ.
 fn diff(path: &str, a: &Value, b: &Value) -> Option<String> {
     match (a, b) {
-        (Value::Object(x), Value::Object(y)) => x
-            .keys()
-            .chain(y.keys())
-            .find_map(|k| {
-                diff(
-                    &format!("{path}.{k}"),
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                )
-            }),
+        (Value::Object(x), Value::Object(y)) => x.keys().chain(y.keys()).find_map(|k| {
+            diff(
+                &format!("{path}.{k}"),
+                x.get(k).unwrap_or(&Value::Null),
+                y.get(k).unwrap_or(&Value::Null),
+            )
+        }),
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
             .iter()
             .zip(y)
@@ -771,7 +815,7 @@ impl Case {
         if e["code"] != self.code {
             problems.push(format!("code {} expected", self.code));
         }
-        if !e["message"].as_str().is_some_and(|m| !m.is_empty()) {
+        if e["message"].as_str().is_none_or(str::is_empty) {
             problems.push("a message expected".into());
         }
         if let Some(f) = &self.field {
@@ -879,8 +923,13 @@ fn catalogue(fx: &Fixture) -> Vec<Case> {
     let f_apply = |vin: &str| apply(vin, &voucher_no(5), "{f_code}");
     let release = |extra: &str| format!(r#"{{"class": "small", "label": "B", {extra}}}"#);
     let big_release = {
-        let serials: Vec<String> = (0..12_000).map(|n| format!("\"B{:04}\"", n % 10_000)).collect();
-        format!(r#"{{"class": "small", "serials": [{}]}}"#, serials.join(","))
+        let serials: Vec<String> = (0..12_000)
+            .map(|n| format!("\"B{:04}\"", n % 10_000))
+            .collect();
+        format!(
+            r#"{{"class": "small", "serials": [{}]}}"#,
+            serials.join(",")
+        )
     };
     assert!(big_release.len() > KIB_64);
     let big_import = {
@@ -890,7 +939,11 @@ fn catalogue(fx: &Fixture) -> Vec<Case> {
             voucher_no(PROBE_VIN)
         );
         while csv.len() <= MIB_16 {
-            csv.push_str(&format!("{},{},small,fuel\n", vin(PROBE_VIN), voucher_no(PROBE_VIN)));
+            csv.push_str(&format!(
+                "{},{},small,fuel\n",
+                vin(PROBE_VIN),
+                voucher_no(PROBE_VIN)
+            ));
         }
         csv.into_bytes()
     };
@@ -1068,9 +1121,13 @@ fn catalogue(fx: &Fixture) -> Vec<Case> {
             .by("f").is(422, "voucher_mismatch"),
         post("apply: new-energy car at a small-car office", "/v1/applications", r#"{"office": "quota", "vin": "{vin22}", "voucher": "{voucher22}", "notice_version": "v1", "sms_code": "{f_code}"}"#)
             .by("f").is(422, "vehicle_not_eligible"),
-        post("apply: the VIN has a live application", "/v1/applications", &apply("{vin1}", "{voucher1}", "{f_code}"))
-            .by("f").is(409, "application_exists").field("vin"),
-        post("apply: the VIN pre-selected a number already", "/v1/applications", &apply("{vin3}", "{voucher3}", "{f_code}"))
+        post("apply: the VIN has someone's live application", "/v1/applications", &apply("{vin1}", "{voucher1}", "{f_code}"))
+            .by("f").is(409, "application_exists").field("vin").with("application", Value::Null),
+        post("apply: the VIN has my live application", "/v1/applications", &apply("{vin1}", "{voucher1}", "{a_code}"))
+            .by("a").is(409, "application_exists").field("vin").with("application", json!(fx.var("fresh"))),
+        post("apply: the VIN has a live claim", "/v1/applications", &apply("{vin3}", "{voucher3}", "{f_code}"))
+            .by("f").is(409, "application_exists").field("vin").with("application", Value::Null),
+        post("apply: the VIN's number was registered", "/v1/applications", &apply("{vin10}", "{voucher10}", "{f_code}"))
             .by("f").is(409, "vin_already_used").field("vin"),
         post("apply: wrong SMS code", "/v1/applications", &apply("{vin5}", "{voucher5}", "{f_wrong}"))
             .by("f").is(422, "sms_code_invalid").field("sms_code").with("tries_left", json!(4)),
@@ -1311,8 +1368,14 @@ async fn bad_codes_and_late_calls_over_time_change_nothing() {
     let mut failures = Vec::new();
 
     // Brute force: five wrong codes, each counted, then the right one is dead too (S2).
-    fx.ok(&s, "g", Method::POST, "/v1/sms", json!({"purpose": "apply"}))
-        .await;
+    fx.ok(
+        &s,
+        "g",
+        Method::POST,
+        "/v1/sms",
+        json!({"purpose": "apply"}),
+    )
+    .await;
     let g_code = fx.code("g", Purpose::Apply);
     let g_apply = |code: &str| {
         format!(
@@ -1323,35 +1386,78 @@ async fn bad_codes_and_late_calls_over_time_change_nothing() {
     };
     let mut cases: Vec<Case> = (0..5u64)
         .map(|n| {
-            post(&format!("apply: wrong code, try {}", n + 1), "/v1/applications", &g_apply(&wrong(&g_code)))
-                .by("g").is(422, "sms_code_invalid").field("sms_code").with("tries_left", json!(4 - n))
+            post(
+                &format!("apply: wrong code, try {}", n + 1),
+                "/v1/applications",
+                &g_apply(&wrong(&g_code)),
+            )
+            .by("g")
+            .is(422, "sms_code_invalid")
+            .field("sms_code")
+            .with("tries_left", json!(4 - n))
         })
         .collect();
     cases.push(
-        post("apply: the right code after five wrong ones", "/v1/applications", &g_apply(&g_code))
-            .by("g").is(422, "sms_code_invalid").field("sms_code").with("tries_left", json!(0)),
+        post(
+            "apply: the right code after five wrong ones",
+            "/v1/applications",
+            &g_apply(&g_code),
+        )
+        .by("g")
+        .is(422, "sms_code_invalid")
+        .field("sms_code")
+        .with("tries_left", json!(0)),
     );
 
     // An identity code submitted before its countdown, and a resend within 60 s.
     let fresh = fx.var("fresh").to_string();
-    fx.ok(&s, "a", Method::POST, "/v1/sms", json!({"purpose": "identity", "application": fresh}))
-        .await;
+    fx.ok(
+        &s,
+        "a",
+        Method::POST,
+        "/v1/sms",
+        json!({"purpose": "identity", "application": fresh}),
+    )
+    .await;
     let a_identity = fx.code("a", Purpose::Identity);
     fx.set("a_identity_wrong", wrong(&a_identity));
     fx.set("a_identity", a_identity);
     cases.extend([
-        post("identity: the right code before the countdown", "/v1/applications/{fresh}/identity", r#"{"sms_code": "{a_identity}"}"#)
-            .by("a").is(429, "sms_too_soon").with("retry_after_ms", json!(5_000)),
-        post("identity: a second code within 60 s", "/v1/sms", r#"{"purpose": "identity", "application": "{fresh}"}"#)
-            .by("a").is(429, "sms_too_soon").has("retry_after_ms"),
-        post("identity: a wrong code before the countdown", "/v1/applications/{fresh}/identity", r#"{"sms_code": "{a_identity_wrong}"}"#)
-            .by("a").is(429, "sms_too_soon"),
+        post(
+            "identity: the right code before the countdown",
+            "/v1/applications/{fresh}/identity",
+            r#"{"sms_code": "{a_identity}"}"#,
+        )
+        .by("a")
+        .is(429, "sms_too_soon")
+        .with("retry_after_ms", json!(5_000)),
+        post(
+            "identity: a second code within 60 s",
+            "/v1/sms",
+            r#"{"purpose": "identity", "application": "{fresh}"}"#,
+        )
+        .by("a")
+        .is(429, "sms_too_soon")
+        .has("retry_after_ms"),
+        post(
+            "identity: a wrong code before the countdown",
+            "/v1/applications/{fresh}/identity",
+            r#"{"sms_code": "{a_identity_wrong}"}"#,
+        )
+        .by("a")
+        .is(429, "sms_too_soon"),
     ]);
     failures.extend(fx.run(&s, &cases).await);
 
     // Five minutes and a second later: codes are expired; batch and candidates too.
-    fx.ok(&s, "h", Method::POST, "/v1/sms", json!({"purpose": "apply"}))
-        .await;
+    fx.ok(
+        &s,
+        "h",
+        Method::POST,
+        "/v1/sms",
+        json!({"purpose": "apply"}),
+    )
+    .await;
     let h_code = fx.code("h", Purpose::Apply);
     fx.set("h_code", h_code);
     fx.advance(300_001);

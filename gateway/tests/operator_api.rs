@@ -48,7 +48,10 @@ fn config() -> GatewayConfig {
     }
 }
 
-async fn gateway_with(config: GatewayConfig, clock: Arc<TestClock>) -> (Gateway, tempfile::TempDir) {
+async fn gateway_with(
+    config: GatewayConfig,
+    clock: Arc<TestClock>,
+) -> (Gateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut ec = EngineConfig::new(dir.path());
     ec.durability = Durability::None;
@@ -78,7 +81,12 @@ fn citizen_token(gw: &Gateway, user: &str) -> String {
 /// Builds the standalone app around a gateway.
 macro_rules! app {
     ($gw:expr) => {
-        test::init_service(App::new().service($gw.scope("")).default_service(web::to(not_found))).await
+        test::init_service(
+            App::new()
+                .service($gw.scope(""))
+                .default_service(web::to(not_found)),
+        )
+        .await
     };
 }
 
@@ -88,7 +96,10 @@ macro_rules! call {
         let resp = test::call_service(&$app, $req.to_request()).await;
         let status = resp.status();
         let bytes = test::read_body(resp).await;
-        (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+        )
     }};
 }
 
@@ -100,7 +111,8 @@ fn op_req(method: &str, path: &str) -> test::TestRequest {
         "DELETE" => test::TestRequest::delete(),
         other => panic!("method {other}"),
     };
-    req.uri(path).insert_header(("Authorization", format!("Bearer {OP}")))
+    req.uri(path)
+        .insert_header(("Authorization", format!("Bearer {OP}")))
 }
 
 fn op_json(method: &str, path: &str, body: Value) -> test::TestRequest {
@@ -119,7 +131,9 @@ fn office_doc() -> Value {
 }
 
 fn vin(n: u32) -> String {
-    Vin::with_check_digit(&format!("LFV2A21K0SA{n:06}")).unwrap().into_string()
+    Vin::with_check_digit(&format!("LFV2A21K0SA{n:06}"))
+        .unwrap()
+        .into_string()
 }
 
 fn error_code(body: &Value) -> &str {
@@ -150,7 +164,11 @@ async fn every_operator_route_needs_the_operator_token() {
         let bare = op_req(method, &path);
         let bare = bare.insert_header(("Authorization", "Bearer nothing-like-a-token-at-all"));
         let (s, b) = call!(app, bare);
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path} with a bad token");
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a bad token"
+        );
         assert_eq!(error_code(&b), "unauthorized");
 
         let req = match *method {
@@ -162,14 +180,22 @@ async fn every_operator_route_needs_the_operator_token() {
         .uri(&path)
         .set_json(json!({}));
         let (s, b) = call!(app, req);
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path} without a token");
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a token"
+        );
         assert_eq!(error_code(&b), "unauthorized");
 
         let req = op_req(method, &path)
             .insert_header(("Authorization", format!("Bearer {citizen}")))
             .set_json(json!({}));
         let (s, b) = call!(app, req);
-        assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path} with a citizen token");
+        assert_eq!(
+            s,
+            StatusCode::FORBIDDEN,
+            "{method} {path} with a citizen token"
+        );
         assert_eq!(error_code(&b), "forbidden");
         checked += 1;
     }
@@ -181,10 +207,16 @@ async fn offices_are_created_reconfigured_and_published() {
     let (gw, _dir, _clock) = gateway().await;
     let app = app!(gw);
 
-    let (s, b) = call!(app, op_json("PUT", "/v1/admin/offices/maoming", office_doc()));
+    let (s, b) = call!(
+        app,
+        op_json("PUT", "/v1/admin/offices/maoming", office_doc())
+    );
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["id"], "maoming");
-    assert_eq!(b["rules"]["custom_quota"], 20, "omitted rules take the defaults");
+    assert_eq!(
+        b["rules"]["custom_quota"], 20,
+        "omitted rules take the defaults"
+    );
     assert_eq!(b["rules"]["deny"], json!(["three_identical_digits"]));
 
     let mut doc = office_doc();
@@ -205,7 +237,10 @@ async fn offices_are_created_reconfigured_and_published() {
     assert_eq!(b["rules"]["custom_quota"], 12);
     assert_eq!(b["prefix"], "粤K");
     assert!(b.get("operator_token").is_none());
-    let (s, b) = call!(app, test::TestRequest::get().uri("/v1/offices/maoming/notice"));
+    let (s, b) = call!(
+        app,
+        test::TestRequest::get().uri("/v1/offices/maoming/notice")
+    );
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b, json!({"version": "v2", "text": "新须知"}));
 
@@ -213,7 +248,10 @@ async fn offices_are_created_reconfigured_and_published() {
     let mut bad = office_doc();
     bad["rules"]["random_batch"] = json!(0);
     let (s, b) = call!(app, op_json("PUT", "/v1/admin/offices/maoming", bad));
-    assert_eq!((s, error_code(&b), error_field(&b)), (StatusCode::BAD_REQUEST, "bad_request", "rules.random_batch"));
+    assert_eq!(
+        (s, error_code(&b), error_field(&b)),
+        (StatusCode::BAD_REQUEST, "bad_request", "rules.random_batch")
+    );
     let mut bad = office_doc();
     bad["rules"]["custom_qouta"] = json!(3);
     let (s, b) = call!(app, op_json("PUT", "/v1/admin/offices/maoming", bad));
@@ -222,12 +260,21 @@ async fn offices_are_created_reconfigured_and_published() {
     let mut bad = office_doc();
     bad["classes"] = json!(["small", "truck"]);
     let (s, b) = call!(app, op_json("PUT", "/v1/admin/offices/maoming", bad));
-    assert_eq!((s, error_field(&b)), (StatusCode::BAD_REQUEST, "classes[1]"));
+    assert_eq!(
+        (s, error_field(&b)),
+        (StatusCode::BAD_REQUEST, "classes[1]")
+    );
     let mut bad = office_doc();
     bad["rules"]["custom_patterns"] = json!({"small": ["A###"]});
     let (s, b) = call!(app, op_json("PUT", "/v1/admin/offices/maoming", bad));
-    assert_eq!((s, error_field(&b)), (StatusCode::BAD_REQUEST, "rules.custom_patterns.small[0]"));
-    let (s, b) = call!(app, op_json("PUT", "/v1/admin/offices/Mao-Ming", office_doc()));
+    assert_eq!(
+        (s, error_field(&b)),
+        (StatusCode::BAD_REQUEST, "rules.custom_patterns.small[0]")
+    );
+    let (s, b) = call!(
+        app,
+        op_json("PUT", "/v1/admin/offices/Mao-Ming", office_doc())
+    );
     assert_eq!((s, error_field(&b)), (StatusCode::BAD_REQUEST, "office"));
     let (s, b) = call!(
         app,
@@ -235,13 +282,24 @@ async fn offices_are_created_reconfigured_and_published() {
             .insert_header(("Content-Type", "application/json"))
             .set_payload("{\"name\": ")
     );
-    assert_eq!((s, error_code(&b)), (StatusCode::BAD_REQUEST, "bad_request"));
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
     let (s, _) = call!(app, test::TestRequest::get().uri("/v1/offices/maoming"));
     assert_eq!(s, StatusCode::OK);
 
-    for path in ["/v1/offices/nowhere", "/v1/offices/nowhere/notice", "/v1/offices/nowhere/pool"] {
+    for path in [
+        "/v1/offices/nowhere",
+        "/v1/offices/nowhere/notice",
+        "/v1/offices/nowhere/pool",
+    ] {
         let (s, b) = call!(app, test::TestRequest::get().uri(path));
-        assert_eq!((s, error_code(&b)), (StatusCode::NOT_FOUND, "not_found"), "{path}");
+        assert_eq!(
+            (s, error_code(&b)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
     }
 }
 
@@ -249,55 +307,134 @@ async fn offices_are_created_reconfigured_and_published() {
 async fn releases_withdrawals_and_the_pool_notice() {
     let (gw, _dir, _clock) = gateway().await;
     let app = app!(gw);
-    let (s, _) = call!(app, op_json("PUT", "/v1/admin/offices/maoming", office_doc()));
+    let (s, _) = call!(
+        app,
+        op_json("PUT", "/v1/admin/offices/maoming", office_doc())
+    );
     assert_eq!(s, StatusCode::CREATED);
     let url = "/v1/admin/offices/maoming/releases";
 
     let (s, b) = call!(
         app,
-        op_json("POST", url, json!({"class": "small", "label": "粤K·A0000–A9999", "opens_at": "2026-01-01T00:00:00Z", "patterns": ["A####", "B12##"]}))
+        op_json(
+            "POST",
+            url,
+            json!({"class": "small", "label": "粤K·A0000–A9999", "opens_at": "2026-01-01T00:00:00Z", "patterns": ["A####", "B12##"]})
+        )
     );
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    assert_eq!((b["id"].as_u64(), b["total"].as_u64()), (Some(1), Some(10_100)));
+    assert_eq!(
+        (b["id"].as_u64(), b["total"].as_u64()),
+        (Some(1), Some(10_100))
+    );
     let tomorrow = platepool_engine::calendar::rfc3339(gw.engine.now_ms() + 86_400_000);
     let later = platepool_engine::calendar::rfc3339(gw.engine.now_ms() + 8 * 86_400_000);
     let (s, b) = call!(
         app,
-        op_json("POST", url, json!({"class": "small", "label": "C", "opens_at": tomorrow, "custom_from": later, "patterns": ["C####"]}))
+        op_json(
+            "POST",
+            url,
+            json!({"class": "small", "label": "C", "opens_at": tomorrow, "custom_from": later, "patterns": ["C####"]})
+        )
     );
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    assert_eq!((b["id"].as_u64(), b["total"].as_u64()), (Some(2), Some(10_000)));
+    assert_eq!(
+        (b["id"].as_u64(), b["total"].as_u64()),
+        (Some(2), Some(10_000))
+    );
     assert_eq!(b["custom_from"], json!(later));
     let (s, b) = call!(
         app,
-        op_json("POST", url, json!({"class": "small_new_energy", "label": "D", "opens_at": "2026-01-01T08:00:00+08:00", "serials": ["DA1234", "da1235", "粤K·DA1236"]}))
+        op_json(
+            "POST",
+            url,
+            json!({"class": "small_new_energy", "label": "D", "opens_at": "2026-01-01T08:00:00+08:00", "serials": ["DA1234", "da1235", "粤K·DA1236"]})
+        )
     );
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["total"], 3);
 
     // Documented errors, with the field at fault.
     let cases = [
-        (json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z", "patterns": ["A####", "A[#"]}), "bad_request", "patterns[1]"),
-        (json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z", "patterns": ["DA####"]}), "bad_request", "patterns[0]"),
-        (json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z", "serials": ["A0001", "A0I01"]}), "invalid_plate", "serials[1]"),
-        (json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z", "serials": ["A0001", "DA0001"]}), "bad_request", "serials[1]"),
-        (json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z", "patterns": ["E####"], "serials": ["A0001"]}), "bad_request", "serials"),
-        (json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z"}), "bad_request", "patterns"),
-        (json!({"class": "small", "opens_at": "yesterday", "patterns": ["E####"]}), "bad_request", "opens_at"),
-        (json!({"class": "small", "custom_from": "2026-13-01T00:00:00Z", "patterns": ["E####"]}), "bad_request", "custom_from"),
-        (json!({"class": "truck", "patterns": ["E####"]}), "bad_request", "class"),
-        (json!({"class": "small", "patterns": "E####"}), "bad_request", "patterns"),
-        (json!({"class": "small", "patterns": ["A####"]}), "bad_request", "patterns"),
+        (
+            json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z", "patterns": ["A####", "A[#"]}),
+            "bad_request",
+            "patterns[1]",
+        ),
+        (
+            json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z", "patterns": ["DA####"]}),
+            "bad_request",
+            "patterns[0]",
+        ),
+        (
+            json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z", "serials": ["A0001", "A0I01"]}),
+            "invalid_plate",
+            "serials[1]",
+        ),
+        (
+            json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z", "serials": ["A0001", "DA0001"]}),
+            "bad_request",
+            "serials[1]",
+        ),
+        (
+            json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z", "patterns": ["E####"], "serials": ["A0001"]}),
+            "bad_request",
+            "serials",
+        ),
+        (
+            json!({"class": "small", "opens_at": "2026-01-01T00:00:00Z"}),
+            "bad_request",
+            "patterns",
+        ),
+        (
+            json!({"class": "small", "opens_at": "yesterday", "patterns": ["E####"]}),
+            "bad_request",
+            "opens_at",
+        ),
+        (
+            json!({"class": "small", "custom_from": "2026-13-01T00:00:00Z", "patterns": ["E####"]}),
+            "bad_request",
+            "custom_from",
+        ),
+        (
+            json!({"class": "truck", "patterns": ["E####"]}),
+            "bad_request",
+            "class",
+        ),
+        (
+            json!({"class": "small", "patterns": "E####"}),
+            "bad_request",
+            "patterns",
+        ),
+        (
+            json!({"class": "small", "patterns": ["A####"]}),
+            "bad_request",
+            "patterns",
+        ),
     ];
     for (body, code, field) in cases {
         let (s, b) = call!(app, op_json("POST", url, body.clone()));
-        assert_eq!((s, error_code(&b), error_field(&b)), (StatusCode::BAD_REQUEST, code, field), "{body} → {b}");
+        assert_eq!(
+            (s, error_code(&b), error_field(&b)),
+            (StatusCode::BAD_REQUEST, code, field),
+            "{body} → {b}"
+        );
     }
-    let (s, b) = call!(app, op_json("POST", "/v1/admin/offices/nowhere/releases", json!({"class": "small", "patterns": ["E####"]})));
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/offices/nowhere/releases",
+            json!({"class": "small", "patterns": ["E####"]})
+        )
+    );
     assert_eq!((s, error_code(&b)), (StatusCode::NOT_FOUND, "not_found"));
 
     // The pool notice: opened releases count, the one opening tomorrow is listed with 0.
-    let (s, b) = call!(app, test::TestRequest::get().uri("/v1/offices/maoming/pool"));
+    let (s, b) = call!(
+        app,
+        test::TestRequest::get().uri("/v1/offices/maoming/pool")
+    );
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["office"], "maoming");
     assert!(platepool_engine::calendar::parse_rfc3339(b["as_of"].as_str().unwrap()).is_ok());
@@ -313,37 +450,93 @@ async fn releases_withdrawals_and_the_pool_notice() {
     assert_eq!(small["releases"][1]["total"], 10_000);
     assert_eq!(small["releases"][1]["opens_at"], json!(tomorrow));
     let ne = &b["classes"][1];
-    assert_eq!((ne["class"].as_str(), ne["available"].as_u64()), (Some("small_new_energy"), Some(3)));
-    for key in ["id", "label", "opens_at", "custom_from", "total", "available"] {
+    assert_eq!(
+        (ne["class"].as_str(), ne["available"].as_u64()),
+        (Some("small_new_energy"), Some(3))
+    );
+    for key in [
+        "id",
+        "label",
+        "opens_at",
+        "custom_from",
+        "total",
+        "available",
+    ] {
         assert!(small["releases"][0].get(key).is_some(), "{key}");
     }
 
     // Withdraw one number, then the rest of a release.
-    let (s, b) = call!(app, op_req("DELETE", "/v1/admin/offices/maoming/plates/a0001"));
+    let (s, b) = call!(
+        app,
+        op_req("DELETE", "/v1/admin/offices/maoming/plates/a0001")
+    );
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!((b["serial"].as_str(), b["plate"].as_str()), (Some("A0001"), Some("粤K·A0001")));
-    let (s, b) = call!(app, op_req("DELETE", "/v1/admin/offices/maoming/plates/A0001"));
-    assert_eq!((s, error_code(&b)), (StatusCode::CONFLICT, "conflict"), "already withdrawn");
-    let (s, b) = call!(app, op_req("DELETE", "/v1/admin/offices/maoming/plates/A0I01"));
-    assert_eq!((s, error_code(&b), error_field(&b)), (StatusCode::BAD_REQUEST, "invalid_plate", "serial"));
+    assert_eq!(
+        (b["serial"].as_str(), b["plate"].as_str()),
+        (Some("A0001"), Some("粤K·A0001"))
+    );
+    let (s, b) = call!(
+        app,
+        op_req("DELETE", "/v1/admin/offices/maoming/plates/A0001")
+    );
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::CONFLICT, "conflict"),
+        "already withdrawn"
+    );
+    let (s, b) = call!(
+        app,
+        op_req("DELETE", "/v1/admin/offices/maoming/plates/A0I01")
+    );
+    assert_eq!(
+        (s, error_code(&b), error_field(&b)),
+        (StatusCode::BAD_REQUEST, "invalid_plate", "serial")
+    );
     assert_eq!(b["error"]["position"], 3);
-    let (s, b) = call!(app, op_req("DELETE", "/v1/admin/offices/maoming/plates/E0001"));
-    assert_eq!((s, error_code(&b)), (StatusCode::NOT_FOUND, "not_found"), "never released");
-    let (s, _) = call!(app, op_req("DELETE", "/v1/admin/offices/nowhere/plates/A0002"));
+    let (s, b) = call!(
+        app,
+        op_req("DELETE", "/v1/admin/offices/maoming/plates/E0001")
+    );
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "never released"
+    );
+    let (s, _) = call!(
+        app,
+        op_req("DELETE", "/v1/admin/offices/nowhere/plates/A0002")
+    );
     assert_eq!(s, StatusCode::NOT_FOUND);
     pool_fresh().await;
-    let (_, b) = call!(app, test::TestRequest::get().uri("/v1/offices/maoming/pool"));
+    let (_, b) = call!(
+        app,
+        test::TestRequest::get().uri("/v1/offices/maoming/pool")
+    );
     assert_eq!(b["classes"][0]["available"], 10_099);
 
-    let (s, b) = call!(app, op_req("DELETE", "/v1/admin/offices/maoming/releases/3"));
+    let (s, b) = call!(
+        app,
+        op_req("DELETE", "/v1/admin/offices/maoming/releases/3")
+    );
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["withdrawn"], 3);
-    for path in ["/v1/admin/offices/maoming/releases/99", "/v1/admin/offices/maoming/releases/abc", "/v1/admin/offices/nowhere/releases/1"] {
+    for path in [
+        "/v1/admin/offices/maoming/releases/99",
+        "/v1/admin/offices/maoming/releases/abc",
+        "/v1/admin/offices/nowhere/releases/1",
+    ] {
         let (s, b) = call!(app, op_req("DELETE", path));
-        assert_eq!((s, error_code(&b)), (StatusCode::NOT_FOUND, "not_found"), "{path}");
+        assert_eq!(
+            (s, error_code(&b)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
     }
     pool_fresh().await;
-    let (_, b) = call!(app, test::TestRequest::get().uri("/v1/offices/maoming/pool"));
+    let (_, b) = call!(
+        app,
+        test::TestRequest::get().uri("/v1/offices/maoming/pool")
+    );
     assert_eq!(b["classes"][1]["available"], 0);
     assert_eq!(b["classes"][1]["releases"][0]["available"], 0);
 
@@ -351,7 +544,14 @@ async fn releases_withdrawals_and_the_pool_notice() {
     let (s, b) = call!(app, op_req("GET", "/v1/admin/offices/maoming/stats"));
     assert_eq!(s, StatusCode::OK, "{b}");
     let small = &b["classes"][0];
-    assert_eq!((small["available"].as_u64(), small["withdrawn"].as_u64(), small["pending"].as_u64()), (Some(10_099), Some(1), Some(10_000)));
+    assert_eq!(
+        (
+            small["available"].as_u64(),
+            small["withdrawn"].as_u64(),
+            small["pending"].as_u64()
+        ),
+        (Some(10_099), Some(1), Some(10_000))
+    );
     assert_eq!(small["releases"][1]["pending"], 10_000);
     assert_eq!(b["classes"][1]["withdrawn"], 3);
     assert!(b["mailbox_depth"].is_u64());
@@ -362,8 +562,23 @@ async fn releases_withdrawals_and_the_pool_notice() {
     // The audit trail has every change, oldest first, paged.
     let (s, b) = call!(app, op_req("GET", "/v1/admin/audit?office=maoming"));
     assert_eq!(s, StatusCode::OK, "{b}");
-    let actions: Vec<&str> = b["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["configure", "release", "release", "release", "withdraw_number", "withdraw_release"]);
+    let actions: Vec<&str> = b["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "configure",
+            "release",
+            "release",
+            "release",
+            "withdraw_number",
+            "withdraw_release"
+        ]
+    );
     assert_eq!(b["entries"][4]["serial"], "A0001");
     assert_eq!(b["entries"][0]["who"], "operator:operator");
     let (s, page) = call!(app, op_req("GET", "/v1/admin/audit?office=maoming&limit=2"));
@@ -371,20 +586,52 @@ async fn releases_withdrawals_and_the_pool_notice() {
     assert_eq!(page["entries"].as_array().unwrap().len(), 2);
     assert_eq!(page["more"], true);
     let next = page["next_after"].as_u64().unwrap();
-    let (_, page2) = call!(app, op_req("GET", &format!("/v1/admin/audit?office=maoming&after={next}&limit=10")));
+    let (_, page2) = call!(
+        app,
+        op_req(
+            "GET",
+            &format!("/v1/admin/audit?office=maoming&after={next}&limit=10")
+        )
+    );
     assert_eq!(page2["entries"].as_array().unwrap().len(), 4);
     assert_eq!(page2["entries"][0]["action"], "release");
     assert_eq!(page2["more"], false);
     let future = platepool_engine::calendar::rfc3339(gw.engine.now_ms() + 60_000);
-    let (_, b) = call!(app, op_req("GET", &format!("/v1/admin/audit?office=maoming&since={}", future.replace('+', "%2B"))));
+    let (_, b) = call!(
+        app,
+        op_req(
+            "GET",
+            &format!(
+                "/v1/admin/audit?office=maoming&since={}",
+                future.replace('+', "%2B")
+            )
+        )
+    );
     assert_eq!(b["entries"], json!([]));
-    let (_, b) = call!(app, op_req("GET", "/v1/admin/audit?office=maoming&since=2020-01-01T00:00:00Z"));
+    let (_, b) = call!(
+        app,
+        op_req(
+            "GET",
+            "/v1/admin/audit?office=maoming&since=2020-01-01T00:00:00Z"
+        )
+    );
     assert_eq!(b["entries"].as_array().unwrap().len(), 6);
-    for (q, field) in [("office=maoming&since=soon", "since"), ("office=maoming&limit=0", "limit"), ("office=maoming&after=x", "after")] {
+    for (q, field) in [
+        ("office=maoming&since=soon", "since"),
+        ("office=maoming&limit=0", "limit"),
+        ("office=maoming&after=x", "after"),
+    ] {
         let (s, b) = call!(app, op_req("GET", &format!("/v1/admin/audit?{q}")));
-        assert_eq!((s, error_field(&b)), (StatusCode::BAD_REQUEST, field), "{q}");
+        assert_eq!(
+            (s, error_field(&b)),
+            (StatusCode::BAD_REQUEST, field),
+            "{q}"
+        );
     }
-    let (s, _) = call!(app, op_req("GET", "/v1/admin/audit?office=maoming&colour=red"));
+    let (s, _) = call!(
+        app,
+        op_req("GET", "/v1/admin/audit?office=maoming&colour=red")
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = call!(app, op_req("GET", "/v1/admin/audit?office=nowhere"));
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -417,10 +664,24 @@ async fn certificates_import_from_csv_and_json_keeping_good_rows() {
     );
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["imported"], 2);
-    let rows: Vec<u64> = b["rejected"].as_array().unwrap().iter().map(|r| r["row"].as_u64().unwrap()).collect();
+    let rows: Vec<u64> = b["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["row"].as_u64().unwrap())
+        .collect();
     assert_eq!(rows, [2, 3, 5, 6]);
-    assert!(b["rejected"][0]["reason"].as_str().unwrap().contains("vin"), "{b}");
-    assert!(b["rejected"][1]["reason"].as_str().unwrap().contains("energy"), "{b}");
+    assert!(
+        b["rejected"][0]["reason"].as_str().unwrap().contains("vin"),
+        "{b}"
+    );
+    assert!(
+        b["rejected"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("energy"),
+        "{b}"
+    );
 
     let body = json!([
         {"vin": vin(7), "voucher": "WDM0007", "class": "small", "energy": "phev"},
@@ -433,11 +694,19 @@ async fn certificates_import_from_csv_and_json_keeping_good_rows() {
     let (s, b) = call!(app, op_json("POST", "/v1/admin/certificates", body));
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["imported"], 2);
-    let rows: Vec<u64> = b["rejected"].as_array().unwrap().iter().map(|r| r["row"].as_u64().unwrap()).collect();
+    let rows: Vec<u64> = b["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["row"].as_u64().unwrap())
+        .collect();
     assert_eq!(rows, [2, 3, 4, 5]);
 
     // The kept rows serve applications.
-    let (s, _) = call!(app, op_json("PUT", "/v1/admin/offices/maoming", office_doc()));
+    let (s, _) = call!(
+        app,
+        op_json("PUT", "/v1/admin/offices/maoming", office_doc())
+    );
     assert_eq!(s, StatusCode::CREATED);
     let req = ApplicationRequest {
         office: OFFICE.into(),
@@ -456,8 +725,14 @@ async fn certificates_import_from_csv_and_json_keeping_good_rows() {
             .insert_header(("Content-Type", "text/csv"))
             .set_payload("vin,voucher,class\nX,Y,small\n")
     );
-    assert_eq!((s, error_code(&b), error_field(&b)), (StatusCode::BAD_REQUEST, "bad_request", "header"));
-    let (s, _) = call!(app, op_json("POST", "/v1/admin/certificates", json!({"vin": "x"})));
+    assert_eq!(
+        (s, error_code(&b), error_field(&b)),
+        (StatusCode::BAD_REQUEST, "bad_request", "header")
+    );
+    let (s, _) = call!(
+        app,
+        op_json("POST", "/v1/admin/certificates", json!({"vin": "x"}))
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = call!(
         app,
@@ -472,7 +747,10 @@ async fn certificates_import_from_csv_and_json_keeping_good_rows() {
             .insert_header(("Content-Type", "text/csv"))
             .set_payload(vec![b'x'; 16 * 1024 * 1024 + 1])
     );
-    assert_eq!((s, error_code(&b)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
     // A large import within 16 MiB is fine.
     let mut big = String::from("vin,voucher,class,energy\n");
     for n in 0..3_000u32 {
@@ -484,7 +762,11 @@ async fn certificates_import_from_csv_and_json_keeping_good_rows() {
             .insert_header(("Content-Type", "text/csv; charset=utf-8"))
             .set_payload(big)
     );
-    assert_eq!((s, b["imported"].as_u64()), (StatusCode::OK, Some(3_000)), "{b}");
+    assert_eq!(
+        (s, b["imported"].as_u64()),
+        (StatusCode::OK, Some(3_000)),
+        "{b}"
+    );
 }
 
 /// An office with one small release and certificates for vehicles 1..=4; gives their VINs.
@@ -510,7 +792,13 @@ macro_rules! office_with_vehicles {
 }
 
 /// Opens an application for `user` on `vin` and claims `serial` by a custom check.
-async fn claim(gw: &Gateway, user: &str, vin: &str, voucher: &str, serial: &str) -> platepool_engine::AppId {
+async fn claim(
+    gw: &Gateway,
+    user: &str,
+    vin: &str,
+    voucher: &str,
+    serial: &str,
+) -> platepool_engine::AppId {
     let id = gw
         .engine
         .create_application(ApplicationRequest {
@@ -523,7 +811,10 @@ async fn claim(gw: &Gateway, user: &str, vin: &str, voucher: &str, serial: &str)
         })
         .await
         .unwrap();
-    gw.engine.verify_identity(&id, Caller::Citizen(user)).await.unwrap();
+    gw.engine
+        .verify_identity(&id, Caller::Citizen(user))
+        .await
+        .unwrap();
     let check = gw
         .engine
         .custom_check(&id, Caller::Citizen(user), vec![serial.into()])
@@ -543,54 +834,172 @@ async fn registrations_voids_lookups_and_the_blacklist() {
     let third = claim(&gw, "u3", &vins[2], "V2", "A3457").await;
 
     // Registration: the claim becomes issued.
-    let (s, b) = call!(app, op_json("POST", "/v1/admin/registrations", json!({"office": "maoming", "serial": "粤K·a1235"})));
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/registrations",
+            json!({"office": "maoming", "serial": "粤K·a1235"})
+        )
+    );
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!((b["id"].as_str(), b["state"].as_str()), (Some(first.to_string().as_str()), Some("issued")));
+    assert_eq!(
+        (b["id"].as_str(), b["state"].as_str()),
+        (Some(first.to_string().as_str()), Some("issued"))
+    );
     assert_eq!(b["claim"]["plate"], "粤K·A1235");
-    let (s, b) = call!(app, op_json("POST", "/v1/admin/registrations", json!({"office": "maoming", "serial": "A1235"})));
-    assert_eq!((s, error_code(&b)), (StatusCode::CONFLICT, "conflict"), "already issued");
-    let (s, b) = call!(app, op_json("POST", "/v1/admin/registrations", json!({"office": "maoming", "serial": "A9999"})));
-    assert_eq!((s, error_code(&b)), (StatusCode::CONFLICT, "conflict"), "not claimed");
-    let (s, b) = call!(app, op_json("POST", "/v1/admin/registrations", json!({"office": "maoming", "serial": "E9999"})));
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/registrations",
+            json!({"office": "maoming", "serial": "A1235"})
+        )
+    );
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::CONFLICT, "conflict"),
+        "already issued"
+    );
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/registrations",
+            json!({"office": "maoming", "serial": "A9999"})
+        )
+    );
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::CONFLICT, "conflict"),
+        "not claimed"
+    );
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/registrations",
+            json!({"office": "maoming", "serial": "E9999"})
+        )
+    );
     assert_eq!((s, error_code(&b)), (StatusCode::NOT_FOUND, "not_found"));
-    let (s, b) = call!(app, op_json("POST", "/v1/admin/registrations", json!({"office": "maoming", "serial": "A9I99"})));
-    assert_eq!((s, error_code(&b), error_field(&b)), (StatusCode::BAD_REQUEST, "invalid_plate", "serial"));
-    let (s, b) = call!(app, op_json("POST", "/v1/admin/registrations", json!({"office": "nowhere", "serial": "A1235"})));
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/registrations",
+            json!({"office": "maoming", "serial": "A9I99"})
+        )
+    );
+    assert_eq!(
+        (s, error_code(&b), error_field(&b)),
+        (StatusCode::BAD_REQUEST, "invalid_plate", "serial")
+    );
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/registrations",
+            json!({"office": "nowhere", "serial": "A1235"})
+        )
+    );
     assert_eq!((s, error_code(&b)), (StatusCode::NOT_FOUND, "not_found"));
-    let (s, b) = call!(app, op_json("POST", "/v1/admin/registrations", json!({"office": "maoming"})));
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/registrations",
+            json!({"office": "maoming"})
+        )
+    );
     assert_eq!((s, error_field(&b)), (StatusCode::BAD_REQUEST, "serial"));
 
     // Void: the number returns to the pool, no blacklist.
     let void_url = "/v1/admin/offices/maoming/claims/A2346/void";
     let (s, b) = call!(app, op_json("POST", void_url, json!({})));
     assert_eq!((s, error_field(&b)), (StatusCode::BAD_REQUEST, "reason"));
-    let (s, b) = call!(app, op_json("POST", void_url, json!({"reason": "owner's request: car returned"})));
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            void_url,
+            json!({"reason": "owner's request: car returned"})
+        )
+    );
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!((b["id"].as_str(), b["state"].as_str()), (Some(second.to_string().as_str()), Some("voided")));
+    assert_eq!(
+        (b["id"].as_str(), b["state"].as_str()),
+        (Some(second.to_string().as_str()), Some("voided"))
+    );
     let (s, b) = call!(app, op_json("POST", void_url, json!({"reason": "again"})));
     assert_eq!((s, error_code(&b)), (StatusCode::CONFLICT, "conflict"));
-    let (s, _) = call!(app, op_json("POST", "/v1/admin/offices/nowhere/claims/A2346/void", json!({"reason": "x"})));
+    let (s, _) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/offices/nowhere/claims/A2346/void",
+            json!({"reason": "x"})
+        )
+    );
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, b) = call!(app, op_json("POST", "/v1/admin/offices/maoming/claims/A23I6/void", json!({"reason": "x"})));
-    assert_eq!((s, error_code(&b)), (StatusCode::BAD_REQUEST, "invalid_plate"));
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/offices/maoming/claims/A23I6/void",
+            json!({"reason": "x"})
+        )
+    );
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::BAD_REQUEST, "invalid_plate")
+    );
     pool_fresh().await;
-    let (_, pool) = call!(app, test::TestRequest::get().uri("/v1/offices/maoming/pool"));
-    assert_eq!(pool["classes"][0]["available"], 10_000 - 2, "issued and still claimed are out, the voided one is back");
+    let (_, pool) = call!(
+        app,
+        test::TestRequest::get().uri("/v1/offices/maoming/pool")
+    );
+    assert_eq!(
+        pool["classes"][0]["available"],
+        10_000 - 2,
+        "issued and still claimed are out, the voided one is back"
+    );
 
     // Look-ups, unmasked.
-    let (s, b) = call!(app, op_req("GET", &format!("/v1/admin/applications?vin={}", vins[0].to_lowercase())));
+    let (s, b) = call!(
+        app,
+        op_req(
+            "GET",
+            &format!("/v1/admin/applications?vin={}", vins[0].to_lowercase())
+        )
+    );
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b.as_array().unwrap().len(), 1);
-    assert_eq!((b[0]["vin"].as_str(), b[0]["user"].as_str()), (Some(vins[0].as_str()), Some("u1")));
+    assert_eq!(
+        (b[0]["vin"].as_str(), b[0]["user"].as_str()),
+        (Some(vins[0].as_str()), Some("u1"))
+    );
     assert_eq!(b[0]["phone"], "13800138001");
-    let (s, b) = call!(app, op_req("GET", "/v1/admin/applications?serial=A3457&office=maoming"));
+    let (s, b) = call!(
+        app,
+        op_req("GET", "/v1/admin/applications?serial=A3457&office=maoming")
+    );
     assert_eq!(s, StatusCode::OK);
-    assert_eq!((b[0]["id"].as_str(), b[0]["state"].as_str()), (Some(third.to_string().as_str()), Some("claimed")));
-    let (_, b) = call!(app, op_req("GET", "/v1/admin/applications?serial=A0000&office=maoming"));
+    assert_eq!(
+        (b[0]["id"].as_str(), b[0]["state"].as_str()),
+        (Some(third.to_string().as_str()), Some("claimed"))
+    );
+    let (_, b) = call!(
+        app,
+        op_req("GET", "/v1/admin/applications?serial=A0000&office=maoming")
+    );
     assert_eq!(b, json!([]));
     let (_, b) = call!(app, op_req("GET", "/v1/admin/applications?user=u2"));
     assert_eq!(b[0]["state"], "voided");
-    let (_, b) = call!(app, op_req("GET", "/v1/admin/applications?user=u2&office=elsewhere"));
+    let (_, b) = call!(
+        app,
+        op_req("GET", "/v1/admin/applications?user=u2&office=elsewhere")
+    );
     assert_eq!(b, json!([]));
     for (q, code, field) in [
         ("", "bad_request", ""),
@@ -601,23 +1010,42 @@ async fn registrations_voids_lookups_and_the_blacklist() {
         ("user=a/b", "bad_request", "user"),
     ] {
         let (s, b) = call!(app, op_req("GET", &format!("/v1/admin/applications?{q}")));
-        assert_eq!((s, error_code(&b), error_field(&b)), (StatusCode::BAD_REQUEST, code, field), "{q}: {b}");
+        assert_eq!(
+            (s, error_code(&b), error_field(&b)),
+            (StatusCode::BAD_REQUEST, code, field),
+            "{q}: {b}"
+        );
     }
-    let (s, _) = call!(app, op_req("GET", "/v1/admin/applications?serial=A3457&office=nowhere"));
+    let (s, _) = call!(
+        app,
+        op_req("GET", "/v1/admin/applications?serial=A3457&office=nowhere")
+    );
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // The audit trail shows the operators' acts on applications.
-    let (_, b) = call!(app, op_req("GET", "/v1/admin/audit?office=maoming&limit=1000"));
+    let (_, b) = call!(
+        app,
+        op_req("GET", "/v1/admin/audit?office=maoming&limit=1000")
+    );
     let entries = b["entries"].as_array().unwrap();
     let register = entries.iter().find(|e| e["action"] == "register").unwrap();
-    assert_eq!((register["application"].as_str(), register["serial"].as_str()), (Some(first.to_string().as_str()), Some("A1235")));
+    assert_eq!(
+        (
+            register["application"].as_str(),
+            register["serial"].as_str()
+        ),
+        (Some(first.to_string().as_str()), Some("A1235"))
+    );
     let void = entries.iter().find(|e| e["action"] == "void").unwrap();
     assert_eq!(void["detail"], "owner's request: car returned");
 
     // Blacklist: nobody yet; the third claim lapses after its deadline and its user is listed.
     let (s, b) = call!(app, op_req("GET", "/v1/admin/blacklist"));
     assert_eq!((s, b.clone()), (StatusCode::OK, json!([])));
-    let (s, b) = call!(app, op_json("DELETE", "/v1/admin/blacklist/u3", json!({"reason": "x"})));
+    let (s, b) = call!(
+        app,
+        op_json("DELETE", "/v1/admin/blacklist/u3", json!({"reason": "x"}))
+    );
     assert_eq!((s, error_code(&b)), (StatusCode::NOT_FOUND, "not_found"));
     clock.advance(30 * 86_400_000);
     let (s, _) = call!(app, op_req("GET", "/v1/admin/offices/maoming/stats"));
@@ -634,15 +1062,30 @@ async fn registrations_voids_lookups_and_the_blacklist() {
     assert_eq!(listed[0]["user"], "u3", "{listed}");
     assert_eq!(listed[0]["application"], third.to_string());
     assert!(listed[0]["until"].is_string());
-    let (s, b) = call!(app, op_json("DELETE", "/v1/admin/blacklist/u3", json!({"reason": "  "})));
+    let (s, b) = call!(
+        app,
+        op_json("DELETE", "/v1/admin/blacklist/u3", json!({"reason": "  "}))
+    );
     assert_eq!((s, error_field(&b)), (StatusCode::BAD_REQUEST, "reason"));
-    let (s, b) = call!(app, op_json("DELETE", "/v1/admin/blacklist/u3", json!({"reason": "hospitalised, proof seen"})));
+    let (s, b) = call!(
+        app,
+        op_json(
+            "DELETE",
+            "/v1/admin/blacklist/u3",
+            json!({"reason": "hospitalised, proof seen"})
+        )
+    );
     assert_eq!(s, StatusCode::OK, "{b}");
     let (_, b) = call!(app, op_req("GET", "/v1/admin/blacklist"));
     assert_eq!(b, json!([]));
     let (s, b) = call!(app, op_req("GET", "/v1/admin/audit"));
     assert_eq!(s, StatusCode::OK, "{b}");
-    let lift = b["entries"].as_array().unwrap().iter().find(|e| e["action"] == "lift_blacklist").unwrap();
+    let lift = b["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "lift_blacklist")
+        .unwrap();
     assert_eq!(lift["who"], "operator:operator");
     assert!(lift["detail"].as_str().unwrap().contains("hospitalised"));
 }
@@ -651,11 +1094,22 @@ async fn registrations_voids_lookups_and_the_blacklist() {
 async fn tokens_and_the_sms_outbox() {
     let (gw, _dir, _clock) = gateway().await;
     let app = app!(gw);
-    let (s, b) = call!(app, op_json("POST", "/v1/admin/tokens", json!({"user": "alice", "phone": "13800138000", "ttl_s": 600})));
+    let (s, b) = call!(
+        app,
+        op_json(
+            "POST",
+            "/v1/admin/tokens",
+            json!({"user": "alice", "phone": "13800138000", "ttl_s": 600})
+        )
+    );
     assert_eq!(s, StatusCode::OK, "{b}");
     let token = b["token"].as_str().unwrap().to_string();
-    let claims = platepool_gateway::auth::verify_token(SECRET, &token, gw.engine.now_ms() / 1000).unwrap();
-    assert_eq!((claims.user.as_str(), claims.phone.as_str()), ("alice", "13800138000"));
+    let claims =
+        platepool_gateway::auth::verify_token(SECRET, &token, gw.engine.now_ms() / 1000).unwrap();
+    assert_eq!(
+        (claims.user.as_str(), claims.phone.as_str()),
+        ("alice", "13800138000")
+    );
     // It is a citizen token: the operator API refuses it with 403.
     let (s, _) = call!(
         app,
@@ -667,29 +1121,52 @@ async fn tokens_and_the_sms_outbox() {
     for (body, field) in [
         (json!({"user": "a b", "phone": "13800138000"}), "user"),
         (json!({"user": "alice", "phone": "12"}), "phone"),
-        (json!({"user": "alice", "phone": "13800138000", "ttl_s": 0}), "ttl_s"),
+        (
+            json!({"user": "alice", "phone": "13800138000", "ttl_s": 0}),
+            "ttl_s",
+        ),
         (json!({"user": "alice"}), "phone"),
-        (json!({"user": "alice", "phone": "13800138000", "ttl_s": "long"}), "ttl_s"),
+        (
+            json!({"user": "alice", "phone": "13800138000", "ttl_s": "long"}),
+            "ttl_s",
+        ),
     ] {
         let (s, b) = call!(app, op_json("POST", "/v1/admin/tokens", body.clone()));
-        assert_eq!((s, error_field(&b)), (StatusCode::BAD_REQUEST, field), "{body}: {b}");
+        assert_eq!(
+            (s, error_field(&b)),
+            (StatusCode::BAD_REQUEST, field),
+            "{body}: {b}"
+        );
     }
 
     // The outbox.
     let (s, b) = call!(app, op_req("GET", "/v1/admin/sms/outbox?phone=13800138000"));
     assert_eq!((s, b), (StatusCode::OK, json!([])));
     gw.sms
-        .deliver("13800138000", Purpose::Claimed, "您已预选号牌 粤K·A1234".into(), gw.engine.now_ms())
+        .deliver(
+            "13800138000",
+            Purpose::Claimed,
+            "您已预选号牌 粤K·A1234".into(),
+            gw.engine.now_ms(),
+        )
         .await
         .unwrap();
     gw.sms
-        .deliver("13900139000", Purpose::Claimed, "other".into(), gw.engine.now_ms())
+        .deliver(
+            "13900139000",
+            Purpose::Claimed,
+            "other".into(),
+            gw.engine.now_ms(),
+        )
         .await
         .unwrap();
     let (s, b) = call!(app, op_req("GET", "/v1/admin/sms/outbox?phone=13800138000"));
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b.as_array().unwrap().len(), 1);
-    assert_eq!((b[0]["phone"].as_str(), b[0]["purpose"].as_str()), (Some("13800138000"), Some("claimed")));
+    assert_eq!(
+        (b[0]["phone"].as_str(), b[0]["purpose"].as_str()),
+        (Some("13800138000"), Some("claimed"))
+    );
     assert!(b[0]["text"].as_str().unwrap().contains("A1234"));
     assert!(b[0]["sent_at"].is_string());
     let (_, b) = call!(app, op_req("GET", "/v1/admin/sms/outbox"));
@@ -707,7 +1184,14 @@ async fn tokens_and_the_sms_outbox() {
     )
     .await;
     let app2 = app!(gw2);
-    let (s, b) = call!(app2, op_json("POST", "/v1/admin/tokens", json!({"user": "alice", "phone": "13800138000"})));
+    let (s, b) = call!(
+        app2,
+        op_json(
+            "POST",
+            "/v1/admin/tokens",
+            json!({"user": "alice", "phone": "13800138000"})
+        )
+    );
     assert_eq!((s, error_code(&b)), (StatusCode::FORBIDDEN, "forbidden"));
 }
 
@@ -720,27 +1204,77 @@ async fn public_routes_and_the_openapi_document() {
     let (s, _) = call!(app, test::TestRequest::get().uri("/readyz"));
     assert_eq!(s, StatusCode::OK);
 
-    let resp = test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let ct = resp.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
     let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
-    assert!(text.contains("platepool_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"2xx\"} 1"), "{text}");
+    assert!(
+        text.contains(
+            "platepool_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"2xx\"} 1"
+        ),
+        "{text}"
+    );
 
     let good = vin(42);
-    let (s, b) = call!(app, test::TestRequest::post().uri("/v1/vin/check").set_json(json!({"vin": good.to_lowercase()})));
+    let (s, b) = call!(
+        app,
+        test::TestRequest::post()
+            .uri("/v1/vin/check")
+            .set_json(json!({"vin": good.to_lowercase()}))
+    );
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["valid"], true);
     let mut wrong = good.clone().into_bytes();
     wrong[8] = if wrong[8] == b'1' { b'2' } else { b'1' };
     let wrong = String::from_utf8(wrong).unwrap();
-    let (_, b) = call!(app, test::TestRequest::post().uri("/v1/vin/check").set_json(json!({"vin": wrong})));
-    assert_eq!((b["valid"].as_bool(), b["reason"].as_str(), b["position"].as_u64()), (Some(false), Some("check_digit"), Some(9)));
-    let (_, b) = call!(app, test::TestRequest::post().uri("/v1/vin/check").set_json(json!({"vin": "LFV2A21KOSA000001"})));
-    assert_eq!((b["reason"].as_str(), b["position"].as_u64()), (Some("forbidden_letter"), Some(9)));
-    let (_, b) = call!(app, test::TestRequest::post().uri("/v1/vin/check").set_json(json!({"vin": "LFV2"})));
-    assert_eq!((b["valid"].as_bool(), b["reason"].as_str()), (Some(false), Some("wrong_length")));
-    let (s, b) = call!(app, test::TestRequest::post().uri("/v1/vin/check").set_json(json!({"vin": 17})));
+    let (_, b) = call!(
+        app,
+        test::TestRequest::post()
+            .uri("/v1/vin/check")
+            .set_json(json!({"vin": wrong}))
+    );
+    assert_eq!(
+        (
+            b["valid"].as_bool(),
+            b["reason"].as_str(),
+            b["position"].as_u64()
+        ),
+        (Some(false), Some("check_digit"), Some(9))
+    );
+    let (_, b) = call!(
+        app,
+        test::TestRequest::post()
+            .uri("/v1/vin/check")
+            .set_json(json!({"vin": "LFV2A21KOSA000001"}))
+    );
+    assert_eq!(
+        (b["reason"].as_str(), b["position"].as_u64()),
+        (Some("forbidden_letter"), Some(9))
+    );
+    let (_, b) = call!(
+        app,
+        test::TestRequest::post()
+            .uri("/v1/vin/check")
+            .set_json(json!({"vin": "LFV2"}))
+    );
+    assert_eq!(
+        (b["valid"].as_bool(), b["reason"].as_str()),
+        (Some(false), Some("wrong_length"))
+    );
+    let (s, b) = call!(
+        app,
+        test::TestRequest::post()
+            .uri("/v1/vin/check")
+            .set_json(json!({"vin": 17}))
+    );
     assert_eq!((s, error_field(&b)), (StatusCode::BAD_REQUEST, "vin"));
 
     let (s, doc) = call!(app, test::TestRequest::get().uri("/v1/openapi.json"));
@@ -748,16 +1282,28 @@ async fn public_routes_and_the_openapi_document() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.0"));
     for (method, path) in ROUTES {
         let op = &doc["paths"][*path][method.to_ascii_lowercase()];
-        assert!(op.is_object(), "{method} {path} missing from the OpenAPI document");
-        assert!(op["summary"].is_string() && op["responses"].is_object(), "{method} {path}");
+        assert!(
+            op.is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+        assert!(
+            op["summary"].is_string() && op["responses"].is_object(),
+            "{method} {path}"
+        );
     }
     assert!(doc["components"]["schemas"]["Error"].is_object());
-    assert_eq!(doc["paths"]["/v1/admin/tokens"]["post"]["security"], json!([{"operator": []}]));
+    assert_eq!(
+        doc["paths"]["/v1/admin/tokens"]["post"]["security"],
+        json!([{"operator": []}])
+    );
 
     let (s, b) = call!(app, test::TestRequest::get().uri("/v1/nothing/here"));
     assert_eq!((s, error_code(&b)), (StatusCode::NOT_FOUND, "not_found"));
 
     gw.set_ready(false);
     let (s, b) = call!(app, test::TestRequest::get().uri("/readyz"));
-    assert_eq!((s, error_code(&b)), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+    assert_eq!(
+        (s, error_code(&b)),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
 }

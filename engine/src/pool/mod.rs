@@ -303,9 +303,9 @@ impl OfficePool {
             pool.releases.push(rec);
         }
         for rec in apps {
-            let class_ix = pool
-                .class_index(&rec.class)
-                .ok_or_else(|| format!("application {} names unknown class {}", rec.seq, rec.class))?;
+            let class_ix = pool.class_index(&rec.class).ok_or_else(|| {
+                format!("application {} names unknown class {}", rec.seq, rec.class)
+            })?;
             let group = pool.classes[class_ix]
                 .def
                 .group_for(rec.energy)
@@ -342,7 +342,9 @@ impl OfficePool {
             };
             if let Some(app) = owner {
                 if !pool.apps.contains_key(&app) {
-                    return Err(format!("number {serial} belongs to unknown application {app}"));
+                    return Err(format!(
+                        "number {serial} belongs to unknown application {app}"
+                    ));
                 }
                 pool.owners.insert((class_ix as u8, idx), app);
             }
@@ -441,7 +443,12 @@ impl OfficePool {
     // Configuration and releases (operators)
 
     /// Replaces the office configuration; takes effect for new actions (R5.1).
-    pub fn configure(&mut self, config: OfficeConfig, who: &str, now_ms: u64) -> Result<(), Refusal> {
+    pub fn configure(
+        &mut self,
+        config: OfficeConfig,
+        who: &str,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
         config
             .validate(&self.catalog)
             .map_err(|e| Refusal::InvalidConfig {
@@ -452,7 +459,10 @@ impl OfficePool {
             if !config.classes.contains(&cp.def.name) && !cp.is_empty() {
                 return Err(Refusal::InvalidConfig {
                     field: "classes".into(),
-                    message: format!("class {} has released numbers and cannot be removed", cp.def.name),
+                    message: format!(
+                        "class {} has released numbers and cannot be removed",
+                        cp.def.name
+                    ),
                 });
             }
         }
@@ -501,7 +511,9 @@ impl OfficePool {
         match source {
             ReleaseSource::Patterns(patterns) => {
                 if patterns.is_empty() || patterns.len() > RELEASE_PATTERNS_MAX {
-                    return Err(format!("a release has 1 to {RELEASE_PATTERNS_MAX} patterns"));
+                    return Err(format!(
+                        "a release has 1 to {RELEASE_PATTERNS_MAX} patterns"
+                    ));
                 }
                 let mut total = 0u64;
                 for (i, p) in patterns.iter().enumerate() {
@@ -524,7 +536,9 @@ impl OfficePool {
             }
             ReleaseSource::Serials(serials) => {
                 if serials.is_empty() || serials.len() > RELEASE_SERIALS_MAX {
-                    return Err(format!("a release lists 1 to {RELEASE_SERIALS_MAX} serials"));
+                    return Err(format!(
+                        "a release lists 1 to {RELEASE_SERIALS_MAX} serials"
+                    ));
                 }
                 for (i, s) in serials.iter().enumerate() {
                     if !def.shape.matches(*s) {
@@ -582,7 +596,11 @@ impl OfficePool {
         self.next_release += 1;
         let label = if req.label.trim().is_empty() {
             match &req.source {
-                ReleaseSource::Patterns(p) => p.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+                ReleaseSource::Patterns(p) => p
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 ReleaseSource::Serials(s) => format!("{} listed numbers", s.len()),
             }
         } else {
@@ -593,7 +611,10 @@ impl OfficePool {
             class: req.class,
             label,
             opens_at_ms: req.opens_at_ms,
-            custom_from_ms: req.custom_from_ms.unwrap_or(req.opens_at_ms).max(req.opens_at_ms),
+            custom_from_ms: req
+                .custom_from_ms
+                .unwrap_or(req.opens_at_ms)
+                .max(req.opens_at_ms),
             source: req.source,
             created_at_ms: now_ms,
             withdrawn: false,
@@ -601,8 +622,17 @@ impl OfficePool {
         let total = codes.len() as u64;
         self.classes[class_ix].add_segment(id, codes);
         self.schedule_release(&rec);
-        self.effects.records.push(Record::Release(Box::new(rec.clone())));
-        self.audit(now_ms, who, "release", None, None, format!("release {id} ({}): {total} numbers", rec.label));
+        self.effects
+            .records
+            .push(Record::Release(Box::new(rec.clone())));
+        self.audit(
+            now_ms,
+            who,
+            "release",
+            None,
+            None,
+            format!("release {id} ({}): {total} numbers", rec.label),
+        );
         self.releases.push(rec);
         self.run_release_events(now_ms);
         Ok((id, total))
@@ -658,7 +688,14 @@ impl OfficePool {
         self.releases[pos].withdrawn = true;
         let rec = self.releases[pos].clone();
         self.effects.records.push(Record::Release(Box::new(rec)));
-        self.audit(now_ms, who, "withdraw_release", None, None, format!("release {id}: {n} numbers"));
+        self.audit(
+            now_ms,
+            who,
+            "withdraw_release",
+            None,
+            None,
+            format!("release {id}: {n} numbers"),
+        );
         Ok(n)
     }
 
@@ -674,7 +711,12 @@ impl OfficePool {
     }
 
     /// Withdraws one available (or not yet opened) number (R5.2).
-    pub fn withdraw_number(&mut self, text: &str, who: &str, now_ms: u64) -> Result<Serial, Refusal> {
+    pub fn withdraw_number(
+        &mut self,
+        text: &str,
+        who: &str,
+        now_ms: u64,
+    ) -> Result<Serial, Refusal> {
         let (c, idx, serial) = self.locate(text)?;
         let status = self.classes[c].status(idx);
         if !matches!(status, Status::Pending | Status::Available) {
@@ -688,7 +730,14 @@ impl OfficePool {
             serial,
             state: Some(NumberState::Withdrawn),
         });
-        self.audit(now_ms, who, "withdraw_number", None, Some(serial), String::new());
+        self.audit(
+            now_ms,
+            who,
+            "withdraw_number",
+            None,
+            Some(serial),
+            String::new(),
+        );
         Ok(serial)
     }
 
@@ -708,7 +757,14 @@ impl OfficePool {
         self.next_seq += 1;
         let app = self.new_app(seq, req, class_ix, group, now_ms, false);
         self.persist(&app);
-        self.audit(now_ms, &user_who(&app), "apply", Some(seq), None, format!("vin {}", app.rec.vin));
+        self.audit(
+            now_ms,
+            &user_who(&app),
+            "apply",
+            Some(seq),
+            None,
+            format!("vin {}", app.rec.vin),
+        );
         self.apps.insert(seq, app);
         Ok(seq)
     }
@@ -744,7 +800,8 @@ impl OfficePool {
             notice_version: self.config.notice.version.clone(),
         };
         let mut app = self.new_app(seq, req, class_ix, group, now_ms, true);
-        app.rec.verified_at_ms = Some(now_ms.saturating_sub(self.config.rules.custom_min_interval_ms));
+        app.rec.verified_at_ms =
+            Some(now_ms.saturating_sub(self.config.rules.custom_min_interval_ms));
         app.rec.verified_until_ms = Some(now_ms + IDENTITY_VALID_MS);
         self.apps.insert(seq, app);
         self.practice_order.push_back(seq);
@@ -755,13 +812,18 @@ impl OfficePool {
         let class_ix = self
             .class_index(class)
             .filter(|_| self.config.classes.iter().any(|c| c == class))
-            .ok_or_else(|| Refusal::VehicleNotEligible(format!("the office does not serve class {class}")))?;
-        let group = self.classes[class_ix].def.group_for(energy).ok_or_else(|| {
-            Refusal::VehicleNotEligible(format!(
-                "a {} vehicle cannot have a {class} plate",
-                energy.as_str()
-            ))
-        })?;
+            .ok_or_else(|| {
+                Refusal::VehicleNotEligible(format!("the office does not serve class {class}"))
+            })?;
+        let group = self.classes[class_ix]
+            .def
+            .group_for(energy)
+            .ok_or_else(|| {
+                Refusal::VehicleNotEligible(format!(
+                    "a {} vehicle cannot have a {class} plate",
+                    energy.as_str()
+                ))
+            })?;
         Ok((class_ix, group))
     }
 
@@ -814,7 +876,14 @@ impl OfficePool {
         app.rec.verified_until_ms = Some(until);
         let app = app.clone();
         self.persist(&app);
-        self.audit(now_ms, &user_who(&app), "verify_identity", Some(seq), None, String::new());
+        self.audit(
+            now_ms,
+            &user_who(&app),
+            "verify_identity",
+            Some(seq),
+            None,
+            String::new(),
+        );
         Ok(until)
     }
 
@@ -884,7 +953,11 @@ impl OfficePool {
     }
 
     fn next_check_at(&self, app: &Application) -> u64 {
-        let since = app.rec.last_check_at_ms.or(app.rec.verified_at_ms).unwrap_or(0);
+        let since = app
+            .rec
+            .last_check_at_ms
+            .or(app.rec.verified_at_ms)
+            .unwrap_or(0);
         since + self.config.rules.custom_min_interval_ms
     }
 
@@ -907,7 +980,9 @@ impl OfficePool {
         }
         let rules = &self.config.rules;
         if rules.maintenance {
-            return Err(Refusal::SelectionClosed { reopens_at_ms: None });
+            return Err(Refusal::SelectionClosed {
+                reopens_at_ms: None,
+            });
         }
         if let Some(hours) = &rules.service_hours {
             if !hours.is_open(now_ms) {
@@ -916,7 +991,11 @@ impl OfficePool {
                 });
             }
         }
-        if app.rec.verified_until_ms.is_none_or(|until| until <= now_ms) {
+        if app
+            .rec
+            .verified_until_ms
+            .is_none_or(|until| until <= now_ms)
+        {
             return Err(Refusal::IdentityNotVerified);
         }
         Ok(())
@@ -928,7 +1007,12 @@ impl OfficePool {
 
     /// Checks one typed number against the class, the vehicle's energy group and the office's
     /// composition rules (R2.3, R2.4). Costs nothing when it fails.
-    fn validate_custom(&self, app: &Application, index: usize, text: &str) -> Result<Serial, Refusal> {
+    fn validate_custom(
+        &self,
+        app: &Application,
+        index: usize,
+        text: &str,
+    ) -> Result<Serial, Refusal> {
         let serial = Serial::parse_with_prefix(text, &self.config.prefix)
             .map_err(|error| Refusal::InvalidPlate { index, error })?;
         let cp = &self.classes[app.class_ix];
@@ -950,7 +1034,11 @@ impl OfficePool {
                 error: PlateError::NotInClass {
                     position: p + 1,
                     found: crate::plate::index_char(serial.index_at(p)),
-                    reason: format!("{} numbers have one of {} here", def.name, def.shape.at(p).to_chars()),
+                    reason: format!(
+                        "{} numbers have one of {} here",
+                        def.name,
+                        def.shape.at(p).to_chars()
+                    ),
                 },
             });
         }
@@ -966,11 +1054,13 @@ impl OfficePool {
                 ),
             });
         }
-        cp.composition().check(serial).map_err(|e| Refusal::NotAllowed {
-            index,
-            serial: serial.to_string(),
-            reason: e.to_string(),
-        })?;
+        cp.composition()
+            .check(serial)
+            .map_err(|e| Refusal::NotAllowed {
+                index,
+                serial: serial.to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(serial)
     }
 
@@ -999,7 +1089,9 @@ impl OfficePool {
     ) -> Result<Check, Refusal> {
         let per_check = self.config.rules.custom_per_check;
         if plates.is_empty() {
-            return Err(Refusal::BadRequest("a check names at least one number".into()));
+            return Err(Refusal::BadRequest(
+                "a check names at least one number".into(),
+            ));
         }
         if plates.len() > per_check as usize {
             return Err(Refusal::TooManyNumbers { max: per_check });
@@ -1008,7 +1100,9 @@ impl OfficePool {
         for (i, text) in plates.iter().enumerate() {
             let s = self.validate_custom(app, i, text)?;
             if serials.contains(&s) {
-                return Err(Refusal::BadRequest(format!("plates[{i}]: {s} is named twice")));
+                return Err(Refusal::BadRequest(format!(
+                    "plates[{i}]: {s} is named twice"
+                )));
             }
             serials.push(s);
         }
@@ -1036,7 +1130,8 @@ impl OfficePool {
                 None => Unavailable::NotInPool,
                 Some(idx) => {
                     let cp = &self.classes[c];
-                    let mine = app.holds.batch.contains(&idx) || app.holds.candidates.contains(&idx);
+                    let mine =
+                        app.holds.batch.contains(&idx) || app.holds.candidates.contains(&idx);
                     match cp.status(idx) {
                         Status::Available if cp.custom_open(idx) => {
                             app.rec.custom_left -= i as u32 + 1;
@@ -1050,7 +1145,9 @@ impl OfficePool {
                         }
                         Status::Held => Unavailable::Held,
                         Status::Claimed | Status::Issued => Unavailable::Taken,
-                        Status::Pending | Status::Withdrawn | Status::Available => Unavailable::NotInPool,
+                        Status::Pending | Status::Withdrawn | Status::Available => {
+                            Unavailable::NotInPool
+                        }
                     }
                 }
             };
@@ -1064,7 +1161,14 @@ impl OfficePool {
             .join(" ");
         self.maybe_exhaust(app, now_ms);
         self.persist(app);
-        self.audit(now_ms, &user_who(app), "custom_check_failed", Some(app.rec.seq), None, detail);
+        self.audit(
+            now_ms,
+            &user_who(app),
+            "custom_check_failed",
+            Some(app.rec.seq),
+            None,
+            detail,
+        );
         Ok(Check::NoneAvailable {
             results,
             custom_left: app.rec.custom_left,
@@ -1113,7 +1217,11 @@ impl OfficePool {
             return Err(Refusal::NotAvailable);
         }
         let rules = &self.config.rules;
-        let (batch_size, ttl, cand_ttl) = (rules.random_batch as usize, rules.random_ttl_ms, rules.candidate_ttl_ms);
+        let (batch_size, ttl, cand_ttl) = (
+            rules.random_batch as usize,
+            rules.random_ttl_ms,
+            rules.candidate_ttl_ms,
+        );
         for idx in std::mem::take(&mut app.holds.batch) {
             self.unhold(app, idx);
         }
@@ -1149,7 +1257,14 @@ impl OfficePool {
                 .collect::<Vec<_>>()
                 .join(" ")
         });
-        self.audit(now_ms, &user_who(app), "draw", Some(app.rec.seq), None, serials.unwrap_or_default());
+        self.audit(
+            now_ms,
+            &user_who(app),
+            "draw",
+            Some(app.rec.seq),
+            None,
+            serials.unwrap_or_default(),
+        );
         Ok(Draw {
             batch: view.batch.unwrap_or(HoldView {
                 serials: Vec::new(),
@@ -1162,14 +1277,24 @@ impl OfficePool {
 
     /// Moves one number of the live batch into the candidate list (R4.6): one per batch; the
     /// candidate countdown restarts.
-    pub fn pick_candidate(&mut self, seq: u64, text: &str, now_ms: u64) -> Result<HoldView, Refusal> {
+    pub fn pick_candidate(
+        &mut self,
+        seq: u64,
+        text: &str,
+        now_ms: u64,
+    ) -> Result<HoldView, Refusal> {
         let mut app = self.begin_selection(seq, now_ms)?;
         let result = self.pick_inner(&mut app, text, now_ms);
         self.finish(app);
         result
     }
 
-    fn pick_inner(&mut self, app: &mut Application, text: &str, now_ms: u64) -> Result<HoldView, Refusal> {
+    fn pick_inner(
+        &mut self,
+        app: &mut Application,
+        text: &str,
+        now_ms: u64,
+    ) -> Result<HoldView, Refusal> {
         let serial = Serial::parse_with_prefix(text, &self.config.prefix)
             .map_err(|error| Refusal::InvalidPlate { index: 0, error })?;
         let c = app.class_ix;
@@ -1177,9 +1302,14 @@ impl OfficePool {
         let in_batch = idx.and_then(|i| app.holds.batch.iter().position(|&b| b == i));
         let Some(pos) = in_batch else {
             if idx.is_some_and(|i| app.holds.candidates.contains(&i)) {
-                return Err(Refusal::Conflict(format!("{serial} is already a candidate")));
+                return Err(Refusal::Conflict(format!(
+                    "{serial} is already a candidate"
+                )));
             }
-            if app.holds.batch.is_empty() && app.holds.batch_expires_at_ms != 0 && app.holds.batch_expires_at_ms <= now_ms {
+            if app.holds.batch.is_empty()
+                && app.holds.batch_expires_at_ms != 0
+                && app.holds.batch_expires_at_ms <= now_ms
+            {
                 return Err(Refusal::HoldExpired);
             }
             return Err(Refusal::NotHeld);
@@ -1192,7 +1322,14 @@ impl OfficePool {
         app.holds.batch_picked = true;
         app.holds.candidates_expire_at_ms = now_ms + self.config.rules.candidate_ttl_ms;
         self.set_hold_deadline(app);
-        self.audit(now_ms, &user_who(app), "pick_candidate", Some(app.rec.seq), Some(serial), String::new());
+        self.audit(
+            now_ms,
+            &user_who(app),
+            "pick_candidate",
+            Some(app.rec.seq),
+            Some(serial),
+            String::new(),
+        );
         Ok(self.view(app, now_ms).candidates.unwrap_or(HoldView {
             serials: vec![serial],
             expires_at_ms: app.holds.candidates_expire_at_ms,
@@ -1228,7 +1365,14 @@ impl OfficePool {
     }
 
     /// Claims `idx` for `app`, releasing every other hold of the application.
-    fn claim(&mut self, app: &mut Application, idx: u32, now_ms: u64, rng: &mut impl Rng, action: &str) -> Claim {
+    fn claim(
+        &mut self,
+        app: &mut Application,
+        idx: u32,
+        now_ms: u64,
+        rng: &mut impl Rng,
+        action: &str,
+    ) -> Claim {
         let c = app.class_ix;
         let holds = std::mem::take(&mut app.holds);
         for other in holds.batch.into_iter().chain(holds.candidates) {
@@ -1239,7 +1383,8 @@ impl OfficePool {
         self.set_hold_deadline(app);
         let serial = self.classes[c].serial(idx);
         let rules = &self.config.rules;
-        let register_by_ms = calendar::register_by_ms(now_ms, rules.validity_working_days, &rules.holidays);
+        let register_by_ms =
+            calendar::register_by_ms(now_ms, rules.validity_working_days, &rules.holidays);
         let code: u32 = rng.random_range(0..100_000_000);
         let claim = Claim {
             serial,
@@ -1273,7 +1418,14 @@ impl OfficePool {
             });
         }
         self.persist(app);
-        self.audit(now_ms, &user_who(app), action, Some(app.rec.seq), Some(serial), String::new());
+        self.audit(
+            now_ms,
+            &user_who(app),
+            action,
+            Some(app.rec.seq),
+            Some(serial),
+            String::new(),
+        );
         claim
     }
 
@@ -1316,7 +1468,14 @@ impl OfficePool {
         {
             app.rec.state = AppState::Exhausted;
             app.rec.closed_at_ms = Some(now_ms);
-            self.audit(now_ms, "system", "exhausted", Some(app.rec.seq), None, String::new());
+            self.audit(
+                now_ms,
+                "system",
+                "exhausted",
+                Some(app.rec.seq),
+                None,
+                String::new(),
+            );
             return true;
         }
         false
@@ -1346,7 +1505,10 @@ impl OfficePool {
                 status: status_name(status),
             });
         }
-        let seq = *self.owners.get(&(c as u8, idx)).ok_or(Refusal::UnknownNumber)?;
+        let seq = *self
+            .owners
+            .get(&(c as u8, idx))
+            .ok_or(Refusal::UnknownNumber)?;
         let app = self.apps.remove(&seq).ok_or(Refusal::UnknownApplication)?;
         Ok((c, idx, serial, app))
     }
@@ -1356,7 +1518,8 @@ impl OfficePool {
         let (c, idx, serial, mut app) = self.claimed_app(text)?;
         self.classes[c].set_status(idx, Status::Issued);
         if let Some(claim) = &app.rec.claim {
-            self.claim_deadlines.remove(&(claim.register_by_ms, app.rec.seq));
+            self.claim_deadlines
+                .remove(&(claim.register_by_ms, app.rec.seq));
         }
         app.rec.state = AppState::Issued;
         app.rec.closed_at_ms = Some(now_ms);
@@ -1366,7 +1529,14 @@ impl OfficePool {
             state: Some(NumberState::Issued { app: app.rec.seq }),
         });
         self.persist(&app);
-        self.audit(now_ms, who, "register", Some(app.rec.seq), Some(serial), String::new());
+        self.audit(
+            now_ms,
+            who,
+            "register",
+            Some(app.rec.seq),
+            Some(serial),
+            String::new(),
+        );
         let seq = app.rec.seq;
         self.finish(app);
         Ok(seq)
@@ -1374,10 +1544,23 @@ impl OfficePool {
 
     /// The office voids a live pre-selection at the owner's request (R4.11): the number returns,
     /// no blacklist.
-    pub fn void(&mut self, text: &str, reason: &str, who: &str, now_ms: u64) -> Result<u64, Refusal> {
+    pub fn void(
+        &mut self,
+        text: &str,
+        reason: &str,
+        who: &str,
+        now_ms: u64,
+    ) -> Result<u64, Refusal> {
         let (c, idx, serial, mut app) = self.claimed_app(text)?;
         self.unclaim(&mut app, c, idx, serial, AppState::Voided, now_ms);
-        self.audit(now_ms, who, "void", Some(app.rec.seq), Some(serial), reason.to_string());
+        self.audit(
+            now_ms,
+            who,
+            "void",
+            Some(app.rec.seq),
+            Some(serial),
+            reason.to_string(),
+        );
         let seq = app.rec.seq;
         self.finish(app);
         Ok(seq)
@@ -1396,7 +1579,14 @@ impl OfficePool {
         };
         self.unclaim(app, c, idx, serial, AppState::Lapsed, now_ms);
         let until_ms = now_ms + self.config.rules.blacklist_days as u64 * DAY_MS;
-        self.audit(now_ms, "system", "lapse", Some(app.rec.seq), Some(serial), String::new());
+        self.audit(
+            now_ms,
+            "system",
+            "lapse",
+            Some(app.rec.seq),
+            Some(serial),
+            String::new(),
+        );
         self.effects.events.push(Event::Lapsed {
             app: app.rec.seq,
             user: app.rec.user.clone(),
@@ -1404,15 +1594,25 @@ impl OfficePool {
         });
     }
 
-    fn unclaim(&mut self, app: &mut Application, c: usize, idx: u32, serial: Serial, to: AppState, now_ms: u64) {
+    fn unclaim(
+        &mut self,
+        app: &mut Application,
+        c: usize,
+        idx: u32,
+        serial: Serial,
+        to: AppState,
+        now_ms: u64,
+    ) {
         self.owners.remove(&(c as u8, idx));
         self.classes[c].set_status(idx, Status::Available);
         if let Some(claim) = &app.rec.claim {
-            self.claim_deadlines.remove(&(claim.register_by_ms, app.rec.seq));
+            self.claim_deadlines
+                .remove(&(claim.register_by_ms, app.rec.seq));
         }
         app.rec.state = to;
         app.rec.closed_at_ms = Some(now_ms);
-        let state = (self.classes[c].status(idx) == Status::Withdrawn).then_some(NumberState::Withdrawn);
+        let state =
+            (self.classes[c].status(idx) == Status::Withdrawn).then_some(NumberState::Withdrawn);
         self.effects.records.push(Record::Number {
             class: self.classes[c].def.name.clone(),
             serial,
@@ -1476,7 +1676,10 @@ impl OfficePool {
 
     /// Heap bytes of the numbers and their indexes, for the memory benchmark.
     pub fn numbers_memory_bytes(&self) -> usize {
-        self.classes.iter().map(ClassPool::memory_bytes).sum::<usize>()
+        self.classes
+            .iter()
+            .map(ClassPool::memory_bytes)
+            .sum::<usize>()
     }
 
     // ------------------------------------------------------------------------------------------
@@ -1501,14 +1704,16 @@ impl OfficePool {
         if app.is_some_and(|s| s >= PRACTICE_SEQ_BASE) {
             return;
         }
-        self.effects.records.push(Record::Audit(Box::new(AuditEntry {
-            at_ms: now_ms,
-            who: who.to_string(),
-            action: action.to_string(),
-            application: app,
-            serial: serial.map(|s| s.to_string()),
-            detail,
-        })));
+        self.effects
+            .records
+            .push(Record::Audit(Box::new(AuditEntry {
+                at_ms: now_ms,
+                who: who.to_string(),
+                action: action.to_string(),
+                application: app,
+                serial: serial.map(|s| s.to_string()),
+                detail,
+            })));
     }
 
     /// Asserts every invariant that holds between steps (tests call it after every step):
@@ -1521,13 +1726,23 @@ impl OfficePool {
         let mut held = vec![0u64; self.classes.len()];
         for app in self.apps.values() {
             let h = &app.holds;
-            assert_eq!(app.hold_deadline, h.deadline(), "app {} deadline", app.rec.seq);
+            assert_eq!(
+                app.hold_deadline,
+                h.deadline(),
+                "app {} deadline",
+                app.rec.seq
+            );
             if let Some(d) = app.hold_deadline {
                 assert!(self.hold_deadlines.contains(&(d, app.rec.seq)));
                 assert!(d > now_ms, "app {} holds past expiry (I4)", app.rec.seq);
             }
             if !h.is_empty() {
-                assert!(app.rec.state.selecting(), "app {} holds while {:?}", app.rec.seq, app.rec.state);
+                assert!(
+                    app.rec.state.selecting(),
+                    "app {} holds while {:?}",
+                    app.rec.seq,
+                    app.rec.state
+                );
             }
             if app.practice {
                 continue;
@@ -1535,22 +1750,39 @@ impl OfficePool {
             for &idx in h.batch.iter().chain(&h.candidates) {
                 held[app.class_ix] += 1;
                 assert_eq!(self.classes[app.class_ix].status(idx), Status::Held);
-                assert_eq!(self.owners.get(&(app.class_ix as u8, idx)), Some(&app.rec.seq), "I1");
+                assert_eq!(
+                    self.owners.get(&(app.class_ix as u8, idx)),
+                    Some(&app.rec.seq),
+                    "I1"
+                );
             }
             let mut seen = h.batch.clone();
             seen.extend(&h.candidates);
             seen.sort_unstable();
             seen.dedup();
-            assert_eq!(seen.len(), h.batch.len() + h.candidates.len(), "a number held twice by one app");
+            assert_eq!(
+                seen.len(),
+                h.batch.len() + h.candidates.len(),
+                "a number held twice by one app"
+            );
             match (&app.rec.state, &app.rec.claim) {
                 (AppState::Claimed | AppState::Issued, Some(claim)) => {
                     let cp = &self.classes[app.class_ix];
                     let idx = cp.find(claim.serial).expect("claimed number is released");
-                    let want = if app.rec.state == AppState::Claimed { Status::Claimed } else { Status::Issued };
+                    let want = if app.rec.state == AppState::Claimed {
+                        Status::Claimed
+                    } else {
+                        Status::Issued
+                    };
                     assert_eq!(cp.status(idx), want);
-                    assert_eq!(self.owners.get(&(app.class_ix as u8, idx)), Some(&app.rec.seq));
+                    assert_eq!(
+                        self.owners.get(&(app.class_ix as u8, idx)),
+                        Some(&app.rec.seq)
+                    );
                     if app.rec.state == AppState::Claimed {
-                        assert!(self.claim_deadlines.contains(&(claim.register_by_ms, app.rec.seq)));
+                        assert!(self
+                            .claim_deadlines
+                            .contains(&(claim.register_by_ms, app.rec.seq)));
                     }
                 }
                 (AppState::Claimed | AppState::Issued, None) => panic!("claimed without a claim"),
@@ -1559,10 +1791,24 @@ impl OfficePool {
         }
         for (c, cp) in self.classes.iter().enumerate() {
             let counts = Counts::from_array(cp.counts());
-            assert_eq!(counts.held, held[c], "held numbers of {} agree with holds", cp.def.name);
-            assert_eq!(counts.total(), cp.len() as u64, "conservation in {}", cp.def.name);
+            assert_eq!(
+                counts.held, held[c],
+                "held numbers of {} agree with holds",
+                cp.def.name
+            );
+            assert_eq!(
+                counts.total(),
+                cp.len() as u64,
+                "conservation in {}",
+                cp.def.name
+            );
             let owned = self.owners.keys().filter(|k| k.0 as usize == c).count() as u64;
-            assert_eq!(owned, counts.held + counts.claimed + counts.issued, "owners of {}", cp.def.name);
+            assert_eq!(
+                owned,
+                counts.held + counts.claimed + counts.issued,
+                "owners of {}",
+                cp.def.name
+            );
         }
         if let Some(&(at, _)) = self.release_events.first() {
             assert!(at > now_ms, "release event past due");

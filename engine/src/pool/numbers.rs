@@ -443,12 +443,22 @@ impl ClassPool {
                     in_sampler += 1;
                     assert_eq!(self.buckets[self.bucket_of(idx)][slot as usize], idx);
                 } else {
-                    assert_eq!(slot, NO_SLOT, "number {} not available but in sampler", self.serial(idx));
+                    assert_eq!(
+                        slot,
+                        NO_SLOT,
+                        "number {} not available but in sampler",
+                        self.serial(idx)
+                    );
                 }
                 let kb = self.keyboards[self.group(idx)]
                     .as_ref()
                     .is_some_and(|k| k.contains(self.serial(idx)));
-                assert_eq!(kb, self.on_keyboard(idx), "keyboard membership of {}", self.serial(idx));
+                assert_eq!(
+                    kb,
+                    self.on_keyboard(idx),
+                    "keyboard membership of {}",
+                    self.serial(idx)
+                );
             }
             assert_eq!(counts[si], seg.counts, "counts of release {}", seg.release);
         }

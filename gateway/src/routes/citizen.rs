@@ -434,19 +434,50 @@ struct ApplyBody {
     sms_code: String,
 }
 
-/// Names the request field a stage-1 refusal is about.
-fn apply_error(r: Refusal) -> ApiError {
+/// Names the request field a stage-1 refusal is about; a refused VIN also gets the 1-based
+/// `position` at fault and the `reason`, as `POST /v1/vin/check` gives them.
+fn apply_error(r: Refusal, vin: &str) -> ApiError {
     let field = match &r {
         Refusal::UnknownOffice => Some("office"),
         Refusal::VoucherMismatch => Some("voucher"),
         Refusal::ApplicationExists { .. } | Refusal::VinAlreadyUsed => Some("vin"),
         _ => None,
     };
-    let e = ApiError::from(r);
+    let invalid_vin = matches!(r, Refusal::InvalidVin(_));
+    let mut e = ApiError::from(r);
+    if invalid_vin {
+        if let Err(v) = platepool_engine::vin::check_vin(vin) {
+            e = e.with("reason", json!(v.reason_code()));
+            if let Some(p) = v.position {
+                e = e.with("position", json!(p));
+            }
+        }
+    }
     match field {
         Some(f) if e.field.is_none() => e.field(f),
         _ => e,
     }
+}
+
+/// An existing application named in a refusal is shown to its owner only (I7: never reveal
+/// someone else's application).
+async fn hide_others(gw: &Gateway, user: &str, r: Refusal) -> Refusal {
+    if let Refusal::ApplicationExists { application } = &r {
+        let owned = match application.parse::<AppId>() {
+            Ok(id) => gw
+                .engine
+                .application(&id, Caller::Citizen(user))
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        if !owned {
+            return Refusal::ApplicationExists {
+                application: String::new(),
+            };
+        }
+    }
+    r
 }
 
 async fn apply(
@@ -470,10 +501,12 @@ async fn apply(
         };
         // Every rule of R4.2 first (in the API's order); only then the code, which a refusal
         // above leaves untouched.
-        gw.engine
-            .check_application(request.clone())
-            .await
-            .map_err(apply_error)?;
+        if let Err(r) = gw.engine.check_application(request.clone()).await {
+            return Err(apply_error(
+                hide_others(&gw, &citizen.user, r).await,
+                &b.vin,
+            ));
+        }
         let code = b.sms_code.trim();
         gw.sms.verify(
             &citizen.phone,
@@ -483,11 +516,15 @@ async fn apply(
             false,
             gw.engine.now_ms(),
         )?;
-        let id = gw
-            .engine
-            .create_application(request)
-            .await
-            .map_err(apply_error)?;
+        let id = match gw.engine.create_application(request).await {
+            Ok(id) => id,
+            Err(r) => {
+                return Err(apply_error(
+                    hide_others(&gw, &citizen.user, r).await,
+                    &b.vin,
+                ))
+            }
+        };
         if let Err(e) = gw.sms.verify(
             &citizen.phone,
             Purpose::Apply,

@@ -17,8 +17,8 @@ use platepool_engine::pool::{HoldView, RELEASE_PATTERNS_MAX, RELEASE_SERIALS_MAX
 use platepool_engine::registry::IMPORT_ROWS_MAX;
 use platepool_engine::vin::check_vin;
 use platepool_engine::{
-    AppId, AppView, Caller, CertificateRow, Claim, Engine, NewRelease, OfficeConfig, Pattern, Refusal,
-    ReleaseSource, Serial,
+    AppId, AppView, Caller, CertificateRow, Claim, Engine, NewRelease, OfficeConfig, Pattern,
+    Refusal, ReleaseSource, Serial,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -46,16 +46,34 @@ pub const TOKEN_TTL_MAX_S: u64 = 30 * 86_400;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::Data::new(RateSampler::new()))
         .route("/v1/admin/offices/{office}", web::put().to(put_office))
-        .route("/v1/admin/offices/{office}/releases", web::post().to(add_release))
-        .route("/v1/admin/offices/{office}/releases/{id}", web::delete().to(withdraw_release))
-        .route("/v1/admin/offices/{office}/plates/{serial}", web::delete().to(withdraw_plate))
-        .route("/v1/admin/certificates", web::post().to(import_certificates))
+        .route(
+            "/v1/admin/offices/{office}/releases",
+            web::post().to(add_release),
+        )
+        .route(
+            "/v1/admin/offices/{office}/releases/{id}",
+            web::delete().to(withdraw_release),
+        )
+        .route(
+            "/v1/admin/offices/{office}/plates/{serial}",
+            web::delete().to(withdraw_plate),
+        )
+        .route(
+            "/v1/admin/certificates",
+            web::post().to(import_certificates),
+        )
         .route("/v1/admin/registrations", web::post().to(register))
-        .route("/v1/admin/offices/{office}/claims/{serial}/void", web::post().to(void))
+        .route(
+            "/v1/admin/offices/{office}/claims/{serial}/void",
+            web::post().to(void),
+        )
         .route("/v1/admin/applications", web::get().to(applications))
         .route("/v1/admin/offices/{office}/stats", web::get().to(stats))
         .route("/v1/admin/blacklist", web::get().to(blacklist))
-        .route("/v1/admin/blacklist/{user}", web::delete().to(lift_blacklist))
+        .route(
+            "/v1/admin/blacklist/{user}",
+            web::delete().to(lift_blacklist),
+        )
         .route("/v1/admin/audit", web::get().to(audit))
         .route("/v1/admin/tokens", web::post().to(issue_token))
         .route("/v1/admin/sms/outbox", web::get().to(outbox));
@@ -74,7 +92,9 @@ fn query<T: DeserializeOwned>(req: &HttpRequest) -> ApiResult<T> {
 fn required_text(value: Option<String>, field: &str, max: usize) -> ApiResult<String> {
     let text = value.unwrap_or_default().trim().to_string();
     if text.is_empty() || text.chars().count() > max {
-        return Err(ApiError::bad_request(format!("{field} must have 1 to {max} characters")).field(field));
+        return Err(
+            ApiError::bad_request(format!("{field} must have 1 to {max} characters")).field(field),
+        );
     }
     Ok(text)
 }
@@ -157,7 +177,11 @@ async fn put_office(
     let created = gw.engine.put_office(&id, body.0, &op.who).await?;
     let config = gw.engine.office_config(&id)?;
     tracing::info!(office = %id, who = %op.who, created, "office configured");
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok(HttpResponse::build(status).json(office_document(&gw.engine, &id, &config)))
 }
 
@@ -180,12 +204,19 @@ fn parse_time(text: &str, field: &str) -> ApiResult<u64> {
 /// The release source of a request, every pattern or serial checked with its index as field.
 fn release_source(body: &ReleaseBody, config: &OfficeConfig) -> ApiResult<ReleaseSource> {
     match (&body.patterns, &body.serials) {
-        (Some(_), Some(_)) => Err(ApiError::bad_request("give either patterns or serials, not both").field("serials")),
-        (None, None) => Err(ApiError::bad_request("a release names its numbers by patterns or serials").field("patterns")),
+        (Some(_), Some(_)) => {
+            Err(ApiError::bad_request("give either patterns or serials, not both").field("serials"))
+        }
+        (None, None) => Err(ApiError::bad_request(
+            "a release names its numbers by patterns or serials",
+        )
+        .field("patterns")),
         (Some(patterns), None) => {
             if patterns.is_empty() || patterns.len() > RELEASE_PATTERNS_MAX {
-                return Err(ApiError::bad_request(format!("a release has 1 to {RELEASE_PATTERNS_MAX} patterns"))
-                    .field("patterns"));
+                return Err(ApiError::bad_request(format!(
+                    "a release has 1 to {RELEASE_PATTERNS_MAX} patterns"
+                ))
+                .field("patterns"));
             }
             let mut out = Vec::with_capacity(patterns.len());
             for (i, text) in patterns.iter().enumerate() {
@@ -201,12 +232,18 @@ fn release_source(body: &ReleaseBody, config: &OfficeConfig) -> ApiResult<Releas
         }
         (None, Some(serials)) => {
             if serials.is_empty() || serials.len() > RELEASE_SERIALS_MAX {
-                return Err(ApiError::bad_request(format!("a release lists 1 to {RELEASE_SERIALS_MAX} serials"))
-                    .field("serials"));
+                return Err(ApiError::bad_request(format!(
+                    "a release lists 1 to {RELEASE_SERIALS_MAX} serials"
+                ))
+                .field("serials"));
             }
             let mut out = Vec::with_capacity(serials.len());
             for (i, text) in serials.iter().enumerate() {
-                out.push(parse_serial(text, &config.prefix, &format!("serials[{i}]"))?);
+                out.push(parse_serial(
+                    text,
+                    &config.prefix,
+                    &format!("serials[{i}]"),
+                )?);
             }
             Ok(ReleaseSource::Serials(out))
         }
@@ -225,7 +262,11 @@ fn release_refusal(r: Refusal) -> ApiError {
             let e = ApiError::bad_request(format!("release: {message}"));
             match field {
                 Some(f) => e.field(f),
-                None => e.field(if message.contains("serial") { "serials" } else { "patterns" }),
+                None => e.field(if message.contains("serial") {
+                    "serials"
+                } else {
+                    "patterns"
+                }),
             }
         }
         Refusal::UnknownClass(class) => {
@@ -283,7 +324,10 @@ async fn add_release(
         .and_then(|s| s.into_iter().flat_map(|c| c.releases).find(|r| r.id == id));
     let (label, custom_from) = match stored {
         Some(r) => (r.label, r.custom_from_ms),
-        None => (body.label, custom_from_ms.unwrap_or(opens_at_ms).max(opens_at_ms)),
+        None => (
+            body.label,
+            custom_from_ms.unwrap_or(opens_at_ms).max(opens_at_ms),
+        ),
     };
     Ok(HttpResponse::Created().json(json!({
         "id": id,
@@ -412,7 +456,13 @@ fn csv_records(text: &str) -> Vec<CsvRecord> {
             }
             '\r' if chars.peek() == Some(&'\n') => {}
             '\n' => {
-                end_record(&mut records, &mut fields, &mut field, &mut error, start_line);
+                end_record(
+                    &mut records,
+                    &mut fields,
+                    &mut field,
+                    &mut error,
+                    start_line,
+                );
                 quoted = false;
                 line += 1;
                 start_line = line;
@@ -433,10 +483,18 @@ fn csv_records(text: &str) -> Vec<CsvRecord> {
         }
     }
     if in_quotes {
-        error = Some(format!("a quoted field opened on line {start_line} is never closed"));
+        error = Some(format!(
+            "a quoted field opened on line {start_line} is never closed"
+        ));
     }
     if !(fields.is_empty() && field.is_empty() && error.is_none()) {
-        end_record(&mut records, &mut fields, &mut field, &mut error, start_line);
+        end_record(
+            &mut records,
+            &mut fields,
+            &mut field,
+            &mut error,
+            start_line,
+        );
     }
     records
 }
@@ -449,11 +507,17 @@ fn parse_csv(body: &[u8]) -> ApiResult<ParsedRows> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut records = csv_records(text).into_iter();
     let Some((_, header)) = records.next() else {
-        return Err(ApiError::bad_request("the CSV is empty: the header vin,voucher,class,energy is expected")
-            .field("header"));
+        return Err(ApiError::bad_request(
+            "the CSV is empty: the header vin,voucher,class,energy is expected",
+        )
+        .field("header"));
     };
-    let header = header.map_err(|e| ApiError::bad_request(format!("CSV header: {e}")).field("header"))?;
-    let names: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let header =
+        header.map_err(|e| ApiError::bad_request(format!("CSV header: {e}")).field("header"))?;
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
     let mut index = [0usize; 4];
     for (slot, col) in index.iter_mut().zip(CERT_COLUMNS) {
         let mut found = names.iter().enumerate().filter(|(_, n)| n.as_str() == col);
@@ -466,7 +530,10 @@ fn parse_csv(body: &[u8]) -> ApiResult<ParsedRows> {
                 .field("header"))
             }
             (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request(format!("the CSV header names {col} twice")).field("header"))
+                return Err(
+                    ApiError::bad_request(format!("the CSV header names {col} twice"))
+                        .field("header"),
+                )
             }
         }
     }
@@ -486,7 +553,12 @@ fn parse_csv(body: &[u8]) -> ApiResult<ParsedRows> {
                 names.len()
             ))),
             Ok(fields) => {
-                let get = |i: usize| fields.get(i).map(|f| f.trim().to_string()).unwrap_or_default();
+                let get = |i: usize| {
+                    fields
+                        .get(i)
+                        .map(|f| f.trim().to_string())
+                        .unwrap_or_default()
+                };
                 out.rows.push((
                     row,
                     CertificateRow {
@@ -545,13 +617,22 @@ fn import_format(req: &HttpRequest, body: &[u8]) -> ApiResult<ImportFormat> {
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "text/csv" | "application/csv" | "text/plain" => Ok(ImportFormat::Csv),
         "application/json" => Ok(ImportFormat::Json),
         "" => {
             let first = body.iter().find(|b| !b.is_ascii_whitespace());
-            Ok(if first == Some(&b'[') { ImportFormat::Json } else { ImportFormat::Csv })
+            Ok(if first == Some(&b'[') {
+                ImportFormat::Json
+            } else {
+                ImportFormat::Csv
+            })
         }
         other => Err(ApiError::bad_request(format!(
             "Content-Type must be text/csv or application/json, not {other}"
@@ -582,14 +663,14 @@ async fn import_certificates(
     let mut rows = parsed.rows;
     while !rows.is_empty() {
         let rest = rows.split_off(rows.len().min(IMPORT_CHUNK_ROWS));
-        let (numbers, chunk): (Vec<(usize, Option<usize>)>, Vec<CertificateRow>) = rows
-            .into_iter()
-            .map(|(n, r)| ((n, None), r))
-            .unzip();
+        let (numbers, chunk): (Vec<(usize, Option<usize>)>, Vec<CertificateRow>) =
+            rows.into_iter().map(|(n, r)| ((n, None), r)).unzip();
         let report = gw.engine.import_certificates(chunk).await?;
         imported += report.imported;
         for r in report.rejected {
-            let row = numbers.get(r.row.saturating_sub(1)).map_or(r.row, |(n, _)| *n);
+            let row = numbers
+                .get(r.row.saturating_sub(1))
+                .map_or(r.row, |(n, _)| *n);
             rejected.push(Rejected {
                 row,
                 line: None,
@@ -682,21 +763,25 @@ struct LookupQuery {
     user: Option<String>,
 }
 
-async fn applications(gw: web::Data<Gateway>, op: Operator, req: HttpRequest) -> ApiResult<HttpResponse> {
+async fn applications(
+    gw: web::Data<Gateway>,
+    op: Operator,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
     let _ = op;
     let q: LookupQuery = query(&req)?;
     let found = match (&q.vin, &q.serial, &q.user) {
         (Some(vin), None, None) => {
             let vin = check_vin(vin).map_err(|e| {
-                ApiError::from(Refusal::InvalidVin(e.to_string())).with("position", json!(e.position))
+                ApiError::from(Refusal::InvalidVin(e.to_string()))
+                    .with("position", json!(e.position))
             })?;
             gw.engine.vin_applications(vin.as_str()).await?
         }
         (None, Some(serial), None) => {
-            let office = q
-                .office
-                .as_deref()
-                .ok_or_else(|| ApiError::bad_request("a look-up by serial names the office").field("office"))?;
+            let office = q.office.as_deref().ok_or_else(|| {
+                ApiError::bad_request("a look-up by serial names the office").field("office")
+            })?;
             let config = gw
                 .engine
                 .office_config(office)
@@ -818,7 +903,10 @@ async fn stats(
                                     m.insert("id".into(), json!(r.id));
                                     m.insert("label".into(), json!(r.label));
                                     m.insert("opens_at".into(), json!(rfc3339(r.opens_at_ms)));
-                                    m.insert("custom_from".into(), json!(rfc3339(r.custom_from_ms)));
+                                    m.insert(
+                                        "custom_from".into(),
+                                        json!(rfc3339(r.custom_from_ms)),
+                                    );
                                     m.insert("withdrawn_release".into(), json!(r.withdrawn));
                                     m.insert("total".into(), json!(r.total));
                                 }
@@ -835,8 +923,10 @@ async fn stats(
     // Request figures are the gateway's (requests do not name their office in every route).
     let figures = gw.metrics.figures();
     let now = Instant::now();
-    let current: RouteCounts =
-        figures.iter().map(|f| ((f.method, f.route), f.count)).collect();
+    let current: RouteCounts = figures
+        .iter()
+        .map(|f| ((f.method, f.route), f.count))
+        .collect();
     let (window_s, previous) = {
         let mut last = sampler.last.borrow_mut();
         let window = now.duration_since(last.0).as_secs_f64();
@@ -855,7 +945,10 @@ async fn stats(
         } else {
             0.0
         };
-        rates.insert(format!("{name}_per_s"), json!((per_s * 100.0).round() / 100.0));
+        rates.insert(
+            format!("{name}_per_s"),
+            json!((per_s * 100.0).round() / 100.0),
+        );
     }
     let latency: Vec<Value> = figures
         .iter()
@@ -940,12 +1033,17 @@ struct AuditQuery {
 async fn audit(gw: web::Data<Gateway>, op: Operator, req: HttpRequest) -> ApiResult<HttpResponse> {
     let _ = op;
     let q: AuditQuery = query(&req)?;
-    let since_ms = q.since.as_deref().map(|t| parse_time(t, "since")).transpose()?.unwrap_or(0);
+    let since_ms = q
+        .since
+        .as_deref()
+        .map(|t| parse_time(t, "since"))
+        .transpose()?
+        .unwrap_or(0);
     let after: u64 = match q.after.as_deref() {
         None | Some("") => 0,
-        Some(a) => a
-            .parse()
-            .map_err(|_| ApiError::bad_request("after must be an entry id (a whole number)").field("after"))?,
+        Some(a) => a.parse().map_err(|_| {
+            ApiError::bad_request("after must be an entry id (a whole number)").field("after")
+        })?,
     };
     let limit: usize = match q.limit.as_deref() {
         None | Some("") => AUDIT_PAGE_DEFAULT,
@@ -953,11 +1051,15 @@ async fn audit(gw: web::Data<Gateway>, op: Operator, req: HttpRequest) -> ApiRes
             .parse()
             .ok()
             .filter(|n| (1..=AUDIT_PAGE_MAX).contains(n))
-            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {AUDIT_PAGE_MAX}")).field("limit"))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be 1 to {AUDIT_PAGE_MAX}")).field("limit")
+            })?,
     };
     let entries: Vec<(u64, platepool_engine::AuditEntry)> = match &q.office {
         Some(office) => {
-            gw.engine.office_config(office).map_err(|e| ApiError::from(e).field("office"))?;
+            gw.engine
+                .office_config(office)
+                .map_err(|e| ApiError::from(e).field("office"))?;
             let engine = gw.engine.clone();
             let office = office.clone();
             web::block(move || scan_audit(&engine, &office, after, since_ms, limit))
@@ -987,7 +1089,11 @@ async fn audit(gw: web::Data<Gateway>, op: Operator, req: HttpRequest) -> ApiRes
         .into_iter()
         .map(|(id, e)| {
             let application = match (&office, e.application) {
-                (Some(o), Some(seq)) => json!(AppId { office: o.clone(), seq }.to_string()),
+                (Some(o), Some(seq)) => json!(AppId {
+                    office: o.clone(),
+                    seq
+                }
+                .to_string()),
                 _ => Value::Null,
             };
             let plate = e
@@ -1023,7 +1129,11 @@ fn scan_audit(
     since_ms: u64,
     limit: usize,
 ) -> ApiResult<Vec<(u64, platepool_engine::AuditEntry)>> {
-    let step = if since_ms == 0 { limit } else { AUDIT_SCAN_STEP };
+    let step = if since_ms == 0 {
+        limit
+    } else {
+        AUDIT_SCAN_STEP
+    };
     let mut cursor = after;
     let mut out = Vec::new();
     loop {
@@ -1070,7 +1180,9 @@ async fn issue_token(
     validate_phone(&body.phone).map_err(|m| ApiError::bad_request(m).field("phone"))?;
     let ttl_s = body.ttl_s.unwrap_or(TOKEN_TTL_DEFAULT_S);
     if !(1..=TOKEN_TTL_MAX_S).contains(&ttl_s) {
-        return Err(ApiError::bad_request(format!("ttl_s must be 1 to {TOKEN_TTL_MAX_S}")).field("ttl_s"));
+        return Err(
+            ApiError::bad_request(format!("ttl_s must be 1 to {TOKEN_TTL_MAX_S}")).field("ttl_s"),
+        );
     }
     let exp = gw.engine.now_ms() / 1000 + ttl_s;
     let claims = TokenClaims {
@@ -1131,7 +1243,10 @@ mod tests {
                 Ok(vec!["last", ""]),
             ]
         );
-        assert_eq!(r.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![1, 2, 4, 6]);
+        assert_eq!(
+            r.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+            vec![1, 2, 4, 6]
+        );
     }
 
     #[test]
@@ -1147,13 +1262,26 @@ mod tests {
 
     #[test]
     fn csv_rows_map_columns_by_header() {
-        let body = "\u{feff}Energy,VIN,voucher,class,model\nbev,V1,W1,small_new_energy,X\nonly,two\n";
+        let body =
+            "\u{feff}Energy,VIN,voucher,class,model\nbev,V1,W1,small_new_energy,X\nonly,two\n";
         let parsed = parse_csv(body.as_bytes()).expect("parses");
         assert_eq!(parsed.rows.len(), 1);
         let (n, row) = &parsed.rows[0];
-        assert_eq!((*n, row.vin.as_str(), row.energy.as_str()), (1, "V1", "bev"));
+        assert_eq!(
+            (*n, row.vin.as_str(), row.energy.as_str()),
+            (1, "V1", "bev")
+        );
         assert_eq!(parsed.rejected.len(), 1);
-        assert_eq!((parsed.rejected[0].row, parsed.rejected[0].line), (2, Some(3)));
-        assert_eq!(parse_csv(b"vin,voucher,class\n").expect_err("no energy").field.as_deref(), Some("header"));
+        assert_eq!(
+            (parsed.rejected[0].row, parsed.rejected[0].line),
+            (2, Some(3))
+        );
+        assert_eq!(
+            parse_csv(b"vin,voucher,class\n")
+                .expect_err("no energy")
+                .field
+                .as_deref(),
+            Some("header")
+        );
     }
 }

@@ -138,7 +138,11 @@ pub fn pool_notice(office: &str, as_of_ms: u64, stats: &[ClassStats]) -> Value {
                 .map(|r| {
                     let open = r.opens_at_ms <= as_of_ms;
                     // Before its opening a release's numbers are neither visible nor drawable.
-                    let available = if open && !r.withdrawn { r.counts.available } else { 0 };
+                    let available = if open && !r.withdrawn {
+                        r.counts.available
+                    } else {
+                        0
+                    };
                     json!({
                         "id": r.id,
                         "label": r.label,
@@ -200,7 +204,11 @@ struct VinCheck {
     vin: String,
 }
 
-async fn vin_check(gw: web::Data<Gateway>, req: HttpRequest, body: ApiJson<VinCheck>) -> ApiResult<HttpResponse> {
+async fn vin_check(
+    gw: web::Data<Gateway>,
+    req: HttpRequest,
+    body: ApiJson<VinCheck>,
+) -> ApiResult<HttpResponse> {
     gw.limits.check(&req, None)?;
     let answer = match check_vin(&body.0.vin) {
         Ok(vin) => json!({"valid": true, "vin": vin.as_str()}),
