@@ -5,8 +5,9 @@
 //! - `keyboard`: pure-pool query, the same through the engine (256 in flight), the linear scan;
 //! - `draw`, `custom_check`: engine and direct actor at 64/256/1024 in flight, raw sled writing the
 //!   same records in the group-commit sizes the direct actor's writer really made, pure pool;
-//! - `claim`: one durable claim at a time vs a bare sled insert + flush + fdatasync (p50/p99 are
-//!   printed from hdrhistogram after the group);
+//! - `claim`: one durable claim at a time vs a bare sled insert + flush + fdatasync, and vs raw
+//!   sled writing a claim's three records as one batch + flush + fdatasync (p50/p99 are printed
+//!   from hdrhistogram after the group);
 //! - `actor`: no-op call, draw with `Durability::None`, draw with fsync, pure draw;
 //! - `recovery`: `Engine::open` on 1M numbers + 100k claims vs sled open + full read.
 //!
@@ -26,8 +27,8 @@ const INFLIGHT: [usize; 3] = [64, 256, 1024];
 
 fn main() {
     let mut c = Criterion::default()
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
         .sample_size(10)
         .configure_from_args();
     let system = actix_rt::System::new();
@@ -46,14 +47,38 @@ fn main() {
 
     let draw_template = encode_like_store(&pure.draw_records());
     let check_template = encode_like_store(&pure.check_records());
-    let mut raw = RawSled::open(plan.select as u64 + 10_500, &draw_template[0].value);
-    throughput(&mut c, &system, "draw", &engine, &direct, &mut raw, &draw_template, &mut || {
-        pure.draw().expect("pure draw")
-    });
-    throughput(&mut c, &system, "custom_check", &engine, &direct, &mut raw, &check_template, &mut || {
-        pure.check().expect("pure check")
-    });
-    claim(&mut c, &system, &engine, &mut raw, &draw_template[0].value);
+    let apps = (plan.select + plan.claimers + plan.holders + plan.takers) as u64;
+    let app_value = draw_template[0].value.clone();
+    // Claims first, against a fresh raw database: both sides in the same state.
+    claim(
+        &mut c,
+        &system,
+        &engine,
+        &mut RawSled::open(apps, &app_value),
+        &app_value,
+        &encode_like_store(&pure.claim_records()),
+    );
+    let mut raw = RawSled::open(apps, &app_value);
+    throughput(
+        &mut c,
+        &system,
+        "draw",
+        &engine,
+        &direct,
+        &mut raw,
+        &draw_template,
+        &mut || pure.draw().expect("pure draw"),
+    );
+    throughput(
+        &mut c,
+        &system,
+        "custom_check",
+        &engine,
+        &direct,
+        &mut raw,
+        &check_template,
+        &mut || pure.check().expect("pure check"),
+    );
     actor(&mut c, &system, &engine, &direct, &plan, &mut pure);
     drop((engine, direct, raw));
     recovery(&mut c);
@@ -80,20 +105,28 @@ fn io(c: &mut Criterion) {
     let mut raw = RawSled::open(10_000, &template[0].value);
     for batch in [1usize, 64, 1024] {
         g.throughput(Throughput::Elements(batch as u64));
-        g.bench_with_input(BenchmarkId::new("sled_batch_flush", batch), &batch, |b, &batch| {
-            b.iter_custom(|iters| {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    raw.apply(&template, 0, batch);
-                    raw.flush();
-                }
-                t.elapsed()
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("sled_batch_flush", batch),
+            &batch,
+            |b, &batch| {
+                b.iter_custom(|iters| {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        raw.apply(&template, 0, batch);
+                        raw.flush();
+                    }
+                    t.elapsed()
+                })
+            },
+        );
         g.bench_with_input(
             BenchmarkId::new("sled_batch_flush_fdatasync", batch),
             &batch,
-            |b, &batch| b.iter_custom(|iters| raw.group_commits_count(&template, batch, iters * batch as u64)),
+            |b, &batch| {
+                b.iter_custom(|iters| {
+                    raw.group_commits_count(&template, batch, iters * batch as u64)
+                })
+            },
         );
     }
     g.finish();
@@ -103,7 +136,11 @@ fn keyboard(c: &mut Criterion, system: &actix_rt::SystemRunner, pure: &Pure, eng
     let set = pure.scan_set();
     let queries = set.queries(4_096, 9);
     for q in queries.iter().take(100) {
-        assert_eq!(pure.keyboard(q), set.query(q), "keyboard index and scan disagree on {q:?}");
+        assert_eq!(
+            pure.keyboard(q),
+            set.query(q),
+            "keyboard index and scan disagree on {q:?}"
+        );
     }
     let mut g = c.benchmark_group("keyboard");
     g.throughput(Throughput::Elements(1));
@@ -125,7 +162,11 @@ fn keyboard(c: &mut Criterion, system: &actix_rt::SystemRunner, pure: &Pure, eng
     let queries = Rc::new(queries);
     g.bench_function("engine_256_in_flight", |b| {
         b.iter_custom(|iters| {
-            let r = system.block_on(closed_loop(256, Stop::Count(iters), engine.keyboard_op(queries.clone())));
+            let r = system.block_on(closed_loop(
+                256,
+                Stop::Count(iters),
+                engine.keyboard_op(queries.clone()),
+            ));
             assert_eq!(r.failed, 0, "{:?}", r.first_error);
             r.elapsed
         })
@@ -188,7 +229,14 @@ fn throughput(
     g.finish();
 }
 
-fn claim(c: &mut Criterion, system: &actix_rt::SystemRunner, engine: &Office, raw: &mut RawSled, value: &[u8]) {
+fn claim(
+    c: &mut Criterion,
+    system: &actix_rt::SystemRunner,
+    engine: &Office,
+    raw: &mut RawSled,
+    value: &[u8],
+    claim_template: &[RawRecord],
+) {
     let claims = RefCell::new(histogram());
     let bare = RefCell::new(histogram());
     let mut g = c.benchmark_group("claim");
@@ -215,6 +263,15 @@ fn claim(c: &mut Criterion, system: &actix_rt::SystemRunner, engine: &Office, ra
             total
         })
     });
+    g.bench_function("raw_sled_claim_records_batch_flush_fdatasync", |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                raw.group_commit(claim_template, 0, claim_template.len());
+            }
+            t.elapsed()
+        })
+    });
     g.finish();
     let (c, b) = (claims.borrow(), bare.borrow());
     eprintln!(
@@ -229,7 +286,14 @@ fn claim(c: &mut Criterion, system: &actix_rt::SystemRunner, engine: &Office, ra
     );
 }
 
-fn actor(c: &mut Criterion, system: &actix_rt::SystemRunner, engine: &Office, direct: &Office, plan: &Plan, pure: &mut Pure) {
+fn actor(
+    c: &mut Criterion,
+    system: &actix_rt::SystemRunner,
+    engine: &Office,
+    direct: &Office,
+    plan: &Plan,
+    pure: &mut Pure,
+) {
     let none = system.block_on(Office::direct(plan, Durability::None));
     let mut g = c.benchmark_group("actor");
     g.throughput(Throughput::Elements(1));
@@ -242,7 +306,11 @@ fn actor(c: &mut Criterion, system: &actix_rt::SystemRunner, engine: &Office, di
         b.iter_custom(|iters| one_at_a_time(Office::noop_op, direct, iters))
     });
     g.bench_function("noop_calls_256_in_flight", |b| {
-        b.iter_custom(|iters| system.block_on(closed_loop(256, Stop::Count(iters), direct.noop_op())).elapsed)
+        b.iter_custom(|iters| {
+            system
+                .block_on(closed_loop(256, Stop::Count(iters), direct.noop_op()))
+                .elapsed
+        })
     });
     g.bench_function("draw_round_trip_durability_none", |b| {
         b.iter_custom(|iters| one_at_a_time(Office::draw_op, &none, iters))
@@ -253,7 +321,9 @@ fn actor(c: &mut Criterion, system: &actix_rt::SystemRunner, engine: &Office, di
     g.bench_function("draw_round_trip_fsync_engine", |b| {
         b.iter_custom(|iters| one_at_a_time(Office::draw_op, engine, iters))
     });
-    g.bench_function("pure_pool_draw", |b| b.iter(|| pure.draw().expect("pure draw")));
+    g.bench_function("pure_pool_draw", |b| {
+        b.iter(|| pure.draw().expect("pure draw"))
+    });
     g.finish();
     for numbers in [1_000_000u64, 7_000_000] {
         let pool = fixture::pool_with(fixture::sized_patterns(numbers));
@@ -286,8 +356,10 @@ fn recovery(c: &mut Criterion) {
                     std::thread::spawn(move || {
                         let system = actix_rt::System::new();
                         let took = system.block_on(async {
-                            let (engine, took) = fixture::open_engine_timed(&p, Durability::Fsync).await;
+                            let (engine, took) =
+                                fixture::open_engine_timed(&p, Durability::Fsync).await;
                             assert_eq!(engine.recovery().applications, 100_000);
+                            let _ = engine.shutdown().await;
                             took
                         });
                         system.block_on(async { actix_rt::System::current().stop() });

@@ -174,7 +174,8 @@ fn new_app(pool: &mut OfficePool, n: usize, now: u64) -> App {
             now,
         )
         .expect("application is created");
-    pool.verify_identity(seq, now).expect("identity is verified");
+    pool.verify_identity(seq, now)
+        .expect("identity is verified");
     App {
         id: AppId {
             office: OFFICE.into(),
@@ -189,8 +190,8 @@ fn new_app(pool: &mut OfficePool, n: usize, now: u64) -> App {
 pub fn build(plan: &Plan, sink: &mut dyn FnMut(Vec<Record>)) -> Built {
     let now = SystemClock.now_ms();
     let config = office_config();
-    let mut pool =
-        OfficePool::new(OFFICE, config.clone(), PlateClass::builtin()).expect("office config is valid");
+    let mut pool = OfficePool::new(OFFICE, config.clone(), PlateClass::builtin())
+        .expect("office config is valid");
     sink(vec![Record::Config(Box::new(config))]);
     let mut codes = Vec::new();
     for p in &plan.patterns {
@@ -259,8 +260,8 @@ pub fn build(plan: &Plan, sink: &mut dyn FnMut(Vec<Record>)) -> Built {
 /// A pool holding only a release of `patterns` (the memory figure).
 pub fn pool_with(patterns: Vec<Pattern>) -> OfficePool {
     let now = SystemClock.now_ms();
-    let mut pool =
-        OfficePool::new(OFFICE, office_config(), PlateClass::builtin()).expect("office config is valid");
+    let mut pool = OfficePool::new(OFFICE, office_config(), PlateClass::builtin())
+        .expect("office config is valid");
     pool.add_release(
         NewRelease {
             class: CLASS.into(),
@@ -318,7 +319,8 @@ pub async fn open_engine_timed(dir: &Path, durability: Durability) -> (Engine, D
         match Engine::open(config.clone()).await {
             Ok(engine) => return (engine, attempt.elapsed()),
             Err(EngineError::Store(e))
-                if e.to_string().contains("lock") && started.elapsed() < Duration::from_secs(30) =>
+                if e.to_string().contains("lock")
+                    && started.elapsed() < Duration::from_secs(30) =>
             {
                 actix_rt::time::sleep(Duration::from_millis(20)).await;
             }
@@ -359,7 +361,10 @@ impl Target {
 
     pub async fn custom_check(&self, app: &App, plates: Vec<String>) -> Result<Check, Refusal> {
         match self {
-            Target::Engine(e) => e.custom_check(&app.id, Caller::Citizen(&app.user), plates).await,
+            Target::Engine(e) => {
+                e.custom_check(&app.id, Caller::Citizen(&app.user), plates)
+                    .await
+            }
             Target::Direct(h) => {
                 let (seq, user) = (app.id.seq, app.user.clone());
                 h.call(Call::write(move |pool, now, rng| {
@@ -371,9 +376,16 @@ impl Target {
         }
     }
 
-    pub async fn keyboard(&self, app: &App, entered: Vec<Option<u8>>) -> Result<Vec<CharSet>, Refusal> {
+    pub async fn keyboard(
+        &self,
+        app: &App,
+        entered: Vec<Option<u8>>,
+    ) -> Result<Vec<CharSet>, Refusal> {
         match self {
-            Target::Engine(e) => e.keyboard(&app.id, Caller::Citizen(&app.user), entered).await,
+            Target::Engine(e) => {
+                e.keyboard(&app.id, Caller::Citizen(&app.user), entered)
+                    .await
+            }
             Target::Direct(h) => {
                 let (seq, user) = (app.id.seq, app.user.clone());
                 h.call(Call::read(move |pool, _| {
@@ -415,7 +427,13 @@ pub struct Office {
 }
 
 impl Office {
-    fn new(target: Target, built: Built, stats: Option<Arc<WriterStats>>, arbiter: Option<Arbiter>, dir: TempDir) -> Office {
+    fn new(
+        target: Target,
+        built: Built,
+        stats: Option<Arc<WriterStats>>,
+        arbiter: Option<Arbiter>,
+        dir: TempDir,
+    ) -> Office {
         Office {
             target,
             select: Rc::new(built.select),
@@ -457,15 +475,29 @@ impl Office {
         let actor_health = health.clone();
         let pool = std::mem::replace(
             &mut built.pool,
-            OfficePool::new(OFFICE, office_config(), PlateClass::builtin()).expect("office config is valid"),
+            OfficePool::new(OFFICE, office_config(), PlateClass::builtin())
+                .expect("office config is valid"),
         );
         let arbiter = Arbiter::new();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let addr = OfficeActor::start_in_arbiter(&arbiter.handle(), move |_| {
-            OfficeActor::new(pool, writer, StdRng::seed_from_u64(7), clock, actor_health, None)
+            OfficeActor::new(
+                pool,
+                writer,
+                StdRng::seed_from_u64(7),
+                clock,
+                actor_health,
+                None,
+            )
         });
         let handle = OfficeHandle { addr, health };
-        let mut office = Office::new(Target::Direct(handle), built, Some(stats), Some(arbiter), dir);
+        let mut office = Office::new(
+            Target::Direct(handle),
+            built,
+            Some(stats),
+            Some(arbiter),
+            dir,
+        );
         office.hold().await;
         office
     }
@@ -556,10 +588,7 @@ impl Office {
     }
 
     /// One keyboard query, cycling through `queries`, for the next application.
-    pub fn keyboard_op(
-        &self,
-        queries: Rc<Vec<Vec<Option<u8>>>>,
-    ) -> Op {
+    pub fn keyboard_op(&self, queries: Rc<Vec<Vec<Option<u8>>>>) -> Op {
         let target = self.target.clone();
         let apps = self.select.clone();
         let cursor = Rc::new(Cell::new(0usize));
@@ -601,14 +630,20 @@ impl Office {
             .get(i)
             .unwrap_or_else(|| panic!("only {} claimers were created", self.claimers.len()));
         let caller = Caller::Citizen(&app.user);
-        let draw = engine.draw(&app.id, caller, false).await.expect("claimer draws");
+        let draw = engine
+            .draw(&app.id, caller, false)
+            .await
+            .expect("claimer draws");
         let serial = draw.batch.serials[0].to_string();
         engine
             .pick_candidate(&app.id, caller, &serial)
             .await
             .expect("claimer picks");
         let start = Instant::now();
-        engine.claim(&app.id, caller, &serial).await.expect("claimer claims");
+        engine
+            .claim(&app.id, caller, &serial)
+            .await
+            .expect("claimer claims");
         start.elapsed()
     }
 
@@ -631,6 +666,7 @@ impl Drop for Office {
 pub struct Pure {
     pub pool: OfficePool,
     pub select: Vec<App>,
+    pub claimers: Vec<App>,
     pub taken: Vec<Serial>,
     pub held: Vec<Serial>,
     pub codes: Vec<u32>,
@@ -647,6 +683,7 @@ impl Pure {
         let mut pure = Pure {
             pool: built.pool,
             select: built.select,
+            claimers: built.claimers,
             taken: built.taken,
             held: Vec::new(),
             codes: built.codes,
@@ -675,7 +712,10 @@ impl Pure {
         self.draw_cursor += 1;
         let now = self.clock.now_ms();
         self.pool.tick(now);
-        let r = self.pool.draw(app.id.seq, false, now, &mut self.rng).map(|_| ());
+        let r = self
+            .pool
+            .draw(app.id.seq, false, now, &mut self.rng)
+            .map(|_| ());
         std::hint::black_box(self.pool.take_effects());
         r
     }
@@ -687,7 +727,10 @@ impl Pure {
         let plates = Office::next_plates(&self.plates_cursor, &self.taken, &self.held);
         let now = self.clock.now_ms();
         self.pool.tick(now);
-        let r = self.pool.custom_check(app.id.seq, &plates, now, &mut self.rng).map(|_| ());
+        let r = self
+            .pool
+            .custom_check(app.id.seq, &plates, now, &mut self.rng)
+            .map(|_| ());
         std::hint::black_box(self.pool.take_effects());
         r
     }
@@ -716,6 +759,28 @@ impl Pure {
         self.pool
             .custom_check(app.id.seq, &plates, now, &mut self.rng)
             .expect("check");
+        self.pool.take_effects().records
+    }
+
+    /// The records one claim leaves (a claimer draws, then claims a number of its batch by a
+    /// custom check): the number's state, the application and the audit entry.
+    pub fn claim_records(&mut self) -> Vec<Record> {
+        let app = self.claimers.pop().expect("a claimer is left");
+        let now = self.clock.now_ms();
+        self.pool.tick(now);
+        let draw = self
+            .pool
+            .draw(app.id.seq, false, now, &mut self.rng)
+            .expect("claimer draws");
+        self.pool.take_effects();
+        let serial = draw.batch.serials[0].to_string();
+        match self
+            .pool
+            .custom_check(app.id.seq, &[serial], now, &mut self.rng)
+        {
+            Ok(Check::Claimed(_)) => {}
+            other => panic!("claimer could not claim: {other:?}"),
+        }
         self.pool.take_effects().records
     }
 

@@ -38,10 +38,9 @@ pub fn encode_like_store(records: &[Record]) -> Vec<RawRecord> {
             let (kind, value) = match r {
                 Record::App(a) => (RawKind::App, serde_json::to_vec(a)),
                 Record::Audit(e) => (RawKind::Audit, serde_json::to_vec(e)),
-                Record::Number { serial, state, .. } => (
-                    RawKind::Number,
-                    serde_json::to_vec(&(serial.len(), state)),
-                ),
+                Record::Number { serial, state, .. } => {
+                    (RawKind::Number, serde_json::to_vec(&(serial.len(), state)))
+                }
                 Record::Config(_) | Record::Release(_) => return None,
             };
             value.ok().map(|value| RawRecord { kind, value })
@@ -159,7 +158,12 @@ impl RawSled {
     }
 
     /// Writes `records` records in group commits of `batch` records; returns the elapsed time.
-    pub fn group_commits_count(&mut self, template: &[RawRecord], batch: usize, records: u64) -> Duration {
+    pub fn group_commits_count(
+        &mut self,
+        template: &[RawRecord],
+        batch: usize,
+        records: u64,
+    ) -> Duration {
         let batch = batch.max(1) as u64;
         let start = Instant::now();
         let mut written = 0u64;

@@ -55,6 +55,92 @@ pub fn load_average() -> String {
 pub fn rss_bytes() -> u64 {
     fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * PAGE_SIZE)
+}
+
+/// CPU time of every thread of this process so far: (thread id, name, nanoseconds on CPU), from
+/// `/proc/self/task/*/schedstat` (falling back to `stat` utime + stime).
+pub fn thread_cpu() -> Vec<(u32, String, u64)> {
+    let mut out = Vec::new();
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = task.path();
+        let name = fs::read_to_string(dir.join("comm"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let from_schedstat = fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| {
+                s.split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+        let ns = from_schedstat.unwrap_or_else(|| {
+            fs::read_to_string(dir.join("stat"))
+                .ok()
+                .and_then(|s| {
+                    let after = s.rsplit_once(')')?.1.to_string();
+                    let f: Vec<&str> = after.split_whitespace().collect();
+                    // Fields 14 and 15 of stat are the 12th and 13th after the name.
+                    let utime: u64 = f.get(11)?.parse().ok()?;
+                    let stime: u64 = f.get(12)?.parse().ok()?;
+                    Some((utime + stime) * 10_000_000)
+                })
+                .unwrap_or(0)
+        });
+        out.push((tid, name, ns));
+    }
+    out
+}
+
+/// The role of a thread, from its name: the office actors' arbiters, the writers, sled's IO
+/// pool, the main thread (the actix system running the load and the registry), the rest.
+pub fn thread_role(tid: u32, name: &str) -> &'static str {
+    if tid == std::process::id() {
+        "main (load + system)"
+    } else if name.starts_with("actix-rt") {
+        "office actor"
+    } else if name.starts_with("pp-writer") {
+        "writer"
+    } else if name.starts_with("sled") || name.contains("flusher") {
+        "sled io"
+    } else {
+        "other"
+    }
+}
+
+/// CPU nanoseconds per role spent between two [`thread_cpu`] snapshots.
+pub fn cpu_by_role(
+    before: &[(u32, String, u64)],
+    after: &[(u32, String, u64)],
+) -> Vec<(&'static str, u64)> {
+    let mut roles: Vec<(&'static str, u64)> = Vec::new();
+    for (tid, name, ns) in after {
+        let was = before
+            .iter()
+            .find(|(t, _, _)| t == tid)
+            .map_or(0, |(_, _, n)| *n);
+        let role = thread_role(*tid, name);
+        let delta = ns.saturating_sub(was);
+        match roles.iter_mut().find(|(r, _)| *r == role) {
+            Some((_, total)) => *total += delta,
+            None => roles.push((role, delta)),
+        }
+    }
+    roles.sort_by_key(|(_, ns)| std::cmp::Reverse(*ns));
+    roles
 }

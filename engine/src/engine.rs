@@ -348,9 +348,11 @@ impl Engine {
         &self.inner.store
     }
 
-    /// Makes everything written so far durable (shutdown).
+    /// Makes everything written so far durable (shutdown), and records the generation reached
+    /// so that a database damaged while stopped is refused at the next open.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.store.sync()
+        self.inner.store.sync()?;
+        self.inner.store.record_generation()
     }
 
     /// Stops every office actor and its thread after the calls already queued are answered,

@@ -72,6 +72,21 @@ pub fn index_char(index: u8) -> char {
 }
 
 /// True for characters a person may type between parts of a plate and that mean nothing.
+/// `text` without `prefix` at its start, comparing character by character in upper case. The
+/// cut is at a character boundary of `text` itself: case mappings that change a character's
+/// byte length ("ﬀ" → "FF", "ß" → "SS") must not cut a character in two (found by fuzzing:
+/// "粤ﬀ1234" against the prefix "粤F" panicked the office actor).
+fn strip_prefix_ignoring_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let mut rest = text.chars();
+    for p in prefix.chars() {
+        let c = rest.next()?;
+        if !c.to_uppercase().eq(p.to_uppercase()) {
+            return None;
+        }
+    }
+    Some(rest.as_str())
+}
+
 fn is_separator(c: char) -> bool {
     matches!(c, '·' | '•' | '.' | '-' | ' ' | '\u{3000}' | '\t')
 }
@@ -143,17 +158,7 @@ impl Serial {
     /// ("粤K·A1234" when `prefix` is "粤K").
     pub fn parse_with_prefix(input: &str, prefix: &str) -> Result<Serial, PlateError> {
         let trimmed = input.trim();
-        let rest = if !prefix.is_empty() {
-            let upper: String = trimmed.to_uppercase();
-            let prefix_upper = prefix.to_uppercase();
-            match upper.strip_prefix(&prefix_upper) {
-                Some(_) => &trimmed[prefix.len().min(trimmed.len())..],
-                None => trimmed,
-            }
-        } else {
-            trimmed
-        };
-        Serial::parse(rest)
+        Serial::parse(strip_prefix_ignoring_case(trimmed, prefix).unwrap_or(trimmed))
     }
 
     /// The base-34 number of the serial; serials of one length sort like their codes.

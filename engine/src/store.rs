@@ -83,11 +83,20 @@ pub struct Store {
     sync_file: Arc<File>,
 }
 
+/// A file beside sled's that records the database's generation at the last open and the last
+/// clean flush. sled recovers a damaged or truncated log by keeping what comes before the damage,
+/// silently; a database whose generation is below this file's has lost acknowledged changes, and
+/// opening it is refused instead of serving an older (or empty) state.
+pub const GENERATION_FILE: &str = "platepool-generation";
+const GENERATION_KEY: &[u8] = b"platepool/generation";
+
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Sled(format!("{}: {e}", dir.display())))?;
+        let recorded = read_generation_file(dir)?;
+        let had_database = dir.join("conf").exists() || dir.join("db").exists();
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(256 * 1024 * 1024)
@@ -95,6 +104,28 @@ impl Store {
         let file_path = dir.join("db");
         let sync_file = File::open(&file_path)
             .map_err(|e| StoreError::Sync(format!("{}: {e}", file_path.display())))?;
+        let stored = generation_in(&db)?;
+        let damaged = |message: String| StoreError::Corrupt {
+            key: format!("{}/db", dir.display()),
+            message: format!(
+                "{message}: the database file was truncated or damaged; refusing to start with \
+                 less than was acknowledged (restore the data folder from a backup, or move it \
+                 away to start empty)"
+            ),
+        };
+        match recorded {
+            Some(recorded) if stored < recorded => {
+                return Err(damaged(format!(
+                    "the database is at generation {stored}, but it had reached {recorded}"
+                )));
+            }
+            None if had_database && !db.was_recovered() => {
+                return Err(damaged(
+                    "sled found no database in a folder that had one".into(),
+                ));
+            }
+            _ => {}
+        }
         let store = Store {
             db,
             path: dir.to_path_buf(),
@@ -102,6 +133,7 @@ impl Store {
             sync_file: Arc::new(sync_file),
         };
         store.sync()?;
+        store.record_generation()?;
         if let Ok(d) = File::open(dir) {
             // The folder entry of a newly created database file must be durable too.
             let _ = d.sync_all();
@@ -117,8 +149,33 @@ impl Store {
         self.durability
     }
 
-    /// Makes everything written so far durable, as [`Durability`] says.
+    /// Records the current generation beside the database (at open and at a clean flush).
+    pub fn record_generation(&self) -> Result<(), StoreError> {
+        let path = self.path.join(GENERATION_FILE);
+        let tmp = self.path.join(format!("{GENERATION_FILE}.tmp"));
+        let io = |e: std::io::Error| StoreError::Sync(format!("{}: {e}", path.display()));
+        // Only what sled holds durably may be recorded.
+        self.db.flush()?;
+        let generation = generation_in(&self.db)?;
+        std::fs::write(&tmp, generation.to_string()).map_err(io)?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        if let Ok(d) = File::open(&self.path) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable, as [`Durability`] says. Each sync also stores
+    /// the next generation, durable with it.
     pub fn sync(&self) -> Result<(), StoreError> {
+        // Atomic in sled, so the stored generation only ever grows.
+        self.db.update_and_fetch(GENERATION_KEY, |old| {
+            let n = old
+                .and_then(|v| v.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
         match self.durability {
             Durability::None => Ok(()),
             Durability::Flush => self.db.flush().map(|_| ()).map_err(Into::into),
@@ -176,6 +233,36 @@ impl Store {
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn generation_in(db: &sled::Db) -> Result<u64, StoreError> {
+    match db.get(GENERATION_KEY)? {
+        Some(v) => v
+            .as_ref()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt {
+                key: "platepool/generation".into(),
+                message: "not a u64".into(),
+            }),
+        None => Ok(0),
+    }
+}
+
+fn read_generation_file(dir: &Path) -> Result<Option<u64>, StoreError> {
+    let path = dir.join(GENERATION_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt {
+                key: path.display().to_string(),
+                message: format!("not a generation: {:?}", text.trim()),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::Sled(format!("{}: {e}", path.display()))),
     }
 }
 
@@ -337,6 +424,7 @@ impl OfficeStore {
     fn writer_loop(&self, rx: Receiver<Commit>, stats: &WriterStats) {
         let mut group: Vec<Commit> = Vec::new();
         let mut records: Vec<Record> = Vec::new();
+        let mut failure: Option<StoreError> = None;
         while let Ok(first) = rx.recv() {
             group.push(first);
             while group.len() < GROUP_COMMIT_MAX {
@@ -349,13 +437,20 @@ impl OfficeStore {
             for c in &mut group {
                 records.append(&mut c.records);
             }
-            let result = self.write(&records).and_then(|()| self.store.sync());
+            // Fail-stop: after one failed write or sync, nothing later is written or confirmed.
+            // A later sync that succeeds does not make the failed group durable (the kernel may
+            // have dropped its pages), and the later groups were built on it in memory.
+            let result = match &failure {
+                Some(e) => Err(e.clone()),
+                None => self.write(&records).and_then(|()| self.store.sync()),
+            };
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats
                 .records
                 .fetch_add(records.len() as u64, Ordering::Relaxed);
-            if result.is_err() {
+            if let Err(e) = &result {
                 stats.failed.store(true, Ordering::Relaxed);
+                failure.get_or_insert_with(|| e.clone());
             }
             for c in group.drain(..) {
                 if let Some(done) = c.done {

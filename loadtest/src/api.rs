@@ -1,6 +1,8 @@
 //! The HTTP side: an `awc` client (keep-alive connection pool) on the current actix system, and
 //! the answers of API.md read as JSON.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use awc::error::SendRequestError;
@@ -12,12 +14,43 @@ use crate::recorder::Ending;
 /// Largest answer body read (outbox listings and application lists are the big ones).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
+/// How busy the client's connection pool got.
+#[derive(Debug, Default)]
+pub struct PoolCounters {
+    in_flight: Cell<usize>,
+    max_in_flight: Cell<usize>,
+    /// Requests started while every connection was busy: they waited in the client.
+    waits: Cell<u64>,
+}
+
+impl PoolCounters {
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.get()
+    }
+    pub fn waits(&self) -> u64 {
+        self.waits.get()
+    }
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a PoolCounters);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .set(self.0.in_flight.get().saturating_sub(1));
+    }
+}
+
 /// One gateway, as seen from one thread.
 #[derive(Clone)]
 pub struct Api {
     client: awc::Client,
     base: String,
     operator_token: String,
+    connections: usize,
+    pool: Rc<PoolCounters>,
 }
 
 impl std::fmt::Debug for Api {
@@ -118,7 +151,14 @@ impl Api {
             client,
             base: base.trim_end_matches('/').to_string(),
             operator_token: operator_token.to_string(),
+            connections: connections.max(1),
+            pool: Rc::new(PoolCounters::default()),
         }
+    }
+
+    /// How busy the connection pool got (shared by this client's clones).
+    pub fn pool(&self) -> &PoolCounters {
+        &self.pool
     }
 
     pub fn base(&self) -> &str {
@@ -131,6 +171,15 @@ impl Api {
 
     /// Sends one request; `Err` carries the transport failure kind (no answer at all).
     pub async fn send(&self, call: &Call<'_>) -> Result<Answer, String> {
+        let pool = &*self.pool;
+        let busy = pool.in_flight.get();
+        if busy >= self.connections {
+            pool.waits.set(pool.waits.get() + 1);
+        }
+        pool.in_flight.set(busy + 1);
+        pool.max_in_flight
+            .set(pool.max_in_flight.get().max(busy + 1));
+        let _in_flight = InFlight(pool);
         let url = format!("{}{}", self.base, call.path);
         let mut req = self
             .client
@@ -163,7 +212,12 @@ impl Api {
     }
 
     /// An operator call; an answer that is not 2xx or a transport failure is an `Err` message.
-    pub async fn operator(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, String> {
+    pub async fn operator(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, String> {
         let token = self.operator_token.clone();
         let call = Call {
             method: method.clone(),
@@ -186,7 +240,9 @@ pub fn query_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -213,7 +269,10 @@ pub fn hold_serials(hold: &Value) -> Vec<String> {
         .iter()
         .filter_map(|p| match p {
             Value::String(s) => Some(s.clone()),
-            other => other.get("serial").and_then(Value::as_str).map(str::to_string),
+            other => other
+                .get("serial")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         })
         .collect()
 }
@@ -233,7 +292,10 @@ mod tests {
         assert_eq!(a.code(), Some("too_soon"));
         assert_eq!(a.retry_after_ms(), Some(120));
         assert!(a.describe().starts_with("HTTP 429"));
-        let ok = Answer { status: 201, body: json!({"id": "x-1"}) };
+        let ok = Answer {
+            status: 201,
+            body: json!({"id": "x-1"}),
+        };
         assert!(ok.ok() && ok.code().is_none());
     }
 

@@ -49,7 +49,10 @@ impl ServerApp {
         let claim = v.get("claim").filter(|c| !c.is_null());
         let live = |h: Option<&Value>| -> u32 {
             match h {
-                Some(h) if !h.is_null() && h.get("expires_in_ms").and_then(Value::as_u64).unwrap_or(1) > 0 => {
+                Some(h)
+                    if !h.is_null()
+                        && h.get("expires_in_ms").and_then(Value::as_u64).unwrap_or(1) > 0 =>
+                {
                     hold_serials(h).len() as u32
                 }
                 _ => 0,
@@ -62,7 +65,11 @@ impl ServerApp {
                 .and_then(Value::as_str)
                 .unwrap_or(user)
                 .to_string(),
-            state: v.get("state").and_then(Value::as_str).unwrap_or("").to_string(),
+            state: v
+                .get("state")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
             custom_left: v.get("custom_left").and_then(Value::as_u64).unwrap_or(0) as u32,
             random_left: v.get("random_left").and_then(Value::as_u64).unwrap_or(0) as u32,
             claim: claim
@@ -198,12 +205,16 @@ pub struct AuditReport {
     pub fairness: Fairness,
     pub acknowledged_claims: u64,
     pub server_claims: u64,
+    /// The release's counts as read back.
+    pub release: Option<ReleaseCounts>,
 }
 
 /// Checks the server view against the history.
 pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -> AuditReport {
-    let apps_by_id: HashMap<&str, &ServerApp> = server.apps.iter().map(|a| (a.id.as_str(), a)).collect();
-    let buyer_by_user: HashMap<&str, &BuyerRecord> = history.iter().map(|b| (b.user.as_str(), b)).collect();
+    let apps_by_id: HashMap<&str, &ServerApp> =
+        server.apps.iter().map(|a| (a.id.as_str(), a)).collect();
+    let buyer_by_user: HashMap<&str, &BuyerRecord> =
+        history.iter().map(|b| (b.user.as_str(), b)).collect();
     let mut claims_by_serial: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for app in &server.apps {
         if let Some(s) = app.live_claim() {
@@ -225,10 +236,16 @@ pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -
         }
         if let Some(owners) = server.owners.get(*serial) {
             if owners.len() > 1 {
-                i1.violation(format!("{serial}: the serial lookup names {}", owners.join(", ")));
+                i1.violation(format!(
+                    "{serial}: the serial lookup names {}",
+                    owners.join(", ")
+                ));
             } else if let Some(o) = owners.first() {
                 if !ids.contains(&o.as_str()) {
-                    i1.violation(format!("{serial}: the serial lookup names {o}, but {} claims it", ids.join(", ")));
+                    i1.violation(format!(
+                        "{serial}: the serial lookup names {o}, but {} claims it",
+                        ids.join(", ")
+                    ));
                 }
             }
         }
@@ -239,7 +256,10 @@ pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -
     }
     for (serial, users) in &acked_by_serial {
         if users.len() > 1 {
-            i1.violation(format!("{serial} was acknowledged as claimed to {}", users.join(", ")));
+            i1.violation(format!(
+                "{serial} was acknowledged as claimed to {}",
+                users.join(", ")
+            ));
         }
     }
 
@@ -251,17 +271,25 @@ pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -
         };
         i2.checked += 1;
         let Some(app) = apps_by_id.get(app_id) else {
-            i2.violation(format!("{}: application {app_id} was acknowledged but is missing", b.user));
+            i2.violation(format!(
+                "{}: application {app_id} was acknowledged but is missing",
+                b.user
+            ));
             continue;
         };
         if app.user != b.user {
-            i2.violation(format!("{app_id} belongs to {}, acknowledged to {}", app.user, b.user));
+            i2.violation(format!(
+                "{app_id} belongs to {}, acknowledged to {}",
+                app.user, b.user
+            ));
         }
         if let Some(serial) = b.claim.as_deref() {
             i2.checked += 1;
             match app.live_claim() {
                 Some(s) if s == serial => {}
-                Some(s) => i2.violation(format!("{app_id}: acknowledged claim {serial}, the server has {s}")),
+                Some(s) => i2.violation(format!(
+                    "{app_id}: acknowledged claim {serial}, the server has {s}"
+                )),
                 None => i2.violation(format!(
                     "{app_id}: acknowledged claim {serial} is missing (state {}, claim {:?})",
                     app.state, app.claim
@@ -291,7 +319,10 @@ pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -
         i3.checked += 1;
         let quota = |name: &str, quota: u32, left: u32, min: u32, max: u32, check: &mut Check| {
             if left > quota {
-                check.violation(format!("{}: {name}_left {left} exceeds the quota {quota}", app.id));
+                check.violation(format!(
+                    "{}: {name}_left {left} exceeds the quota {quota}",
+                    app.id
+                ));
                 return;
             }
             let used = quota - left;
@@ -307,12 +338,29 @@ pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -
                 ));
             }
         };
-        quota("custom", exp.custom_quota, app.custom_left, b.custom_debit.min, b.custom_debit.max, &mut i3);
-        quota("random", exp.random_quota, app.random_left, b.random_debit.min, b.random_debit.max, &mut i3);
+        quota(
+            "custom",
+            exp.custom_quota,
+            app.custom_left,
+            b.custom_debit.min,
+            b.custom_debit.max,
+            &mut i3,
+        );
+        quota(
+            "random",
+            exp.random_quota,
+            app.random_left,
+            b.random_debit.min,
+            b.random_debit.max,
+            &mut i3,
+        );
     }
 
     // I4
-    let mut i4 = Check::new("I4", "no hold is left once every hold's lifetime has passed");
+    let mut i4 = Check::new(
+        "I4",
+        "no hold is left once every hold's lifetime has passed",
+    );
     match (server.office_held, &server.release) {
         (None, None) => i4.violation("the office stats could not be read".into()),
         (held, release) => {
@@ -325,7 +373,10 @@ pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -
             if let Some(r) = release {
                 i4.checked += 1;
                 if r.held > 0 {
-                    i4.violation(format!("release {} still counts {} held numbers", r.id, r.held));
+                    i4.violation(format!(
+                        "release {} still counts {} held numbers",
+                        r.id, r.held
+                    ));
                 }
             }
         }
@@ -338,9 +389,15 @@ pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -
     }
 
     // Conservation
-    let mut cons = Check::new("conservation", "the release's counts are conserved and match the claims");
+    let mut cons = Check::new(
+        "conservation",
+        "the release's counts are conserved and match the claims",
+    );
     match &server.release {
-        None => cons.violation(format!("release {} is missing from the office stats", exp.release_id)),
+        None => cons.violation(format!(
+            "release {} is missing from the office stats",
+            exp.release_id
+        )),
         Some(r) => {
             cons.checked += 1;
             if r.sum() != r.total {
@@ -350,10 +407,16 @@ pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -
                 ));
             }
             if exp.release_total > 0 && r.total != exp.release_total {
-                cons.violation(format!("release {}: total {} ≠ {} released", r.id, r.total, exp.release_total));
+                cons.violation(format!(
+                    "release {}: total {} ≠ {} released",
+                    r.id, r.total, exp.release_total
+                ));
             }
             if r.pending > 0 {
-                cons.violation(format!("release {}: {} numbers still pending after the opening", r.id, r.pending));
+                cons.violation(format!(
+                    "release {}: {} numbers still pending after the opening",
+                    r.id, r.pending
+                ));
             }
             let taken = r.claimed + r.issued;
             if exp.exclusive && taken != server_claims {
@@ -392,6 +455,7 @@ pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -
         fairness,
         acknowledged_claims: acked_n,
         server_claims,
+        release: server.release.clone(),
     }
 }
 
@@ -436,7 +500,8 @@ pub fn fairness(history: &[BuyerRecord], server: &ServerView) -> Fairness {
         side.lucky_share = ratio(side.lucky_claims, lucky);
         side.claims_per_buyer = ratio(side.claims, side.buyers as f64);
         side.claims_per_1k_requests = ratio(side.claims * 1_000, side.selection_requests as f64);
-        side.lucky_per_1k_requests = ratio(side.lucky_claims * 1_000, side.selection_requests as f64);
+        side.lucky_per_1k_requests =
+            ratio(side.lucky_claims * 1_000, side.selection_requests as f64);
     }
     f
 }
@@ -444,7 +509,11 @@ pub fn fairness(history: &[BuyerRecord], server: &ServerView) -> Fairness {
 fn count(obj: &Value, key: &str) -> u64 {
     obj.get(key)
         .and_then(Value::as_u64)
-        .or_else(|| obj.get("counts").and_then(|c| c.get(key)).and_then(Value::as_u64))
+        .or_else(|| {
+            obj.get("counts")
+                .and_then(|c| c.get(key))
+                .and_then(Value::as_u64)
+        })
         .unwrap_or(0)
 }
 
@@ -461,7 +530,12 @@ fn id_text(v: &Value) -> Option<String> {
 pub fn parse_stats(v: &Value, release_id: &str) -> (Option<ReleaseCounts>, Option<u64>) {
     let mut release = None;
     let mut held: Option<u64> = None;
-    fn walk(v: &Value, release_id: &str, release: &mut Option<ReleaseCounts>, held: &mut Option<u64>) {
+    fn walk(
+        v: &Value,
+        release_id: &str,
+        release: &mut Option<ReleaseCounts>,
+        held: &mut Option<u64>,
+    ) {
         match v {
             Value::Array(a) => a.iter().for_each(|x| walk(x, release_id, release, held)),
             Value::Object(o) => {
@@ -494,10 +568,20 @@ pub fn parse_stats(v: &Value, release_id: &str) -> (Option<ReleaseCounts>, Optio
 
 /// Reads the office back. First waits `hold_wait` (the longest hold's lifetime after the last
 /// call), then up to 5 s more for the stats to count no hold (I4 allows 1 s after expiry).
-pub async fn fetch(api: &Api, office: &str, release_id: &str, history: &[BuyerRecord], hold_wait: Duration, say: &dyn Fn(&str)) -> ServerView {
+pub async fn fetch(
+    api: &Api,
+    office: &str,
+    release_id: &str,
+    history: &[BuyerRecord],
+    hold_wait: Duration,
+    say: &dyn Fn(&str),
+) -> ServerView {
     let mut view = ServerView::default();
     if !hold_wait.is_zero() {
-        say(&format!("audit: waiting {:.1} s for every hold to expire", hold_wait.as_secs_f64()));
+        say(&format!(
+            "audit: waiting {:.1} s for every hold to expire",
+            hold_wait.as_secs_f64()
+        ));
         actix_rt::time::sleep(hold_wait).await;
     }
     let stats_path = format!("/v1/admin/offices/{office}/stats");
@@ -508,7 +592,8 @@ pub async fn fetch(api: &Api, office: &str, release_id: &str, history: &[BuyerRe
                 let (release, held) = parse_stats(&a.body, release_id);
                 view.release = release;
                 view.office_held = held;
-                let holding = view.office_held.unwrap_or(0) > 0 || view.release.as_ref().is_some_and(|r| r.held > 0);
+                let holding = view.office_held.unwrap_or(0) > 0
+                    || view.release.as_ref().is_some_and(|r| r.held > 0);
                 if !holding || Instant::now() >= deadline {
                     break;
                 }
@@ -546,10 +631,17 @@ pub async fn fetch(api: &Api, office: &str, release_id: &str, history: &[BuyerRe
         }
     }
     let mut serials: Vec<String> = history.iter().filter_map(|b| b.claim.clone()).collect();
-    serials.extend(view.apps.iter().filter_map(|a| a.live_claim().map(str::to_string)));
+    serials.extend(
+        view.apps
+            .iter()
+            .filter_map(|a| a.live_claim().map(str::to_string)),
+    );
     serials.sort();
     serials.dedup();
-    say(&format!("audit: looking up {} claimed numbers", serials.len()));
+    say(&format!(
+        "audit: looking up {} claimed numbers",
+        serials.len()
+    ));
     let api3 = api.clone();
     let office_owned = office.to_string();
     let answers = for_each_concurrent(serials, 32, move |serial| {
@@ -601,11 +693,21 @@ mod tests {
     fn buyer(i: u32, kind: Kind, claim: Option<&str>, custom: u32, random: u32) -> BuyerRecord {
         BuyerRecord {
             application: Some(format!("lt-{i}")),
-            outcome: if claim.is_some() { Outcome::Claimed } else { Outcome::Exhausted },
+            outcome: if claim.is_some() {
+                Outcome::Claimed
+            } else {
+                Outcome::Exhausted
+            },
             claim: claim.map(str::to_string),
             claim_via: claim.map(|_| Style::Random),
-            custom_debit: Debit { min: custom, max: custom },
-            random_debit: Debit { min: random, max: random },
+            custom_debit: Debit {
+                min: custom,
+                max: custom,
+            },
+            random_debit: Debit {
+                min: random,
+                max: random,
+            },
             requests: 20,
             selection_requests: 10,
             ..BuyerRecord::new(i, &format!("u{i}"), kind, Style::Random)
@@ -616,7 +718,12 @@ mod tests {
         ServerApp {
             id: format!("lt-{i}"),
             user: format!("u{i}"),
-            state: if claim.is_some() { "claimed" } else { "exhausted" }.into(),
+            state: if claim.is_some() {
+                "claimed"
+            } else {
+                "exhausted"
+            }
+            .into(),
             custom_left,
             random_left,
             claim: claim.map(str::to_string),
@@ -628,17 +735,17 @@ mod tests {
     /// A consistent run: three buyers, two claims (one lucky, by the bot).
     fn clean() -> (Vec<BuyerRecord>, ServerView) {
         let history = vec![
-            buyer(1, Kind::Person, Some("A0001"), 0, 2),
+            buyer(1, Kind::Person, Some("A1357"), 0, 2),
             buyer(2, Kind::Bot, Some("A8888"), 10, 0),
             buyer(3, Kind::Person, None, 20, 5),
         ];
         let apps = vec![
-            app(1, Some("A0001"), 20, 3),
+            app(1, Some("A1357"), 20, 3),
             app(2, Some("A8888"), 10, 5),
             app(3, None, 0, 0),
         ];
         let mut owners = BTreeMap::new();
-        owners.insert("A0001".to_string(), vec!["lt-1".to_string()]);
+        owners.insert("A1357".to_string(), vec!["lt-1".to_string()]);
         owners.insert("A8888".to_string(), vec!["lt-2".to_string()]);
         let view = ServerView {
             apps,
@@ -657,7 +764,11 @@ mod tests {
     }
 
     fn failing(r: &AuditReport) -> Vec<&str> {
-        r.checks.iter().filter(|c| !c.passed).map(|c| c.id.as_str()).collect()
+        r.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.id.as_str())
+            .collect()
     }
 
     #[test]
@@ -673,16 +784,25 @@ mod tests {
     #[test]
     fn a_number_claimed_twice_fails_i1() {
         let (mut h, mut v) = clean();
-        // Buyer 3's application also holds A0001, and the tool was told so.
-        v.apps[2] = app(3, Some("A0001"), 20, 4);
-        h[2] = buyer(3, Kind::Person, Some("A0001"), 0, 1);
+        // Buyer 3's application also holds A1357, and the tool was told so.
+        v.apps[2] = app(3, Some("A1357"), 20, 4);
+        h[2] = buyer(3, Kind::Person, Some("A1357"), 0, 1);
         v.release.as_mut().expect("release").claimed = 3;
         v.release.as_mut().expect("release").available = 97;
         let r = audit(&h, &exp(), &v);
         assert_eq!(failing(&r), vec!["I1"], "{:#?}", r.checks);
         let i1 = &r.checks[0];
-        assert!(i1.examples.iter().any(|e| e.contains("A0001 is claimed by lt-1, lt-3")), "{:?}", i1.examples);
-        assert!(i1.examples.iter().any(|e| e.contains("acknowledged as claimed to u1, u3")));
+        assert!(
+            i1.examples
+                .iter()
+                .any(|e| e.contains("A1357 is claimed by lt-1, lt-3")),
+            "{:?}",
+            i1.examples
+        );
+        assert!(i1
+            .examples
+            .iter()
+            .any(|e| e.contains("acknowledged as claimed to u1, u3")));
         assert_eq!(i1.violations, 2);
     }
 
@@ -710,7 +830,11 @@ mod tests {
         let r = audit(&h, &exp(), &v);
         assert!(failing(&r).contains(&"I2"), "{:#?}", r.checks);
         let i2 = r.checks.iter().find(|c| c.id == "I2").expect("I2");
-        assert!(i2.examples[0].contains("acknowledged claim A0001 is missing"), "{:?}", i2.examples);
+        assert!(
+            i2.examples[0].contains("acknowledged claim A1357 is missing"),
+            "{:?}",
+            i2.examples
+        );
         // The count-level check sees it too.
         assert!(failing(&r).contains(&"conservation"));
     }
@@ -819,7 +943,10 @@ mod tests {
             {"id": 2, "total": 7, "counts": {"available": 7}}]}]);
         let (r, held) = parse_stats(&nested, "1");
         let r = r.expect("release 1");
-        assert_eq!((r.total, r.available, r.held, r.claimed, r.sum()), (10, 5, 2, 3, 10));
+        assert_eq!(
+            (r.total, r.available, r.held, r.claimed, r.sum()),
+            (10, 5, 2, 3, 10)
+        );
         assert_eq!(held, Some(2));
         let flat = json!({"office": "x", "classes": [{"class": "small", "held": 0, "releases": [
             {"id": "r7", "total": 4, "available": 4}]}]});
@@ -833,7 +960,7 @@ mod tests {
     fn server_applications_are_read_from_the_api_shape() {
         let v = json!({
             "id": "lt_1-3", "state": "claimed", "custom_left": 15, "random_left": 5,
-            "batch": {"plates": [{"serial": "A0001"}], "expires_in_ms": 0},
+            "batch": {"plates": [{"serial": "A1357"}], "expires_in_ms": 0},
             "candidates": {"plates": [{"serial": "A0002"}, {"serial": "A0003"}], "expires_in_ms": 900},
             "claim": {"serial": "a1688", "void": false}
         });
@@ -843,7 +970,10 @@ mod tests {
         assert_eq!(a.live_holds, 2);
         assert_eq!(a.user, "u3");
         let void = json!({"id": "x-1", "state": "voided", "claim": {"serial": "A1", "void": true}});
-        assert_eq!(ServerApp::from_json(&void, "u").expect("app").live_claim(), None);
+        assert_eq!(
+            ServerApp::from_json(&void, "u").expect("app").live_claim(),
+            None
+        );
         assert!(ServerApp::from_json(&json!({"state": "claimed"}), "u").is_none());
     }
 }

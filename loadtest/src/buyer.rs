@@ -198,13 +198,20 @@ struct Buyer<'a> {
     random_left: u32,
     candidates: Vec<String>,
     candidates_until: Instant,
+    /// When the office allows the next custom check (the interval also runs from the identity
+    /// verification).
+    next_check: Instant,
 }
 
 /// Runs one buyer from `arrival` to the end of its visit.
 pub async fn run(ctx: Rc<Ctx>, plan: BuyerPlan, arrival: Instant) -> BuyerRecord {
     let sh = &ctx.shared;
     let id = identity(sh.tag, plan.index, plan.kind, sh.scenario.bot_ips);
-    let token = sh.tokens.get(plan.index as usize).cloned().unwrap_or_default();
+    let token = sh
+        .tokens
+        .get(plan.index as usize)
+        .cloned()
+        .unwrap_or_default();
     let mut b = Buyer {
         ctx: &ctx,
         rec: BuyerRecord::new(plan.index, &id.user, plan.kind, plan.style),
@@ -218,6 +225,7 @@ pub async fn run(ctx: Rc<Ctx>, plan: BuyerPlan, arrival: Instant) -> BuyerRecord
         random_left: sh.scenario.rules.random_quota,
         candidates: Vec::new(),
         candidates_until: arrival,
+        next_check: arrival,
         plan,
     };
     actix_rt::time::sleep_until(arrival.into()).await;
@@ -273,7 +281,15 @@ impl Buyer<'_> {
     /// Sends at `self.next`, records, and retries what is safe to retry: transport failures
     /// (with the same `Idempotency-Key`, or for reads), 429s (after `retry_after_ms`, or at once
     /// for bots), 503s, and a keyed request still being handled. Returns the final answer.
-    async fn call(&mut self, step: Step, method: Method, path: &str, body: Option<Value>, operator: bool, keyed: bool) -> Result<Answer, Fail> {
+    async fn call(
+        &mut self,
+        step: Step,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        operator: bool,
+        keyed: bool,
+    ) -> Result<Answer, Fail> {
         let sh = self.ctx.shared.clone();
         let s = &sh.scenario;
         let key = (keyed && s.idempotency_keys).then(|| {
@@ -302,6 +318,8 @@ impl Buyer<'_> {
                 ip,
                 key: key.as_deref(),
             };
+            let window = Duration::from_millis(s.rules.opening_window_ms);
+            let counted = step.at(intended, sh.opening, window);
             let result = self.ctx.api.send(&call).await;
             let done = Instant::now();
             self.next = done;
@@ -310,7 +328,7 @@ impl Buyer<'_> {
                 Err(kind) => Ending::Transport(kind.clone()),
             };
             let is_error = ending.error_kind().is_some();
-            lock(&sh.recorder).request(step, self.plan.kind, intended, done, &ending);
+            lock(&sh.recorder).request(counted, self.plan.kind, intended, done, &ending);
             Live::add(&sh.live.requests, 1);
             if is_error {
                 Live::add(&sh.live.errors, 1);
@@ -408,7 +426,14 @@ impl Buyer<'_> {
     async fn stage1(&mut self) -> Result<(), Stop> {
         let sh = self.ctx.shared.clone();
         let a = self
-            .call(Step::SmsApply, Method::POST, "/v1/sms", Some(json!({"purpose": "apply"})), false, false)
+            .call(
+                Step::SmsApply,
+                Method::POST,
+                "/v1/sms",
+                Some(json!({"purpose": "apply"})),
+                false,
+                false,
+            )
             .await
             .map_err(|f| fail_stop("sms apply", f))?;
         if !a.ok() && a.code() != Some("sms_too_soon") {
@@ -424,7 +449,14 @@ impl Buyer<'_> {
             "sms_code": code,
         });
         let a = self
-            .call(Step::Apply, Method::POST, "/v1/applications", Some(body), false, true)
+            .call(
+                Step::Apply,
+                Method::POST,
+                "/v1/applications",
+                Some(body),
+                false,
+                true,
+            )
             .await
             .map_err(|f| fail_stop("apply", f))?;
         let id = match (a.status, a.body.get("id").and_then(Value::as_str)) {
@@ -462,10 +494,19 @@ impl Buyer<'_> {
         let path = format!("/v1/applications/{id}/identity");
         for _ in 0..10 {
             let a = self
-                .call(Step::Identity, Method::POST, &path, Some(json!({"sms_code": code})), false, true)
+                .call(
+                    Step::Identity,
+                    Method::POST,
+                    &path,
+                    Some(json!({"sms_code": code})),
+                    false,
+                    true,
+                )
                 .await
                 .map_err(|f| fail_stop("identity", f))?;
             if a.ok() {
+                let interval = Duration::from_millis(sh.scenario.rules.custom_min_interval_ms);
+                self.next_check = self.next + interval;
                 return Ok(());
             }
             if a.code() == Some("sms_too_soon") {
@@ -480,7 +521,11 @@ impl Buyer<'_> {
 
     /// The keyboard's enabled characters per position, given `entered`.
     async fn keyboard(&mut self, entered: &str) -> Result<Vec<Vec<u8>>, Stop> {
-        let path = format!("/v1/applications/{}/keyboard?entered={}", self.app, query_value(entered));
+        let path = format!(
+            "/v1/applications/{}/keyboard?entered={}",
+            self.app,
+            query_value(entered)
+        );
         let a = self
             .call(Step::Keyboard, Method::GET, &path, None, false, false)
             .await
@@ -527,7 +572,11 @@ impl Buyer<'_> {
             let plates = if self.is_bot() {
                 let len = kb.len();
                 let t = targets.get_or_insert_with(|| {
-                    let middle = if len > 5 { kb[1..len - 4].to_vec() } else { Vec::new() };
+                    let middle = if len > 5 {
+                        kb[1..len - 4].to_vec()
+                    } else {
+                        Vec::new()
+                    };
                     lucky::bot_targets(&kb[0], &middle, &sh.composition)
                 });
                 let mut next: Vec<String> = t
@@ -538,8 +587,20 @@ impl Buyer<'_> {
                     .cloned()
                     .collect();
                 if next.len() < n {
-                    let more = lucky::wishes(&kb, None, n - next.len(), 1.0, &tried, &sh.composition, &mut self.rng);
-                    next.extend(more.into_iter().filter(|m| !next.contains(m)).collect::<Vec<_>>());
+                    let more = lucky::wishes(
+                        &kb,
+                        None,
+                        n - next.len(),
+                        1.0,
+                        &tried,
+                        &sh.composition,
+                        &mut self.rng,
+                    );
+                    next.extend(
+                        more.into_iter()
+                            .filter(|m| !next.contains(m))
+                            .collect::<Vec<_>>(),
+                    );
                 }
                 next
             } else {
@@ -553,14 +614,30 @@ impl Buyer<'_> {
                     continue;
                 }
                 self.think();
-                lucky::wishes(&guided, Some(first), n, s.lucky_preference, &tried, &sh.composition, &mut self.rng)
+                lucky::wishes(
+                    &guided,
+                    Some(first),
+                    n,
+                    s.lucky_preference,
+                    &tried,
+                    &sh.composition,
+                    &mut self.rng,
+                )
             };
             if plates.is_empty() {
                 return None;
             }
+            if !self.is_bot() {
+                // A person presses "check" once the button's countdown is over.
+                let at = self.next_check;
+                self.wait_until(at);
+            }
             let count = plates.len() as u32;
             let body = json!({ "plates": plates });
-            let a = match self.call(Step::Custom, Method::POST, &path, Some(body), false, true).await {
+            let a = match self
+                .call(Step::Custom, Method::POST, &path, Some(body), false, true)
+                .await
+            {
                 Ok(a) => a,
                 Err(Fail::Budget) => return Some((Outcome::GaveUp, None)),
                 Err(Fail::Transport(kind)) => {
@@ -598,13 +675,17 @@ impl Buyer<'_> {
                         .error_u64("custom_left")
                         .map(|v| v as u32)
                         .unwrap_or(self.custom_left.saturating_sub(count));
-                    let wait = Duration::from_millis(a.error_u64("next_check_in_ms").unwrap_or(s.rules.custom_min_interval_ms));
+                    let wait = Duration::from_millis(
+                        a.error_u64("next_check_in_ms")
+                            .unwrap_or(s.rules.custom_min_interval_ms),
+                    );
                     let done = self.next;
+                    self.next_check = done + wait;
                     if self.is_bot() {
-                        self.next = done + wait.saturating_sub(Duration::from_millis(s.bot_early_ms));
+                        self.next =
+                            done + wait.saturating_sub(Duration::from_millis(s.bot_early_ms));
                     } else {
                         self.think();
-                        self.wait_until(done + wait);
                     }
                 }
                 (409, Some("quota_spent")) => self.custom_left = 0,
@@ -643,7 +724,14 @@ impl Buyer<'_> {
             let i = lucky::best(&self.candidates)?;
             let serial = self.candidates[i].clone();
             let a = match self
-                .call(Step::Claim, Method::POST, &path, Some(json!({ "serial": serial })), false, true)
+                .call(
+                    Step::Claim,
+                    Method::POST,
+                    &path,
+                    Some(json!({ "serial": serial })),
+                    false,
+                    true,
+                )
                 .await
             {
                 Ok(a) => a,
@@ -681,10 +769,19 @@ impl Buyer<'_> {
         let draws = format!("/v1/applications/{}/draws", self.app);
         let pick = format!("/v1/applications/{}/candidates", self.app);
         let mut errors = 0;
+        let mut empty_since: Option<Instant> = None;
+        let patience = Duration::from_millis(s.rules.longest_hold_ms() + 1_000);
         while self.random_left > 0 {
             let exclude_four = !self.is_bot() && self.rng.random_bool(s.exclude_four_share);
             let a = match self
-                .call(Step::Draw, Method::POST, &draws, Some(json!({ "exclude_four": exclude_four })), false, true)
+                .call(
+                    Step::Draw,
+                    Method::POST,
+                    &draws,
+                    Some(json!({ "exclude_four": exclude_four })),
+                    false,
+                    true,
+                )
                 .await
             {
                 Ok(a) => a,
@@ -700,6 +797,7 @@ impl Buyer<'_> {
             };
             let batch = match (a.status, a.code()) {
                 (200 | 201, _) => {
+                    empty_since = None;
                     self.rec.random_debit.exact(1);
                     self.random_left = a
                         .body
@@ -711,10 +809,23 @@ impl Buyer<'_> {
                     a.body.get("batch").map(hold_serials).unwrap_or_default()
                 }
                 (409, Some("not_available")) => {
-                    return match self.claim_best().await {
-                        Some(stop) => stop,
-                        None => (Outcome::PoolEmpty, None),
-                    };
+                    if let Some(stop) = self.claim_best().await {
+                        return stop;
+                    }
+                    // Numbers others hold come back when their holds expire: look again until
+                    // the longest hold could have expired since the pool first looked empty.
+                    let now = self.next;
+                    let since = *empty_since.get_or_insert(now);
+                    if now.duration_since(since) > patience {
+                        return (Outcome::PoolEmpty, None);
+                    }
+                    if self.is_bot() {
+                        self.next += Duration::from_millis(s.bot_retry_ms.max(1));
+                    } else {
+                        self.think();
+                        self.think();
+                    }
+                    continue;
                 }
                 (409, Some("quota_spent")) => {
                     self.random_left = 0;
@@ -732,7 +843,14 @@ impl Buyer<'_> {
             self.think();
             if let Some(i) = lucky::best(&batch) {
                 match self
-                    .call(Step::Candidate, Method::POST, &pick, Some(json!({ "serial": batch[i] })), false, true)
+                    .call(
+                        Step::Candidate,
+                        Method::POST,
+                        &pick,
+                        Some(json!({ "serial": batch[i] })),
+                        false,
+                        true,
+                    )
                     .await
                 {
                     Ok(a) if a.ok() => self.set_candidates(a.body.get("candidates")),
@@ -741,12 +859,15 @@ impl Buyer<'_> {
                     Err(Fail::Transport(_)) => errors += 1,
                 }
             }
-            let best = lucky::best(&self.candidates).map(|i| lucky::lucky_score(&self.candidates[i]));
+            let best =
+                lucky::best(&self.candidates).map(|i| lucky::lucky_score(&self.candidates[i]));
             let settle = match (self.plan.kind, best) {
                 (_, None) => false,
                 (_, Some(_)) if self.random_left == 0 => true,
                 (Kind::Bot, Some(score)) => score >= 3,
-                (Kind::Person, Some(score)) => score >= 2 || self.rng.random_bool(s.settle_probability),
+                (Kind::Person, Some(score)) => {
+                    score >= 2 || self.rng.random_bool(s.settle_probability)
+                }
             };
             if settle {
                 self.think();
@@ -769,7 +890,10 @@ mod tests {
     #[test]
     fn sms_codes_are_read_from_the_text() {
         assert_eq!(
-            sms_code("【互联网预选号牌】您正在申请预选号牌，验证码 042137，5分钟内有效，请勿告诉他人。").as_deref(),
+            sms_code(
+                "【互联网预选号牌】您正在申请预选号牌，验证码 042137，5分钟内有效，请勿告诉他人。"
+            )
+            .as_deref(),
             Some("042137")
         );
         assert_eq!(sms_code("code 123456").as_deref(), Some("123456"));

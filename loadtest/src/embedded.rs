@@ -53,7 +53,9 @@ pub struct Embedded {
 }
 
 fn secret(rng: &mut impl Rng, n: usize) -> String {
-    (0..n).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+    (0..n)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
 }
 
 impl Embedded {
@@ -85,7 +87,8 @@ impl Embedded {
         if opts.trust_loopback {
             config.trusted_proxies = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
         }
-        let (operator_token, token_secret) = (config.operator_token.clone(), config.token_secret.clone());
+        let (operator_token, token_secret) =
+            (config.operator_token.clone(), config.token_secret.clone());
         let (tx, rx) = std::sync::mpsc::channel::<Result<(SocketAddr, ServerHandle), String>>();
         let workers = opts.workers.max(1);
         let durability = opts.durability;

@@ -73,6 +73,9 @@ fn nice(max: f64) -> f64 {
     10.0 * exp
 }
 
+/// Reads one count of a second of the timeline.
+type SecondField = fn(&crate::recorder::Second) -> u64;
+
 /// Throughput over time: offered, accepted and errors per second, arrivals, and the opening.
 fn throughput_svg(r: &Report) -> String {
     let (w, h, left, bottom, top, right) = (1000.0, 300.0, 60.0, 30.0, 12.0, 12.0);
@@ -123,7 +126,7 @@ fn throughput_svg(r: &Report) -> String {
             top + 12.0
         );
     }
-    let series: [(&str, fn(&crate::recorder::Second) -> u64); 4] = [
+    let series: [(&str, SecondField); 4] = [
         ("#8a94a6", |s| s.arrivals),
         ("#1a73e8", |s| s.offered),
         ("#137333", |s| s.accepted),
@@ -135,7 +138,13 @@ fn throughput_svg(r: &Report) -> String {
             .iter()
             .enumerate()
             // Each second's count is drawn at the second's middle.
-            .map(|(i, s)| format!("{:.1},{:.1}", x(i as f64 + 0.5).min(w - right), y(get(s) as f64)))
+            .map(|(i, s)| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(i as f64 + 0.5).min(w - right),
+                    y(get(s) as f64)
+                )
+            })
             .collect();
         if !pts.is_empty() {
             let _ = write!(
@@ -186,9 +195,19 @@ fn latency_svg(r: &Report) -> String {
             esc(&s.name)
         );
         let Latency {
-            p50_ms, p99_ms, p999_ms, ..
+            p50_ms,
+            p99_ms,
+            p999_ms,
+            ..
         } = s.latency;
-        for (k, (v, color)) in [(p999_ms, "#f2b8b5"), (p99_ms, "#ee675c"), (p50_ms, "#1a73e8")].iter().enumerate() {
+        for (k, (v, color)) in [
+            (p999_ms, "#f2b8b5"),
+            (p99_ms, "#ee675c"),
+            (p50_ms, "#1a73e8"),
+        ]
+        .iter()
+        .enumerate()
+        {
             let hgt = [22.0, 16.0, 10.0][k];
             let _ = write!(
                 o,
@@ -268,25 +287,78 @@ pub fn render(r: &Report) -> String {
     );
     o.push_str("<div class=\"cards\">");
     let claimed = r.buyers.outcomes.get("claimed").copied().unwrap_or(0);
-    card(&mut o, &format!("{} / {}", r.buyers.finished, r.buyers.total), "buyers finished", if r.buyers.finished == r.buyers.total { "ok" } else { "bad" });
+    card(
+        &mut o,
+        &format!("{} / {}", r.buyers.finished, r.buyers.total),
+        "buyers finished",
+        if r.buyers.finished == r.buyers.total {
+            "ok"
+        } else {
+            "bad"
+        },
+    );
     card(&mut o, &claimed.to_string(), "numbers claimed", "");
     card(&mut o, &r.requests.to_string(), "requests", "");
-    card(&mut o, &format!("{:.3}%", r.error_rate * 100.0), "error rate", if r.errors == 0 { "ok" } else { "bad" });
-    card(&mut o, &format!("{:.1} ms", r.overall.p99_ms), "p99, all steps", "");
-    card(&mut o, &format!("{}/s", r.accepted_peak_rps), "peak accepted", "");
+    card(
+        &mut o,
+        &format!("{:.3}%", r.error_rate * 100.0),
+        "error rate",
+        if r.errors == 0 { "ok" } else { "bad" },
+    );
+    card(
+        &mut o,
+        &format!("{:.1} ms", r.overall.p99_ms),
+        "p99, all steps",
+        "",
+    );
+    card(
+        &mut o,
+        &format!("{}/s", r.accepted_peak_rps),
+        "peak accepted",
+        "",
+    );
     if let Some(a) = &r.audit {
-        card(&mut o, if a.passed { "passed" } else { "FAILED" }, "audit", if a.passed { "ok" } else { "bad" });
+        card(
+            &mut o,
+            if a.passed { "passed" } else { "FAILED" },
+            "audit",
+            if a.passed { "ok" } else { "bad" },
+        );
     }
-    card(&mut o, &pct(r.cpu.loadtest_share), &format!("loadtest CPU of {} cores", r.cpu.cores), "");
-    card(&mut o, &r.exit_code.to_string(), "exit code", if r.exit_code == 0 { "ok" } else { "bad" });
+    card(
+        &mut o,
+        &pct(r.cpu.loadtest_share),
+        &format!("loadtest CPU of {} cores", r.cpu.cores),
+        "",
+    );
+    card(
+        &mut o,
+        &r.exit_code.to_string(),
+        "exit code",
+        if r.exit_code == 0 { "ok" } else { "bad" },
+    );
     o.push_str("</div>");
 
+    if let Some(w) = r.client.warning() {
+        let _ = write!(o, "<p class=\"bad\">Warning: {}</p>", esc(&w));
+    }
     o.push_str("<h2>Throughput over time</h2>");
-    legend(&mut o, &[("#8a94a6", "buyers arriving/s"), ("#1a73e8", "offered req/s (intended send time)"), ("#137333", "accepted req/s"), ("#b3261e", "errors/s")]);
+    legend(
+        &mut o,
+        &[
+            ("#8a94a6", "buyers arriving/s"),
+            ("#1a73e8", "offered req/s (intended send time)"),
+            ("#137333", "accepted req/s"),
+            ("#b3261e", "errors/s"),
+        ],
+    );
     o.push_str(&throughput_svg(r));
 
     o.push_str("<h2>Latency per step (from the intended send time)</h2>");
-    legend(&mut o, &[("#1a73e8", "p50"), ("#ee675c", "p99"), ("#f2b8b5", "p99.9")]);
+    legend(
+        &mut o,
+        &[("#1a73e8", "p50"), ("#ee675c", "p99"), ("#f2b8b5", "p99.9")],
+    );
     o.push_str(&latency_svg(r));
     o.push_str("<table><tr><th class=\"l\">step</th><th class=\"l\">request</th><th>sent</th><th>errors</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th class=\"l\">answers</th></tr>");
     for st in r.steps.iter().filter(|s| s.sent > 0) {
@@ -323,7 +395,12 @@ pub fn render(r: &Report) -> String {
             };
             let people = r.buyers.people_outcomes.get(k).copied().unwrap_or(0);
             let bots = r.buyers.bot_outcomes.get(k).copied().unwrap_or(0);
-            (k.clone(), *v as f64, color, format!("{v} ({people} people, {bots} bots)"))
+            (
+                k.clone(),
+                *v as f64,
+                color,
+                format!("{v} ({people} people, {bots} bots)"),
+            )
         })
         .collect();
     o.push_str(&bars_svg("outcomes", &rows, max));
@@ -336,7 +413,9 @@ pub fn render(r: &Report) -> String {
     }
     o.push_str("<h2>Errors by kind</h2>");
     if r.errors_by_kind.is_empty() {
-        o.push_str("<p class=\"ok\">No errors: every answer was a success or a business outcome.</p>");
+        o.push_str(
+            "<p class=\"ok\">No errors: every answer was a success or a business outcome.</p>",
+        );
     } else {
         o.push_str("<table><tr><th class=\"l\">kind</th><th>count</th></tr>");
         for (k, v) in &r.errors_by_kind {
@@ -359,6 +438,13 @@ pub fn render(r: &Report) -> String {
             a.acknowledged_claims,
             a.server_claims
         );
+        if let Some(rc) = &a.release {
+            let _ = write!(
+                o,
+                "<p>Release {}: {} numbers — {} claimed, {} issued, {} available, {} held, {} withdrawn, {} pending.</p>",
+                esc(&rc.id), rc.total, rc.claimed, rc.issued, rc.available, rc.held, rc.withdrawn, rc.pending
+            );
+        }
         o.push_str("<table><tr><th class=\"l\">check</th><th class=\"l\">what</th><th>checked</th><th>violations</th><th class=\"l\">examples</th></tr>");
         for c in &a.checks {
             let _ = write!(
@@ -374,14 +460,48 @@ pub fn render(r: &Report) -> String {
         }
         o.push_str("</table>");
         let f = &a.fairness;
-        let _ = write!(o, "<h2>Fairness</h2><p>{} claims, {} of them lucky numbers (88, 666, 8888 patterns).</p>", f.claims, f.lucky_claims);
+        let _ = write!(
+            o,
+            "<h2>Fairness</h2><p>{} claims, {} of them lucky numbers (88, 666, 8888 patterns).</p>",
+            f.claims, f.lucky_claims
+        );
         let rows = vec![
-            ("people: share of buyers".to_string(), f.people.buyer_share, "#8a94a6", pct(f.people.buyer_share)),
-            ("people: share of claims".to_string(), f.people.claim_share, "#1a73e8", pct(f.people.claim_share)),
-            ("people: share of lucky".to_string(), f.people.lucky_share, "#137333", pct(f.people.lucky_share)),
-            ("bots: share of buyers".to_string(), f.bots.buyer_share, "#8a94a6", pct(f.bots.buyer_share)),
-            ("bots: share of claims".to_string(), f.bots.claim_share, "#1a73e8", pct(f.bots.claim_share)),
-            ("bots: share of lucky".to_string(), f.bots.lucky_share, "#137333", pct(f.bots.lucky_share)),
+            (
+                "people: share of buyers".to_string(),
+                f.people.buyer_share,
+                "#8a94a6",
+                pct(f.people.buyer_share),
+            ),
+            (
+                "people: share of claims".to_string(),
+                f.people.claim_share,
+                "#1a73e8",
+                pct(f.people.claim_share),
+            ),
+            (
+                "people: share of lucky".to_string(),
+                f.people.lucky_share,
+                "#137333",
+                pct(f.people.lucky_share),
+            ),
+            (
+                "bots: share of buyers".to_string(),
+                f.bots.buyer_share,
+                "#8a94a6",
+                pct(f.bots.buyer_share),
+            ),
+            (
+                "bots: share of claims".to_string(),
+                f.bots.claim_share,
+                "#1a73e8",
+                pct(f.bots.claim_share),
+            ),
+            (
+                "bots: share of lucky".to_string(),
+                f.bots.lucky_share,
+                "#137333",
+                pct(f.bots.lucky_share),
+            ),
         ];
         o.push_str(&bars_svg("fairness", &rows, 1.0));
         o.push_str("<table><tr><th class=\"l\"></th><th>buyers</th><th>requests</th><th>selection requests</th><th>claims</th><th>lucky</th><th>claims/buyer</th><th>claims per 1k requests</th><th>lucky per 1k requests</th></tr>");
@@ -422,6 +542,32 @@ pub fn render(r: &Report) -> String {
         o.push_str("</ul>");
     }
 
+    if let Some(sw) = &r.sweep {
+        let _ = write!(
+            o,
+            "<h2>Maximum sustainable arrival rate: {}</h2><table><tr><th>buyers/s</th><th>buyers</th><th>finished</th><th>worst p99 ms</th><th class=\"l\">step</th><th>error rate</th><th>accepted req/s</th><th>peak</th><th>loadtest CPU</th><th class=\"l\">verdict</th></tr>",
+            sw.max_sustainable_rate.map_or("none held".to_string(), |v| format!("{v:.1} buyers/s"))
+        );
+        for st in &sw.steps {
+            let _ = write!(
+                o,
+                "<tr><td>{:.1}</td><td>{}</td><td>{}</td><td>{:.1}</td><td class=\"l\">{}</td><td>{:.4}%</td><td>{:.0}</td><td>{}</td><td>{}</td><td class=\"l {}\">{}</td></tr>",
+                st.rate,
+                st.buyers,
+                st.finished,
+                st.worst_p99_ms,
+                esc(&st.worst_step),
+                st.error_rate * 100.0,
+                st.accepted_mean_rps,
+                st.accepted_peak_rps,
+                pct(st.loadtest_share),
+                if st.passed { "ok" } else { "bad" },
+                if st.passed { "holds" } else { "breaks" }
+            );
+        }
+        o.push_str("</table>");
+    }
+
     let c = &r.cpu;
     let _ = write!(
         o,
@@ -438,7 +584,12 @@ pub fn render(r: &Report) -> String {
     let scenario = serde_json::to_value(s).unwrap_or_default();
     if let Some(map) = scenario.as_object() {
         for (k, v) in map {
-            let _ = write!(o, "<tr><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td></tr>", esc(k), esc(&v.to_string()));
+            let _ = write!(
+                o,
+                "<tr><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td></tr>",
+                esc(k),
+                esc(&v.to_string())
+            );
         }
     }
     o.push_str("</table></body></html>\n");
@@ -453,7 +604,9 @@ pub fn check_well_formed(doc: &str) -> Result<(), String> {
         .strip_prefix("<!DOCTYPE html>")
         .ok_or("the document does not start with <!DOCTYPE html>")?;
     let lower = doc.to_ascii_lowercase();
-    for bad in ["<script", "<link", "<img", "<iframe", "src=", "@import", "url("] {
+    for bad in [
+        "<script", "<link", "<img", "<iframe", "src=", "@import", "url(",
+    ] {
         if lower.contains(bad) {
             return Err(format!("external or active content: {bad}"));
         }
@@ -475,7 +628,10 @@ pub fn check_well_formed(doc: &str) -> Result<(), String> {
                 } else {
                     let self_closing = tag.ends_with('/');
                     let inner = tag.trim_end_matches('/');
-                    let name: String = inner.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+                    let name: String = inner
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric())
+                        .collect();
                     if name.is_empty() {
                         return Err(format!("bad tag <{tag}>"));
                     }
@@ -514,16 +670,24 @@ fn check_attributes(mut s: &str) -> Result<(), String> {
         if s.is_empty() {
             return Ok(());
         }
-        let eq = s.find('=').ok_or_else(|| format!("attribute without value: {s}"))?;
+        let eq = s
+            .find('=')
+            .ok_or_else(|| format!("attribute without value: {s}"))?;
         let name = &s[..eq];
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':')
+        {
             return Err(format!("bad attribute name {name:?}"));
         }
         let rest = &s[eq + 1..];
         if !rest.starts_with('"') {
             return Err(format!("attribute {name} is not quoted"));
         }
-        let close = rest[1..].find('"').ok_or_else(|| format!("attribute {name} is not closed"))?;
+        let close = rest[1..]
+            .find('"')
+            .ok_or_else(|| format!("attribute {name} is not closed"))?;
         let value = &rest[1..1 + close];
         if value.contains('<') {
             return Err(format!("attribute {name} holds a <"));
@@ -543,11 +707,19 @@ mod tests {
         let html = render(&r);
         check_well_formed(&html).unwrap_or_else(|e| panic!("{e}"));
         assert!(html.contains("<svg") && html.contains("<polyline") && html.contains("<rect"));
-        assert!(html.contains("Throughput over time") && html.contains("Fairness") && html.contains("Audit"));
+        assert!(
+            html.contains("Throughput over time")
+                && html.contains("Fairness")
+                && html.contains("Audit")
+        );
         // Every step that was used has a row; text is escaped (the target holds "<&>").
         assert!(html.contains("http://127.0.0.1:1 &lt;&amp;&gt;"));
         for st in r.steps.iter().filter(|s| s.sent > 0) {
-            assert!(html.contains(&format!("<td class=\"l\">{}</td>", st.name)), "{}", st.name);
+            assert!(
+                html.contains(&format!("<td class=\"l\">{}</td>", st.name)),
+                "{}",
+                st.name
+            );
         }
         // The only URL is the SVG namespace.
         let urls = html.matches("http").count();
@@ -562,8 +734,14 @@ mod tests {
         assert!(check_well_formed("<!DOCTYPE html><html><p a=b>x</p></html>").is_err());
         assert!(check_well_formed("<!DOCTYPE html><html>a & b</html>").is_err());
         assert!(check_well_formed("<!DOCTYPE html><html><meta charset=\"x\"></html>").is_err());
-        assert!(check_well_formed("<!DOCTYPE html><html><script src=\"x.js\"></script></html>").is_err());
+        assert!(
+            check_well_formed("<!DOCTYPE html><html><script src=\"x.js\"></script></html>")
+                .is_err()
+        );
         assert!(check_well_formed("<html></html>").is_err());
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

@@ -43,7 +43,12 @@ pub fn vin(tag: u32, index: u32) -> String {
 
 pub fn identity(tag: u32, index: u32, kind: Kind, bot_ips: u32) -> Identity {
     let ip = match kind {
-        Kind::Person => format!("10.{}.{}.{}", (index >> 16) & 255, (index >> 8) & 255, index & 255),
+        Kind::Person => format!(
+            "10.{}.{}.{}",
+            (index >> 16) & 255,
+            (index >> 8) & 255,
+            index & 255
+        ),
         Kind::Bot => format!("198.51.100.{}", index % bot_ips.clamp(1, 250) + 1),
     };
     Identity {

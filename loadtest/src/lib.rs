@@ -20,3 +20,4 @@ pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod sweep;

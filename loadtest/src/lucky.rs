@@ -35,7 +35,10 @@ pub fn lucky_score(serial: &str) -> u32 {
     if has("88") || has("66") || has("99") || has("168") || has("518") {
         return 2;
     }
-    let fortunate = b.iter().filter(|&&c| matches!(c, b'6' | b'8' | b'9')).count();
+    let fortunate = b
+        .iter()
+        .filter(|&&c| matches!(c, b'6' | b'8' | b'9'))
+        .count();
     u32::from(fortunate >= 2)
 }
 
@@ -63,9 +66,9 @@ pub fn best(serials: &[String]) -> Option<usize> {
 }
 
 const TAILS: &[&str] = &[
-    "8888", "6666", "9999", "1688", "5188", "8868", "6688", "8899", "1888", "6888", "8666",
-    "0888", "2888", "3888", "5888", "7888", "9888", "8886", "6668", "1666", "5166", "0168",
-    "0518", "1168", "2168", "3388", "5566", "6699", "8008", "8080",
+    "8888", "6666", "9999", "1688", "5188", "8868", "6688", "8899", "1888", "6888", "8666", "0888",
+    "2888", "3888", "5888", "7888", "9888", "8886", "6668", "1666", "5166", "0168", "0518", "1168",
+    "2168", "3388", "5566", "6699", "8008", "8080",
 ];
 
 fn random_enabled(enabled: &[u8], rng: &mut StdRng) -> Option<u8> {
@@ -148,7 +151,7 @@ pub fn bot_targets(firsts: &[u8], middle: &[Vec<u8>], rules: &CompositionRules) 
     let mut tails: Vec<&str> = TAILS.to_vec();
     tails.sort_by_key(|t| std::cmp::Reverse(lucky_score(t)));
     let mut out = Vec::new();
-    for tail in tails {
+    for tail in tails.into_iter().filter(|t| lucky_score(t) >= 2) {
         for &f in firsts {
             let mut s = vec![f];
             for set in middle {
@@ -159,7 +162,9 @@ pub fn bot_targets(firsts: &[u8], middle: &[Vec<u8>], rules: &CompositionRules) 
             }
             s.extend_from_slice(tail.as_bytes());
             if let Ok(text) = String::from_utf8(s) {
-                if Serial::parse(&text).is_ok_and(|serial| rules.allows(serial)) && !out.contains(&text) {
+                if Serial::parse(&text).is_ok_and(|serial| rules.allows(serial))
+                    && !out.contains(&text)
+                {
                     out.push(text);
                 }
             }
@@ -192,7 +197,10 @@ mod tests {
         assert!(is_lucky("A1688") && is_lucky("B6660") && !is_lucky("A6089"));
         assert!(preference("A1688") > preference("A4888") - 20);
         assert!(preference("A1234") < preference("A1235"));
-        let batch: Vec<String> = ["A1234", "A1688", "A0001", "A8888"].iter().map(|s| s.to_string()).collect();
+        let batch: Vec<String> = ["A1234", "A1688", "A0001", "A8888"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(best(&batch), Some(3));
         assert_eq!(best(&[]), None);
     }
@@ -201,7 +209,13 @@ mod tests {
     fn wishes_follow_the_keyboard_and_the_office_rules() {
         let mut rng = StdRng::seed_from_u64(3);
         let digits: Vec<u8> = b"0123456789".to_vec();
-        let enabled = vec![b"AB".to_vec(), digits.clone(), digits.clone(), digits.clone(), digits];
+        let enabled = vec![
+            b"AB".to_vec(),
+            digits.clone(),
+            digits.clone(),
+            digits.clone(),
+            digits,
+        ];
         let rules = small_rules(vec![DenyRule::ThreeIdenticalDigits]);
         let mut tried = HashSet::new();
         tried.insert("A8888".to_string());
@@ -210,17 +224,32 @@ mod tests {
             assert_eq!(w.len(), 5);
             for s in &w {
                 assert!(s.starts_with('B'), "{s}");
-                assert!(rules.allows(Serial::parse(s).expect("serial")), "{s} denied");
+                assert!(
+                    rules.allows(Serial::parse(s).expect("serial")),
+                    "{s} denied"
+                );
                 assert!(!tried.contains(s));
             }
             let unique: HashSet<&String> = w.iter().collect();
             assert_eq!(unique.len(), w.len());
         }
         // A keyboard with an empty position: nothing can be typed.
-        let dead = vec![b"A".to_vec(), Vec::new(), b"1".to_vec(), b"1".to_vec(), b"1".to_vec()];
+        let dead = vec![
+            b"A".to_vec(),
+            Vec::new(),
+            b"1".to_vec(),
+            b"1".to_vec(),
+            b"1".to_vec(),
+        ];
         assert!(wishes(&dead, None, 5, 0.5, &HashSet::new(), &rules, &mut rng).is_empty());
         // A keyboard that allows one number only: one wish, not a loop.
-        let one = vec![b"A".to_vec(), b"1".to_vec(), b"2".to_vec(), b"3".to_vec(), b"5".to_vec()];
+        let one = vec![
+            b"A".to_vec(),
+            b"1".to_vec(),
+            b"2".to_vec(),
+            b"3".to_vec(),
+            b"5".to_vec(),
+        ];
         let w = wishes(&one, None, 5, 0.5, &HashSet::new(), &rules, &mut rng);
         assert_eq!(w, vec!["A1235".to_string()]);
     }
@@ -229,7 +258,13 @@ mod tests {
     fn mostly_lucky_when_asked() {
         let mut rng = StdRng::seed_from_u64(9);
         let digits: Vec<u8> = b"0123456789".to_vec();
-        let enabled = vec![b"A".to_vec(), digits.clone(), digits.clone(), digits.clone(), digits];
+        let enabled = vec![
+            b"A".to_vec(),
+            digits.clone(),
+            digits.clone(),
+            digits.clone(),
+            digits,
+        ];
         let rules = small_rules(Vec::new());
         let w = wishes(&enabled, None, 200, 1.0, &HashSet::new(), &rules, &mut rng);
         let lucky = w.iter().filter(|s| is_lucky(s)).count();
@@ -238,7 +273,9 @@ mod tests {
         let lucky = plain.iter().filter(|s| is_lucky(s)).count();
         assert!(lucky * 4 < plain.len(), "{lucky} of {}", plain.len());
         let pattern = Pattern::parse("A####").expect("pattern");
-        assert!(w.iter().all(|s| pattern.matches(Serial::parse(s).expect("serial"))));
+        assert!(w
+            .iter()
+            .all(|s| pattern.matches(Serial::parse(s).expect("serial"))));
     }
 
     #[test]

@@ -84,7 +84,14 @@ pub fn office_id(s: &Scenario, tag: u32) -> String {
 
 /// Prepares the office. `token_secret`: sign citizen tokens locally (embedded mode, or a known
 /// secret); otherwise ask `POST /v1/admin/tokens` for each.
-pub async fn prepare(api: &Api, s: &Scenario, tag: u32, plans: &[BuyerPlan], token_secret: Option<&str>, say: &dyn Fn(&str)) -> Result<Prepared, String> {
+pub async fn prepare(
+    api: &Api,
+    s: &Scenario,
+    tag: u32,
+    plans: &[BuyerPlan],
+    token_secret: Option<&str>,
+    say: &dyn Fn(&str),
+) -> Result<Prepared, String> {
     let started = Instant::now();
     let office = office_id(s, tag);
     let notice_version = format!("lt-{tag:05}");
@@ -95,8 +102,12 @@ pub async fn prepare(api: &Api, s: &Scenario, tag: u32, plans: &[BuyerPlan], tok
         "rules": s.rules.to_json(),
         "notice": {"version": notice_version, "text": "platepool-loadtest rehearsal office"},
     });
-    api.operator(Method::PUT, &format!("/v1/admin/offices/{office}"), Some(&body))
-        .await?;
+    api.operator(
+        Method::PUT,
+        &format!("/v1/admin/offices/{office}"),
+        Some(&body),
+    )
+    .await?;
     say(&format!("office {office} configured"));
 
     let energy = s.energy();
@@ -113,11 +124,22 @@ pub async fn prepare(api: &Api, s: &Scenario, tag: u32, plans: &[BuyerPlan], tok
         let a = api
             .operator(Method::POST, "/v1/admin/certificates", Some(&body))
             .await?;
-        let rejected = a.body.get("rejected").and_then(Value::as_array).map_or(0, Vec::len);
+        let rejected = a
+            .body
+            .get("rejected")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
         if rejected > 0 {
-            return Err(format!("certificate import rejected rows: {}", a.describe()));
+            return Err(format!(
+                "certificate import rejected rows: {}",
+                a.describe()
+            ));
         }
-        imported += a.body.get("imported").and_then(Value::as_u64).unwrap_or(chunk.len() as u64);
+        imported += a
+            .body
+            .get("imported")
+            .and_then(Value::as_u64)
+            .unwrap_or(chunk.len() as u64);
     }
     say(&format!("{imported} certificate records imported"));
 
@@ -140,18 +162,23 @@ pub async fn prepare(api: &Api, s: &Scenario, tag: u32, plans: &[BuyerPlan], tok
         None => {
             let api = api.clone();
             let bot_ips = s.bot_ips;
-            let items: Vec<(u32, crate::scenario::Kind)> = plans.iter().map(|p| (p.index, p.kind)).collect();
+            let items: Vec<(u32, crate::scenario::Kind)> =
+                plans.iter().map(|p| (p.index, p.kind)).collect();
             let answers = for_each_concurrent(items, 32, move |(index, kind)| {
                 let api = api.clone();
                 async move {
                     let id = identity(tag, index, kind, bot_ips);
                     let body = json!({"user": id.user, "phone": id.phone, "ttl_s": TOKEN_TTL_S});
-                    let a = api.operator(Method::POST, "/v1/admin/tokens", Some(&body)).await?;
+                    let a = api
+                        .operator(Method::POST, "/v1/admin/tokens", Some(&body))
+                        .await?;
                     a.body
                         .get("token")
                         .and_then(Value::as_str)
                         .map(str::to_string)
-                        .ok_or_else(|| format!("POST /v1/admin/tokens: no token in {}", a.describe()))
+                        .ok_or_else(|| {
+                            format!("POST /v1/admin/tokens: no token in {}", a.describe())
+                        })
                 }
             })
             .await;
@@ -169,7 +196,11 @@ pub async fn prepare(api: &Api, s: &Scenario, tag: u32, plans: &[BuyerPlan], tok
         "patterns": s.patterns,
     });
     let a = api
-        .operator(Method::POST, &format!("/v1/admin/offices/{office}/releases"), Some(&body))
+        .operator(
+            Method::POST,
+            &format!("/v1/admin/offices/{office}/releases"),
+            Some(&body),
+        )
         .await?;
     let release_id = match a.body.get("id") {
         Some(Value::String(s)) => s.clone(),

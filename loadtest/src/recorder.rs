@@ -25,10 +25,15 @@ pub enum Step {
     Draw,
     Candidate,
     Claim,
+    /// A draw sent in the release's opening window (the office holds it until the window ends,
+    /// then serves the window's requests in random order).
+    DrawOpening,
+    /// A custom check sent in the opening window.
+    CustomOpening,
 }
 
 impl Step {
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 12] = [
         Step::SmsApply,
         Step::Outbox,
         Step::Apply,
@@ -39,6 +44,8 @@ impl Step {
         Step::Draw,
         Step::Candidate,
         Step::Claim,
+        Step::DrawOpening,
+        Step::CustomOpening,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +60,24 @@ impl Step {
             Step::Draw => "draw",
             Step::Candidate => "candidate",
             Step::Claim => "claim",
+            Step::DrawOpening => "draw@opening",
+            Step::CustomOpening => "custom@opening",
+        }
+    }
+
+    /// Sent in the opening window: its latency includes the wait the office imposes by design.
+    pub fn windowed(self) -> bool {
+        matches!(self, Step::DrawOpening | Step::CustomOpening)
+    }
+
+    /// The step a request of this kind counts under when intended at `intended`, given the
+    /// opening window `[opening, opening + window)`.
+    pub fn at(self, intended: Instant, opening: Instant, window: Duration) -> Step {
+        let in_window = intended >= opening && intended < opening + window;
+        match self {
+            Step::Draw if in_window => Step::DrawOpening,
+            Step::Custom if in_window => Step::CustomOpening,
+            other => other,
         }
     }
 
@@ -69,6 +94,8 @@ impl Step {
             Step::Draw => "POST /v1/applications/{id}/draws",
             Step::Candidate => "POST /v1/applications/{id}/candidates",
             Step::Claim => "POST /v1/applications/{id}/claim",
+            Step::DrawOpening => "POST /v1/applications/{id}/draws (opening window)",
+            Step::CustomOpening => "POST /v1/applications/{id}/custom (opening window)",
         }
     }
 
@@ -124,7 +151,9 @@ impl Ending {
     pub fn label(&self) -> String {
         match self {
             Ending::Answer { status, .. } if (200..300).contains(status) => "ok".into(),
-            Ending::Answer { status, code } => code.clone().unwrap_or_else(|| format!("http_{status}")),
+            Ending::Answer { status, code } => {
+                code.clone().unwrap_or_else(|| format!("http_{status}"))
+            }
             Ending::Transport(kind) => format!("transport_{kind}"),
         }
     }
@@ -231,8 +260,18 @@ impl Recorder {
     }
 
     /// One request: intended to go at `intended`, answered (or failed) at `done`.
-    pub fn request(&mut self, step: Step, kind: Kind, intended: Instant, done: Instant, ending: &Ending) {
-        let micros = done.saturating_duration_since(intended).as_micros().clamp(1, 3_600_000_000) as u64;
+    pub fn request(
+        &mut self,
+        step: Step,
+        kind: Kind,
+        intended: Instant,
+        done: Instant,
+        ending: &Ending,
+    ) {
+        let micros = done
+            .saturating_duration_since(intended)
+            .as_micros()
+            .clamp(1, 3_600_000_000) as u64;
         let error = ending.error_kind();
         let label = ending.label();
         let rec = &mut self.steps[step.index()];
@@ -310,14 +349,38 @@ mod tests {
     }
 
     #[test]
+    fn draws_and_checks_in_the_opening_window_count_apart() {
+        let opening = Instant::now();
+        let w = Duration::from_millis(1_000);
+        let at = |ms: u64| opening + Duration::from_millis(ms);
+        assert_eq!(Step::Draw.at(at(0), opening, w), Step::DrawOpening);
+        assert_eq!(Step::Draw.at(at(999), opening, w), Step::DrawOpening);
+        assert_eq!(Step::Draw.at(at(1_000), opening, w), Step::Draw);
+        assert_eq!(Step::Custom.at(at(10), opening, w), Step::CustomOpening);
+        assert_eq!(Step::Claim.at(at(10), opening, w), Step::Claim);
+        assert_eq!(Step::Draw.at(at(10), opening, Duration::ZERO), Step::Draw);
+        assert!(Step::DrawOpening.windowed() && !Step::Draw.windowed());
+        assert_eq!(Step::ALL.iter().filter(|s| s.windowed()).count(), 2);
+    }
+
+    #[test]
     fn business_answers_are_not_errors() {
         assert_eq!(answer(201, None).error_kind(), None);
         assert_eq!(answer(409, Some("not_available")).error_kind(), None);
         assert_eq!(answer(429, Some("too_soon")).error_kind(), None);
         assert_eq!(answer(429, Some("too_many_requests")).error_kind(), None);
-        assert_eq!(answer(400, Some("invalid_plate")).error_kind().as_deref(), Some("400 invalid_plate"));
-        assert_eq!(answer(503, Some("unavailable")).error_kind().as_deref(), Some("503 unavailable"));
-        assert_eq!(answer(502, None).error_kind().as_deref(), Some("502 (no error code)"));
+        assert_eq!(
+            answer(400, Some("invalid_plate")).error_kind().as_deref(),
+            Some("400 invalid_plate")
+        );
+        assert_eq!(
+            answer(503, Some("unavailable")).error_kind().as_deref(),
+            Some("503 unavailable")
+        );
+        assert_eq!(
+            answer(502, None).error_kind().as_deref(),
+            Some("502 (no error code)")
+        );
         assert_eq!(
             Ending::Transport("timeout".into()).error_kind().as_deref(),
             Some("transport: timeout")
@@ -335,13 +398,28 @@ mod tests {
         let intended = t0 + Duration::from_millis(500);
         let done = t0 + Duration::from_millis(2_500);
         r.request(Step::Draw, Kind::Bot, intended, done, &answer(201, None));
-        r.request(Step::Draw, Kind::Person, done, done, &answer(503, Some("unavailable")));
-        r.request(Step::Claim, Kind::Person, done, done, &Ending::Transport("connect".into()));
+        r.request(
+            Step::Draw,
+            Kind::Person,
+            done,
+            done,
+            &answer(503, Some("unavailable")),
+        );
+        r.request(
+            Step::Claim,
+            Kind::Person,
+            done,
+            done,
+            &Ending::Transport("connect".into()),
+        );
         let draw = r.step(Step::Draw);
         assert_eq!(draw.sent, 2);
         assert_eq!(draw.errors, 1);
         let max = Duration::from_micros(draw.latency.max());
-        assert!(max >= Duration::from_millis(1_990) && max <= Duration::from_millis(2_010), "{max:?}");
+        assert!(
+            max >= Duration::from_millis(1_990) && max <= Duration::from_millis(2_010),
+            "{max:?}"
+        );
         assert_eq!(r.timeline[0].offered, 1);
         assert_eq!(r.timeline[2].offered, 2);
         assert_eq!(r.timeline[2].accepted, 1);

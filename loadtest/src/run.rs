@@ -13,7 +13,7 @@ use crate::buyer::{self, lock, BuyerRecord, Ctx, Shared};
 use crate::identity::run_tag;
 use crate::prepare::{now_ms, prepare};
 use crate::recorder::{Live, Recorder};
-use crate::report::{Cpu, Report, RunFacts};
+use crate::report::{ClientPool, Cpu, Report, RunFacts};
 use crate::scenario::{plans, BuyerPlan, Model, Scenario};
 
 /// The gateway to rehearse against.
@@ -85,6 +85,9 @@ pub fn process_cpu_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// How long before the opening the connection pool is warmed up.
+const WARM_UP_LEAD: Duration = Duration::from_millis(1_500);
+
 enum Job {
     Open(Vec<BuyerPlan>),
     Closed {
@@ -93,10 +96,54 @@ enum Job {
     },
 }
 
-async fn worker(shared: Arc<Shared>, target: Target, connections: usize, job: Job, load_start: Instant) -> Vec<BuyerRecord> {
+async fn worker(
+    shared: Arc<Shared>,
+    target: Target,
+    connections: usize,
+    job: Job,
+    load_start: Instant,
+) -> (Vec<BuyerRecord>, usize, u64) {
     let timeout = Duration::from_millis(shared.scenario.timeout_ms);
     let api = Api::new(&target.base, &target.operator_token, connections, timeout);
-    let ctx = Rc::new(Ctx { api, shared });
+    let buyers = match &job {
+        Job::Open(plans) => plans.len(),
+        Job::Closed { slots, .. } => *slots,
+    };
+    // Open the connections the opening will need shortly before it (real buyers' browsers are
+    // connected already); a burst of new connections at the instant would overflow the
+    // server's accept queue and measure SYN retries instead of the gateway.
+    let warm_at = shared.opening.checked_sub(WARM_UP_LEAD);
+    if let Some(at) = warm_at.filter(|at| *at > Instant::now()) {
+        let api = api.clone();
+        let n = connections.min(buyers);
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep_until(at.into()).await;
+            let token = api.operator_token().to_string();
+            let mut handles = Vec::with_capacity(n);
+            for _ in 0..n {
+                let api = api.clone();
+                let token = token.clone();
+                handles.push(actix_rt::spawn(async move {
+                    let call = crate::api::Call {
+                        method: awc::http::Method::GET,
+                        path: "/healthz",
+                        token: &token,
+                        body: None,
+                        ip: None,
+                        key: None,
+                    };
+                    let _ = api.send(&call).await;
+                }));
+            }
+            for h in handles {
+                let _ = h.await;
+            }
+        });
+    }
+    let ctx = Rc::new(Ctx {
+        api: api.clone(),
+        shared,
+    });
     let mut out = Vec::new();
     match job {
         Job::Open(plans) => {
@@ -121,9 +168,14 @@ async fn worker(shared: Arc<Shared>, target: Target, connections: usize, job: Jo
                     actix_rt::spawn(async move {
                         let mut done = Vec::new();
                         loop {
-                            let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
+                            let next = queue
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .pop_front();
                             let Some(p) = next else { break };
-                            done.push(buyer::run(ctx.clone(), p, Instant::now().max(load_start)).await);
+                            done.push(
+                                buyer::run(ctx.clone(), p, Instant::now().max(load_start)).await,
+                            );
                         }
                         done
                     })
@@ -136,7 +188,7 @@ async fn worker(shared: Arc<Shared>, target: Target, connections: usize, job: Jo
             }
         }
     }
-    out
+    (out, api.pool().max_in_flight(), api.pool().waits())
 }
 
 fn fmt_ms(d: Duration) -> String {
@@ -189,7 +241,13 @@ pub fn run(s: &Scenario, target: &Target, opts: &RunOptions) -> Result<RunResult
     let mut handles = Vec::with_capacity(workers);
     for w in 0..workers {
         let job = match s.model {
-            Model::Open => Job::Open(plans.iter().filter(|p| p.index as usize % workers == w).cloned().collect()),
+            Model::Open => Job::Open(
+                plans
+                    .iter()
+                    .filter(|p| p.index as usize % workers == w)
+                    .cloned()
+                    .collect(),
+            ),
             Model::Closed => {
                 let c = s.concurrency as usize;
                 Job::Closed {
@@ -205,7 +263,13 @@ pub fn run(s: &Scenario, target: &Target, opts: &RunOptions) -> Result<RunResult
             .name(format!("load-{w}"))
             .spawn(move || {
                 let c0 = thread_cpu_secs();
-                let records = actix_rt::System::new().block_on(worker(shared, target, per_worker_connections, job, load_start));
+                let records = actix_rt::System::new().block_on(worker(
+                    shared,
+                    target,
+                    per_worker_connections,
+                    job,
+                    load_start,
+                ));
                 (records, thread_cpu_secs() - c0)
             })
             .map_err(|e| format!("worker thread: {e}"))?;
@@ -264,17 +328,26 @@ pub fn run(s: &Scenario, target: &Target, opts: &RunOptions) -> Result<RunResult
         eprintln!();
     }
     let mut history = Vec::with_capacity(plans.len());
+    let mut client = ClientPool {
+        connections: (per_worker_connections * workers) as u64,
+        ..ClientPool::default()
+    };
     let mut loadtest_cpu = thread_cpu_secs() - main0;
     for h in handles {
-        let (mut records, cpu) = h.join().map_err(|_| "a load worker panicked".to_string())?;
+        let ((mut records, max_in_flight, waits), cpu) =
+            h.join().map_err(|_| "a load worker panicked".to_string())?;
         history.append(&mut records);
         loadtest_cpu += cpu;
+        client.max_in_flight += max_in_flight as u64;
+        client.waits += waits;
     }
     history.sort_by_key(|b| b.index);
     let load_end = Instant::now();
     let load_secs = load_end.duration_since(prepared.load_start).as_secs_f64();
     let process_cpu = process_cpu_secs() - process0;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let capacity = load_secs.max(0.001) * cores as f64;
     let cpu = Cpu {
         cores,
@@ -282,7 +355,9 @@ pub fn run(s: &Scenario, target: &Target, opts: &RunOptions) -> Result<RunResult
         loadtest_secs: loadtest_cpu,
         process_secs: process_cpu,
         loadtest_share: loadtest_cpu / capacity,
-        gateway_share: target.embedded.then(|| ((process_cpu - loadtest_cpu).max(0.0)) / capacity),
+        gateway_share: target
+            .embedded
+            .then(|| ((process_cpu - loadtest_cpu).max(0.0)) / capacity),
     };
     say(&format!(
         "load done in {load_secs:.1} s: {} buyers finished, {} requests",
@@ -298,10 +373,19 @@ pub fn run(s: &Scenario, target: &Target, opts: &RunOptions) -> Result<RunResult
         exclusive: s.office.is_empty(),
     };
     let audit_report = if opts.audit {
-        let hold_wait = Duration::from_millis(s.rules.longest_hold_ms() + 1_200).saturating_sub(load_end.elapsed());
+        let hold_wait = Duration::from_millis(s.rules.longest_hold_ms() + 1_200)
+            .saturating_sub(load_end.elapsed());
         let view = actix_rt::System::new().block_on(async {
             let api = Api::new(&target.base, &target.operator_token, 64, timeout);
-            fetch(&api, &prepared.office, &prepared.release_id, &history, hold_wait, &say).await
+            fetch(
+                &api,
+                &prepared.office,
+                &prepared.release_id,
+                &history,
+                hold_wait,
+                &say,
+            )
+            .await
         });
         Some(audit(&history, &exp, &view))
     } else {
@@ -322,10 +406,14 @@ pub fn run(s: &Scenario, target: &Target, opts: &RunOptions) -> Result<RunResult
             release_total: prepared.release_total,
             started_at,
             opens_at: platepool_engine::calendar::rfc3339(prepared.opens_at_ms),
-            opening_at_secs: prepared.opening.duration_since(prepared.load_start).as_secs_f64(),
+            opening_at_secs: prepared
+                .opening
+                .duration_since(prepared.load_start)
+                .as_secs_f64(),
             prepare_secs: prepared.seconds,
             load_secs,
             cpu,
+            client,
             max_p99_ms: opts.max_p99_ms,
             max_error_rate: opts.max_error_rate,
         },

@@ -180,7 +180,7 @@ impl Default for Scenario {
             class: "small".into(),
             patterns: vec!["A####".into()],
             rules: Rules::default(),
-            connections: 256,
+            connections: 2_048,
             workers: 1,
             timeout_ms: 60_000,
             idempotency_keys: true,
@@ -193,10 +193,22 @@ impl Default for Scenario {
 
 /// Built-in scenarios (`--preset`).
 pub const PRESETS: &[(&str, &str)] = &[
-    ("smoke", "300 buyers over 2 s against 200 numbers, short rules: a rehearsal in ~20 s"),
-    ("opening", "20,000 buyers over 10 s against a 50,000-number release (the issue's figure)"),
-    ("bots", "2,000 buyers, half of them bots, racing for 1,000 numbers: what limits do to bots"),
-    ("closed", "closed model: 500 buyers in flight until 5,000 have finished"),
+    (
+        "smoke",
+        "300 buyers over 2 s against 200 numbers, short rules: a rehearsal in ~20 s",
+    ),
+    (
+        "opening",
+        "20,000 buyers over 10 s against a 50,000-number release (the issue's figure)",
+    ),
+    (
+        "bots",
+        "2,000 buyers, half of them bots, racing for 1,000 numbers: what limits do to bots",
+    ),
+    (
+        "closed",
+        "closed model: 500 buyers in flight until 5,000 have finished",
+    ),
 ];
 
 impl Scenario {
@@ -231,12 +243,15 @@ impl Scenario {
                 ramp_secs: 2.0,
                 opens_in_secs: 16.0,
                 patterns: vec!["[ABCDE]####".into()],
-                rules: Rules {
-                    sms_confirm_delay_ms: 5_000,
-                    ..fast
-                },
+                // The published rules but for hold lifetimes of 10 s and 15 s, so the audit can
+                // run soon after.
+                rules: Rules::default(),
                 think_min_ms: 200,
                 think_max_ms: 1_500,
+                // Every buyer waiting at the opening has a request parked in the opening window:
+                // as many connections as the process's descriptors allow beside the embedded
+                // gateway's own.
+                connections: 8_000,
                 ..base
             },
             "bots" => Scenario {
@@ -276,7 +291,12 @@ impl Scenario {
         PlateClass::builtin()
             .into_iter()
             .find(|c| c.name == self.class)
-            .ok_or_else(|| format!("class {} is not a built-in class (small, small_new_energy)", self.class))
+            .ok_or_else(|| {
+                format!(
+                    "class {} is not a built-in class (small, small_new_energy)",
+                    self.class
+                )
+            })
     }
 
     /// Energy of the virtual vehicles: what the class serves first.
@@ -313,7 +333,10 @@ impl Scenario {
             .iter()
             .map(|d| DenyRule::parse(d).map_err(|e| format!("deny rule {d}: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CompositionRules::new(class.default_custom_patterns.clone(), deny))
+        Ok(CompositionRules::new(
+            class.default_custom_patterns.clone(),
+            deny,
+        ))
     }
 
     /// Full arrival rate (open model), buyers per second.
@@ -399,14 +422,17 @@ impl Scenario {
         }
         self.composition()?;
         if !self.office.is_empty() {
-            platepool_engine::config::validate_office_id(&self.office).map_err(|e| format!("office: {e}"))?;
+            platepool_engine::config::validate_office_id(&self.office)
+                .map_err(|e| format!("office: {e}"))?;
         }
         let r = &self.rules;
         if r.custom_per_check == 0 || r.random_batch == 0 {
             return Err("rules.custom_per_check and rules.random_batch must be at least 1".into());
         }
         if r.random_ttl_ms < 1_000 || r.candidate_ttl_ms < 1_000 {
-            return Err("rules.random_ttl_ms and rules.candidate_ttl_ms must be at least 1000".into());
+            return Err(
+                "rules.random_ttl_ms and rules.candidate_ttl_ms must be at least 1000".into(),
+            );
         }
         Ok(())
     }
@@ -464,7 +490,13 @@ pub fn is_bot(i: u32, share: f64) -> bool {
 /// Arrival offsets of `n` buyers at full rate `rate` per second after a linear ramp of
 /// `ramp_secs`: the i-th arrival is where the cumulative arrivals reach i (evenly spaced), or a
 /// Poisson process's i-th point (`poisson`).
-pub fn arrival_offsets(n: u32, rate: f64, ramp_secs: f64, poisson: bool, rng: &mut StdRng) -> Vec<Duration> {
+pub fn arrival_offsets(
+    n: u32,
+    rate: f64,
+    ramp_secs: f64,
+    poisson: bool,
+    rng: &mut StdRng,
+) -> Vec<Duration> {
     let ramp = ramp_secs.max(0.0);
     let in_ramp = rate * ramp / 2.0;
     let inverse = |x: f64| -> f64 {
@@ -501,7 +533,11 @@ pub fn plans(s: &Scenario) -> Vec<BuyerPlan> {
         .enumerate()
         .map(|(i, arrival)| {
             let i = i as u32;
-            let kind = if is_bot(i, s.bots) { Kind::Bot } else { Kind::Person };
+            let kind = if is_bot(i, s.bots) {
+                Kind::Bot
+            } else {
+                Kind::Person
+            };
             let custom = match kind {
                 Kind::Person => s.custom_share,
                 Kind::Bot => s.bot_custom_share,
@@ -539,7 +575,10 @@ mod tests {
             s.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         assert!(Scenario::preset("nope").is_none());
-        assert_eq!(Scenario::preset("opening").expect("opening").release_size(), 50_000);
+        assert_eq!(
+            Scenario::preset("opening").expect("opening").release_size(),
+            50_000
+        );
     }
 
     #[test]
@@ -591,7 +630,10 @@ mod tests {
         assert_eq!(a[0], Duration::ZERO);
         assert!(a.windows(2).all(|w| w[0] <= w[1]), "sorted");
         let in_ramp = a.iter().filter(|d| d.as_secs_f64() < 2.0).count();
-        assert!((99..=101).contains(&in_ramp), "{in_ramp} arrivals in the ramp");
+        assert!(
+            (99..=101).contains(&in_ramp),
+            "{in_ramp} arrivals in the ramp"
+        );
         // The first second of the ramp holds a quarter of the ramp's arrivals.
         let first = a.iter().filter(|d| d.as_secs_f64() < 1.0).count();
         assert!((24..=26).contains(&first), "{first}");
@@ -632,9 +674,17 @@ mod tests {
         assert_eq!(a.iter().filter(|p| p.kind == Kind::Bot).count(), 500);
         let people: Vec<_> = a.iter().filter(|p| p.kind == Kind::Person).collect();
         let custom = people.iter().filter(|p| p.style == Style::Custom).count();
-        assert!((600..=900).contains(&custom), "{custom} of 1500 people custom");
-        assert!(a.iter().filter(|p| p.kind == Kind::Bot).all(|p| p.reaction.is_zero()));
-        assert!(people.iter().all(|p| p.reaction <= Duration::from_millis(s.reaction_ms)));
+        assert!(
+            (600..=900).contains(&custom),
+            "{custom} of 1500 people custom"
+        );
+        assert!(a
+            .iter()
+            .filter(|p| p.kind == Kind::Bot)
+            .all(|p| p.reaction.is_zero()));
+        assert!(people
+            .iter()
+            .all(|p| p.reaction <= Duration::from_millis(s.reaction_ms)));
         let closed = plans(&Scenario {
             model: Model::Closed,
             ..s.clone()
