@@ -397,7 +397,8 @@ impl Target {
         }
     }
 
-    /// A call that does nothing (direct actor only: the engine has no such call).
+    /// A call that does nothing on the direct actor; through the engine handle, which has no such
+    /// call, its cheapest read (`stats`).
     pub async fn noop(&self) -> Result<(), Refusal> {
         match self {
             Target::Engine(e) => e.stats(OFFICE).await.map(|_| ()),

@@ -173,7 +173,7 @@ impl Check {
 pub struct Side {
     pub buyers: u64,
     pub requests: u64,
-    /// Requests intended at or after the opening.
+    /// Selection requests (keyboard, custom checks, draws, candidates, claims).
     pub selection_requests: u64,
     pub claims: u64,
     pub lucky_claims: u64,

@@ -120,7 +120,7 @@ pub struct BuyerRecord {
     /// Calls that could have claimed a number but got no answer.
     pub uncertain_claims: u32,
     pub requests: u64,
-    /// Requests intended at or after the opening instant.
+    /// Selection requests (keyboard, custom checks, draws, candidates, claims).
     pub selection_requests: u64,
 }
 
@@ -334,7 +334,10 @@ impl Buyer<'_> {
                 Live::add(&sh.live.errors, 1);
             }
             self.rec.requests += 1;
-            if intended >= sh.opening {
+            if matches!(
+                step,
+                Step::Keyboard | Step::Custom | Step::Draw | Step::Candidate | Step::Claim
+            ) {
                 self.rec.selection_requests += 1;
             }
             let answer = match result {

@@ -100,8 +100,8 @@ pub struct Args {
         hide_env_values = true
     )]
     pub operator_token: Option<String>,
-    /// The citizen-token secret, to sign buyers' tokens locally instead of asking
-    /// POST /v1/admin/tokens for each.
+    /// The citizen-token secret (with --target), to sign buyers' tokens locally instead of
+    /// asking POST /v1/admin/tokens for each.
     #[arg(
         long,
         env = "PLATEPOOL_TOKEN_SECRET",
@@ -438,8 +438,9 @@ fn run_once(
         Some(e) => Target {
             base: e.base.clone(),
             operator_token: e.operator_token.clone(),
-            // Tokens through POST /v1/admin/tokens, as against any gateway.
-            token_secret: args.token_secret.clone(),
+            // Tokens through POST /v1/admin/tokens, as against any gateway (a secret in the
+            // environment belongs to another gateway).
+            token_secret: None,
             embedded: true,
         },
         None => Target {

@@ -162,7 +162,7 @@ fn throughput_svg(r: &Report) -> String {
 fn latency_svg(r: &Report) -> String {
     let steps: Vec<_> = r.steps.iter().filter(|s| s.latency.count > 0).collect();
     let row = 34.0;
-    let (w, left, right, top) = (1000.0, 110.0, 80.0, 24.0);
+    let (w, left, right, top) = (1000.0, 130.0, 190.0, 24.0);
     let h = top + row * steps.len().max(1) as f64 + 10.0;
     let max = steps.iter().map(|s| s.latency.p999_ms).fold(1.0, f64::max);
     let lo = 0.1f64;

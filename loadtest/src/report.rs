@@ -110,9 +110,10 @@ impl ClientPool {
     pub fn warning(&self) -> Option<String> {
         (self.waits > 0).then(|| {
             format!(
-                "{} requests waited for a free connection in the loadtest's pool of {} (up to {} in flight): \
-                 their latency includes the client's own queue; raise --connections (each buyer of a real \
-                 opening has its own connection)",
+                "{} requests waited for one of the loadtest's {} connections, all busy with requests \
+                 the gateway had not answered yet (up to {} in flight): that part of their latency was \
+                 spent queued in the client instead of the gateway (a buyer waits the same either way); \
+                 if the gateway had spare capacity, raise --connections",
                 self.waits, self.connections, self.max_in_flight
             )
         })
@@ -755,7 +756,7 @@ pub(crate) mod tests {
             "CPU:",
             "Thresholds: BREACHED",
             "Exit code 3",
-            "WARNING: 3 requests waited for a free connection",
+            "WARNING: 3 requests waited for one of the loadtest's 8 connections",
             "draw",
         ] {
             assert!(text.contains(needle), "text lacks {needle}:\n{text}");

@@ -175,8 +175,11 @@ make the failed group durable. A claim acknowledged after a failed release write
 record whose release is not on disk, which `OfficePool::restore` refuses: the office would not start. \
 Fixed in `engine/src/store.rs`: the writer is fail-stop (after one failure every later commit fails \
 until restart, as the actor already refused new writes). `reliability sim --seed N --lenient-writer` \
-runs the old writer in the simulation.\n\n\
+runs the old writer in the simulation; 250 seeds of it found no failing seed (the harm needs a later \
+group that depends on the failed one inside one flush window), so this one rests on the reasoning above.\n\n\
 ## Notes\n\n\
+- The auditor was itself checked by mutation: a simulated writer that silently drops one \
+acknowledged group in 97 is reported by every seed tried (the first crash or restart after it).\n\
 - A 503 after a failed flush means *not acknowledged*, not *not written*: sled may have applied the \
 group before the sync failed, and it can be there after a restart. The simulation accepts exactly \
 that (the unconfirmed group wholly there or wholly absent) and nothing else. API.md says \

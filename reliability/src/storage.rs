@@ -842,6 +842,7 @@ fn corrupted(bin: &Path, out: &mut Outcome) -> Result<(), String> {
         let log = work.path().join(format!("{}.log", name.replace(' ', "_")));
         match start(bin, &dir, &log) {
             Err(e) => {
+                let e = e.replace(&dir.display().to_string(), "DATA");
                 let explained = e.contains("cannot open")
                     || e.contains("corrupt")
                     || e.contains("recovered")
@@ -850,7 +851,7 @@ fn corrupted(bin: &Path, out: &mut Outcome) -> Result<(), String> {
                     explained && e.contains("exited"),
                     format!(
                         "{name}: refused to start, exit code non-zero, with an explanation ({})",
-                        e.chars().take(140).collect::<String>()
+                        e.chars().take(240).collect::<String>()
                     ),
                     format!("{name}: did not start but without a clear explanation: {e}"),
                 );

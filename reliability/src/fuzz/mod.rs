@@ -49,7 +49,7 @@ pub struct Target {
 pub fn execs_for(mode: Mode, http: bool) -> u64 {
     match (mode, http) {
         (Mode::Short, false) => 5_000,
-        (Mode::Short, true) => 2_000,
+        (Mode::Short, true) => 5_000,
         (Mode::Long, _) => 10_000_000,
     }
 }

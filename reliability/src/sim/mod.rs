@@ -168,6 +168,8 @@ struct Run {
     compare_every_step: bool,
     /// `base` plus every acknowledged group since: what a reply may rely on.
     acked: Durable,
+    /// Where the step number is published for the panic report.
+    step_seen: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// Released serials per (class, group), with the release ids they were built from.
     serial_cache: BTreeMap<SerialKey, (Vec<u32>, Vec<Serial>)>,
 }
@@ -217,11 +219,31 @@ pub fn run_seed_with(
     mode: WriterMode,
     thorough: bool,
 ) -> (Tally, Option<Failure>) {
-    let mut run = Run::new(seed, mode);
-    run.compare_every_step = thorough;
-    let result = run.go(ops);
-    run.tally.seeds = 1;
-    (run.tally, result.err())
+    // The pool's own assertions (`check_invariants`, debug assertions) panic: report them as the
+    // seed's failure instead of taking the campaign down.
+    let step = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = step.clone();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let mut run = Run::new(seed, mode);
+        run.compare_every_step = thorough;
+        run.step_seen = Some(seen);
+        let result = run.go(ops);
+        run.tally.seeds = 1;
+        (run.tally, result.err())
+    }));
+    outcome.unwrap_or_else(|p| {
+        let tally = Tally {
+            seeds: 1,
+            ..Tally::default()
+        };
+        let failure = Failure {
+            seed,
+            step: step.load(std::sync::atomic::Ordering::Relaxed),
+            what: "assertion".into(),
+            message: format!("panic: {}", crate::fuzz::panic_text(&p)),
+        };
+        (tally, Some(failure))
+    })
 }
 
 /// The campaign for the `reliability` binary.
@@ -415,6 +437,7 @@ impl Run {
             patterns,
             compare_every_step: false,
             acked: Durable::default(),
+            step_seen: None,
             serial_cache: BTreeMap::new(),
         }
     }
@@ -438,6 +461,9 @@ impl Run {
         self.flush_all()?;
         for step in 1..=ops {
             self.step = step;
+            if let Some(seen) = &self.step_seen {
+                seen.store(step, std::sync::atomic::Ordering::Relaxed);
+            }
             self.one_step()?;
             self.tally.ops += 1;
         }
