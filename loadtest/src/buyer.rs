@@ -772,8 +772,9 @@ impl Buyer<'_> {
         let draws = format!("/v1/applications/{}/draws", self.app);
         let pick = format!("/v1/applications/{}/candidates", self.app);
         let mut errors = 0;
-        let mut empty_since: Option<Instant> = None;
-        let patience = Duration::from_millis(s.rules.longest_hold_ms() + 1_000);
+        // When the pool first looked empty, and how many claims the run had acknowledged then.
+        let mut empty_since: Option<(Instant, u64)> = None;
+        let patience = Duration::from_millis(s.rules.longest_holding_ms() + 1_000);
         while self.random_left > 0 {
             let exclude_four = !self.is_bot() && self.rng.random_bool(s.exclude_four_share);
             let a = match self
@@ -815,10 +816,17 @@ impl Buyer<'_> {
                     if let Some(stop) = self.claim_best().await {
                         return stop;
                     }
-                    // Numbers others hold come back when their holds expire: look again until
-                    // the longest hold could have expired since the pool first looked empty.
+                    // Numbers others hold come back when they claim or let go. Like a person
+                    // watching the pool notice shrink, look again while anybody is still
+                    // claiming; give up once nobody has for as long as any application can
+                    // hold numbers without claiming.
                     let now = self.next;
-                    let since = *empty_since.get_or_insert(now);
+                    let claims = Live::get(&sh.live.claims);
+                    match empty_since {
+                        Some((_, seen)) if seen == claims => {}
+                        _ => empty_since = Some((now, claims)),
+                    }
+                    let since = empty_since.map_or(now, |(at, _)| at);
                     if now.duration_since(since) > patience {
                         return (Outcome::PoolEmpty, None);
                     }

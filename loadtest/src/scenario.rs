@@ -81,6 +81,13 @@ impl Rules {
     pub fn longest_hold_ms(&self) -> u64 {
         self.random_ttl_ms.max(self.candidate_ttl_ms)
     }
+
+    /// The longest one application can keep numbers from others without claiming: a batch per
+    /// draw while its draws last, then its candidates. A buyer who finds the pool empty for this
+    /// long has seen every number held at the start either claimed or released.
+    pub fn longest_holding_ms(&self) -> u64 {
+        self.random_quota as u64 * self.random_ttl_ms + self.candidate_ttl_ms
+    }
 }
 
 /// Everything a rehearsal needs. Field names are the TOML keys.

@@ -759,13 +759,26 @@ fn claims(
 // ------------------------------------------------------------------------------------------
 // 5: actor overhead
 
-/// Mean round trip in µs of `op` issued one at a time for `budget`.
+/// Median round trip in µs of `op` issued one at a time for `budget` (the median, not the mean:
+/// one call at a time is at the mercy of every neighbour's time slice).
 fn sequential(system: &actix_rt::SystemRunner, op: fixture::Op, budget: Duration) -> (f64, Run) {
-    let r = system.block_on(closed_loop(1, Stop::After(budget), op));
-    (
-        r.elapsed.as_secs_f64() * 1e6 / (r.ok + r.failed).max(1) as f64,
-        r,
-    )
+    let mut h = histogram();
+    let mut run = Run::default();
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        let t = Instant::now();
+        let r = system.block_on(op());
+        record(&mut h, t.elapsed());
+        match r {
+            Ok(()) => run.ok += 1,
+            Err(e) => {
+                run.failed += 1;
+                run.first_error.get_or_insert(e);
+            }
+        }
+    }
+    run.elapsed = start.elapsed();
+    (h.value_at_quantile(0.5) as f64, run)
 }
 
 fn actor_overhead(
@@ -816,7 +829,7 @@ fn actor_overhead(
         .block_on(closed_loop(256, Stop::After(budget), direct.noop_op()))
         .rate();
     report.row(
-        "actor: no-op Call round trip (one at a time)",
+        "actor: no-op Call round trip (one at a time, p50)",
         us(noop),
         format!("pure-pool draw {}", us(pure_draw)),
         format!("{:.1}× a pure draw", noop / pure_draw),
@@ -832,7 +845,7 @@ fn actor_overhead(
         None,
     );
     report.row(
-        "actor: draw round trip, Durability::None (actor + logic + writer, no flush)",
+        "actor: draw round trip p50, Durability::None (actor + logic + writer, no flush)",
         us(draw_none),
         format!(
             "no-op {} + pure draw {} + raw sled apply_batch of its {} records (no flush) p50 {}",
@@ -849,7 +862,7 @@ fn actor_overhead(
         None,
     );
     report.row(
-        "actor: draw round trip, Durability::Fsync, direct actor",
+        "actor: draw round trip p50, Durability::Fsync, direct actor",
         us(draw_fsync),
         "",
         format!("logic {:.1}%", pure_draw / draw_fsync * 100.0),
@@ -857,7 +870,7 @@ fn actor_overhead(
         None,
     );
     report.row(
-        "actor: draw round trip, Durability::Fsync, engine handle",
+        "actor: draw round trip p50, Durability::Fsync, engine handle",
         us(draw_engine),
         "",
         format!("logic {:.1}%", pure_draw / draw_engine * 100.0),
