@@ -1249,28 +1249,34 @@ impl OfficePool {
         app.rec.random_left -= 1;
         app.rec.state = AppState::Selecting;
         self.persist(app);
-        let view = self.view(app, now_ms);
-        let serials = view.batch.as_ref().map(|b| {
-            b.serials
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
+        // Built straight from the holds: `view` would clone the whole application record on the
+        // hottest path of an opening.
+        let cp = &self.classes[c];
+        let batch = HoldView {
+            serials: app.holds.batch.iter().map(|&i| cp.serial(i)).collect(),
+            expires_at_ms: app.holds.batch_expires_at_ms,
+        };
+        let candidates = (!app.holds.candidates.is_empty()).then(|| HoldView {
+            serials: app.holds.candidates.iter().map(|&i| cp.serial(i)).collect(),
+            expires_at_ms: app.holds.candidates_expire_at_ms,
         });
+        let detail = batch
+            .serials
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
         self.audit(
             now_ms,
             &user_who(app),
             "draw",
             Some(app.rec.seq),
             None,
-            serials.unwrap_or_default(),
+            detail,
         );
         Ok(Draw {
-            batch: view.batch.unwrap_or(HoldView {
-                serials: Vec::new(),
-                expires_at_ms: now_ms + ttl,
-            }),
-            candidates: view.candidates,
+            batch,
+            candidates,
             random_left: app.rec.random_left,
         })
     }
