@@ -11,6 +11,7 @@ pub mod class;
 pub mod config;
 pub mod engine;
 pub mod keyboard;
+pub mod kv;
 pub mod outcome;
 pub mod pattern;
 pub mod plate;
