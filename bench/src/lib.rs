@@ -11,3 +11,4 @@ pub mod io;
 pub mod load;
 pub mod machine;
 pub mod scan;
+pub mod wrk;
