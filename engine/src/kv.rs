@@ -1,26 +1,223 @@
 //! A small durable key-value tree: the registry's certificates and blacklist, and the gateway's
 //! own state (SMS codes and outbox, idempotency keys).
 //!
-//! Writes apply to sled in memory at once, so reads, compare-and-swap and `update` keep sled's
-//! atomic semantics; then the caller waits until the write is durable.
+//! **Group commit.** A write applies to sled in memory at once, so reads, compare-and-swap and
+//! [`Kv::update`] keep sled's atomic semantics; then the caller waits until the write is durable.
+//! Every `Kv` of one [`Store`] shares one syncer thread fed by a crossbeam channel: it takes every
+//! request waiting, calls [`Store::sync`] once, and answers them all. N concurrent writers cost
+//! one flush + fdatasync, not N, and no caller does the sync on its own thread.
+//!
+//! The blocking methods (`put`, `update`, `remove`, `commit`, `commit_raw`) are for threads that
+//! may block (the registry actor, start-up); the `*_async` methods return a future for the
+//! gateway's workers, which must never wait for a disk.
+//!
+//! **Fail-stop.** After one failed sync, every later durable write is refused before it touches
+//! memory, and every write still waiting gets the error: memory may be ahead of the disk, so
+//! nothing more is acknowledged until the process restarts and reads back what is durable.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::thread;
 
-use serde::de::DeserializeOwned;
+use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
 
 use crate::store::{Store, StoreError};
 
-/// What every `Kv` of one [`Store`] shares to make its writes durable.
+/// Most requests one sync answers; the rest wait for the next one.
+pub const KV_GROUP_MAX: usize = 4_096;
+
+/// Makes everything written so far durable ([`Store::sync`], or a stand-in in tests).
+type SyncFn = Box<dyn FnMut() -> Result<(), StoreError> + Send>;
+
+/// What every `Kv` of one [`Store`] shares: the syncer thread (started with the first `Kv`,
+/// stopped with the last) and the counters and failure that outlive it.
 #[derive(Debug, Default)]
-pub struct KvSync {}
+pub struct KvSync {
+    /// Weak: the syncer thread holds a `Store`, which holds this; a strong reference would keep
+    /// the thread (and the database) alive forever.
+    syncer: Mutex<Weak<Syncer>>,
+    state: Arc<SyncState>,
+}
+
+/// Counters of the Kv syncer, for metrics, tests and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KvSyncStats {
+    /// Durable writes applied (each one waits for a sync).
+    pub writes: u64,
+    /// Syncs made (each one flush + fdatasync answering a group of waiting requests).
+    pub syncs: u64,
+    /// A sync failed: every later durable write is refused.
+    pub failed: bool,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Durable writes applied to memory so far; a write counts itself after it is applied.
+    applied: AtomicU64,
+    /// `applied` as read just before the last successful sync: every write up to it is durable.
+    durable: AtomicU64,
+    syncs: AtomicU64,
+    failed: AtomicBool,
+    /// The first failed sync's error, repeated to every later write.
+    failure: Mutex<Option<StoreError>>,
+}
+
+impl SyncState {
+    /// Refuses a durable write once a sync has failed (fail-stop).
+    fn check(&self) -> Result<(), StoreError> {
+        if !self.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        Err(failure.clone().unwrap_or(StoreError::WriterStopped))
+    }
+
+    fn fail(&self, e: &StoreError) {
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        failure.get_or_insert_with(|| e.clone());
+        self.failed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Who to tell when a request's writes are durable.
+enum Reply {
+    Blocking(Sender<Result<(), StoreError>>),
+    Async(oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), StoreError>) {
+        // A caller that gave up waiting is no error.
+        match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+/// The sending side of the syncer thread.
+#[derive(Debug)]
+struct Syncer {
+    /// `None` once dropping, or if the thread could not start (every request is then refused).
+    tx: Option<Sender<Reply>>,
+    thread: Option<thread::JoinHandle<()>>,
+    state: Arc<SyncState>,
+}
+
+impl Syncer {
+    fn start(state: Arc<SyncState>, sync: SyncFn) -> Syncer {
+        let (tx, rx) = crossbeam_channel::unbounded::<Reply>();
+        let thread_state = Arc::clone(&state);
+        let spawned = thread::Builder::new()
+            .name("pp-kv-syncer".into())
+            .spawn(move || sync_loop(&rx, &thread_state, sync));
+        match spawned {
+            Ok(thread) => Syncer {
+                tx: Some(tx),
+                thread: Some(thread),
+                state,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the Kv syncer thread");
+                state.fail(&StoreError::Sync(format!(
+                    "cannot start the Kv syncer thread: {e}"
+                )));
+                Syncer {
+                    tx: None,
+                    thread: None,
+                    state,
+                }
+            }
+        }
+    }
+
+    fn request(&self, reply: Reply) {
+        match &self.tx {
+            Some(tx) => {
+                if let Err(e) = tx.send(reply) {
+                    e.into_inner().send(Err(StoreError::WriterStopped));
+                }
+            }
+            None => reply.send(Err(StoreError::WriterStopped)),
+        }
+    }
+
+    /// Blocks until every write applied so far is durable.
+    fn wait(&self) -> Result<(), StoreError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.request(Reply::Blocking(tx));
+        rx.recv().unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// Answers when every write applied so far is durable.
+    fn wait_async(&self) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.request(Reply::Async(tx));
+        rx
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has answered what is queued; joining it
+        // releases its `Store` (and so sled's lock on the folder) before the last `Kv` is gone.
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn sync_loop(rx: &Receiver<Reply>, state: &SyncState, mut sync: SyncFn) {
+    let mut group: Vec<Reply> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        group.extend(rx.try_iter().take(KV_GROUP_MAX - 1));
+        // Every request taken was sent after its write counted itself, so `upto` covers them.
+        let upto = state.applied.load(Ordering::SeqCst);
+        let result = state.check().and_then(|()| sync());
+        match &result {
+            Ok(()) => {
+                state.syncs.fetch_add(1, Ordering::Relaxed);
+                state.durable.fetch_max(upto, Ordering::SeqCst);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Kv sync failed: refusing every later durable write");
+                state.fail(e);
+            }
+        }
+        for reply in group.drain(..) {
+            reply.send(result.clone());
+        }
+    }
+}
+
+impl KvSync {
+    /// The running syncer, started (with `sync`) if no `Kv` holds one.
+    fn syncer(&self, sync: impl FnOnce() -> SyncFn) -> Arc<Syncer> {
+        let mut slot = self.syncer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(syncer) = slot.upgrade() {
+            return syncer;
+        }
+        let syncer = Arc::new(Syncer::start(Arc::clone(&self.state), sync()));
+        *slot = Arc::downgrade(&syncer);
+        syncer
+    }
+}
 
 /// A plain durable key-value tree.
 #[derive(Clone, Debug)]
 pub struct Kv {
     store: Store,
-    #[allow(dead_code)]
-    sync: Arc<KvSync>,
+    syncer: Arc<Syncer>,
     tree: sled::Tree,
 }
 
@@ -36,9 +233,46 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// A write applied to memory (or refused), and the answer of its sync.
+type Applied<R> = (
+    Result<R, StoreError>,
+    Option<oneshot::Receiver<Result<(), StoreError>>>,
+);
+
+/// `applied`, once its sync has answered.
+async fn settle<R>(
+    applied: Result<R, StoreError>,
+    durable: Option<oneshot::Receiver<Result<(), StoreError>>>,
+) -> Result<R, StoreError> {
+    let out = applied?;
+    if let Some(durable) = durable {
+        durable.await.unwrap_or(Err(StoreError::WriterStopped))?;
+    }
+    Ok(out)
+}
+
+fn batch<T: Serialize>(changes: &[(Vec<u8>, Option<T>)]) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (k, v) in changes {
+        match v {
+            Some(v) => batch.insert(k.clone(), encode(v)),
+            None => batch.remove(k.clone()),
+        }
+    }
+    batch
+}
+
 impl Kv {
     pub(crate) fn new(store: Store, sync: Arc<KvSync>, tree: sled::Tree) -> Kv {
-        Kv { store, sync, tree }
+        let syncer = sync.syncer(|| {
+            let store = store.clone();
+            Box::new(move || store.sync())
+        });
+        Kv {
+            store,
+            syncer,
+            tree,
+        }
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -82,17 +316,53 @@ impl Kv {
         Ok(out)
     }
 
+    /// Applies a durable write to memory, unless a sync has failed.
+    fn apply<R>(&self, write: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let state = &self.syncer.state;
+        state.check()?;
+        let out = write()?;
+        state.applied.fetch_add(1, Ordering::SeqCst);
+        Ok(out)
+    }
+
+    /// Applies a write and blocks until it is durable.
+    fn apply_wait<R>(
+        &self,
+        write: impl FnOnce() -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let out = self.apply(write)?;
+        self.syncer.wait()?;
+        Ok(out)
+    }
+
+    /// Applies a write now; `settle` the answer to wait until it is durable.
+    fn apply_async<R>(&self, write: impl FnOnce() -> Result<R, StoreError>) -> Applied<R> {
+        let applied = self.apply(write);
+        let durable = applied.is_ok().then(|| self.syncer.wait_async());
+        (applied, durable)
+    }
+
+    /// Resolves once everything written so far (by any `Kv` of the store) is durable: for a
+    /// reader about to acknowledge what another request wrote. At once when nothing is waiting.
+    pub fn durable(&self) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let state = &self.syncer.state;
+        let ready = match state.check() {
+            Err(e) => Some(Err(e)),
+            Ok(())
+                if state.durable.load(Ordering::SeqCst) >= state.applied.load(Ordering::SeqCst) =>
+            {
+                Some(Ok(()))
+            }
+            Ok(()) => None,
+        };
+        let wait = ready.is_none().then(|| self.syncer.wait_async());
+        settle(ready.unwrap_or(Ok(())), wait)
+    }
+
     /// Applies puts (`Some`) and removes (`None`) atomically and makes them durable.
     pub fn commit<T: Serialize>(&self, changes: &[(Vec<u8>, Option<T>)]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in changes {
-            match v {
-                Some(v) => batch.insert(k.clone(), encode(v)),
-                None => batch.remove(k.clone()),
-            }
-        }
-        self.tree.apply_batch(batch)?;
-        self.store.sync()
+        let batch = batch(changes);
+        self.apply_wait(|| Ok(self.tree.apply_batch(batch)?))
     }
 
     /// Writes raw bytes (already encoded) atomically and durably.
@@ -104,21 +374,19 @@ impl Kv {
                 None => batch.remove(k),
             }
         }
-        self.tree.apply_batch(batch)?;
-        self.store.sync()
+        self.apply_wait(|| Ok(self.tree.apply_batch(batch)?))
     }
 
     pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         encode(value)
     }
 
-    /// Atomically replaces the value at `key` with `f(current)` (`None` removes it), makes it
-    /// durable, and returns the new value. `f` may run more than once under contention.
-    pub fn update<T: Serialize + DeserializeOwned>(
+    /// `update_and_fetch` with `f` on decoded values; the new value, encoded.
+    fn update_in_memory<T: Serialize + DeserializeOwned>(
         &self,
         key: &[u8],
         mut f: impl FnMut(Option<T>) -> Option<T>,
-    ) -> Result<Option<T>, StoreError> {
+    ) -> Result<Option<sled::IVec>, StoreError> {
         let mut decode_error = None;
         let new = self.tree.update_and_fetch(key, |old| {
             let current = match old.map(|v| serde_json::from_slice::<T>(v)) {
@@ -137,11 +405,32 @@ impl Kv {
                 message,
             });
         }
-        self.store.sync()?;
-        match new {
-            Some(v) => Ok(Some(decode(key, &v)?)),
-            None => Ok(None),
-        }
+        Ok(new)
+    }
+
+    /// Atomically replaces the value at `key` with `f(current)` (`None` removes it), makes it
+    /// durable, and returns the new value. `f` may run more than once under contention.
+    pub fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &[u8],
+        f: impl FnMut(Option<T>) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let new = self.apply_wait(|| self.update_in_memory(key, f))?;
+        new.map(|v| decode(key, &v)).transpose()
+    }
+
+    /// [`Kv::update`] for async callers: applied (and `f` run) at once; the future resolves to
+    /// the new value once it is durable.
+    pub fn update_async<T: Serialize + DeserializeOwned + Send + 'static>(
+        &self,
+        key: &[u8],
+        f: impl FnMut(Option<T>) -> Option<T>,
+    ) -> impl Future<Output = Result<Option<T>, StoreError>> + Send + 'static {
+        let (new, durable) = self.apply_async(|| {
+            let new = self.update_in_memory(key, f)?;
+            new.map(|v| decode::<T>(key, &v)).transpose()
+        });
+        settle(new, durable)
     }
 
     /// Stores `value` at `key` only if nothing is there; true when stored. Not made durable.
@@ -158,14 +447,45 @@ impl Kv {
 
     /// Stores `value` at `key` and makes it durable.
     pub fn put<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
-        self.tree.insert(key, encode(value))?;
-        self.store.sync()
+        let value = encode(value);
+        self.apply_wait(|| self.tree.insert(key, value).map(drop).map_err(Into::into))
+    }
+
+    /// [`Kv::put`] for async callers: applied at once, the future resolves once it is durable.
+    pub fn put_async<T: Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let value = encode(value);
+        let (applied, durable) =
+            self.apply_async(|| self.tree.insert(key, value).map(drop).map_err(Into::into));
+        settle(applied, durable)
     }
 
     /// Removes `key` (durably).
     pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.tree.remove(key)?;
-        self.store.sync()
+        self.apply_wait(|| self.tree.remove(key).map(drop).map_err(Into::into))
+    }
+
+    /// [`Kv::remove`] for async callers: applied at once, the future resolves once it is durable.
+    pub fn remove_async(
+        &self,
+        key: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let (applied, durable) =
+            self.apply_async(|| self.tree.remove(key).map(drop).map_err(Into::into));
+        settle(applied, durable)
+    }
+
+    /// Counters of the store's Kv syncer.
+    pub fn sync_stats(&self) -> KvSyncStats {
+        let state = &self.syncer.state;
+        KvSyncStats {
+            writes: state.applied.load(Ordering::SeqCst),
+            syncs: state.syncs.load(Ordering::Relaxed),
+            failed: state.failed.load(Ordering::SeqCst),
+        }
     }
 
     /// A fresh id, ascending across restarts.
@@ -179,5 +499,220 @@ impl Kv {
 
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Barrier;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::Durability;
+
+    const THREADS: usize = 64;
+
+    /// `kv`'s tree behind its own syncer, whose sync is `sync` instead of the store's.
+    fn with_sync(kv: &Kv, sync: impl FnMut() -> Result<(), StoreError> + Send + 'static) -> Kv {
+        let state = Arc::new(SyncState::default());
+        Kv {
+            store: kv.store.clone(),
+            syncer: Arc::new(Syncer::start(state, Box::new(sync))),
+            tree: kv.tree.clone(),
+        }
+    }
+
+    /// A sync that waits for one token from the returned sender per call.
+    fn gated(kv: &Kv) -> (Kv, Sender<()>) {
+        let (open, gate) = crossbeam_channel::unbounded::<()>();
+        let kv = with_sync(kv, move || {
+            gate.recv().map_err(|_| StoreError::WriterStopped)
+        });
+        (kv, open)
+    }
+
+    fn queued(kv: &Kv) -> usize {
+        kv.syncer.tx.as_ref().map_or(0, Sender::len)
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..2_000 {
+            if done() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    fn key(i: usize) -> Vec<u8> {
+        format!("k/{i:03}").into_bytes()
+    }
+
+    #[test]
+    fn concurrent_puts_share_syncs_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path(), Durability::Fsync).expect("open");
+            let kv = store.kv("t").expect("kv");
+            let start = Barrier::new(THREADS);
+            thread::scope(|s| {
+                for i in 0..THREADS {
+                    let (kv, start) = (&kv, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        kv.put(&key(i), &i).expect("put");
+                    });
+                }
+            });
+            let stats = kv.sync_stats();
+            assert_eq!(stats.writes, THREADS as u64);
+            assert!(
+                stats.syncs < THREADS as u64,
+                "{THREADS} concurrent puts took {} syncs",
+                stats.syncs
+            );
+        }
+        let store = Store::open(dir.path(), Durability::Fsync).expect("reopen");
+        let kv = store.kv("t").expect("kv");
+        for i in 0..THREADS {
+            assert_eq!(
+                kv.get::<usize>(&key(i)).expect("get"),
+                Some(i),
+                "put {i} lost"
+            );
+        }
+    }
+
+    #[test]
+    fn one_sync_answers_every_put_waiting_and_none_returns_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::None).expect("open");
+        let (kv, open) = gated(&store.kv("t").expect("kv"));
+        let returned = AtomicUsize::new(0);
+        thread::scope(|s| {
+            // The first put takes the syncer and holds it at the gate.
+            let (kv0, returned0) = (&kv, &returned);
+            s.spawn(move || {
+                kv0.put(&key(0), &0).expect("put");
+                returned0.fetch_add(1, Ordering::SeqCst);
+            });
+            wait_until("the first put is being synced", || {
+                kv.sync_stats().writes == 1 && queued(&kv) == 0
+            });
+            for i in 1..THREADS {
+                let (kv, returned) = (&kv, &returned);
+                s.spawn(move || {
+                    kv.put(&key(i), &i).expect("put");
+                    returned.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            wait_until("every other put is queued", || queued(&kv) == THREADS - 1);
+            // Applied in memory, readable, but not acknowledged.
+            for i in 0..THREADS {
+                assert_eq!(kv.get::<usize>(&key(i)).expect("get"), Some(i));
+            }
+            assert_eq!(
+                returned.load(Ordering::SeqCst),
+                0,
+                "a put returned before its sync"
+            );
+            open.send(()).expect("open the first sync");
+            wait_until("the first put returns", || {
+                returned.load(Ordering::SeqCst) == 1
+            });
+            thread::sleep(Duration::from_millis(20));
+            assert_eq!(
+                returned.load(Ordering::SeqCst),
+                1,
+                "a put returned before its sync"
+            );
+            open.send(()).expect("open the second sync");
+        });
+        assert_eq!(returned.load(Ordering::SeqCst), THREADS);
+        assert_eq!(
+            kv.sync_stats(),
+            KvSyncStats {
+                writes: THREADS as u64,
+                syncs: 2,
+                failed: false
+            }
+        );
+    }
+
+    #[test]
+    fn async_writes_and_readers_resolve_only_after_the_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::None).expect("open");
+        let (kv, open) = gated(&store.kv("t").expect("kv"));
+        // Nothing written: a reader need not wait.
+        actix_rt::System::new()
+            .block_on(kv.durable())
+            .expect("nothing waiting");
+        let put = kv.put_async(&key(1), &1);
+        let updated = kv.update_async::<u32>(&key(2), |old| Some(old.unwrap_or(0) + 7));
+        let reader = kv.durable();
+        assert_eq!(
+            kv.get::<u32>(&key(2)).expect("get"),
+            Some(7),
+            "applied at once"
+        );
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let waiter = thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                put.await.expect("put");
+                updated.await.expect("update");
+                reader.await.expect("reader");
+            });
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_millis(50)).is_err(),
+            "resolved before the sync"
+        );
+        for _ in 0..3 {
+            open.send(()).expect("open");
+        }
+        done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("resolved after the sync");
+        waiter.join().expect("waiter");
+    }
+
+    #[test]
+    fn a_failed_sync_refuses_every_later_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::None).expect("open");
+        let failing = Arc::new(AtomicBool::new(false));
+        let fail = Arc::clone(&failing);
+        let kv = with_sync(&store.kv("t").expect("kv"), move || {
+            if fail.load(Ordering::SeqCst) {
+                Err(StoreError::Sync("injected: EIO".into()))
+            } else {
+                Ok(())
+            }
+        });
+        kv.put(&key(1), &1).expect("before the failure");
+        failing.store(true, Ordering::SeqCst);
+        let e = kv.put(&key(2), &2).expect_err("the failed sync");
+        assert!(matches!(e, StoreError::Sync(_)), "{e}");
+        failing.store(false, Ordering::SeqCst);
+        // The disk works again; the store still refuses, before touching memory.
+        assert!(kv.put(&key(3), &3).is_err());
+        assert_eq!(kv.get::<u32>(&key(3)).expect("get"), None);
+        assert!(kv.remove(&key(1)).is_err());
+        assert_eq!(kv.get::<u32>(&key(1)).expect("get"), Some(1));
+        assert!(kv.update::<u32>(&key(1), |_| Some(9)).is_err());
+        assert!(kv.commit(&[(key(4), Some(4))]).is_err());
+        assert!(kv.commit_raw(vec![(key(4), Some(b"4".to_vec()))]).is_err());
+        actix_rt::System::new().block_on(async {
+            assert!(kv.put_async(&key(5), &5).await.is_err());
+            assert!(kv.remove_async(&key(1)).await.is_err());
+            assert!(kv.update_async::<u32>(&key(1), |_| Some(9)).await.is_err());
+            assert!(kv.durable().await.is_err());
+        });
+        assert_eq!(kv.get::<u32>(&key(1)).expect("get"), Some(1));
+        assert!(kv.sync_stats().failed);
     }
 }
