@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::store::{Store, StoreError};
@@ -504,8 +504,8 @@ impl Kv {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Barrier;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::Barrier;
     use std::time::Duration;
 
     use super::*;
