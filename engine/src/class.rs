@@ -62,8 +62,8 @@ pub struct PlateClass {
     pub default_custom_patterns: Vec<Pattern>,
 }
 
-/// Most groups a class may have (group indices are stored in a byte).
-pub const CLASS_GROUPS_MAX: usize = 8;
+/// Most groups a class may have (a number's group index is kept in two bits of its status byte).
+pub const CLASS_GROUPS_MAX: usize = 4;
 
 impl PlateClass {
     pub fn serial_len(&self) -> usize {

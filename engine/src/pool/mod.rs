@@ -8,7 +8,9 @@
 
 pub mod numbers;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use rustc_hash::FxHashMap;
 
 use rand::Rng;
 use serde::Serialize;
@@ -220,13 +222,13 @@ pub struct OfficePool {
     catalog: Vec<PlateClass>,
     classes: Vec<ClassPool>,
     releases: Vec<ReleaseRecord>,
-    apps: HashMap<u64, Application>,
+    apps: FxHashMap<u64, Application>,
     practice_order: VecDeque<u64>,
     next_seq: u64,
     next_practice_seq: u64,
     next_release: u32,
     /// Who holds or claimed each number that is held, claimed or issued: (class, index) → app.
-    owners: HashMap<(u8, u32), u64>,
+    owners: FxHashMap<(u8, u32), u64>,
     hold_deadlines: BTreeSet<(u64, u64)>,
     claim_deadlines: BTreeSet<(u64, u64)>,
     /// Release openings and ends of random-only periods still to come: (instant, release id).
@@ -261,12 +263,12 @@ impl OfficePool {
             catalog,
             classes: Vec::new(),
             releases: Vec::new(),
-            apps: HashMap::new(),
+            apps: FxHashMap::default(),
             practice_order: VecDeque::new(),
             next_seq: 1,
             next_practice_seq: PRACTICE_SEQ_BASE,
             next_release: 1,
-            owners: HashMap::new(),
+            owners: FxHashMap::default(),
             hold_deadlines: BTreeSet::new(),
             claim_deadlines: BTreeSet::new(),
             release_events: BTreeSet::new(),

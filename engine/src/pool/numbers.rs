@@ -3,9 +3,21 @@
 //!
 //! Every number released into the class gets a dense index. Releases are appended as *segments*
 //! of dense indices, sorted by serial code within a segment, so a lookup is a binary search and
-//! nothing is ever re-numbered. Per number the pool keeps 13 bytes: its code (4), its status
-//! byte (1), its slot in the sampler (4) and the sampler's entry (4); the keyboard index is fixed
-//! size per energy group. Holders of held and claimed numbers live with the applications.
+//! nothing is ever re-numbered. Per number the pool keeps 13 bytes and a bit: its code (4), its
+//! status byte (1), its slot in the sampler (4), the sampler's entry (4) and whether the keyboard
+//! counts it (1 bit); the keyboard index is fixed size per energy group. Holders of held and
+//! claimed numbers live with the applications.
+//!
+//! **The keyboard is brought up to date lazily.** Updating it costs one cell per subset of
+//! positions (about 30 scattered memory writes), and a random draw moves 20 numbers (10 held, the
+//! previous 10 back): eagerly, that was over a third of a draw's time. Instead a number whose
+//! keyboard membership may have changed is noted in a short list, and the keyboard is reconciled
+//! with the statuses when it is read. A number held and let go between two reads costs nothing;
+//! a read sees exactly what eager updates would have shown (I8). When the list would grow past
+//! [`KEYBOARD_DIRTY_MAX`], it is dropped and the next read reconciles every number instead, so
+//! the list's memory stays fixed.
+
+use std::cell::RefCell;
 
 use rand::Rng;
 
@@ -39,10 +51,14 @@ const STATUS_MASK: u8 = 0b0000_0111;
 const CUSTOM_OPEN: u8 = 0b0000_1000;
 /// Set while the office's composition rules allow the number for custom selection.
 const ALLOWED: u8 = 0b0001_0000;
-/// The energy group index sits in the top three bits.
-const GROUP_SHIFT: u8 = 5;
+/// Set when the serial contains the digit 4 (the draw's digit-4 filter; fixed per number).
+const HAS_FOUR: u8 = 0b0010_0000;
+/// The energy group index sits in the top two bits ([`crate::class::CLASS_GROUPS_MAX`] is 4).
+const GROUP_SHIFT: u8 = 6;
 /// Slot value of a number that is not in the sampler.
 const NO_SLOT: u32 = u32::MAX;
+/// Numbers noted for the keyboard's next reconciliation before a full pass is cheaper to keep.
+pub const KEYBOARD_DIRTY_MAX: usize = 1 << 16;
 
 impl Status {
     fn from_bits(bits: u8) -> Status {
@@ -90,9 +106,41 @@ pub struct ClassPool {
     segments: Vec<Segment>,
     /// Available numbers by (energy group, contains the digit 4): bucket `group * 2 + has_four`.
     buckets: Vec<Vec<u32>>,
-    /// Per energy group, available numbers a custom check may take (I8). Built on first use.
-    keyboards: Vec<Option<KeyboardIndex>>,
+    /// The keyboard, reconciled with the statuses when read (see the module documentation).
+    /// Reads take `&self`, hence the cell; the pool is owned by one actor and never shared.
+    keyboard: RefCell<LazyKeyboard>,
     composition: CompositionRules,
+}
+
+/// Per energy group, the available numbers a custom check may take (I8), as of the last read.
+#[derive(Debug)]
+struct LazyKeyboard {
+    /// Built on first use.
+    groups: Vec<Option<KeyboardIndex>>,
+    /// Bit per number: counted in its group's index.
+    indexed: Vec<u64>,
+    /// Numbers whose membership may differ from `indexed`.
+    dirty: Vec<u32>,
+    /// Too many to list: the next read looks at every number.
+    all_dirty: bool,
+}
+
+impl LazyKeyboard {
+    fn note(&mut self, idx: u32) {
+        if self.all_dirty {
+            return;
+        }
+        if self.dirty.len() >= KEYBOARD_DIRTY_MAX {
+            self.dirty = Vec::new();
+            self.all_dirty = true;
+        } else {
+            self.dirty.push(idx);
+        }
+    }
+
+    fn is_indexed(&self, idx: u32) -> bool {
+        self.indexed[idx as usize / 64] & (1 << (idx % 64)) != 0
+    }
 }
 
 impl ClassPool {
@@ -105,7 +153,12 @@ impl ClassPool {
             slot: Vec::new(),
             segments: Vec::new(),
             buckets: vec![Vec::new(); groups * 2],
-            keyboards: (0..groups).map(|_| None).collect(),
+            keyboard: RefCell::new(LazyKeyboard {
+                groups: (0..groups).map(|_| None).collect(),
+                indexed: Vec::new(),
+                dirty: Vec::new(),
+                all_dirty: false,
+            }),
             composition,
         }
     }
@@ -183,9 +236,16 @@ impl ClassPool {
             if self.composition.check(serial).is_ok() {
                 bits |= ALLOWED;
             }
+            if serial.contains_four() {
+                bits |= HAS_FOUR;
+            }
             self.status.push(bits);
         }
         self.slot.resize(self.slot.len() + codes.len(), NO_SLOT);
+        self.keyboard
+            .get_mut()
+            .indexed
+            .resize((self.status.len()).div_ceil(64), 0);
         let min_code = codes.first().copied().unwrap_or(u32::MAX);
         let max_code = codes.last().copied().unwrap_or(0);
         let n = codes.len() as u32;
@@ -221,12 +281,9 @@ impl ClassPool {
     pub fn open_segment_for_custom(&mut self, seg: usize) {
         let (start, end) = (self.segments[seg].start, self.segments[seg].end);
         for idx in start..end {
-            let was_on_keyboard = self.on_keyboard(idx);
             self.status[idx as usize] |= CUSTOM_OPEN;
-            if !was_on_keyboard && self.on_keyboard(idx) {
-                self.keyboard_insert(idx);
-            }
         }
+        self.keyboard.get_mut().all_dirty = true;
     }
 
     /// Withdraws a whole segment: every pending or available number leaves the pool; held and
@@ -257,20 +314,16 @@ impl ClassPool {
         if from == to {
             return;
         }
-        let on_keyboard = self.on_keyboard(idx);
         if from == Status::Available {
             self.sampler_remove(idx);
-            if on_keyboard {
-                self.keyboard_remove(idx);
-            }
         }
         let i = idx as usize;
         self.status[i] = (self.status[i] & !STATUS_MASK) | to as u8;
         if to == Status::Available {
             self.sampler_insert(idx);
-            if self.on_keyboard(idx) {
-                self.keyboard_insert(idx);
-            }
+        }
+        if from == Status::Available || to == Status::Available {
+            self.keyboard.get_mut().note(idx);
         }
         let counts = &mut self.segments[seg].counts;
         counts[from as usize] -= 1;
@@ -285,7 +338,8 @@ impl ClassPool {
     }
 
     fn bucket_of(&self, idx: u32) -> usize {
-        self.group(idx) * 2 + self.serial(idx).contains_four() as usize
+        let bits = self.status[idx as usize];
+        (bits >> GROUP_SHIFT) as usize * 2 + usize::from(bits & HAS_FOUR != 0)
     }
 
     fn sampler_insert(&mut self, idx: u32) {
@@ -307,20 +361,39 @@ impl ClassPool {
         self.slot[idx as usize] = NO_SLOT;
     }
 
-    fn keyboard_insert(&mut self, idx: u32) {
-        let serial = self.serial(idx);
-        let group = self.group(idx);
-        let space = &self.def.groups[group].pattern;
-        self.keyboards[group]
-            .get_or_insert_with(|| KeyboardIndex::new(space))
-            .insert(serial);
-    }
-
-    fn keyboard_remove(&mut self, idx: u32) {
-        let serial = self.serial(idx);
-        let group = self.group(idx);
-        if let Some(kb) = self.keyboards[group].as_mut() {
-            kb.remove(serial);
+    /// Brings the keyboard up to date with the statuses: every noted number (or every number,
+    /// after the list overflowed) whose membership changed is inserted or removed.
+    fn sync_keyboard(&self, kb: &mut LazyKeyboard) {
+        let reconcile = |kb: &mut LazyKeyboard, idx: u32| {
+            let want = self.on_keyboard(idx);
+            if want == kb.is_indexed(idx) {
+                return;
+            }
+            let serial = self.serial(idx);
+            let group = self.group(idx);
+            let space = &self.def.groups[group].pattern;
+            let index = kb.groups[group].get_or_insert_with(|| KeyboardIndex::new(space));
+            if want {
+                index.insert(serial);
+            } else {
+                index.remove(serial);
+            }
+            kb.indexed[idx as usize / 64] ^= 1 << (idx % 64);
+        };
+        if kb.all_dirty {
+            kb.all_dirty = false;
+            kb.dirty.clear();
+            for idx in 0..self.len() {
+                reconcile(kb, idx);
+            }
+        } else {
+            let dirty = std::mem::take(&mut kb.dirty);
+            for &idx in &dirty {
+                reconcile(kb, idx);
+            }
+            // Keep the allocation for the next round.
+            kb.dirty = dirty;
+            kb.dirty.clear();
         }
     }
 
@@ -375,8 +448,12 @@ impl ClassPool {
 
     /// The keyboard for a vehicle of `group` (I8).
     pub fn keyboard(&self, group: usize, entered: &[Option<u8>]) -> Vec<CharSet> {
-        match &self.keyboards[group] {
-            Some(kb) => kb.query(entered),
+        let mut kb = self.keyboard.borrow_mut();
+        if kb.all_dirty || !kb.dirty.is_empty() {
+            self.sync_keyboard(&mut kb);
+        }
+        match &kb.groups[group] {
+            Some(index) => index.query(entered),
             None => vec![CharSet::EMPTY; self.def.serial_len()],
         }
     }
@@ -385,7 +462,6 @@ impl ClassPool {
     pub fn set_composition(&mut self, composition: CompositionRules) {
         self.composition = composition;
         for idx in 0..self.len() {
-            let was = self.on_keyboard(idx);
             let serial = self.serial(idx);
             let i = idx as usize;
             if self.composition.check(serial).is_ok() {
@@ -393,12 +469,8 @@ impl ClassPool {
             } else {
                 self.status[i] &= !ALLOWED;
             }
-            match (was, self.on_keyboard(idx)) {
-                (false, true) => self.keyboard_insert(idx),
-                (true, false) => self.keyboard_remove(idx),
-                _ => {}
-            }
         }
+        self.keyboard.get_mut().all_dirty = true;
     }
 
     pub fn composition(&self) -> &CompositionRules {
@@ -418,20 +490,36 @@ impl ClassPool {
 
     /// Heap bytes, for the memory benchmark.
     pub fn memory_bytes(&self) -> usize {
+        let kb = self.keyboard.borrow();
         self.codes.capacity() * 4
             + self.status.capacity()
             + self.slot.capacity() * 4
             + self.buckets.iter().map(|b| b.capacity() * 4).sum::<usize>()
-            + self
-                .keyboards
+            + kb.indexed.capacity() * 8
+            + kb.dirty.capacity() * 4
+            + kb.groups
                 .iter()
                 .flatten()
                 .map(KeyboardIndex::memory_bytes)
                 .sum::<usize>()
     }
 
-    /// Asserts the indexes agree with the statuses (tests and debug builds).
+    /// Asserts the indexes agree with the statuses (tests and debug builds). The keyboard is
+    /// checked as a read would see it: brought up to date first.
     pub fn check_invariants(&self) {
+        let mut kb = self.keyboard.borrow_mut();
+        if !kb.all_dirty {
+            // Every number whose membership is stale must be on the list.
+            let listed: std::collections::HashSet<u32> = kb.dirty.iter().copied().collect();
+            for idx in 0..self.len() {
+                assert!(
+                    kb.is_indexed(idx) == self.on_keyboard(idx) || listed.contains(&idx),
+                    "keyboard membership of {} is stale and not noted",
+                    self.serial(idx)
+                );
+            }
+        }
+        self.sync_keyboard(&mut kb);
         let mut counts = vec![[0u32; STATUS_COUNT]; self.segments.len()];
         let mut in_sampler = 0usize;
         for (si, seg) in self.segments.iter().enumerate() {
@@ -450,14 +538,24 @@ impl ClassPool {
                         self.serial(idx)
                     );
                 }
-                let kb = self.keyboards[self.group(idx)]
+                let counted = kb.groups[self.group(idx)]
                     .as_ref()
                     .is_some_and(|k| k.contains(self.serial(idx)));
                 assert_eq!(
-                    kb,
+                    counted,
                     self.on_keyboard(idx),
                     "keyboard membership of {}",
                     self.serial(idx)
+                );
+                assert_eq!(
+                    counted,
+                    kb.is_indexed(idx),
+                    "indexed bit of {}",
+                    self.serial(idx)
+                );
+                assert_eq!(
+                    self.status[idx as usize] & HAS_FOUR != 0,
+                    self.serial(idx).contains_four()
                 );
             }
             assert_eq!(counts[si], seg.counts, "counts of release {}", seg.release);
