@@ -6,6 +6,7 @@
 //! Every figure is measured against a limit taken in the same run on the same machine, so the
 //! ratios mean something on a shared, noisy VM where absolute numbers do not.
 
+pub mod compare;
 pub mod fixture;
 pub mod io;
 pub mod load;
