@@ -2,10 +2,11 @@
 //! answer, and nothing is debited twice.
 //!
 //! The first request with a key claims it atomically in sled (compare-and-swap of a *pending*
-//! marker), runs, and stores its answer durably. A retry while the first is still running gets
-//! 409 `conflict`; after it, the stored answer. Answers that changed nothing and invite a retry
-//! (429, 5xx) are not kept, so the retry runs for real. A pending marker older than
-//! [`PENDING_STALE_MS`] (a crash mid-request) no longer blocks the key.
+//! marker), runs, and stores its answer durably before answering. A retry while the first is
+//! still running gets 409 `conflict`; after it, the stored answer, once that is durable too (a
+//! retry may read it in memory while the first request still waits for its sync). Answers that
+//! changed nothing and invite a retry (429, 5xx) are not kept, so the retry runs for real. A
+//! pending marker older than [`PENDING_STALE_MS`] (a crash mid-request) no longer blocks the key.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
@@ -86,6 +87,7 @@ impl Idempotency {
         if !claimed {
             match self.kv.get::<Entry>(k).map_err(storage)? {
                 Some(Entry::Done { status, body }) => {
+                    self.kv.durable().await.map_err(storage)?;
                     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
                     return if status.is_success() {
                         Ok((status, body))
@@ -100,7 +102,8 @@ impl Idempotency {
                 }
                 _ => {
                     self.kv
-                        .put(k, &Entry::Pending { since_ms: now_ms })
+                        .put_async(k, &Entry::Pending { since_ms: now_ms })
+                        .await
                         .map_err(storage)?;
                 }
             }
@@ -113,9 +116,11 @@ impl Idempotency {
             }
             Err(e) => Some((e.status.as_u16(), e.body())),
         };
+        // The answer goes out once it is durable. If it cannot be stored, the work's own outcome
+        // (durable in the engine) is still the answer; a retry may then run it again.
         let stored = match keep {
-            Some((status, body)) => self.kv.put(k, &Entry::Done { status, body }),
-            None => self.kv.remove(k),
+            Some((status, body)) => self.kv.put_async(k, &Entry::Done { status, body }).await,
+            None => self.kv.remove_async(k).await,
         };
         if let Err(e) = stored {
             tracing::warn!(error = %e, "idempotency answer not stored");

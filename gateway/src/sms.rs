@@ -99,19 +99,17 @@ impl OutboxSender {
     }
 }
 
-impl OutboxSender {
-    fn store(&self, message: &OutboxMessage) -> Result<(), String> {
-        let id = self.kv.generate_id().map_err(|e| e.to_string())?;
+impl SmsSender for OutboxSender {
+    /// Stored at once; sent (the future resolves) once the message is durable.
+    fn send(&self, message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>> {
+        let id = match self.kv.generate_id() {
+            Ok(id) => id,
+            Err(e) => return Box::pin(async move { Err(e.to_string()) }),
+        };
         let mut key = format!("m/{}/", message.phone).into_bytes();
         key.extend_from_slice(&id.to_be_bytes());
-        self.kv.put(&key, message).map_err(|e| e.to_string())
-    }
-}
-
-impl SmsSender for OutboxSender {
-    fn send(&self, message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>> {
-        let result = self.store(&message);
-        Box::pin(async move { result })
+        let stored = self.kv.put_async(&key, &message);
+        Box::pin(async move { stored.await.map_err(|e| e.to_string()) })
     }
 }
 
@@ -253,8 +251,9 @@ impl SmsService {
         };
         let key = code_key(phone, purpose);
         let mut too_soon = None;
+        // The code is durable before its message goes out: a code sent is never lost.
         self.codes
-            .update::<StoredCode>(&key, |old| match old {
+            .update_async::<StoredCode>(&key, |old| match old {
                 Some(old) if old.sent_at_ms + RESEND_INTERVAL_MS > now_ms => {
                     too_soon = Some(old.sent_at_ms + RESEND_INTERVAL_MS - now_ms);
                     Some(old)
@@ -264,6 +263,7 @@ impl SmsService {
                     Some(fresh.clone())
                 }
             })
+            .await
             .map_err(storage)?;
         if let Some(wait) = too_soon {
             return Err(sms_error(
@@ -307,8 +307,9 @@ impl SmsService {
     }
 
     /// Checks a code. A wrong code counts a try (the 5th kills it); with `consume` the right code
-    /// is used up. Codes submitted before their `confirm_after_ms` get 429 `sms_too_soon`.
-    pub fn verify(
+    /// is used up. Codes submitted before their `confirm_after_ms` get 429 `sms_too_soon`. The
+    /// answer waits until the try or the use is durable.
+    pub async fn verify(
         &self,
         phone: &str,
         purpose: Purpose,
@@ -356,7 +357,7 @@ impl SmsService {
         let mut outcome: Result<(), ApiError> = Err(invalid());
         let sent_at = stored.sent_at_ms;
         self.codes
-            .update::<StoredCode>(&key, |current| {
+            .update_async::<StoredCode>(&key, |current| {
                 let mut c = current?;
                 if c.sent_at_ms != sent_at || c.tries >= CODE_TRIES_MAX {
                     // A new code was sent meanwhile, or the code died: this one is wrong.
@@ -371,6 +372,7 @@ impl SmsService {
                 outcome = Err(invalid().with("tries_left", json!(CODE_TRIES_MAX - c.tries)));
                 Some(c)
             })
+            .await
             .map_err(storage)?;
         outcome
     }
@@ -410,10 +412,14 @@ mod tests {
             "code stored in clear"
         );
         s.verify("13800000001", Purpose::Apply, None, &code, false, 2_000)
+            .await
             .expect("peek");
         s.verify("13800000001", Purpose::Apply, None, &code, true, 2_000)
+            .await
             .expect("consume");
-        let again = s.verify("13800000001", Purpose::Apply, None, &code, true, 2_000);
+        let again = s
+            .verify("13800000001", Purpose::Apply, None, &code, true, 2_000)
+            .await;
         assert_eq!(again.expect_err("used").code, "sms_code_invalid");
     }
 
@@ -428,12 +434,15 @@ mod tests {
         for _ in 0..CODE_TRIES_MAX {
             assert_eq!(
                 s.verify("13800000002", Purpose::Apply, None, wrong, true, 2_000)
+                    .await
                     .expect_err("wrong")
                     .code,
                 "sms_code_invalid"
             );
         }
-        let right = s.verify("13800000002", Purpose::Apply, None, &code, true, 2_000);
+        let right = s
+            .verify("13800000002", Purpose::Apply, None, &code, true, 2_000)
+            .await;
         assert_eq!(right.expect_err("dead").code, "sms_code_invalid");
     }
 
@@ -460,32 +469,38 @@ mod tests {
             .await;
         assert_eq!(e.expect_err("too soon").code, "sms_too_soon");
         let code = last_code(&s, "13800000003");
-        let early = s.verify(
-            "13800000003",
-            Purpose::Identity,
-            Some("a-1"),
-            &code,
-            true,
-            3_000,
-        );
+        let early = s
+            .verify(
+                "13800000003",
+                Purpose::Identity,
+                Some("a-1"),
+                &code,
+                true,
+                3_000,
+            )
+            .await;
         assert_eq!(early.expect_err("early").code, "sms_too_soon");
-        let other_app = s.verify(
-            "13800000003",
-            Purpose::Identity,
-            Some("a-2"),
-            &code,
-            true,
-            7_000,
-        );
+        let other_app = s
+            .verify(
+                "13800000003",
+                Purpose::Identity,
+                Some("a-2"),
+                &code,
+                true,
+                7_000,
+            )
+            .await;
         assert_eq!(other_app.expect_err("other app").code, "sms_code_invalid");
-        let late = s.verify(
-            "13800000003",
-            Purpose::Identity,
-            Some("a-1"),
-            &code,
-            true,
-            1_000 + CODE_TTL_MS,
-        );
+        let late = s
+            .verify(
+                "13800000003",
+                Purpose::Identity,
+                Some("a-1"),
+                &code,
+                true,
+                1_000 + CODE_TTL_MS,
+            )
+            .await;
         assert_eq!(late.expect_err("expired").code, "sms_code_expired");
         s.send_code(
             "13800000003",

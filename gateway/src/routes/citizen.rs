@@ -508,14 +508,16 @@ async fn apply(
             ));
         }
         let code = b.sms_code.trim();
-        gw.sms.verify(
-            &citizen.phone,
-            Purpose::Apply,
-            None,
-            code,
-            false,
-            gw.engine.now_ms(),
-        )?;
+        gw.sms
+            .verify(
+                &citizen.phone,
+                Purpose::Apply,
+                None,
+                code,
+                false,
+                gw.engine.now_ms(),
+            )
+            .await?;
         let id = match gw.engine.create_application(request).await {
             Ok(id) => id,
             Err(r) => {
@@ -525,14 +527,18 @@ async fn apply(
                 ))
             }
         };
-        if let Err(e) = gw.sms.verify(
-            &citizen.phone,
-            Purpose::Apply,
-            None,
-            code,
-            true,
-            gw.engine.now_ms(),
-        ) {
+        if let Err(e) = gw
+            .sms
+            .verify(
+                &citizen.phone,
+                Purpose::Apply,
+                None,
+                code,
+                true,
+                gw.engine.now_ms(),
+            )
+            .await
+        {
             tracing::warn!(application = %id, error = %e, "apply code not consumed");
         }
         let view = gw
@@ -584,23 +590,29 @@ async fn identity(
         let phone = app_phone(&view, &citizen);
         let app = id.to_string();
         let code = b.sms_code.trim();
-        gw.sms.verify(
-            &phone,
-            Purpose::Identity,
-            Some(&app),
-            code,
-            false,
-            gw.engine.now_ms(),
-        )?;
+        gw.sms
+            .verify(
+                &phone,
+                Purpose::Identity,
+                Some(&app),
+                code,
+                false,
+                gw.engine.now_ms(),
+            )
+            .await?;
         let until = gw.engine.verify_identity(&id, caller).await?;
-        if let Err(e) = gw.sms.verify(
-            &phone,
-            Purpose::Identity,
-            Some(&app),
-            code,
-            true,
-            gw.engine.now_ms(),
-        ) {
+        if let Err(e) = gw
+            .sms
+            .verify(
+                &phone,
+                Purpose::Identity,
+                Some(&app),
+                code,
+                true,
+                gw.engine.now_ms(),
+            )
+            .await
+        {
             tracing::warn!(application = %id, error = %e, "identity code not consumed");
         }
         let now = gw.engine.now_ms();
