@@ -107,6 +107,11 @@ pub struct Load {
     pub binary: PathBuf,
     /// CPUs wrk may run on (`taskset -c`), when set.
     pub cpus: Option<String>,
+    /// Pause of each connection between an answer and its next request (mean; wrk's `delay()`
+    /// hook, whole milliseconds, randomly rounded so the mean holds). `None`: none, the maximum
+    /// rate at this concurrency. With a pause, C connections offer about
+    /// C / (pause + latency) requests per second: a paced closed loop, not a fixed rate.
+    pub think: Option<Duration>,
 }
 
 impl Load {
@@ -121,6 +126,7 @@ impl Load {
             timeout: Duration::from_secs(2),
             binary: PathBuf::from(WRK_BINARY_DEFAULT),
             cpus: None,
+            think: None,
         }
     }
 
@@ -155,6 +161,12 @@ impl Load {
         self
     }
 
+    /// Sets the pause between an answer and the connection's next request (see [`Load::think`]).
+    pub fn think(mut self, think: Option<Duration>) -> Load {
+        self.think = think;
+        self
+    }
+
     /// The command line [`run`] executes, with `<script>` for the generated Lua file (for
     /// reports).
     pub fn command_line(&self) -> String {
@@ -164,6 +176,12 @@ impl Load {
         }
         parts.push(self.binary.display().to_string());
         parts.extend(self.args("<script>".into()));
+        if let Some(t) = self.think {
+            parts.push(format!(
+                "(script pauses {:.2} ms per connection between requests)",
+                t.as_secs_f64() * 1e3
+            ));
+        }
         parts.join(" ")
     }
 
@@ -300,7 +318,7 @@ pub fn run(load: &Load) -> Result<WrkResult, WrkError> {
         .suffix(".lua")
         .tempfile()
         .map_err(WrkError::Script)?;
-    file.write_all(script(&load.requests).as_bytes())
+    file.write_all(script(&load.requests, load.think).as_bytes())
         .map_err(WrkError::Script)?;
     file.flush().map_err(WrkError::Script)?;
     let script_path = file.path().display().to_string();
@@ -382,8 +400,16 @@ fn lua_string(s: &str) -> String {
 
 /// The Lua script: the requests as data, formatted once per thread, sent round robin; `done`
 /// prints the figures as one JSON line.
-fn script(requests: &[Request]) -> String {
-    let mut s = String::from("local specs = {\n");
+fn script(requests: &[Request], think: Option<Duration>) -> String {
+    let mut s = String::new();
+    if let Some(t) = think {
+        s.push_str(&format!(
+            "local think_ms = {:.4}\nfunction delay()\n  local whole = math.floor(think_ms)\n  \
+             if math.random() < think_ms - whole then return whole + 1 end\n  return whole\nend\n",
+            t.as_secs_f64() * 1e3
+        ));
+    }
+    s.push_str("local specs = {\n");
     for r in requests {
         s.push_str("  {");
         s.push_str(&lua_string(&r.method));
@@ -459,10 +485,14 @@ mod tests {
 
     #[test]
     fn script_lists_every_request() {
-        let s = script(&[
-            Request::get("/a"),
-            Request::post_json("/b", "{\"x\":1}").bearer("t"),
-        ]);
+        let s = script(
+            &[
+                Request::get("/a"),
+                Request::post_json("/b", "{\"x\":1}").bearer("t"),
+            ],
+            Some(Duration::from_micros(2_500)),
+        );
+        assert!(s.contains("local think_ms = 2.5000"));
         assert!(s.contains(r#"{"GET", "/a", {}, nil},"#));
         assert!(s.contains(r#"["Authorization"] = "Bearer t""#));
         assert!(s.contains(r#""{\"x\":1}""#));

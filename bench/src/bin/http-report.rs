@@ -1,0 +1,861 @@
+//! The gateway's HTTP speed report: an actix-web hello world against the gateway's random draw,
+//! keyboard and pool notice, with `wrk` over loopback, interleaved in the same run, so the ratios
+//! hold on a shared, noisy VM where absolute numbers do not.
+//!
+//! `cargo run --release -p platepool-bench --bin http-report` writes `bench/HTTP-REPORT.md`.
+//! About eight minutes with the defaults; `--help` lists the options.
+//!
+//! The servers run as child processes of this binary (`http-report serve-hello` /
+//! `serve-gateway`), so each can be given its own CPUs and profiled alone (`--perf ENDPOINT`).
+//! The gateway is the real app of the `platepool` binary (`Gateway::scope` plus its default
+//! service) on an engine recovered from a temporary folder holding the benchmark office of
+//! `fixture`: a million numbers and ten thousand verified applications, durability `Fsync`
+//! (every draw is flushed and fdatasynced before its answer).
+//!
+//! Targets (issue 3): draws ≥ 50 % of hello world's requests/s, pool notice ≥ 80 %, and p99 at
+//! half of each endpoint's maximum rate within 5 ms.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use platepool_bench::fixture::{self, Plan};
+use platepool_bench::machine::{load_average, Machine};
+use platepool_bench::wrk::{self, Load, Request, WrkResult};
+use platepool_engine::Durability;
+use platepool_gateway::auth::{sign_token, TokenClaims};
+use platepool_gateway::{Gateway, GatewayConfig};
+
+const COMMAND: &str = "cargo run --release -p platepool-bench --bin http-report";
+const REPORT_PATH: &str = "bench/HTTP-REPORT.md";
+const TOKEN_SECRET: &str = "http-report-token-secret-0123456789";
+const OPERATOR_TOKEN: &str = "http-report-operator-token-0123456789";
+/// The per-IP limit of the benchmark gateway: every wrk connection comes from 127.0.0.1, so the
+/// default (500/s) would answer almost everything with 429. Raised, not turned off, so the
+/// limiter's cost stays in the figures.
+const RATE_LIMIT_IP_PER_S: u32 = 10_000_000;
+/// Verified applications the load is spread over (round robin): at 50,000 requests/s each
+/// user sends 5/s, under the default per-user limit (10/s), which stays on.
+const APPLICATIONS: usize = 10_000;
+const DRAWS_TARGET: f64 = 0.5;
+const POOL_TARGET: f64 = 0.8;
+const HALF_RATE_P99_TARGET: Duration = Duration::from_millis(5);
+/// How long a server has to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Calibration runs of the half-rate pause.
+const CALIBRATION_RUNS: usize = 2;
+const CALIBRATION_RUN: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Hello,
+    Draws,
+    Keyboard,
+    Pool,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 4] = [
+        Endpoint::Hello,
+        Endpoint::Draws,
+        Endpoint::Keyboard,
+        Endpoint::Pool,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Hello => "hello",
+            Endpoint::Draws => "draws",
+            Endpoint::Keyboard => "keyboard",
+            Endpoint::Pool => "pool",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Endpoint::Hello => "actix-web hello world `GET /`",
+            Endpoint::Draws => "random draw `POST /v1/applications/{id}/draws` (durable)",
+            Endpoint::Keyboard => "keyboard `GET /v1/applications/{id}/keyboard?entered=…`",
+            Endpoint::Pool => "pool notice `GET /v1/offices/{office}/pool`",
+        }
+    }
+
+    /// The share of hello world's requests/s the endpoint must reach, if any.
+    fn target(self) -> Option<f64> {
+        match self {
+            Endpoint::Draws => Some(DRAWS_TARGET),
+            Endpoint::Pool => Some(POOL_TARGET),
+            Endpoint::Hello | Endpoint::Keyboard => None,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.name() == s)
+    }
+}
+
+/// Where the servers and wrk run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Setup {
+    /// actix-web workers of both servers.
+    workers: usize,
+    /// Servers on CPU 0, wrk on CPU 1.
+    pinned: bool,
+}
+
+impl Setup {
+    fn parse(s: &str) -> Option<Setup> {
+        let (n, pinned) = match s.strip_suffix('p') {
+            Some(n) => (n, true),
+            None => (s, false),
+        };
+        let workers = n.parse().ok().filter(|&w| w > 0)?;
+        Some(Setup { workers, pinned })
+    }
+
+    fn describe(self, wrk_threads: usize) -> String {
+        let w = if self.workers == 1 {
+            "1 worker".to_string()
+        } else {
+            format!("{} workers", self.workers)
+        };
+        if self.pinned {
+            format!("server {w} on CPU 0, wrk -t{wrk_threads} on CPU 1")
+        } else {
+            format!("server {w}, wrk -t{wrk_threads}, not pinned")
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Options {
+    duration: Duration,
+    rounds: usize,
+    connections: usize,
+    wrk_threads: usize,
+    setups: Vec<Setup>,
+    out: PathBuf,
+    /// Profile this endpoint with `perf record -g` on the gateway (first setup), after the runs.
+    perf: Option<Endpoint>,
+    half_rate: bool,
+}
+
+const HELP: &str = "\
+http-report: actix-web hello world vs the gateway's draws, keyboard and pool notice, with wrk.
+
+Options:
+  --duration S       seconds per wrk run (default 10)
+  --rounds N         interleaved rounds of the four endpoints (default 3)
+  --connections C    wrk connections (default 64)
+  --wrk-threads T    wrk threads (default 1)
+  --setups LIST      server setups, comma separated: N = N workers, Np = N workers pinned to
+                     CPU 0 with wrk on CPU 1 (default 2,1); the first is the one judged
+  --no-half-rate     skip the latency runs at half of each maximum rate
+  --perf ENDPOINT    afterwards, record `perf record -g` of the gateway under that endpoint's
+                     load (hello, draws, keyboard, pool) into perf-<endpoint>.data
+  --out FILE         report path (default bench/HTTP-REPORT.md)
+";
+
+fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        duration: Duration::from_secs(10),
+        rounds: 3,
+        connections: 64,
+        wrk_threads: 1,
+        setups: vec![
+            Setup {
+                workers: 2,
+                pinned: false,
+            },
+            Setup {
+                workers: 1,
+                pinned: false,
+            },
+        ],
+        out: PathBuf::from(REPORT_PATH),
+        perf: None,
+        half_rate: true,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
+        let number = |v: String| -> Result<u64, String> {
+            v.parse::<u64>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or(format!("{flag}: a positive number, not {v}"))
+        };
+        match flag.as_str() {
+            "--duration" => o.duration = Duration::from_secs(number(value()?)?),
+            "--rounds" => o.rounds = number(value()?)? as usize,
+            "--connections" => o.connections = number(value()?)? as usize,
+            "--wrk-threads" => o.wrk_threads = number(value()?)? as usize,
+            "--setups" => {
+                o.setups = value()?
+                    .split(',')
+                    .map(|s| Setup::parse(s.trim()).ok_or(format!("--setups: bad setup {s}")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--perf" => {
+                let v = value()?;
+                o.perf = Some(Endpoint::parse(&v).ok_or(format!("--perf: no endpoint {v}"))?);
+            }
+            "--no-half-rate" => o.half_rate = false,
+            "--out" => o.out = PathBuf::from(value()?),
+            "--help" | "-h" => return Err(HELP.to_string()),
+            other => return Err(format!("unknown option {other}\n\n{HELP}")),
+        }
+    }
+    if o.setups.is_empty() {
+        return Err("--setups: at least one".into());
+    }
+    Ok(o)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The servers (child processes)
+
+/// `serve-hello WORKERS`: the smallest actix-web app, `GET /` → `Hello world!`.
+fn serve_hello(workers: usize) -> Result<(), String> {
+    actix_rt::System::new().block_on(async move {
+        let server = HttpServer::new(|| {
+            App::new().route(
+                "/",
+                web::get().to(|| async { HttpResponse::Ok().body("Hello world!") }),
+            )
+        })
+        .workers(workers)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .map_err(|e| format!("bind: {e}"))?;
+        announce(&server.addrs())?;
+        server.run().await.map_err(|e| format!("server: {e}"))
+    })
+}
+
+/// `serve-gateway WORKERS DATA_DIR`: the `platepool` binary's app over the recovered office.
+fn serve_gateway(workers: usize, dir: &Path) -> Result<(), String> {
+    actix_rt::System::new().block_on(async move {
+        let engine = fixture::open_engine(dir, Durability::Fsync).await;
+        let config = GatewayConfig {
+            operator_token: OPERATOR_TOKEN.into(),
+            token_secret: TOKEN_SECRET.into(),
+            rate_limit_ip_per_s: RATE_LIMIT_IP_PER_S,
+            ..GatewayConfig::default()
+        };
+        let gw = Gateway::new(engine.clone(), config)?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .service(gw.scope(""))
+                .default_service(web::to(platepool_gateway::not_found))
+        })
+        .workers(workers)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .map_err(|e| format!("bind: {e}"))?;
+        announce(&server.addrs())?;
+        let result = server.run().await;
+        engine.shutdown().await.map_err(|e| format!("flush: {e}"))?;
+        result.map_err(|e| format!("server: {e}"))
+    })
+}
+
+fn announce(addrs: &[std::net::SocketAddr]) -> Result<(), String> {
+    let addr = addrs.first().ok_or("no address bound")?;
+    println!("LISTENING {addr}");
+    Ok(())
+}
+
+/// A server child; killed when dropped.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    base_url: String,
+}
+
+impl Server {
+    fn start(args: &[String], cpus: Option<&str>) -> Result<Server, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+        let mut command = match cpus {
+            Some(c) => {
+                let mut command = Command::new("taskset");
+                command.arg("-c").arg(c).arg(&exe);
+                command
+            }
+            None => Command::new(&exe),
+        };
+        let mut child = command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {args:?}: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("LISTENING ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(START_TIMEOUT)
+            .map_err(|_| format!("{args:?} did not start listening"))?;
+        Ok(Server {
+            child,
+            base_url: format!("http://{addr}"),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time the process has used (user + system), from `/proc/<pid>/stat`.
+    fn cpu(&self) -> Duration {
+        let ticks = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|s| {
+                let after = s.rsplit_once(')')?.1.to_string();
+                let f: Vec<&str> = after.split_whitespace().collect();
+                let utime: u64 = f.get(11)?.parse().ok()?;
+                let stime: u64 = f.get(12)?.parse().ok()?;
+                Some(utime + stime)
+            })
+            .unwrap_or(0);
+        // The kernel's USER_HZ is 100 on every Linux this runs on.
+        Duration::from_millis(ticks * 10)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load
+
+/// What wrk sends for each endpoint: one request per application, tokens signed as the
+/// embedding platform would.
+fn requests(endpoint: Endpoint, apps: &[(String, String)]) -> Vec<Request> {
+    const ENTERED: [&str; 6] = ["", "A", "A1", "1_3", "B2C", "_5"];
+    match endpoint {
+        Endpoint::Hello => vec![Request::get("/")],
+        Endpoint::Pool => vec![Request::get(&format!(
+            "/v1/offices/{}/pool",
+            fixture::OFFICE
+        ))],
+        Endpoint::Draws => apps
+            .iter()
+            .map(|(id, token)| {
+                Request::post_json(
+                    &format!("/v1/applications/{id}/draws"),
+                    r#"{"exclude_four":false}"#,
+                )
+                .bearer(token)
+            })
+            .collect(),
+        Endpoint::Keyboard => apps
+            .iter()
+            .enumerate()
+            .map(|(i, (id, token))| {
+                let entered = ENTERED[i % ENTERED.len()];
+                Request::get(&format!("/v1/applications/{id}/keyboard?entered={entered}"))
+                    .bearer(token)
+            })
+            .collect(),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Measured {
+    result: WrkResult,
+    /// Server CPU per answered request.
+    cpu_per_request: Duration,
+}
+
+struct Bench<'a> {
+    options: &'a Options,
+    setup: Setup,
+    hello: Server,
+    gateway: Server,
+    apps: &'a [(String, String)],
+}
+
+impl Bench<'_> {
+    fn server(&self, e: Endpoint) -> &Server {
+        match e {
+            Endpoint::Hello => &self.hello,
+            _ => &self.gateway,
+        }
+    }
+
+    fn load(&self, e: Endpoint, duration: Duration, think: Option<Duration>) -> Load {
+        let mut load = Load::new(&self.server(e).base_url, requests(e, self.apps))
+            .threads(self.options.wrk_threads)
+            .connections(self.options.connections)
+            .duration(duration)
+            .think(think);
+        if self.setup.pinned {
+            load = load.cpus("1");
+        }
+        load
+    }
+
+    fn measure(&self, e: Endpoint, duration: Duration, think: Option<Duration>) -> Measured {
+        let server = self.server(e);
+        let before = server.cpu();
+        let result = match wrk::run(&self.load(e, duration, think)) {
+            Ok(r) => r,
+            Err(err) => panic!("wrk on {}: {err}", e.name()),
+        };
+        let cpu = server.cpu().saturating_sub(before);
+        let cpu_per_request = cpu / (result.requests.max(1) as u32);
+        eprintln!(
+            "  {:<8} {:>9.0} req/s  p50 {:>6} p99 {:>6}  status≥400 {} socket errors {}  cpu {:>5.1} µs/req{}",
+            e.name(),
+            result.requests_per_s,
+            ms(result.latency.p50),
+            ms(result.latency.p99),
+            result.errors.status,
+            result.errors.socket(),
+            cpu_per_request.as_secs_f64() * 1e6,
+            think.map_or(String::new(), |t| format!("  pause {:.2} ms", t.as_secs_f64() * 1e3)),
+        );
+        Measured {
+            result,
+            cpu_per_request,
+        }
+    }
+
+    /// A paced run at about `rate` requests/s: the pause per connection is calibrated in short
+    /// runs from C / (pause + latency) = rate, then the measured run.
+    fn at_rate(&self, e: Endpoint, rate: f64) -> (Duration, Measured) {
+        let c = self.options.connections as f64;
+        // First guess: the latency at the maximum rate is C / max = C / (2 × rate).
+        let mut pause_s = (c / rate - c / (2.0 * rate)).max(0.0);
+        for _ in 0..CALIBRATION_RUNS {
+            let m = self.measure(e, CALIBRATION_RUN, Some(Duration::from_secs_f64(pause_s)));
+            let cycle_s = c / m.result.requests_per_s.max(1.0);
+            let latency_s = (cycle_s - pause_s).max(0.0);
+            pause_s = (c / rate - latency_s).max(0.0);
+        }
+        let pause = Duration::from_secs_f64(pause_s);
+        (pause, self.measure(e, self.options.duration, Some(pause)))
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn median_duration(v: Vec<Duration>) -> Duration {
+    Duration::from_secs_f64(median(v.iter().map(Duration::as_secs_f64).collect()).max(0.0))
+}
+
+/// The figures of one setup.
+#[derive(Debug)]
+struct SetupResult {
+    setup: Setup,
+    /// rounds × endpoints (in `Endpoint::ALL` order).
+    rounds: Vec<Vec<Measured>>,
+    /// Per endpoint: the pause, the targeted rate and the run.
+    half: Vec<(Endpoint, f64, Duration, Measured)>,
+}
+
+impl SetupResult {
+    fn runs(&self, e: Endpoint) -> Vec<&Measured> {
+        let i = Endpoint::ALL.iter().position(|&x| x == e).unwrap_or(0);
+        self.rounds.iter().map(|r| &r[i]).collect()
+    }
+
+    fn rate(&self, e: Endpoint) -> f64 {
+        median(
+            self.runs(e)
+                .iter()
+                .map(|m| m.result.requests_per_s)
+                .collect(),
+        )
+    }
+
+    /// The median over rounds of (endpoint / hello world) in the same round.
+    fn ratio(&self, e: Endpoint) -> f64 {
+        median(
+            self.runs(e)
+                .iter()
+                .zip(self.runs(Endpoint::Hello))
+                .map(|(m, h)| m.result.requests_per_s / h.result.requests_per_s.max(1.0))
+                .collect(),
+        )
+    }
+}
+
+fn run_setup(
+    options: &Options,
+    setup: Setup,
+    dir: &Path,
+    apps: &[(String, String)],
+) -> Result<SetupResult, String> {
+    let cpus = setup.pinned.then_some("0");
+    let w = setup.workers.to_string();
+    let hello = Server::start(&["serve-hello".into(), w.clone()], cpus)?;
+    let gateway = Server::start(
+        &["serve-gateway".into(), w, dir.display().to_string()],
+        cpus,
+    )?;
+    let bench = Bench {
+        options,
+        setup,
+        hello,
+        gateway,
+        apps,
+    };
+    eprintln!("setup: {}", setup.describe(options.wrk_threads));
+    // Warm up: connections, caches, the allocator.
+    for e in Endpoint::ALL {
+        bench.measure(e, Duration::from_secs(2), None);
+    }
+    let mut rounds = Vec::new();
+    for round in 1..=options.rounds {
+        eprintln!("round {round}/{}", options.rounds);
+        rounds.push(
+            Endpoint::ALL
+                .iter()
+                .map(|&e| bench.measure(e, options.duration, None))
+                .collect(),
+        );
+    }
+    let mut result = SetupResult {
+        setup,
+        rounds,
+        half: Vec::new(),
+    };
+    if options.half_rate {
+        eprintln!("half of each maximum rate");
+        for e in Endpoint::ALL {
+            let rate = result.rate(e) / 2.0;
+            let (pause, m) = bench.at_rate(e, rate);
+            result.half.push((e, rate, pause, m));
+        }
+    }
+    if let (Some(e), true) = (options.perf, options.setups.first() == Some(&setup)) {
+        profile(&bench, e)?;
+    }
+    Ok(result)
+}
+
+/// `perf record -g` of the server under `e`'s maximum load, while wrk runs.
+fn profile(bench: &Bench<'_>, e: Endpoint) -> Result<(), String> {
+    let out = format!("perf-{}.data", e.name());
+    let secs = bench.options.duration.as_secs().max(2);
+    let mut perf = Command::new("perf")
+        .args(["record", "-g", "-F", "999", "-o", &out, "-p"])
+        .arg(bench.server(e).pid().to_string())
+        .args(["--", "sleep", &secs.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|err| format!("perf: {err}"))?;
+    eprintln!("profiling {} into {out}", e.name());
+    bench.measure(e, bench.options.duration, None);
+    perf.wait().map_err(|err| format!("perf: {err}"))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+fn shell(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+fn write_setup(md: &mut String, options: &Options, r: &SetupResult, judged: bool) {
+    let _ = writeln!(
+        md,
+        "\n### {} {}\n",
+        r.setup.describe(options.wrk_threads),
+        if judged {
+            "(judged)"
+        } else {
+            "(for comparison)"
+        }
+    );
+    let _ = writeln!(
+        md,
+        "Maximum rate: wrk -t{} -c{} -d{}s, {} interleaved rounds; req/s and ratio are medians over \
+         the rounds (the ratio is taken within each round), latency the median of the rounds' \
+         percentiles.\n",
+        options.wrk_threads,
+        options.connections,
+        options.duration.as_secs(),
+        options.rounds
+    );
+    md.push_str(
+        "| endpoint | req/s (median) | req/s per round | p50 | p99 | server CPU / request | \
+         status ≥ 400 / socket errors | ratio to hello world | target | result |\n",
+    );
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for e in Endpoint::ALL {
+        let runs = r.runs(e);
+        let per_round: Vec<String> = runs
+            .iter()
+            .map(|m| format!("{:.0}", m.result.requests_per_s))
+            .collect();
+        let p50 = median_duration(runs.iter().map(|m| m.result.latency.p50).collect());
+        let p99 = median_duration(runs.iter().map(|m| m.result.latency.p99).collect());
+        let cpu = median_duration(runs.iter().map(|m| m.cpu_per_request).collect());
+        let status: u64 = runs.iter().map(|m| m.result.errors.status).sum();
+        let socket: u64 = runs.iter().map(|m| m.result.errors.socket()).sum();
+        let ratio = r.ratio(e);
+        let (target, result) = match e.target() {
+            Some(t) => (
+                format!("≥ {:.0} %", t * 100.0),
+                verdict(ratio >= t && status == 0 && socket == 0).to_string(),
+            ),
+            None => ("—".to_string(), "—".to_string()),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {} | {} | {} | {:.1} µs | {status} / {socket} | {:.1} % | {target} | {result} |",
+            e.label(),
+            r.rate(e),
+            per_round.join(", "),
+            ms(p50),
+            ms(p99),
+            cpu.as_secs_f64() * 1e6,
+            ratio * 100.0,
+        );
+    }
+    if !r.half.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nLatency at half of the maximum rate: the same {} connections, each pausing between \
+             an answer and its next request (wrk's `delay()` hook, calibrated in {} short runs) so \
+             that together they offer about half of the endpoint's median maximum. This is a \
+             paced closed loop, not a fixed-rate (open) generator: a slow answer delays only its \
+             own connection's next request, so queueing behind a stall is under-counted.\n",
+            options.connections, CALIBRATION_RUNS
+        );
+        md.push_str(
+            "| endpoint | half of max (req/s) | achieved req/s | pause per connection | p50 | p90 | \
+             p99 | p99.9 | status ≥ 400 / socket errors | target | result |\n",
+        );
+        md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for (e, rate, pause, m) in &r.half {
+            let l = m.result.latency;
+            let errors = m.result.errors;
+            let pass = l.p99 <= HALF_RATE_P99_TARGET && errors.status == 0 && errors.socket() == 0;
+            let target = if *e == Endpoint::Hello {
+                "—".to_string()
+            } else {
+                format!("p99 ≤ {}", ms(HALF_RATE_P99_TARGET))
+            };
+            let result = if *e == Endpoint::Hello {
+                "—"
+            } else {
+                verdict(pass)
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} / {} | {target} | {result} |",
+                e.name(),
+                rate,
+                m.result.requests_per_s,
+                ms(*pause),
+                ms(l.p50),
+                ms(l.p90),
+                ms(l.p99),
+                ms(l.p999),
+                errors.status,
+                errors.socket(),
+            );
+        }
+    }
+}
+
+fn report(options: &Options, results: &[SetupResult], started: &str, elapsed: Duration) -> String {
+    let machine = Machine::probe();
+    let mut md = String::new();
+    md.push_str("# HTTP speed report\n\n");
+    md.push_str(
+        "actix-web hello world against the gateway's random draw, keyboard and pool notice, \
+         measured with wrk over loopback in one run, interleaved. Written by `http-report` \
+         (`bench/src/bin/http-report.rs`); the wrk driver is `bench/src/wrk.rs`.\n\n",
+    );
+    let _ = writeln!(md, "- command: `{COMMAND}`");
+    let _ = writeln!(
+        md,
+        "- date: {started} (took {:.0} s)",
+        elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "- commit: {}{}",
+        shell("git", &["rev-parse", "--short", "HEAD"]),
+        if shell("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+            ""
+        } else {
+            " (working tree has uncommitted changes)"
+        }
+    );
+    let _ = writeln!(
+        md,
+        "- machine: {} CPUs, {}, kernel {}, memory {}",
+        machine.nproc, machine.cpu_model, machine.kernel, machine.memory_total
+    );
+    let _ = writeln!(md, "- load average at the end: {}", load_average());
+    let _ = writeln!(
+        md,
+        "- load generator: {} (Debian package), one `wrk` process per run, requests from a generated \
+         Lua script (round robin over {APPLICATIONS} applications and their tokens)",
+        wrk::version(wrk::WRK_BINARY_DEFAULT).unwrap_or_else(|e| e.to_string())
+    );
+    if let Some(r) = results.first() {
+        if let Some(m) = r.rounds.first().and_then(|round| round.get(1)) {
+            let _ = writeln!(md, "- wrk command (draws): `{}`", m.result.command);
+        }
+    }
+    md.push_str(
+        "- servers: child processes of `http-report`; hello world is `App::new().route(\"/\", …)` \
+         answering `Hello world!`; the gateway is the `platepool` binary's app \
+         (`Gateway::scope(\"\")` + its default service) with the same worker count, on an engine \
+         recovered from a temporary folder: one office, a release of 1,000,000 numbers, 10,000 \
+         verified applications with quotas of 1,000 draws (the benchmark fixture of \
+         `bench/src/fixture.rs`)\n",
+    );
+    md.push_str(
+        "- durability: `Fsync` — every draw is written by sled, flushed and fdatasynced before \
+         its 201 (group commit); keyboard and pool notice are reads answered from memory (the \
+         pool notice from each worker's snapshot of at most 100 ms)\n",
+    );
+    let _ = writeln!(
+        md,
+        "- rate limits: per user at the default ({}/s, on; round robin over {APPLICATIONS} users \
+         keeps each under it), per IP raised from {}/s to {RATE_LIMIT_IP_PER_S}/s because every \
+         connection comes from 127.0.0.1 (still evaluated, so its cost is in the figures)",
+        platepool_gateway::config::RATE_LIMIT_USER_PER_S_DEFAULT,
+        platepool_gateway::config::RATE_LIMIT_IP_PER_S_DEFAULT
+    );
+    md.push_str(
+        "- metrics middleware, token verification (HMAC-SHA256) and the idempotency check are on, \
+         as in production\n",
+    );
+
+    md.push_str("\n## Results\n");
+    md.push_str(
+        "\nThe first setup is judged against the targets of issue 3: draws ≥ 50 % of hello \
+         world's requests/s, pool notice ≥ 80 %, and p99 at half of each maximum rate ≤ 5 ms. A \
+         run with any error or status ≥ 400 fails.\n",
+    );
+    for (i, r) in results.iter().enumerate() {
+        write_setup(&mut md, options, r, i == 0);
+    }
+    md
+}
+
+fn now_utc() -> String {
+    let out = shell("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+    if out == "unknown" {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("unix {secs}")
+    } else {
+        out
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("serve-hello") => args
+            .get(1)
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| "serve-hello WORKERS".to_string())
+            .and_then(serve_hello),
+        Some("serve-gateway") => match (args.get(1).and_then(|w| w.parse().ok()), args.get(2)) {
+            (Some(w), Some(dir)) => serve_gateway(w, Path::new(dir)),
+            _ => Err("serve-gateway WORKERS DATA_DIR".into()),
+        },
+        _ => parse_options(&args).and_then(|o| orchestrate(&o)),
+    };
+    if let Err(e) = outcome {
+        eprintln!("{e}");
+        std::process::exit(2);
+    }
+}
+
+fn orchestrate(options: &Options) -> Result<(), String> {
+    wrk::version(wrk::WRK_BINARY_DEFAULT)
+        .map_err(|e| format!("{e}\nwrk is needed: apt-get install -y wrk"))?;
+    let started = now_utc();
+    let clock = Instant::now();
+    let dir = fixture::temp_dir("platepool-http-report-");
+    eprintln!("building the office (1,000,000 numbers, {APPLICATIONS} applications)…");
+    let plan = Plan {
+        select: APPLICATIONS,
+        claimers: 0,
+        holders: 0,
+        ..Plan::standard()
+    };
+    let built = fixture::build_into(dir.path(), Durability::Fsync, &plan);
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 24 * 3_600;
+    let apps: Vec<(String, String)> = built
+        .select
+        .iter()
+        .enumerate()
+        .map(|(n, app)| {
+            let claims = TokenClaims {
+                user: app.user.clone(),
+                // The fixture's phone numbers (`138` + the application's number).
+                phone: format!("138{n:08}"),
+                exp,
+            };
+            (app.id.to_string(), sign_token(TOKEN_SECRET, &claims))
+        })
+        .collect();
+    drop(built);
+    let mut results = Vec::new();
+    for &setup in &options.setups {
+        results.push(run_setup(options, setup, dir.path(), &apps)?);
+    }
+    let md = report(options, &results, &started, clock.elapsed());
+    std::fs::write(&options.out, &md)
+        .map_err(|e| format!("cannot write {}: {e}", options.out.display()))?;
+    println!("{md}");
+    eprintln!("written to {}", options.out.display());
+    Ok(())
+}
