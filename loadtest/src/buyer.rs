@@ -342,9 +342,10 @@ impl Buyer<'_> {
             }
             let answer = match result {
                 Err(kind) => {
-                    if retry_transport && transport < 3 {
+                    if retry_transport && transport < s.transport_retries {
                         transport += 1;
-                        self.next = done + Duration::from_millis(200 * transport as u64);
+                        self.next =
+                            done + Duration::from_millis((200 * transport as u64).min(1_000));
                         continue;
                     }
                     return Err(Fail::Transport(kind));

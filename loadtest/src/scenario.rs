@@ -122,8 +122,13 @@ pub struct Scenario {
     /// People's think time between two actions, uniform in [min, max] ms.
     pub think_min_ms: u64,
     pub think_max_ms: u64,
-    /// People start selecting up to this many ms after the opening instant (bots: at it).
+    /// People start selecting between `reaction_min_ms` and this many ms after the opening
+    /// instant (bots: `bot_reaction_ms` after it).
     pub reaction_ms: u64,
+    /// People start selecting no sooner than this many ms after the opening instant.
+    pub reaction_min_ms: u64,
+    /// Bots start selecting this many ms after the opening instant.
+    pub bot_reaction_ms: u64,
     /// Bots resend a refused request (429) after this many ms, whatever `retry_after_ms` says.
     pub bot_retry_ms: u64,
     /// Bots send their next custom check this many ms before `next_check_in_ms` says they may.
@@ -152,6 +157,9 @@ pub struct Scenario {
     pub timeout_ms: u64,
     /// Send `Idempotency-Key` on state-changing calls and retry transport failures with it.
     pub idempotency_keys: bool,
+    /// How often a request that got no answer (connection refused or reset, timeout) is sent
+    /// again before the buyer gives up; the pause grows by 200 ms per try, up to 1 s.
+    pub transport_retries: u32,
     /// Send `X-Forwarded-For` with one address per person (bots share `bot_ips` addresses), so a
     /// gateway that trusts the loadtest as a proxy applies its per-IP limit per virtual buyer.
     pub spoof_ips: bool,
@@ -177,6 +185,8 @@ impl Default for Scenario {
             think_min_ms: 300,
             think_max_ms: 2_000,
             reaction_ms: 500,
+            reaction_min_ms: 0,
+            bot_reaction_ms: 0,
             bot_retry_ms: 50,
             bot_early_ms: 200,
             bot_max_requests: 400,
@@ -191,6 +201,7 @@ impl Default for Scenario {
             workers: 1,
             timeout_ms: 60_000,
             idempotency_keys: true,
+            transport_retries: 3,
             spoof_ips: true,
             bot_ips: 8,
             seed: 1,
@@ -401,6 +412,9 @@ impl Scenario {
         if self.think_min_ms > self.think_max_ms {
             return Err("think_min_ms must not exceed think_max_ms".into());
         }
+        if self.reaction_min_ms > self.reaction_ms {
+            return Err("reaction_min_ms must not exceed reaction_ms".into());
+        }
         if self.workers == 0 || self.workers > 64 {
             return Err("workers must be 1 to 64".into());
         }
@@ -555,8 +569,10 @@ pub fn plans(s: &Scenario) -> Vec<BuyerPlan> {
                 Style::Random
             };
             let reaction = match kind {
-                Kind::Bot => Duration::ZERO,
-                Kind::Person => Duration::from_millis(rng.random_range(0..=s.reaction_ms)),
+                Kind::Bot => Duration::from_millis(s.bot_reaction_ms),
+                Kind::Person => Duration::from_millis(
+                    rng.random_range(s.reaction_min_ms.min(s.reaction_ms)..=s.reaction_ms),
+                ),
             };
             BuyerPlan {
                 index: i,

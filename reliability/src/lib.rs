@@ -17,8 +17,11 @@
 pub mod attacks;
 pub mod fuzz;
 pub mod http;
+pub mod kill9;
+pub mod overload;
 pub mod pending;
 pub mod report;
+pub mod server;
 pub mod sim;
 pub mod storage;
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use platepool_reliability::sim::shell::WriterMode;
-use platepool_reliability::{attacks, fuzz, pending, report, sim, storage, Mode, Outcome};
+use platepool_reliability::{attacks, fuzz, kill9, overload, report, sim, storage, Mode, Outcome};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -149,9 +149,9 @@ fn main() -> ExitCode {
                 }
                 let o = match id {
                     "sim" => sim::campaign(mode),
-                    "kill9" => pending::kill9_campaign(mode),
+                    "kill9" => kill9::campaign(mode),
                     "storage" => storage::campaign(mode),
-                    "overload" => pending::overload_campaign(mode),
+                    "overload" => overload::campaign(mode),
                     "fuzz" => fuzz::campaign(mode),
                     _ => attacks::campaign(mode),
                 };

@@ -1,0 +1,813 @@
+//! Campaign 4: overload at 3× the measured maximum, through the real `platepool` binary.
+//!
+//! 1. **Setup**: the loadtest crate's preparation makes an office (no opening window, 1,000
+//!    draws per application, a 50,000-number release open at once), certificate records and
+//!    tokens; each application is then walked through SMS, application and identity.
+//! 2. **Maximum**: a closed loop (a fixed number of draws in flight, each sent when the last
+//!    answered) for a few seconds: the throughput it reaches is the maximum the binary sustains
+//!    on this machine with this client beside it.
+//! 3. **Baseline**: an open model (draws sent on a schedule, latency from each one's intended
+//!    send time) at half the maximum: its p99 and errors are "normal".
+//! 4. **Overload**: the open model at 3× the maximum. The gateway's rate limits are off (each
+//!    application stands for many people), so nothing but the engine's own bound
+//!    (`IN_FLIGHT_MAX` requests per office → 503 `overloaded`) stands between the load and the
+//!    office. Sampled every 100 ms: the server's RSS (`/proc/<pid>/status`) and the office's
+//!    mailbox depth (`/metrics`). Measured: refused answers (503/429) and their latency, the
+//!    accepted draws' latency, whether RSS levels off.
+//! 5. **Recovery**: once the overload's last request is answered, the open model at half the
+//!    maximum again: no errors, and p99 back near the baseline's.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use awc::http::Method;
+use platepool_loadtest::api::{list, Api, Call};
+use platepool_loadtest::buyer::sms_code;
+use platepool_loadtest::identity::{identity, run_tag, Identity};
+use platepool_loadtest::prepare::{for_each_concurrent, now_ms, prepare};
+use platepool_loadtest::scenario::{plans, Rules, Scenario};
+use serde_json::{json, Value};
+
+use crate::server::{free_port, ms, percentile, rss_bytes, Options, Server, OPERATOR, SECRET};
+use crate::{thousands, Mode, Outcome};
+
+/// The engine's bound on requests in flight per office (engine/src/actor.rs).
+pub const IN_FLIGHT_MAX: usize = platepool_engine::actor::IN_FLIGHT_MAX;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub apps: u32,
+    /// Draws in flight while measuring the maximum.
+    pub closed_in_flight: usize,
+    pub max_secs: f64,
+    pub baseline_secs: f64,
+    pub overload_secs: f64,
+    pub factor: f64,
+    /// Client connections (the most requests the server can see at once).
+    pub connections: usize,
+}
+
+impl Plan {
+    pub fn for_mode(mode: Mode) -> Plan {
+        match mode {
+            Mode::Short => Plan {
+                apps: 150,
+                closed_in_flight: 32,
+                max_secs: 3.0,
+                baseline_secs: 2.0,
+                overload_secs: 4.0,
+                factor: 3.0,
+                connections: 1_024,
+            },
+            Mode::Long => Plan {
+                apps: 1_200,
+                closed_in_flight: 64,
+                max_secs: 10.0,
+                baseline_secs: 10.0,
+                overload_secs: 30.0,
+                factor: 3.0,
+                connections: 8_192,
+            },
+        }
+    }
+}
+
+/// One application ready to draw.
+#[derive(Debug, Clone)]
+struct App {
+    id: String,
+    token: String,
+    ip: String,
+}
+
+/// One request's fate.
+#[derive(Debug, Clone)]
+struct Sample {
+    intended: Instant,
+    done: Instant,
+    /// 0: no answer.
+    status: u16,
+    code: String,
+}
+
+impl Sample {
+    fn latency(&self) -> Duration {
+        self.done.saturating_duration_since(self.intended)
+    }
+    fn accepted(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    /// Refused for load: 503 or 429.
+    fn refused(&self) -> bool {
+        self.status == 503 || self.status == 429
+    }
+}
+
+/// Latency figures of a phase.
+#[derive(Debug, Clone, Default)]
+struct Phase {
+    sent: u64,
+    accepted: u64,
+    refused: u64,
+    /// Other answers (4xx business refusals such as quota_spent) and no answers.
+    other: u64,
+    no_answer: u64,
+    accepted_p50: Duration,
+    accepted_p99: Duration,
+    accepted_max: Duration,
+    refused_p50: Duration,
+    refused_p99: Duration,
+    secs: f64,
+    codes: std::collections::BTreeMap<String, u64>,
+}
+
+impl Phase {
+    fn of(samples: &[Sample], secs: f64) -> Phase {
+        let mut acc: Vec<Duration> = samples
+            .iter()
+            .filter(|s| s.accepted())
+            .map(Sample::latency)
+            .collect();
+        let mut refd: Vec<Duration> = samples
+            .iter()
+            .filter(|s| s.refused())
+            .map(Sample::latency)
+            .collect();
+        acc.sort();
+        refd.sort();
+        let mut codes = std::collections::BTreeMap::new();
+        for s in samples.iter().filter(|s| !s.accepted()) {
+            *codes
+                .entry(format!("{} {}", s.status, s.code))
+                .or_insert(0u64) += 1;
+        }
+        Phase {
+            sent: samples.len() as u64,
+            accepted: acc.len() as u64,
+            refused: refd.len() as u64,
+            other: samples
+                .iter()
+                .filter(|s| !s.accepted() && !s.refused())
+                .count() as u64,
+            no_answer: samples.iter().filter(|s| s.status == 0).count() as u64,
+            accepted_p50: percentile(&acc, 0.5),
+            accepted_p99: percentile(&acc, 0.99),
+            accepted_max: percentile(&acc, 1.0),
+            refused_p50: percentile(&refd, 0.5),
+            refused_p99: percentile(&refd, 0.99),
+            secs,
+            codes,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.accepted as f64 / self.secs.max(0.001)
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{} sent, {} accepted ({:.0}/s), {} refused 503/429, {} other; accepted p50 {} p99 {} max {}",
+            thousands(self.sent),
+            thousands(self.accepted),
+            self.rate(),
+            thousands(self.refused),
+            thousands(self.other),
+            ms(self.accepted_p50),
+            ms(self.accepted_p99),
+            ms(self.accepted_max)
+        )
+    }
+}
+
+fn draw_call<'a>(app: &'a App, path: &'a str, body: &'a Value) -> Call<'a> {
+    Call {
+        method: Method::POST,
+        path,
+        token: &app.token,
+        body: Some(body),
+        ip: Some(&app.ip),
+        key: None,
+    }
+}
+
+async fn send_draw(api: &Api, app: &App, intended: Instant) -> Sample {
+    let path = format!("/v1/applications/{}/draws", app.id);
+    let body = json!({"exclude_four": false});
+    let r = api.send(&draw_call(app, &path, &body)).await;
+    let done = Instant::now();
+    match r {
+        Ok(a) => Sample {
+            intended,
+            done,
+            status: a.status,
+            code: a.code().unwrap_or("").to_string(),
+        },
+        Err(kind) => Sample {
+            intended,
+            done,
+            status: 0,
+            code: kind,
+        },
+    }
+}
+
+/// Closed loop: `in_flight` draws at a time for `secs`.
+fn closed_loop(base: &str, apps: &[App], in_flight: usize, secs: f64) -> Vec<Sample> {
+    let apps: Vec<App> = apps.to_vec();
+    let base = base.to_string();
+    actix_rt::System::new().block_on(async move {
+        let api = Api::new(&base, OPERATOR, in_flight, Duration::from_secs(30));
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        let apps = Rc::new(apps);
+        let mut handles = Vec::new();
+        for w in 0..in_flight {
+            let api = api.clone();
+            let apps = apps.clone();
+            handles.push(actix_rt::spawn(async move {
+                let mut out = Vec::new();
+                let mut i = w;
+                while Instant::now() < end {
+                    let app = &apps[i % apps.len()];
+                    out.push(send_draw(&api, app, Instant::now()).await);
+                    i += in_flight;
+                }
+                out
+            }));
+        }
+        let mut all = Vec::new();
+        for h in handles {
+            if let Ok(mut v) = h.await {
+                all.append(&mut v);
+            }
+        }
+        all
+    })
+}
+
+/// What the sampler saw while a phase ran.
+#[derive(Debug, Clone, Default)]
+struct Watch {
+    /// (seconds since start, RSS bytes).
+    rss: Vec<(f64, u64)>,
+    max_depth: u64,
+    depth_reads: u64,
+}
+
+/// Open model: `rate` draws per second for `secs`, each from the next application; waits for
+/// every answer. Samples RSS and the mailbox depth every 100 ms meanwhile.
+fn open_load(
+    base: &str,
+    port: u16,
+    pid: u32,
+    apps: &[App],
+    rate: f64,
+    secs: f64,
+    connections: usize,
+) -> (Vec<Sample>, Watch, Duration) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let started = Instant::now();
+    let watcher = std::thread::spawn(move || {
+        let mut w = Watch::default();
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(r) = rss_bytes(pid) {
+                w.rss.push((started.elapsed().as_secs_f64(), r));
+            }
+            if let Some(d) = mailbox_depth(port) {
+                w.max_depth = w.max_depth.max(d);
+                w.depth_reads += 1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        w
+    });
+    let apps: Vec<App> = apps.to_vec();
+    let base = base.to_string();
+    let n = (rate * secs).round().max(1.0) as usize;
+    let samples = actix_rt::System::new().block_on(async move {
+        let api = Api::new(&base, OPERATOR, connections, Duration::from_secs(60));
+        let out: Rc<RefCell<Vec<Sample>>> = Rc::new(RefCell::new(Vec::with_capacity(n)));
+        let apps = Rc::new(apps);
+        let t0 = Instant::now();
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let intended = t0 + Duration::from_secs_f64(i as f64 / rate);
+            actix_rt::time::sleep_until(intended.into()).await;
+            let api = api.clone();
+            let apps = apps.clone();
+            let out = out.clone();
+            handles.push(actix_rt::spawn(async move {
+                let s = send_draw(&api, &apps[i % apps.len()], intended).await;
+                out.borrow_mut().push(s);
+            }));
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+        let v = out.borrow().clone();
+        v
+    });
+    let drained = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let watch = watcher.join().unwrap_or_default();
+    (samples, watch, drained)
+}
+
+/// The largest `platepool_office_mailbox_depth` in `/metrics`.
+fn mailbox_depth(port: u16) -> Option<u64> {
+    let a = crate::http::once(port, "GET", "/metrics", &[], None).ok()?;
+    a.text()
+        .lines()
+        .filter(|l| l.starts_with("platepool_office_mailbox_depth{"))
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .max()
+}
+
+/// Prepares the office and walks `n` applications to a verified identity.
+fn setup(base: &str, n: u32) -> Result<Vec<App>, String> {
+    let s = Scenario {
+        name: "overload".into(),
+        buyers: n,
+        bots: 0.0,
+        opens_in_secs: 0.0,
+        patterns: vec!["[ABCDE]####".into()],
+        rules: Rules {
+            random_quota: 1_000,
+            random_ttl_ms: 60_000,
+            candidate_ttl_ms: 60_000,
+            sms_confirm_delay_ms: 0,
+            opening_window_ms: 0,
+            custom_min_interval_ms: 0,
+            ..Rules::default()
+        },
+        ..Scenario::default()
+    };
+    s.validate()?;
+    let tag = run_tag(s.seed, now_ms());
+    let plans = plans(&s);
+    let base = base.to_string();
+    actix_rt::System::new().block_on(async move {
+        let api = Api::new(&base, OPERATOR, 64, Duration::from_secs(30));
+        let p = prepare(&api, &s, tag, &plans, Some(SECRET), &|_| {}).await?;
+        let items: Vec<(Identity, String)> = plans
+            .iter()
+            .zip(p.tokens.iter())
+            .map(|(pl, t)| (identity(tag, pl.index, pl.kind, s.bot_ips), t.clone()))
+            .collect();
+        let office = p.office.clone();
+        let notice = p.notice_version.clone();
+        let api2 = api.clone();
+        let apps = for_each_concurrent(items, 16, move |(id, token)| {
+            let api = api2.clone();
+            let office = office.clone();
+            let notice = notice.clone();
+            async move { walk(&api, &office, &notice, &id, &token).await }
+        })
+        .await;
+        apps.into_iter().collect::<Result<Vec<App>, String>>()
+    })
+}
+
+async fn code(api: &Api, phone: &str, purpose: &str) -> Result<String, String> {
+    let path = format!("/v1/admin/sms/outbox?phone={phone}");
+    let a = api.operator(Method::GET, &path, None).await?;
+    list(&a.body, &["messages", "outbox"])
+        .iter()
+        .rev()
+        .find(|m| m.get("purpose").and_then(Value::as_str) == Some(purpose))
+        .and_then(|m| m.get("text").and_then(Value::as_str))
+        .and_then(sms_code)
+        .ok_or_else(|| format!("no {purpose} code for {phone}"))
+}
+
+async fn citizen(
+    api: &Api,
+    id: &Identity,
+    token: &str,
+    path: &str,
+    body: Value,
+) -> Result<Value, String> {
+    let call = Call {
+        method: Method::POST,
+        path,
+        token,
+        body: Some(&body),
+        ip: Some(&id.ip),
+        key: None,
+    };
+    match api.send(&call).await {
+        Ok(a) if a.ok() => Ok(a.body),
+        Ok(a) => Err(format!("{path}: {}", a.describe())),
+        Err(k) => Err(format!("{path}: no answer ({k})")),
+    }
+}
+
+async fn walk(
+    api: &Api,
+    office: &str,
+    notice: &str,
+    id: &Identity,
+    token: &str,
+) -> Result<App, String> {
+    citizen(api, id, token, "/v1/sms", json!({"purpose": "apply"})).await?;
+    let c = code(api, &id.phone, "apply").await?;
+    let app = citizen(
+        api,
+        id,
+        token,
+        "/v1/applications",
+        json!({"office": office, "vin": id.vin, "voucher": id.voucher, "notice_version": notice, "sms_code": c}),
+    )
+    .await?;
+    let app_id = app
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or("application without id")?
+        .to_string();
+    citizen(
+        api,
+        id,
+        token,
+        "/v1/sms",
+        json!({"purpose": "identity", "application": app_id}),
+    )
+    .await?;
+    let c = code(api, &id.phone, "identity").await?;
+    citizen(
+        api,
+        id,
+        token,
+        &format!("/v1/applications/{app_id}/identity"),
+        json!({"sms_code": c}),
+    )
+    .await?;
+    Ok(App {
+        id: app_id,
+        token: token.to_string(),
+        ip: id.ip.clone(),
+    })
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.0} MiB", b as f64 / 1_048_576.0)
+}
+
+pub fn campaign(mode: Mode) -> Outcome {
+    campaign_with(Plan::for_mode(mode))
+}
+
+pub fn campaign_with(plan: Plan) -> Outcome {
+    let started = Instant::now();
+    let mut out = Outcome::new(
+        "overload",
+        "overload at 3x the measured maximum (campaign 4)",
+    );
+    if let Err(e) = run_campaign(&plan, &mut out) {
+        out.violation(e);
+    }
+    out.elapsed = started.elapsed();
+    out
+}
+
+fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
+    let bin = crate::storage::binary(true)?;
+    let temp = tempfile::Builder::new()
+        .prefix("platepool-overload-")
+        .tempdir()
+        .map_err(|e| format!("temporary folder: {e}"))?;
+    let mut opts = Options::new(bin.clone(), temp.path().join("data"));
+    opts.user_limit = Some(0);
+    opts.ip_limit = Some(0);
+    let (mut server, _) = Server::start(&opts, free_port())?;
+    let base = server.base();
+    let port = server.port;
+    let pid = server.pid();
+    let apps = setup(&base, plan.apps)?;
+    let rss_idle = rss_bytes(pid).unwrap_or(0);
+
+    // The maximum: a closed loop.
+    let closed = closed_loop(&base, &apps, plan.closed_in_flight, plan.max_secs);
+    let max = Phase::of(&closed, plan.max_secs);
+    let capacity = max.rate();
+    if capacity < 1.0 {
+        return Err(format!("the closed loop accepted nothing: {:?}", max.codes));
+    }
+    println!(
+        "   overload: maximum {capacity:.0} draws/s ({})",
+        max.line()
+    );
+
+    // Baseline at half of it.
+    let normal = capacity / 2.0;
+    let (b, _, _) = open_load(
+        &base,
+        port,
+        pid,
+        &apps,
+        normal,
+        plan.baseline_secs,
+        plan.connections,
+    );
+    let base_phase = Phase::of(&b, plan.baseline_secs);
+    println!("   overload: baseline {normal:.0}/s: {}", base_phase.line());
+    let rss_before = rss_bytes(pid).unwrap_or(0);
+
+    // Overload.
+    let offered = capacity * plan.factor;
+    let (o, watch, drained) = open_load(
+        &base,
+        port,
+        pid,
+        &apps,
+        offered,
+        plan.overload_secs,
+        plan.connections,
+    );
+    let over = Phase::of(&o, plan.overload_secs);
+    println!(
+        "   overload: {offered:.0}/s for {} s: {} (drained {:.1} s after the start)",
+        plan.overload_secs,
+        over.line(),
+        drained.as_secs_f64()
+    );
+    let rss_max = watch.rss.iter().map(|r| r.1).max().unwrap_or(0);
+    let half = plan.overload_secs / 2.0;
+    let rss_first_half = watch
+        .rss
+        .iter()
+        .filter(|r| r.0 <= half)
+        .map(|r| r.1)
+        .max()
+        .unwrap_or(0);
+    let rss_second_half = watch
+        .rss
+        .iter()
+        .filter(|r| r.0 > half)
+        .map(|r| r.1)
+        .max()
+        .unwrap_or(0);
+    if let Some(why) = server.exited() {
+        out.violation(format!("the server exited under overload: {why}"));
+    }
+
+    // Recovery at once: the normal rate again.
+    let (a, _, _) = open_load(
+        &base,
+        port,
+        pid,
+        &apps,
+        normal,
+        plan.baseline_secs,
+        plan.connections,
+    );
+    let after = Phase::of(&a, plan.baseline_secs);
+    println!("   overload: after, {normal:.0}/s: {}", after.line());
+    let rss_after = rss_bytes(pid).unwrap_or(0);
+    drop(server);
+
+    out.tried(format!("binary {} with rate limits off (each of {} applications stands for many people), 50,000-number release, 1,000 draws per application", bin.display(), plan.apps));
+    out.tried(format!(
+        "maximum: {} draws in flight (closed loop) for {} s: {}",
+        plan.closed_in_flight,
+        plan.max_secs,
+        max.line()
+    ));
+    out.tried(format!(
+        "baseline: open model at half the maximum ({normal:.0}/s) for {} s: {}",
+        plan.baseline_secs,
+        base_phase.line()
+    ));
+    out.tried(format!(
+        "overload: open model at {:.0}× the maximum ({offered:.0}/s) for {} s over up to {} client connections: {}; answers {:?}",
+        plan.factor,
+        plan.overload_secs,
+        plan.connections,
+        over.line(),
+        over.codes
+    ));
+    out.tried(format!(
+        "after: open model at {normal:.0}/s for {} s right after the overload's last answer: {}",
+        plan.baseline_secs,
+        after.line()
+    ));
+    out.figure(
+        "maximum (closed loop, draws/s)",
+        format!("{capacity:.0} (p99 {})", ms(max.accepted_p99)),
+    );
+    out.figure(
+        "overload factor held",
+        format!(
+            "{:.1}× ({offered:.0} draws/s offered for {} s, {} sent)",
+            plan.factor,
+            plan.overload_secs,
+            thousands(over.sent)
+        ),
+    );
+    out.figure(
+        "under overload: accepted / refused 503-429 / other",
+        format!(
+            "{} ({:.0}/s) / {} / {}",
+            thousands(over.accepted),
+            over.rate(),
+            thousands(over.refused),
+            thousands(over.other)
+        ),
+    );
+    out.figure(
+        "refused responses p50 / p99 (from intended send)",
+        if over.refused > 0 {
+            format!("{} / {}", ms(over.refused_p50), ms(over.refused_p99))
+        } else {
+            "none refused".into()
+        },
+    );
+    out.figure(
+        "accepted draws p50 / p99 / max (from intended send): baseline → overload",
+        format!(
+            "{} / {} / {} → {} / {} / {}",
+            ms(base_phase.accepted_p50),
+            ms(base_phase.accepted_p99),
+            ms(base_phase.accepted_max),
+            ms(over.accepted_p50),
+            ms(over.accepted_p99),
+            ms(over.accepted_max)
+        ),
+    );
+    out.figure(
+        "office mailbox depth, max under overload (bound IN_FLIGHT_MAX)",
+        format!(
+            "{} ({} reads; bound {})",
+            watch.max_depth,
+            watch.depth_reads,
+            thousands(IN_FLIGHT_MAX as u64)
+        ),
+    );
+    out.figure(
+        "server RSS: idle / before / max under overload (1st half, 2nd half) / after",
+        format!(
+            "{} / {} / {} ({}, {}) / {}",
+            mib(rss_idle),
+            mib(rss_before),
+            mib(rss_max),
+            mib(rss_first_half),
+            mib(rss_second_half),
+            mib(rss_after)
+        ),
+    );
+    out.figure(
+        "recovery: last overload answer after the start / p99 at the normal rate right after",
+        format!(
+            "{:.1} s for {} s of load / {} (baseline {}), {} errors",
+            drained.as_secs_f64(),
+            plan.overload_secs,
+            ms(after.accepted_p99),
+            ms(base_phase.accepted_p99),
+            after.sent - after.accepted
+        ),
+    );
+
+    // Verdicts.
+    out.check(
+        (watch.max_depth as usize) <= IN_FLIGHT_MAX,
+        format!(
+            "mailbox bounded: depth at most {} ≤ IN_FLIGHT_MAX {}",
+            watch.max_depth, IN_FLIGHT_MAX
+        ),
+        format!(
+            "mailbox depth reached {} > IN_FLIGHT_MAX {}",
+            watch.max_depth, IN_FLIGHT_MAX
+        ),
+    );
+    let grew_first = rss_first_half.saturating_sub(rss_before);
+    let grew_second = rss_second_half.saturating_sub(rss_first_half);
+    out.check(
+        grew_second <= grew_first / 2 + 32 * 1_048_576,
+        format!(
+            "memory bounded: RSS grew {} in the first half of the overload and {} more in the second (levels off)",
+            mib(grew_first),
+            mib(grew_second)
+        ),
+        format!(
+            "memory did not level off: RSS grew {} in the first half of the overload and {} more in the second",
+            mib(grew_first),
+            mib(grew_second)
+        ),
+    );
+    out.check(
+        over.no_answer == 0,
+        "every request under overload got an answer (none dropped or timed out)",
+        format!("{} requests under overload got no answer", over.no_answer),
+    );
+    out.check(
+        over.other
+            == over.no_answer
+                + over
+                    .codes
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("409"))
+                    .map(|(_, v)| *v)
+                    .sum::<u64>(),
+        "no 5xx but 503 overloaded, no 4xx but business refusals",
+        format!("unexpected answers under overload: {:?}", over.codes),
+    );
+    let expected_excess = offered - capacity;
+    let refused_rate = over.refused as f64 / plan.overload_secs;
+    // Excess refused quickly: either it was refused (and faster than the accepted were
+    // served), or the accepted latency stayed near the baseline's (nothing queued).
+    let queued = over.accepted_p99 > base_phase.accepted_p99 * 10 + Duration::from_millis(200);
+    if over.refused > 0 {
+        out.check(
+            over.refused_p99 <= over.accepted_p50.max(Duration::from_millis(50)),
+            format!(
+                "excess refused quickly: {:.0} refusals/s, p99 {} (accepted p50 {})",
+                refused_rate,
+                ms(over.refused_p99),
+                ms(over.accepted_p50)
+            ),
+            format!(
+                "refusals were slow: p99 {} while accepted p50 was {}",
+                ms(over.refused_p99),
+                ms(over.accepted_p50)
+            ),
+        );
+    }
+    out.check(
+        !queued,
+        format!(
+            "accepted p99 stayed bounded under {:.0}× load: {} (baseline {})",
+            plan.factor,
+            ms(over.accepted_p99),
+            ms(base_phase.accepted_p99)
+        ),
+        format!(
+            "excess was queued, not refused: {:.0} draws/s beyond the maximum were offered, {:.0}/s refused; accepted p99 rose from {} to {} (max {}): with at most {} requests in flight the server never reached IN_FLIGHT_MAX = {}",
+            expected_excess,
+            refused_rate,
+            ms(base_phase.accepted_p99),
+            ms(over.accepted_p99),
+            ms(over.accepted_max),
+            plan.connections,
+            IN_FLIGHT_MAX
+        ),
+    );
+    let after_errors = after.sent - after.accepted;
+    out.check(
+        after_errors == 0
+            && after.accepted_p99 <= base_phase.accepted_p99 * 3 + Duration::from_millis(50),
+        format!(
+            "recovered at once: at the normal rate right after, p99 {} (baseline {}) and no errors",
+            ms(after.accepted_p99),
+            ms(base_phase.accepted_p99)
+        ),
+        format!(
+            "no quick recovery: right after the overload p99 {} (baseline {}), {} errors {:?}",
+            ms(after.accepted_p99),
+            ms(base_phase.accepted_p99),
+            after_errors,
+            after.codes
+        ),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(ms_: u64, status: u16) -> Sample {
+        let t = Instant::now();
+        Sample {
+            intended: t,
+            done: t + Duration::from_millis(ms_),
+            status,
+            code: String::new(),
+        }
+    }
+
+    #[test]
+    fn phases_split_accepted_refused_and_other() {
+        let mut v: Vec<Sample> = (1..=100).map(|i| sample(i, 201)).collect();
+        v.push(sample(2, 503));
+        v.push(sample(3, 429));
+        v.push(sample(4, 409));
+        v.push(sample(5, 0));
+        let p = Phase::of(&v, 2.0);
+        assert_eq!((p.sent, p.accepted, p.refused, p.other), (104, 100, 2, 2));
+        assert_eq!(p.no_answer, 1);
+        assert_eq!(p.accepted_p99, Duration::from_millis(99));
+        assert_eq!(p.refused_p99, Duration::from_millis(3));
+        assert!((p.rate() - 50.0).abs() < 1e-9);
+        assert_eq!(p.codes.values().sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn plans_overload_by_three() {
+        for m in [Mode::Short, Mode::Long] {
+            let p = Plan::for_mode(m);
+            assert!(p.factor >= 3.0);
+            assert!(p.overload_secs > p.baseline_secs);
+        }
+    }
+}
