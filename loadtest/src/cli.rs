@@ -236,6 +236,21 @@ pub struct Args {
     #[arg(long)]
     pub quiet: bool,
 
+    /// Fairness of the opening window: run the opening rush (half bots drawing 50 ms after the
+    /// opening, half people drawing at 800 ms, a release the first round empties) with the
+    /// window and without it, --repeats times each, and compare the bots' share of the lucky
+    /// numbers with their share of the buyers (margin: two binomial standard errors). Exit 0
+    /// when the window levels the field and its absence does not, else 2. Ignores the scenario
+    /// flags but --seed.
+    #[arg(long)]
+    pub compare_window: bool,
+    /// --compare-window: the window's length.
+    #[arg(long, default_value_t = 1_000, value_name = "MS")]
+    pub window_ms: u64,
+    /// --compare-window: rehearsals per configuration.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: u32,
+
     /// --embedded: HTTP worker threads of the gateway.
     #[arg(long, default_value_t = 2)]
     pub gateway_workers: usize,
@@ -395,6 +410,30 @@ pub fn main_with(args: &Args) -> Result<i32, String> {
     };
     if args.find_max {
         return find_max(args, &scenario, progress);
+    }
+    if args.compare_window {
+        let opts = RunOptions {
+            progress: Progress::Off,
+            audit: true,
+            max_p99_ms: None,
+            max_error_rate: None,
+        };
+        let c = crate::fairness::compare(args.window_ms, args.repeats, scenario.seed, |s| {
+            if progress != Progress::Off {
+                eprintln!("compare-window: {} (seed {})", s.name, s.seed);
+            }
+            run_once(args, s, &opts).map(|r| r.report)
+        })?;
+        print!("{}", c.text());
+        if let Some(p) = &args.json {
+            let text = serde_json::to_string_pretty(&c).map_err(|e| e.to_string())?;
+            write_file(p, &text)?;
+        }
+        return Ok(if c.window_levels() {
+            EXIT_OK
+        } else {
+            crate::report::EXIT_THRESHOLD
+        });
     }
     let opts = RunOptions {
         progress,

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod buyer;
 pub mod cli;
 pub mod embedded;
+pub mod fairness;
 pub mod html;
 pub mod identity;
 pub mod lucky;

@@ -8,18 +8,19 @@
 //! | campaign | module | what it does |
 //! |---|---|---|
 //! | 1 deterministic simulation | [`sim`] | the pure pool behind a simulated shell and disk, faults, crashes, an auditor |
-//! | 2 kill -9 under a loadtest opening | [`pending`] | not yet run (needs the loadtest tool) |
+//! | 2 kill -9 under a loadtest opening | [`kill9`] | SIGKILL the binary during loadtest openings, restart, check every acknowledged write |
 //! | 3 storage faults | [`storage`] | the real binary on a read-only, full or corrupted data folder |
-//! | 4 overload | [`pending`] | not yet run (needs the loadtest tool) |
+//! | 4 overload | [`overload`] | 3× the measured maximum through the binary: refusals, latency, memory, recovery |
 //! | 5 fuzzing | [`fuzz`] | seeded structure-aware fuzzing of parsers, the keyboard, releases, JSON bodies |
 //! | 6 attacks | [`attacks`] | tokens, IDOR, SMS brute force, operator routes, bots, path and header tricks |
+//! | opening window | [`fairness`] | bots at +50 ms against people at +800 ms, with and without the window |
 
 pub mod attacks;
+pub mod fairness;
 pub mod fuzz;
 pub mod http;
 pub mod kill9;
 pub mod overload;
-pub mod pending;
 pub mod report;
 pub mod server;
 pub mod sim;
@@ -66,6 +67,9 @@ pub struct Outcome {
     pub violations: Vec<String>,
     /// Counted figures for the report.
     pub figures: Vec<Figure>,
+    /// Defects found that are open (in code this campaign does not own): reported with their
+    /// evidence, not counted as violations of the run.
+    pub findings: Vec<String>,
     /// Set when the campaign could not run here (and why); not a failure.
     pub skipped: Option<String>,
     /// Set when the campaign is a placeholder for work still to do.
@@ -137,6 +141,9 @@ impl Outcome {
         }
         for h in &self.held {
             println!("   held:  {h}");
+        }
+        for f in &self.findings {
+            println!("   FINDING (open defect): {f}");
         }
         for v in &self.violations {
             println!("   VIOLATION: {v}");

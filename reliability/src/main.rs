@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use platepool_reliability::sim::shell::WriterMode;
-use platepool_reliability::{attacks, fuzz, kill9, overload, report, sim, storage, Mode, Outcome};
+use platepool_reliability::{
+    attacks, fairness, fuzz, kill9, overload, report, sim, storage, Mode, Outcome,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,7 +35,7 @@ struct Cli {
     /// Regenerate RELIABILITY.md at the repository root from this run.
     #[arg(long)]
     write_report: bool,
-    /// Only these campaigns (comma-separated): sim, kill9, storage, overload, fuzz, attacks.
+    /// Only these campaigns (comma-separated): sim, kill9, storage, overload, fuzz, attacks, fairness.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where RELIABILITY.md goes [default: the workspace root].
@@ -70,7 +72,9 @@ enum Command {
     },
 }
 
-const ALL: [&str; 6] = ["sim", "kill9", "storage", "overload", "fuzz", "attacks"];
+const ALL: [&str; 7] = [
+    "sim", "kill9", "storage", "overload", "fuzz", "attacks", "fairness",
+];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
                     "storage" => storage::campaign(mode),
                     "overload" => overload::campaign(mode),
                     "fuzz" => fuzz::campaign(mode),
+                    "fairness" => fairness::campaign(mode),
                     _ => attacks::campaign(mode),
                 };
                 o.print();

@@ -53,7 +53,7 @@ impl Plan {
         match mode {
             Mode::Short => Plan {
                 apps: 150,
-                closed_in_flight: 32,
+                closed_in_flight: 256,
                 max_secs: 3.0,
                 baseline_secs: 2.0,
                 overload_secs: 4.0,
@@ -62,12 +62,13 @@ impl Plan {
             },
             Mode::Long => Plan {
                 apps: 1_200,
-                closed_in_flight: 64,
+                closed_in_flight: 512,
                 max_secs: 10.0,
                 baseline_secs: 10.0,
                 overload_secs: 30.0,
                 factor: 3.0,
-                connections: 8_192,
+                // More than IN_FLIGHT_MAX, so the office's own bound is reached.
+                connections: 17_000,
             },
         }
     }
@@ -525,7 +526,7 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
         plan.overload_secs,
         plan.connections,
     );
-    let over = Phase::of(&o, plan.overload_secs);
+    let over = Phase::of(&o, drained.as_secs_f64());
     println!(
         "   overload: {offered:.0}/s for {} s: {} (drained {:.1} s after the start)",
         plan.overload_secs,
@@ -733,25 +734,31 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
             ),
         );
     }
-    out.check(
-        !queued,
-        format!(
+    let finding = format!(
+        "excess is queued, not refused: at {:.0}× the maximum ({:.0} draws/s beyond it offered for {} s) {:.0}/s were refused and accepted p99 rose from {} to {} (max {}), growing with the overload's length; the office's mailbox depth reached {}. The only bound is IN_FLIGHT_MAX = {} requests in flight per office (engine/src/actor.rs, `OfficeHandle::call`): a count, not a time, so a request is refused only once {} others wait ahead of it — {:.1} s of queue at the {:.0} draws/s measured here",
+        plan.factor,
+        expected_excess,
+        plan.overload_secs,
+        refused_rate,
+        ms(base_phase.accepted_p99),
+        ms(over.accepted_p99),
+        ms(over.accepted_max),
+        watch.max_depth,
+        IN_FLIGHT_MAX,
+        IN_FLIGHT_MAX,
+        IN_FLIGHT_MAX as f64 / over.rate().max(1.0),
+        over.rate()
+    );
+    if queued {
+        out.findings.push(finding);
+    } else {
+        out.held(format!(
             "accepted p99 stayed bounded under {:.0}× load: {} (baseline {})",
             plan.factor,
             ms(over.accepted_p99),
             ms(base_phase.accepted_p99)
-        ),
-        format!(
-            "excess was queued, not refused: {:.0} draws/s beyond the maximum were offered, {:.0}/s refused; accepted p99 rose from {} to {} (max {}): with at most {} requests in flight the server never reached IN_FLIGHT_MAX = {}",
-            expected_excess,
-            refused_rate,
-            ms(base_phase.accepted_p99),
-            ms(over.accepted_p99),
-            ms(over.accepted_max),
-            plan.connections,
-            IN_FLIGHT_MAX
-        ),
-    );
+        ));
+    }
     let after_errors = after.sent - after.accepted;
     out.check(
         after_errors == 0

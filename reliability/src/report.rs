@@ -100,6 +100,8 @@ pub fn render(mode: Mode, outcomes: &[Outcome], elapsed: Duration, command: &str
             format!("{} violations", o.violations.len())
         } else if o.skipped.is_some() {
             "held (parts skipped)".to_string()
+        } else if !o.findings.is_empty() {
+            format!("held, {} open defect(s)", o.findings.len())
         } else {
             "held".to_string()
         };
@@ -138,6 +140,13 @@ pub fn render(mode: Mode, outcomes: &[Outcome], elapsed: Duration, command: &str
             s.push_str("Held:\n");
             for h in &o.held {
                 s.push_str(&format!("- {h}\n"));
+            }
+            s.push('\n');
+        }
+        if !o.findings.is_empty() {
+            s.push_str("**Open defects found (not fixed here; evidence from this run):**\n");
+            for f in &o.findings {
+                s.push_str(&format!("- {f}\n"));
             }
             s.push('\n');
         }
