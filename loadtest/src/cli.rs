@@ -239,7 +239,7 @@ pub struct Args {
     /// Fairness of the opening window: run the opening rush (half bots drawing 50 ms after the
     /// opening, half people drawing at 800 ms, a release the first round empties) with the
     /// window and without it, --repeats times each, and compare the bots' share of the lucky
-    /// numbers with their share of the buyers (margin: two binomial standard errors). Exit 0
+    /// numbers with their share of the buyers (margin: three binomial standard errors). Exit 0
     /// when the window levels the field and its absence does not, else 2. Ignores the scenario
     /// flags but --seed.
     #[arg(long)]

@@ -3,7 +3,7 @@
 //! (`opening_window_ms = 0`) it does. Runs the loadtest's opening rush
 //! ([`platepool_loadtest::fairness`]) against an embedded gateway, both configurations, several
 //! seeds each, and compares the bots' share of the lucky numbers with their share of the buyers
-//! (margin: two binomial standard errors). Every rehearsal's audit must pass too.
+//! (margin: three binomial standard errors). Every rehearsal's audit must pass too.
 
 use std::time::Instant;
 
