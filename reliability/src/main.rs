@@ -178,7 +178,15 @@ fn main() -> ExitCode {
             if cli.write_report {
                 let path = cli.report_path.clone().unwrap_or_else(report::default_path);
                 let args: Vec<String> = std::env::args().skip(1).collect();
-                let command = format!("cargo run -p platepool-reliability -- {}", args.join(" "));
+                let profile = if cfg!(debug_assertions) {
+                    ""
+                } else {
+                    "--release "
+                };
+                let command = format!(
+                    "cargo run {profile}-p platepool-reliability -- {}",
+                    args.join(" ")
+                );
                 match report::write(&path, mode, &outcomes, elapsed, &command) {
                     Ok(()) => println!("wrote {}", path.display()),
                     Err(e) => {
