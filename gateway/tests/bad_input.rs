@@ -11,7 +11,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix_web::body::MessageBody;
@@ -19,24 +18,19 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::test::{self, TestRequest};
-use actix_web::{web, App};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use platepool_engine::actor::Clock;
-use platepool_engine::calendar::parse_rfc3339;
 use platepool_engine::rules::DenyRule;
-use platepool_engine::vin::Vin;
-use platepool_engine::{
-    ApplicationRequest, CertificateRow, Durability, Engine, EngineConfig, NewRelease, Notice,
-    OfficeConfig, OfficeRules, Pattern, ReleaseSource,
-};
+use platepool_engine::{ApplicationRequest, Engine, OfficeRules};
 use platepool_gateway::auth::{sign_token, TokenClaims};
 use platepool_gateway::sms::Purpose;
-use platepool_gateway::{Gateway, GatewayConfig};
+use platepool_gateway::Gateway;
 use serde_json::{json, Map, Value};
 
-const SECRET: &str = "bad-input-token-secret-0123456789";
-const OPERATOR: &str = "bad-input-operator-token-0123456789";
+mod support;
+use support::{certificate, t0, vin, voucher_no, TestClock, OPERATOR, SECRET};
+
 /// Serves `small` and `small_new_energy`; denies three identical digits in custom numbers.
 const OFFICE: &str = "maoming";
 /// Serves `small` only, with tiny quotas (custom 2, per check 2, random 1).
@@ -48,26 +42,6 @@ const PROBE_VIN: u32 = 29;
 
 // ---------------------------------------------------------------------------------------------
 // The world: an engine on a temp folder and a test clock, two offices, certificates, people.
-
-/// A clock that stands still until the test moves it.
-#[derive(Debug)]
-struct TestClock(AtomicU64);
-
-impl Clock for TestClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-fn vin(n: u32) -> String {
-    Vin::with_check_digit(&format!("LSVAA{n:03}X12345678"))
-        .unwrap()
-        .into_string()
-}
-
-fn voucher_no(n: u32) -> String {
-    format!("WDZ{n:07}")
-}
 
 /// `vin(n)` with character `position` (1-based) replaced by `c`.
 fn vin_with(n: u32, position: usize, c: char) -> String {
@@ -81,19 +55,6 @@ fn vin_with(n: u32, position: usize, c: char) -> String {
 /// A six-digit code that is not `code`.
 fn wrong(code: &str) -> String {
     if code == "000000" { "000001" } else { "000000" }.to_string()
-}
-
-fn office_config(name: &str, classes: &[&str], rules: OfficeRules) -> OfficeConfig {
-    OfficeConfig {
-        name: name.to_string(),
-        prefix: "粤K".into(),
-        classes: classes.iter().map(|c| c.to_string()).collect(),
-        rules,
-        notice: Notice {
-            version: "v1".into(),
-            text: "业务须知".into(),
-        },
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -131,16 +92,8 @@ impl std::fmt::Debug for Resp {
 
 impl Fixture {
     async fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        // A Tuesday morning, office time.
-        let clock = Arc::new(TestClock(AtomicU64::new(
-            parse_rfc3339("2026-11-24T02:00:00Z").unwrap(),
-        )));
-        let mut config = EngineConfig::new(dir.path());
-        config.durability = Durability::None;
-        config.seed = Some(7);
-        config.clock = clock.clone();
-        let engine = Engine::open(config).await.unwrap();
+        let clock = TestClock::at(t0());
+        let (dir, engine) = support::engine(Some(7), Some(clock.clone())).await;
         let who = "operator:setup";
         let rules = OfficeRules {
             opening_window_ms: 0,
@@ -157,7 +110,7 @@ impl Fixture {
         engine
             .put_office(
                 OFFICE,
-                office_config("茂名市车辆管理所", &["small", "small_new_energy"], rules),
+                support::office("茂名市车辆管理所", &["small", "small_new_energy"], rules),
                 who,
             )
             .await
@@ -165,23 +118,14 @@ impl Fixture {
         engine
             .put_office(
                 QUOTA,
-                office_config("小额测试车管所", &["small"], tiny),
+                support::office("小额测试车管所", &["small"], tiny),
                 who,
             )
             .await
             .unwrap();
         let now = clock.now_ms();
-        let release = |class: &str, patterns: &[&str]| NewRelease {
-            class: class.into(),
-            label: patterns.join(" "),
-            opens_at_ms: now - 60_000,
-            custom_from_ms: None,
-            source: ReleaseSource::Patterns(
-                patterns
-                    .iter()
-                    .map(|p| Pattern::parse(p).unwrap())
-                    .collect(),
-            ),
+        let release = |class: &str, patterns: &[&str]| {
+            support::release(class, &patterns.join(" "), patterns, now - 60_000)
         };
         for office in OFFICES {
             engine
@@ -198,30 +142,18 @@ impl Fixture {
             .await
             .unwrap();
         let rows = (1..=28)
-            .map(|n| CertificateRow {
-                vin: vin(n),
-                voucher: voucher_no(n),
-                class: if n <= 20 { "small" } else { "small_new_energy" }.into(),
-                energy: match n {
+            .map(|n| {
+                let class = if n <= 20 { "small" } else { "small_new_energy" };
+                let energy = match n {
                     1..=20 => "fuel",
                     21..=25 => "bev",
                     _ => "phev",
-                }
-                .into(),
+                };
+                certificate(n, class, energy)
             })
             .collect();
         assert_eq!(engine.import_certificates(rows).await.unwrap().imported, 28);
-        let gw = Gateway::new(
-            engine.clone(),
-            GatewayConfig {
-                operator_token: OPERATOR.into(),
-                token_secret: SECRET.into(),
-                rate_limit_user_per_s: 0,
-                rate_limit_ip_per_s: 0,
-                ..GatewayConfig::default()
-            },
-        )
-        .unwrap();
+        let gw = support::gateway(&engine, support::gateway_config());
         let exp = clock.now_ms() / 1000 + 86_400 * 365;
         let people = [
             ("a", "13800000001"),
@@ -236,21 +168,11 @@ impl Fixture {
             ("x", "13800000009"),
         ]
         .into_iter()
-        .map(|(user, phone)| {
-            let claims = TokenClaims {
-                user: format!("user_{user}"),
-                phone: phone.into(),
-                exp,
-            };
-            let token = sign_token(SECRET, &claims);
-            (
-                user,
-                Person {
-                    user: claims.user,
-                    phone: claims.phone,
-                    token,
-                },
-            )
+        .map(|(name, phone)| {
+            let user = format!("user_{name}");
+            let token = support::token(&user, phone, exp);
+            let phone = phone.into();
+            (name, Person { user, phone, token })
         })
         .collect();
         let mut vars = vec![("op".to_string(), OPERATOR.to_string())];
@@ -279,7 +201,7 @@ impl Fixture {
     }
 
     fn advance(&self, ms: u64) {
-        self.clock.0.fetch_add(ms, Ordering::SeqCst);
+        self.clock.advance(ms);
     }
 
     fn set(&mut self, name: &str, value: impl Into<String>) {
@@ -305,20 +227,7 @@ impl Fixture {
 
     /// The last code sent to `who` for `purpose`.
     fn code(&self, who: &str, purpose: Purpose) -> String {
-        let phone = &self.person(who).phone;
-        let messages = self.gw.sms.outbox(Some(phone)).unwrap();
-        let text = &messages
-            .iter()
-            .rev()
-            .find(|m| m.purpose == purpose)
-            .expect("a code was sent")
-            .text;
-        let chars: Vec<char> = text.chars().collect();
-        chars
-            .windows(6)
-            .map(|w| w.iter().collect::<String>())
-            .find(|w| w.chars().all(|c| c.is_ascii_digit()))
-            .expect("six digits in the message")
+        support::last_code(&self.gw, &self.person(who).phone, purpose)
     }
 
     async fn send<F, Fut, B>(&self, s: &F, c: &Case) -> Resp
@@ -1334,12 +1243,7 @@ fn catalogue(fx: &Fixture) -> Vec<Case> {
 #[actix_rt::test]
 async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     let mut fx = Fixture::new().await;
-    let app = test::init_service(
-        App::new()
-            .service(fx.gw.scope(""))
-            .default_service(web::to(platepool_gateway::not_found)),
-    )
-    .await;
+    let app = support::app!(fx.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     fx.populate(&s).await;
 
@@ -1362,7 +1266,7 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
 #[actix_rt::test]
 async fn bad_codes_and_late_calls_over_time_change_nothing() {
     let mut fx = Fixture::new().await;
-    let app = test::init_service(App::new().service(fx.gw.scope(""))).await;
+    let app = support::app!(fx.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     fx.populate(&s).await;
     let mut failures = Vec::new();

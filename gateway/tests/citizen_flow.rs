@@ -4,7 +4,6 @@
 //! "Citizen", SPEC §4, S2, S3).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,40 +11,18 @@ use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::{Method, StatusCode};
 use actix_web::test::{self, TestRequest};
-use actix_web::App;
 use platepool_engine::actor::Clock;
-use platepool_engine::calendar::parse_rfc3339;
-use platepool_engine::vin::Vin;
-use platepool_engine::{
-    CertificateRow, Durability, Engine, EngineConfig, NewRelease, Notice, OfficeConfig,
-    OfficeRules, Pattern, ReleaseSource,
-};
-use platepool_gateway::auth::{sign_token, TokenClaims};
+use platepool_engine::{Engine, OfficeRules};
 use platepool_gateway::sms::Purpose;
-use platepool_gateway::{Gateway, GatewayConfig};
+use platepool_gateway::Gateway;
 use serde_json::{json, Value};
 
-const SECRET: &str = "citizen-flow-token-secret-0123456789";
-const OPERATOR: &str = "citizen-flow-operator-0123456789";
+mod support;
+use support::{certificate, t0, vin, voucher_no, TestClock};
+
 const OFFICE: &str = "maoming";
 /// An office with tiny quotas, to spend them.
 const SMALL_QUOTAS: &str = "quota";
-
-/// A clock that stands still until the test moves it.
-#[derive(Debug)]
-struct TestClock(AtomicU64);
-
-impl TestClock {
-    fn advance(&self, ms: u64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for TestClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 struct World {
     _dir: tempfile::TempDir,
@@ -54,43 +31,14 @@ struct World {
     clock: Arc<TestClock>,
 }
 
-fn office(name: &str, rules: OfficeRules) -> OfficeConfig {
-    OfficeConfig {
-        name: name.to_string(),
-        prefix: "粤K".into(),
-        classes: vec!["small".into(), "small_new_energy".into()],
-        rules,
-        notice: Notice {
-            version: "v1".into(),
-            text: "业务须知".into(),
-        },
-    }
-}
-
-fn vin(n: u32) -> String {
-    Vin::with_check_digit(&format!("LSVAA{n:03}X12345678"))
-        .expect("valid VIN")
-        .into_string()
-}
-
-fn voucher_no(n: u32) -> String {
-    format!("WDZ{n:07}")
-}
-
-/// A Tuesday morning in the office's time zone.
-fn t0() -> u64 {
-    parse_rfc3339("2026-11-24T02:00:00Z").expect("time")
+fn office(name: &str, rules: OfficeRules) -> platepool_engine::OfficeConfig {
+    support::office(name, &["small", "small_new_energy"], rules)
 }
 
 impl World {
     async fn new(rate_limit_user_per_s: u32) -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let clock = Arc::new(TestClock(AtomicU64::new(t0())));
-        let mut config = EngineConfig::new(dir.path());
-        config.durability = Durability::None;
-        config.seed = Some(42);
-        config.clock = clock.clone();
-        let engine = Engine::open(config).await.expect("engine opens");
+        let clock = TestClock::at(t0());
+        let (dir, engine) = support::engine(Some(42), Some(clock.clone())).await;
         let who = "operator:test";
         let rules = OfficeRules {
             opening_window_ms: 0,
@@ -111,44 +59,17 @@ impl World {
             .await
             .expect("office");
         for id in [OFFICE, SMALL_QUOTAS] {
-            engine
-                .add_release(
-                    id,
-                    NewRelease {
-                        class: "small".into(),
-                        label: "粤K·A0000–A9999".into(),
-                        opens_at_ms: t0() - 60_000,
-                        custom_from_ms: None,
-                        source: ReleaseSource::Patterns(vec![
-                            Pattern::parse("A####").expect("pattern")
-                        ]),
-                    },
-                    who,
-                )
-                .await
-                .expect("release");
+            let release = support::release("small", "粤K·A0000–A9999", &["A####"], t0() - 60_000);
+            engine.add_release(id, release, who).await.expect("release");
         }
-        let rows = (1..=30)
-            .map(|n| CertificateRow {
-                vin: vin(n),
-                voucher: voucher_no(n),
-                class: "small".into(),
-                energy: "fuel".into(),
-            })
-            .collect();
+        let rows = (1..=30).map(|n| certificate(n, "small", "fuel")).collect();
         let report = engine.import_certificates(rows).await.expect("import");
         assert_eq!(report.imported, 30);
-        let gw = Gateway::new(
-            engine.clone(),
-            GatewayConfig {
-                operator_token: OPERATOR.into(),
-                token_secret: SECRET.into(),
-                rate_limit_user_per_s,
-                rate_limit_ip_per_s: 0,
-                ..GatewayConfig::default()
-            },
-        )
-        .expect("gateway");
+        let config = platepool_gateway::GatewayConfig {
+            rate_limit_user_per_s,
+            ..support::gateway_config()
+        };
+        let gw = support::gateway(&engine, config);
         World {
             _dir: dir,
             gw,
@@ -163,19 +84,7 @@ impl World {
 
     /// The last code sent to `phone` for `purpose`.
     fn code(&self, phone: &str, purpose: Purpose) -> String {
-        let messages = self.gw.sms.outbox(Some(phone)).expect("outbox");
-        let text = &messages
-            .iter()
-            .rev()
-            .find(|m| m.purpose == purpose)
-            .expect("a code was sent")
-            .text;
-        let chars: Vec<char> = text.chars().collect();
-        chars
-            .windows(6)
-            .map(|w| w.iter().collect::<String>())
-            .find(|w| w.chars().all(|c| c.is_ascii_digit()))
-            .expect("six digits in the message")
+        support::last_code(&self.gw, phone, purpose)
     }
 
     fn claimed_messages(&self, phone: &str) -> Vec<String> {
@@ -206,17 +115,9 @@ struct Person {
 }
 
 fn person(w: &World, user: &str, phone: &str) -> Person {
-    let token = sign_token(
-        SECRET,
-        &TokenClaims {
-            user: user.into(),
-            phone: phone.into(),
-            exp: w.now() / 1000 + 86_400 * 365,
-        },
-    );
     Person {
         phone: phone.into(),
-        token,
+        token: support::token(user, phone, w.now() / 1000 + 86_400 * 365),
     }
 }
 
@@ -392,7 +293,7 @@ where
 #[actix_rt::test]
 async fn custom_check_claims_the_first_available_number() {
     let w = World::new(1_000).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let u1 = person(&w, "u1", "13800000001");
 
@@ -557,7 +458,7 @@ async fn custom_check_claims_the_first_available_number() {
 #[actix_rt::test]
 async fn a_failed_custom_check_debits_every_number_and_says_why() {
     let w = World::new(1_000).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let (u1, u2, u3) = (
         person(&w, "u1", "13800000001"),
@@ -700,7 +601,7 @@ async fn a_failed_custom_check_debits_every_number_and_says_why() {
 #[actix_rt::test]
 async fn random_draw_candidate_and_claim() {
     let w = World::new(1_000).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let u1 = person(&w, "u1", "13800000001");
     let id = apply(&s, &w, &u1, OFFICE, 1).await;
@@ -848,7 +749,7 @@ async fn random_draw_candidate_and_claim() {
 #[actix_rt::test]
 async fn spent_quotas_exhaust_the_application() {
     let w = World::new(1_000).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let u1 = person(&w, "u1", "13800000001");
     let id = apply(&s, &w, &u1, SMALL_QUOTAS, 1).await;
@@ -931,7 +832,7 @@ async fn spent_quotas_exhaust_the_application() {
 #[actix_rt::test]
 async fn practice_mode_holds_and_claims_nothing_real() {
     let w = World::new(1_000).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let u1 = person(&w, "u1", "13800000001");
     let r = post(
@@ -1076,7 +977,7 @@ async fn practice_mode_holds_and_claims_nothing_real() {
 #[actix_rt::test]
 async fn idempotent_retries_return_the_first_answer() {
     let w = World::new(1_000).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let u1 = person(&w, "u1", "13800000001");
 
@@ -1197,7 +1098,7 @@ async fn idempotent_retries_return_the_first_answer() {
 #[actix_rt::test]
 async fn someone_elses_application_is_not_found() {
     let w = World::new(1_000).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let (u1, u2) = (
         person(&w, "u1", "13800000001"),
@@ -1318,7 +1219,7 @@ async fn someone_elses_application_is_not_found() {
 #[actix_rt::test]
 async fn sms_code_rules() {
     let w = World::new(1_000).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let u1 = person(&w, "u1", "13800000001");
 
@@ -1507,7 +1408,7 @@ async fn sms_code_rules() {
 #[actix_rt::test]
 async fn keyboard_enables_what_is_available() {
     let w = World::new(1_000).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let u1 = person(&w, "u1", "13800000001");
     let id = apply(&s, &w, &u1, OFFICE, 1).await;
@@ -1561,7 +1462,7 @@ async fn keyboard_enables_what_is_available() {
 #[actix_rt::test]
 async fn rate_limits_come_before_any_rule() {
     let w = World::new(1).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let u1 = person(&w, "u1", "13800000001");
     let r = get(&s, &u1, "/v1/applications/maoming-7/keyboard").await;
@@ -1600,7 +1501,7 @@ async fn rate_limits_come_before_any_rule() {
 #[actix_rt::test]
 async fn a_lapsed_claim_blacklists_and_me_says_until_when() {
     let w = World::new(1_000).await;
-    let app = test::init_service(App::new().service(w.gw.scope(""))).await;
+    let app = support::app!(w.gw);
     let s = |r: TestRequest| test::call_service(&app, r.to_request());
     let u1 = person(&w, "u1", "13800000001");
     let id = apply(&s, &w, &u1, OFFICE, 1).await;

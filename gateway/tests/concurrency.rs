@@ -24,19 +24,16 @@ use std::time::Duration;
 use actix_web::http::Method;
 use actix_web::{App, HttpServer};
 use futures_util::future::{join, join_all};
-use platepool_engine::vin::Vin;
-use platepool_engine::{
-    CertificateRow, Durability, Engine, EngineConfig, Notice, OfficeConfig, OfficeRules,
-};
-use platepool_gateway::auth::{sign_token, TokenClaims};
+use platepool_engine::OfficeRules;
 use platepool_gateway::sms::Purpose;
-use platepool_gateway::{Gateway, GatewayConfig};
+use platepool_gateway::Gateway;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-const SECRET: &str = "concurrency-token-secret-0123456789";
-const OPERATOR: &str = "concurrency-operator-token-0123456789";
+mod support;
+use support::{certificate, vin, voucher_no, OPERATOR};
+
 const OFFICE: &str = "rush";
 const APPS: u32 = 200;
 const WORKERS: usize = 4;
@@ -52,16 +49,6 @@ const HOT: [&str; 8] = [
 ];
 /// Rounds a client plays at most.
 const ROUNDS: usize = 40;
-
-fn vin(n: u32) -> String {
-    Vin::with_check_digit(&format!("LRWYGCX0X{n:08}"))
-        .unwrap()
-        .into_string()
-}
-
-fn voucher_no(n: u32) -> String {
-    format!("WDC{n:07}")
-}
 
 fn phone(n: u32) -> String {
     format!("1390000{n:04}")
@@ -123,21 +110,8 @@ impl Api {
     }
 }
 
-/// The last code sent to `phone` for `purpose`.
 fn code(gw: &Gateway, phone: &str, purpose: Purpose) -> String {
-    let messages = gw.sms.outbox(Some(phone)).unwrap();
-    let text = &messages
-        .iter()
-        .rev()
-        .find(|m| m.purpose == purpose)
-        .expect("a code was sent")
-        .text;
-    let chars: Vec<char> = text.chars().collect();
-    chars
-        .windows(6)
-        .map(|w| w.iter().collect::<String>())
-        .find(|w| w.chars().all(|c| c.is_ascii_digit()))
-        .expect("six digits")
+    support::last_code(gw, phone, purpose)
 }
 
 /// One citizen with one application.
@@ -405,10 +379,7 @@ async fn play(api: Api, c: &Citizen, seed: u64) -> Tally {
 
 #[actix_rt::test]
 async fn many_clients_one_small_pool() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new(dir.path());
-    config.durability = Durability::None;
-    let engine = Engine::open(config).await.unwrap();
+    let (_dir, engine) = support::engine(None, None).await;
     let rules = OfficeRules {
         custom_quota: CUSTOM_QUOTA as u32,
         custom_per_check: PER_CHECK as u32,
@@ -421,43 +392,19 @@ async fn many_clients_one_small_pool() {
         opening_window_ms: 1_000,
         ..OfficeRules::default()
     };
-    let office = OfficeConfig {
-        name: "抢号测试车管所".into(),
-        prefix: "粤K".into(),
-        classes: vec!["small".into()],
-        rules,
-        notice: Notice {
-            version: "v1".into(),
-            text: "业务须知".into(),
-        },
-    };
+    let office = support::office("抢号测试车管所", &["small"], rules);
     engine
         .put_office(OFFICE, office, "operator:setup")
         .await
         .unwrap();
     let rows = (1..=APPS)
-        .map(|n| CertificateRow {
-            vin: vin(n),
-            voucher: voucher_no(n),
-            class: "small".into(),
-            energy: "fuel".into(),
-        })
+        .map(|n| certificate(n, "small", "fuel"))
         .collect();
     assert_eq!(
         engine.import_certificates(rows).await.unwrap().imported,
         APPS as usize
     );
-    let gw = Gateway::new(
-        engine.clone(),
-        GatewayConfig {
-            operator_token: OPERATOR.into(),
-            token_secret: SECRET.into(),
-            rate_limit_user_per_s: 0,
-            rate_limit_ip_per_s: 0,
-            ..GatewayConfig::default()
-        },
-    )
-    .unwrap();
+    let gw = support::gateway(&engine, support::gateway_config());
 
     let app_gw = gw.clone();
     let server = HttpServer::new(move || App::new().service(app_gw.scope("")))
@@ -483,14 +430,7 @@ async fn many_clients_one_small_pool() {
         let api = api.clone();
         let gw = gw.clone();
         async move {
-            let token = sign_token(
-                SECRET,
-                &TokenClaims {
-                    user: format!("rush_{n}"),
-                    phone: phone(n),
-                    exp,
-                },
-            );
+            let token = support::token(&format!("rush_{n}"), &phone(n), exp);
             let a = api
                 .post("/v1/sms", &token, json!({"purpose": "apply"}))
                 .await;

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{test, web, App};
+use actix_web::test;
 use platepool_engine::actor::{Clock, SystemClock};
 use platepool_engine::vin::Vin;
-use platepool_engine::{ApplicationRequest, Caller, Check, Durability, Engine, EngineConfig};
-use platepool_gateway::auth::{sign_token, TokenClaims};
+use platepool_engine::{ApplicationRequest, Caller, Check};
 use platepool_gateway::sms::Purpose;
-use platepool_gateway::{not_found, Gateway, GatewayConfig, ROUTES};
+use platepool_gateway::{Gateway, GatewayConfig, ROUTES};
 use serde_json::{json, Value};
 
-const OP: &str = "operator-token-0123456789";
-const SECRET: &str = "citizen-secret-0123456789";
+mod support;
+use support::{app, OPERATOR as OP, SECRET};
+
 const OFFICE: &str = "maoming";
 
 /// Real time plus an offset the test moves forward.
@@ -38,56 +38,22 @@ impl Clock for TestClock {
     }
 }
 
-fn config() -> GatewayConfig {
-    GatewayConfig {
-        operator_token: OP.into(),
-        token_secret: SECRET.into(),
-        rate_limit_user_per_s: 0,
-        rate_limit_ip_per_s: 0,
-        ..GatewayConfig::default()
-    }
-}
-
 async fn gateway_with(
     config: GatewayConfig,
     clock: Arc<TestClock>,
 ) -> (Gateway, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ec = EngineConfig::new(dir.path());
-    ec.durability = Durability::None;
-    ec.seed = Some(7);
-    ec.clock = clock;
-    let engine = Engine::open(ec).await.unwrap();
-    (Gateway::new(engine, config).unwrap(), dir)
+    let (dir, engine) = support::engine(Some(7), Some(clock)).await;
+    (support::gateway(&engine, config), dir)
 }
 
 async fn gateway() -> (Gateway, tempfile::TempDir, Arc<TestClock>) {
     let clock = Arc::new(TestClock::default());
-    let (gw, dir) = gateway_with(config(), clock.clone()).await;
+    let (gw, dir) = gateway_with(support::gateway_config(), clock.clone()).await;
     (gw, dir, clock)
 }
 
 fn citizen_token(gw: &Gateway, user: &str) -> String {
-    sign_token(
-        SECRET,
-        &TokenClaims {
-            user: user.into(),
-            phone: "13800138000".into(),
-            exp: gw.engine.now_ms() / 1000 + 3_600,
-        },
-    )
-}
-
-/// Builds the standalone app around a gateway.
-macro_rules! app {
-    ($gw:expr) => {
-        test::init_service(
-            App::new()
-                .service($gw.scope(""))
-                .default_service(web::to(not_found)),
-        )
-        .await
-    };
+    support::token(user, "13800138000", gw.engine.now_ms() / 1000 + 3_600)
 }
 
 /// Sends a request; answers (status, JSON body or Null).
@@ -1178,7 +1144,7 @@ async fn tokens_and_the_sms_outbox() {
     let (gw2, _dir2) = gateway_with(
         GatewayConfig {
             allow_token_issue: false,
-            ..config()
+            ..support::gateway_config()
         },
         Arc::new(TestClock::default()),
     )
