@@ -715,4 +715,95 @@ mod tests {
         assert_eq!(kv.get::<u32>(&key(1)).expect("get"), Some(1));
         assert!(kv.sync_stats().failed);
     }
+
+    /// Wall time of 64 concurrent durable puts, per round, with the old path (each caller runs
+    /// `Store::sync` on its own thread) and with the syncer. A measurement, not a check:
+    /// `cargo test --release -p platepool-engine --lib kv_puts_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement"]
+    fn kv_puts_timing() {
+        const ROUNDS: usize = 50;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::Fsync).expect("open");
+        let kv = store.kv("t").expect("kv");
+        let report = |what: &str, mut times: Vec<Duration>, syncs: u64| {
+            times.sort();
+            let mean = times.iter().sum::<Duration>() / times.len() as u32;
+            println!(
+                "{what}: {THREADS} puts per round, {ROUNDS} rounds: median {:?}, mean {mean:?}, \
+                 {:.1} syncs per round",
+                times[times.len() / 2],
+                syncs as f64 / ROUNDS as f64
+            );
+        };
+        let mut times = Vec::new();
+        for round in 0..ROUNDS {
+            let began = std::time::Instant::now();
+            kv.put(format!("alone/{round}").as_bytes(), &round)
+                .expect("put");
+            times.push(began.elapsed() * THREADS as u32);
+        }
+        report(
+            "sequential (one put alone, time x 64)",
+            times,
+            (ROUNDS * THREADS) as u64,
+        );
+        let mut times = Vec::new();
+        for round in 0..ROUNDS {
+            let start = Barrier::new(THREADS + 1);
+            let began = thread::scope(|s| {
+                for i in 0..THREADS {
+                    let (kv, store, start) = (&kv, &store, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        // What `put` did before: write, then sync on the caller's thread.
+                        kv.insert_if_absent(&key(round * THREADS + i), &i)
+                            .expect("insert");
+                        store.sync().expect("sync");
+                    });
+                }
+                start.wait();
+                std::time::Instant::now()
+            });
+            times.push(began.elapsed());
+        }
+        report("before (sync per caller)", times, (ROUNDS * THREADS) as u64);
+        let mut times = Vec::new();
+        let syncs = kv.sync_stats().syncs;
+        for round in ROUNDS..2 * ROUNDS {
+            let start = Barrier::new(THREADS + 1);
+            let began = thread::scope(|s| {
+                for i in 0..THREADS {
+                    let (kv, start) = (&kv, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        kv.put(&key(round * THREADS + i), &i).expect("put");
+                    });
+                }
+                start.wait();
+                std::time::Instant::now()
+            });
+            times.push(began.elapsed());
+        }
+        report("after (blocking put)", times, kv.sync_stats().syncs - syncs);
+        let mut times = Vec::new();
+        let syncs = kv.sync_stats().syncs;
+        actix_rt::System::new().block_on(async {
+            for round in 2 * ROUNDS..3 * ROUNDS {
+                let began = std::time::Instant::now();
+                let puts: Vec<_> = (0..THREADS)
+                    .map(|i| actix_rt::spawn(kv.put_async(&key(round * THREADS + i), &i)))
+                    .collect();
+                for put in puts {
+                    put.await.expect("task").expect("put");
+                }
+                times.push(began.elapsed());
+            }
+        });
+        report(
+            "after (put_async, one worker thread)",
+            times,
+            kv.sync_stats().syncs - syncs,
+        );
+    }
 }
