@@ -221,14 +221,14 @@ pub struct Kv {
     tree: sled::Tree,
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         message: e.to_string(),
     })
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Values are plain data (strings, numbers, enums): serialising them cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }

@@ -469,38 +469,21 @@ mod tests {
             .await;
         assert_eq!(e.expect_err("too soon").code, "sms_too_soon");
         let code = last_code(&s, "13800000003");
-        let early = s
-            .verify(
+        let identity = |app: &'static str, now_ms: u64| {
+            s.verify(
                 "13800000003",
                 Purpose::Identity,
-                Some("a-1"),
+                Some(app),
                 &code,
                 true,
-                3_000,
+                now_ms,
             )
-            .await;
+        };
+        let early = identity("a-1", 3_000).await;
         assert_eq!(early.expect_err("early").code, "sms_too_soon");
-        let other_app = s
-            .verify(
-                "13800000003",
-                Purpose::Identity,
-                Some("a-2"),
-                &code,
-                true,
-                7_000,
-            )
-            .await;
+        let other_app = identity("a-2", 7_000).await;
         assert_eq!(other_app.expect_err("other app").code, "sms_code_invalid");
-        let late = s
-            .verify(
-                "13800000003",
-                Purpose::Identity,
-                Some("a-1"),
-                &code,
-                true,
-                1_000 + CODE_TTL_MS,
-            )
-            .await;
+        let late = identity("a-1", 1_000 + CODE_TTL_MS).await;
         assert_eq!(late.expect_err("expired").code, "sms_code_expired");
         s.send_code(
             "13800000003",
