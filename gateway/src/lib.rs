@@ -135,19 +135,17 @@ impl Gateway {
             .app_data(web::Data::new(self.clone()))
             .wrap_fn(move |req, srv| {
                 let started = Instant::now();
-                let method = req.method().as_str().to_string();
-                let pattern = req
-                    .match_pattern()
-                    .map(|p| p.strip_prefix(&prefix).unwrap_or(&p).to_string());
+                // The route from the path, without the router's regular expressions
+                // (`match_pattern` would run them all again) and without allocating.
+                let path = req.path();
+                let route = metrics.route_index(
+                    req.method().as_str(),
+                    path.strip_prefix(prefix.as_str()).unwrap_or(path),
+                );
                 let metrics = metrics.clone();
                 srv.call(req).map(move |res| {
                     if let Ok(r) = &res {
-                        metrics.observe(
-                            &method,
-                            pattern.as_deref(),
-                            r.status().as_u16(),
-                            started.elapsed(),
-                        );
+                        metrics.observe_route(route, r.status().as_u16(), started.elapsed());
                     }
                     res
                 })

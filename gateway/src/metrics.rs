@@ -53,17 +53,30 @@ impl Metrics {
         }
     }
 
+    /// The row of the route serving `method` `path` (relative to the gateway's mount point):
+    /// segment by segment, `{name}` matching any one non-empty segment, as the router does.
+    /// No allocation and no regular expression: it runs on every request.
+    pub fn route_index(&self, method: &str, path: &str) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|(m, pattern)| *m == method && path_matches(pattern, path))
+    }
+
     /// Records one answered request. `pattern` is the matched route pattern relative to the
     /// gateway's mount point (`None`: no route matched).
     pub fn observe(&self, method: &str, pattern: Option<&str>, status: u16, elapsed: Duration) {
-        let row = pattern
-            .and_then(|p| {
-                self.routes
-                    .iter()
-                    .position(|(m, r)| *m == method && *r == p)
-            })
-            .map(|i| &self.rows[i])
-            .unwrap_or(&self.other);
+        let route = pattern.and_then(|p| {
+            self.routes
+                .iter()
+                .position(|(m, r)| *m == method && *r == p)
+        });
+        self.observe_route(route, status, elapsed);
+    }
+
+    /// Records one answered request of the route at `route` (from [`Metrics::route_index`];
+    /// `None`: no route matched).
+    pub fn observe_route(&self, route: Option<usize>, status: u16, elapsed: Duration) {
+        let row = route.and_then(|i| self.rows.get(i)).unwrap_or(&self.other);
         let class = ((status / 100) as usize).clamp(1, 5) - 1;
         row.by_status[class].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
@@ -218,9 +231,50 @@ impl Metrics {
     }
 }
 
+/// Does `path` match the route `pattern` (`/v1/applications/{id}/draws`)?
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let mut want = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) => {
+                let ok = if w.starts_with('{') && w.ends_with('}') {
+                    !g.is_empty()
+                } else {
+                    w == g
+                };
+                if !ok {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_find_their_route() {
+        let m = Metrics::new(&[
+            ("GET", "/v1/offices"),
+            ("GET", "/v1/offices/{office}"),
+            ("GET", "/v1/offices/{office}/pool"),
+            ("POST", "/v1/applications/{id}/draws"),
+        ]);
+        assert_eq!(m.route_index("GET", "/v1/offices"), Some(0));
+        assert_eq!(m.route_index("GET", "/v1/offices/maoming"), Some(1));
+        assert_eq!(m.route_index("GET", "/v1/offices/maoming/pool"), Some(2));
+        assert_eq!(m.route_index("POST", "/v1/applications/m-1/draws"), Some(3));
+        assert_eq!(m.route_index("GET", "/v1/applications/m-1/draws"), None);
+        assert_eq!(m.route_index("GET", "/v1/offices//pool"), None);
+        assert_eq!(m.route_index("GET", "/v1/offices/maoming/pool/x"), None);
+        assert_eq!(m.route_index("GET", "/v1/offices/"), None);
+        assert_eq!(m.route_index("GET", "/v1"), None);
+    }
 
     #[test]
     fn observations_land_in_their_route_and_buckets() {

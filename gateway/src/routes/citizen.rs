@@ -31,19 +31,24 @@ type Gw = web::Data<Gateway>;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/me", web::get().to(me))
         .route("/v1/sms", web::post().to(send_sms))
-        .route("/v1/applications", web::post().to(apply))
-        .route("/v1/applications/{id}", web::get().to(application))
-        .route("/v1/applications/{id}/identity", web::post().to(identity))
-        .route("/v1/applications/{id}/keyboard", web::get().to(keyboard))
-        .route("/v1/applications/{id}/custom", web::post().to(custom))
-        .route("/v1/applications/{id}/draws", web::post().to(draw))
-        .route(
-            "/v1/applications/{id}/candidates",
-            web::post().to(pick_candidate),
-        )
-        .route("/v1/applications/{id}/claim", web::post().to(claim))
-        .route("/v1/applications/{id}/voucher", web::get().to(voucher))
-        .route("/v1/practice", web::post().to(practice));
+        .route("/v1/practice", web::post().to(practice))
+        // Nested scopes: one regular expression (`{id}`) per request instead of one per route
+        // tried (see `public::configure`).
+        .service(
+            web::scope("/v1/applications")
+                .route("", web::post().to(apply))
+                .service(
+                    web::scope("/{id}")
+                        .route("", web::get().to(application))
+                        .route("/identity", web::post().to(identity))
+                        .route("/keyboard", web::get().to(keyboard))
+                        .route("/custom", web::post().to(custom))
+                        .route("/draws", web::post().to(draw))
+                        .route("/candidates", web::post().to(pick_candidate))
+                        .route("/claim", web::post().to(claim))
+                        .route("/voucher", web::get().to(voucher)),
+                ),
+        );
 }
 
 // ---------------------------------------------------------------------------------------------

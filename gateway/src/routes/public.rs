@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::calendar::rfc3339;
 use platepool_engine::pool::ClassStats;
@@ -31,11 +32,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/v1/openapi.json", web::get().to(openapi))
-        .route("/v1/offices", web::get().to(offices))
-        .route("/v1/offices/{office}", web::get().to(office))
-        .route("/v1/offices/{office}/notice", web::get().to(notice))
-        .route("/v1/offices/{office}/pool", web::get().to(pool))
-        .route("/v1/vin/check", web::post().to(vin_check));
+        .route("/v1/vin/check", web::post().to(vin_check))
+        // Nested scopes, so that a request runs at most one of the router's regular expressions
+        // (one per `{…}` pattern tried, in registration order; the static prefix is compared
+        // first). Unmatched paths inside a scope still get the app's default service.
+        .service(
+            web::scope("/v1/offices")
+                .route("", web::get().to(offices))
+                .service(
+                    web::scope("/{office}")
+                        .route("", web::get().to(office))
+                        .route("/notice", web::get().to(notice))
+                        .route("/pool", web::get().to(pool)),
+                ),
+        );
 }
 
 async fn healthz() -> HttpResponse {
@@ -121,10 +131,11 @@ async fn notice(gw: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<Ht
     })))
 }
 
-/// One worker's recent pool notices, per office.
+/// One worker's recent pool notices, per office, as the JSON bytes sent: a cached answer costs
+/// a reference count, not a copy and a serialisation of the document.
 #[derive(Debug, Default)]
 pub struct PoolNoticeCache {
-    entries: RefCell<HashMap<String, (Instant, Value)>>,
+    entries: RefCell<HashMap<String, (Instant, Bytes)>>,
 }
 
 /// The pool notice of API.md from the office's figures at `as_of_ms`.
@@ -180,23 +191,27 @@ async fn pool(
         .borrow()
         .get(&office)
         .filter(|(at, _)| at.elapsed() < POOL_NOTICE_MAX_AGE)
-        .map(|(_, v)| v.clone());
+        .map(|(_, body)| body.clone());
     let body = match cached {
-        Some(v) => v,
+        Some(body) => body,
         None => {
             let taken = Instant::now();
             let as_of_ms = gw.engine.now_ms();
             let stats = gw.engine.stats(&office).await?;
-            let v = pool_notice(&office, as_of_ms, &stats);
+            let body = Bytes::from(
+                serde_json::to_vec(&pool_notice(&office, as_of_ms, &stats))
+                    .map_err(|e| ApiError::unavailable(format!("pool notice: {e}")))?,
+            );
             let mut entries = cache.entries.borrow_mut();
             // Offices are few; a stray id never gets here (unknown offices are refused above).
-            entries.insert(office, (taken, v.clone()));
-            v
+            entries.insert(office, (taken, body.clone()));
+            body
         }
     };
     Ok(HttpResponse::Ok()
         .insert_header(CacheControl(vec![CacheDirective::NoCache]))
-        .json(body))
+        .content_type(ContentType::json())
+        .body(body))
 }
 
 #[derive(Debug, Deserialize)]
