@@ -116,14 +116,22 @@ impl Idempotency {
             }
             Err(e) => Some((e.status.as_u16(), e.body())),
         };
-        // The answer goes out once it is durable. If it cannot be stored, the work's own outcome
-        // (durable in the engine) is still the answer; a retry may then run it again.
-        let stored = match keep {
-            Some((status, body)) => self.kv.put_async(k, &Entry::Done { status, body }).await,
-            None => self.kv.remove_async(k).await,
-        };
-        if let Err(e) = stored {
-            tracing::warn!(error = %e, "idempotency answer not stored");
+        // The answer goes out only once it is durable; if it cannot be stored (the store has
+        // stopped after a failed sync), the caller gets 503 and retries with the same key.
+        match keep {
+            Some((status, body)) => {
+                let stored = self.kv.put_async(k, &Entry::Done { status, body }).await;
+                if let Err(e) = stored {
+                    tracing::warn!(error = %e, "idempotency answer not stored");
+                    return Err(storage(e));
+                }
+            }
+            None => {
+                // The answer already invites a retry; a key left pending only delays it.
+                if let Err(e) = self.kv.remove_async(k).await {
+                    tracing::warn!(error = %e, "idempotency key not released");
+                }
+            }
         }
         result
     }
