@@ -330,12 +330,12 @@ fn app_key(prefix: u8, seq: u64) -> Vec<u8> {
 
 /// An audit entry as stored in a group (postcard has no optional fields: every field is there).
 type AuditWire = (u64, String, String, Option<u64>, Option<String>, String);
+/// The same, borrowed from the entry for writing.
+type AuditWireRef<'a> = (u64, &'a str, &'a str, Option<u64>, Option<&'a str>, &'a str);
 
-fn encode_binary<T: Serialize>(value: &T) -> Vec<u8> {
+fn encode_binary<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     // Plain data: postcard cannot fail on it.
-    let mut out = vec![BINARY_V1];
-    out.extend(postcard::to_allocvec(value).unwrap_or_default());
-    out
+    postcard::to_extend(value, vec![BINARY_V1]).unwrap_or_default()
 }
 
 fn decode_binary<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
@@ -364,7 +364,7 @@ pub fn encode_group(
     mut audit_id: impl FnMut() -> Result<u64, StoreError>,
 ) -> Result<EncodedGroup, StoreError> {
     let mut ops = Vec::with_capacity(records.len() + 1);
-    let mut audit: Vec<AuditWire> = Vec::new();
+    let mut audit: Vec<AuditWireRef<'_>> = Vec::new();
     for r in records {
         match r {
             Record::Config(c) => ops.push((b"c".to_vec(), Some(encode(c)))),
@@ -390,11 +390,11 @@ pub fn encode_group(
             }
             Record::Audit(e) => audit.push((
                 e.at_ms,
-                e.who.clone(),
-                e.action.clone(),
+                &e.who,
+                &e.action,
                 e.application,
-                e.serial.clone(),
-                e.detail.clone(),
+                e.serial.as_deref(),
+                &e.detail,
             )),
         }
     }

@@ -9,6 +9,7 @@
 pub mod numbers;
 
 use std::collections::{BTreeSet, VecDeque};
+use std::fmt::Write as _;
 
 use rustc_hash::FxHashMap;
 
@@ -381,7 +382,15 @@ impl OfficePool {
                 pool.apps.insert(seq, app);
             }
         }
+        pool.refresh_keyboards();
         Ok(pool)
+    }
+
+    /// Brings every keyboard index up to date now rather than at its next query (start-up).
+    pub fn refresh_keyboards(&self) {
+        for cp in &self.classes {
+            cp.refresh_keyboard();
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -1266,12 +1275,13 @@ impl OfficePool {
             serials: app.holds.candidates.iter().map(|&i| cp.serial(i)).collect(),
             expires_at_ms: app.holds.candidates_expire_at_ms,
         });
-        let detail = batch
-            .serials
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let mut detail = String::with_capacity(batch.serials.len() * 9);
+        for (i, s) in batch.serials.iter().enumerate() {
+            if i > 0 {
+                detail.push(' ');
+            }
+            let _ = write!(detail, "{s}");
+        }
         self.audit(
             now_ms,
             &user_who(app),
