@@ -275,6 +275,8 @@ pub fn pool_with(patterns: Vec<Pattern>) -> OfficePool {
     )
     .expect("release is added");
     pool.take_effects();
+    // The keyboard is built at its first query; memory is measured with it built.
+    pool.refresh_keyboards();
     pool
 }
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use platepool_engine::record::Record;
+use platepool_engine::store::encode_group;
 use tempfile::TempDir;
 
 /// Same cache as the engine's store (`Store::open`).
@@ -18,7 +19,9 @@ pub const SLED_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 pub enum RawKind {
     /// `a` + seq: the application record (overwrites one of the office's applications).
     App,
-    /// `l` + id: an audit entry (a new key each time).
+    /// `q` + seq: an application's selection fields (overwrites one of them).
+    Progress,
+    /// An audit entry: the entries of one group commit go under one new `l` key together.
     Audit,
     /// `n` + class + `/` + code: a number's state.
     Number,
@@ -30,20 +33,22 @@ pub struct RawRecord {
     pub value: Vec<u8>,
 }
 
-/// Encodes records as `store.rs` does (serde_json of the inner value), to replay their sizes.
+/// Encodes records as the store does ([`encode_group`], one record at a time), to replay their
+/// kinds and sizes. Removals and configuration records are left out.
 pub fn encode_like_store(records: &[Record]) -> Vec<RawRecord> {
     records
         .iter()
-        .filter_map(|r| {
-            let (kind, value) = match r {
-                Record::App(a) => (RawKind::App, serde_json::to_vec(a)),
-                Record::Audit(e) => (RawKind::Audit, serde_json::to_vec(e)),
-                Record::Number { serial, state, .. } => {
-                    (RawKind::Number, serde_json::to_vec(&(serial.len(), state)))
-                }
-                Record::Config(_) | Record::Release(_) => return None,
+        .filter_map(|r| encode_group(std::slice::from_ref(r), || Ok(1)).ok())
+        .flat_map(|group| group.ops)
+        .filter_map(|(key, value)| {
+            let kind = match key.first() {
+                Some(b'a') => RawKind::App,
+                Some(b'q') => RawKind::Progress,
+                Some(b'l') => RawKind::Audit,
+                Some(b'n') => RawKind::Number,
+                _ => return None,
             };
-            value.ok().map(|value| RawRecord { kind, value })
+            value.map(|value| RawRecord { kind, value })
         })
         .collect()
 }
@@ -94,23 +99,23 @@ impl RawSled {
         }
     }
 
-    /// Writes `count` records, cycling through `template`, as one batch (no flush).
+    /// Writes `count` records, cycling through `template`, as one batch (no flush): as the
+    /// store's writer does, the batch's audit entries go together under one new key.
     pub fn apply(&mut self, template: &[RawRecord], start: usize, count: usize) {
         let mut batch = sled::Batch::default();
+        let mut audit: Vec<u8> = Vec::new();
         for i in 0..count {
             let r = &template[(start + i) % template.len()];
             match r.kind {
-                RawKind::App => {
-                    let key = app_key(self.next_app % self.apps);
+                RawKind::App | RawKind::Progress => {
+                    let mut key = app_key(self.next_app % self.apps);
+                    if matches!(r.kind, RawKind::Progress) {
+                        key[0] = b'q';
+                    }
                     self.next_app += 1;
                     batch.insert(key.to_vec(), r.value.clone());
                 }
-                RawKind::Audit => {
-                    let mut key = vec![b'l'];
-                    key.extend_from_slice(&self.next_id.to_be_bytes());
-                    self.next_id += 1;
-                    batch.insert(key, r.value.clone());
-                }
+                RawKind::Audit => audit.extend_from_slice(&r.value),
                 RawKind::Number => {
                     let mut key = b"nsmall/".to_vec();
                     key.extend_from_slice(&((self.next_id % 1_000_000) as u32).to_be_bytes());
@@ -118,6 +123,12 @@ impl RawSled {
                     batch.insert(key, r.value.clone());
                 }
             }
+        }
+        if !audit.is_empty() {
+            let mut key = vec![b'l'];
+            key.extend_from_slice(&(self.next_id << 16).to_be_bytes());
+            self.next_id += 1;
+            batch.insert(key, audit);
         }
         self.tree.apply_batch(batch).expect("apply_batch");
     }

@@ -126,6 +126,8 @@ pub struct OfficeActor {
     /// Calls waiting for the end of an opening window, and when it ends.
     window: Vec<Deferred>,
     window_end_ms: Option<u64>,
+    /// The office id, shared with every commit's future (no copy per call).
+    office: Arc<str>,
 }
 
 /// A call held back by an opening window, ready to run.
@@ -148,6 +150,7 @@ impl OfficeActor {
         health: Arc<OfficeHealth>,
         events: Option<UnboundedSender<(String, Event)>>,
     ) -> OfficeActor {
+        let pool_id = pool.id().to_string();
         OfficeActor {
             pool,
             writer,
@@ -158,6 +161,7 @@ impl OfficeActor {
             timer: None,
             window: Vec::new(),
             window_end_ms: None,
+            office: Arc::from(pool_id),
         }
     }
 
@@ -169,8 +173,12 @@ impl OfficeActor {
             return None;
         }
         let events = effects.events;
-        let sink = self.events.clone();
-        let office = self.pool.id().to_string();
+        let sink = if events.is_empty() {
+            None
+        } else {
+            self.events.clone()
+        };
+        let office = Arc::clone(&self.office);
         let health = self.health.clone();
         let done = (!effects.records.is_empty()).then(|| self.writer.commit(effects.records));
         Some(async move {
@@ -187,7 +195,7 @@ impl OfficeActor {
             }
             if let Some(sink) = sink {
                 for e in events {
-                    let _ = sink.send((office.clone(), e));
+                    let _ = sink.send((office.to_string(), e));
                 }
             }
             Ok(())

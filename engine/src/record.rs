@@ -105,6 +105,44 @@ pub struct AppRecord {
     pub closed_at_ms: Option<u64>,
 }
 
+/// The fields of an application that selection steps change. A draw, a failed custom check, an
+/// identity verification and exhaustion write only these ([`Record::Progress`]), not the whole
+/// record with its strings: they are the hottest writes of an opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppProgress {
+    pub custom_left: u32,
+    pub random_left: u32,
+    pub last_check_at_ms: Option<u64>,
+    pub verified_at_ms: Option<u64>,
+    pub verified_until_ms: Option<u64>,
+    pub state: AppState,
+    pub closed_at_ms: Option<u64>,
+}
+
+impl AppRecord {
+    pub fn progress(&self) -> AppProgress {
+        AppProgress {
+            custom_left: self.custom_left,
+            random_left: self.random_left,
+            last_check_at_ms: self.last_check_at_ms,
+            verified_at_ms: self.verified_at_ms,
+            verified_until_ms: self.verified_until_ms,
+            state: self.state,
+            closed_at_ms: self.closed_at_ms,
+        }
+    }
+
+    pub fn apply_progress(&mut self, p: &AppProgress) {
+        self.custom_left = p.custom_left;
+        self.random_left = p.random_left;
+        self.last_check_at_ms = p.last_check_at_ms;
+        self.verified_at_ms = p.verified_at_ms;
+        self.verified_until_ms = p.verified_until_ms;
+        self.state = p.state;
+        self.closed_at_ms = p.closed_at_ms;
+    }
+}
+
 /// How a release names its numbers (SPEC R2.4, R5.2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -157,7 +195,14 @@ pub struct AuditEntry {
 pub enum Record {
     Config(Box<OfficeConfig>),
     Release(Box<ReleaseRecord>),
+    /// The whole application (creation, claim, registration, lapse, void).
     App(Box<AppRecord>),
+    /// Only the selection fields of an application already stored; a later [`Record::App`] of
+    /// the same application replaces it.
+    Progress {
+        seq: u64,
+        progress: AppProgress,
+    },
     /// `None`: the number is back to what its release says.
     Number {
         class: String,

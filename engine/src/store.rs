@@ -8,8 +8,18 @@
 //! | `c` | the office configuration |
 //! | `r` + release id (u32 BE) | the release specification |
 //! | `a` + application seq (u64 BE) | the application's durable state |
+//! | `q` + application seq (u64 BE) | its selection fields, newer than `a` when present |
 //! | `n` + class + `/` + code (u32 BE) | a number whose state differs from its release's |
-//! | `l` + id (u64 BE) | an audit entry, ids ascending in commit order |
+//! | `l` + id (u64 BE) | the audit entries of one group commit, ids `id`, `id + 1`, … |
+//!
+//! Most records are JSON. The two written on every draw and check are binary (postcard behind a
+//! format byte) and as few as possible: a draw writes its application's selection fields (`q`,
+//! about 30 bytes) instead of the whole application, and a group commit writes all its audit
+//! entries as one value under one key instead of one key each. Per draw that is one small sled
+//! insert plus a share of one; writing a whole application costs a sled insert of ~360 bytes
+//! (and removes its `q`). An audit id is the group's key (a fresh id from sled shifted left by
+//! [`AUDIT_ID_SHIFT`] bits) plus the entry's place in the group. (Databases written before
+//! the audit groups keep their one-entry JSON values under `l`; they are read as before.)
 //!
 //! **Durability.** sled 0.34's `flush()` ends in `sync_file_range`, which does not flush the
 //! device's write cache. Every commit here therefore calls `flush()` and then `fdatasync` on the
@@ -34,7 +44,14 @@ use tokio::sync::oneshot;
 use crate::config::OfficeConfig;
 pub use crate::kv::{Kv, KvSync};
 use crate::plate::Serial;
-use crate::record::{AppRecord, AuditEntry, NumberState, Record, ReleaseRecord};
+use crate::record::{AppProgress, AppRecord, AuditEntry, NumberState, Record, ReleaseRecord};
+
+/// An audit group's key is a fresh id shifted left by this many bits; its entries follow it.
+pub const AUDIT_ID_SHIFT: u32 = 16;
+/// Most audit entries under one key (a larger group takes more keys).
+const AUDIT_GROUP_MAX: usize = 1 << AUDIT_ID_SHIFT;
+/// First byte of a binary value (JSON values start with `{`, `[` or `"`).
+const BINARY_V1: u8 = 0xB1;
 
 /// Most commits one group commit takes; the rest wait for the next one.
 pub const GROUP_COMMIT_MAX: usize = 4_096;
@@ -304,6 +321,90 @@ fn number_key(class: &str, serial: Serial) -> Vec<u8> {
     key
 }
 
+fn app_key(prefix: u8, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(prefix);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// An audit entry as stored in a group (postcard has no optional fields: every field is there).
+type AuditWire = (u64, String, String, Option<u64>, Option<String>, String);
+/// The same, borrowed from the entry for writing.
+type AuditWireRef<'a> = (u64, &'a str, &'a str, Option<u64>, Option<&'a str>, &'a str);
+
+fn encode_binary<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    // Plain data: postcard cannot fail on it.
+    postcard::to_extend(value, vec![BINARY_V1]).unwrap_or_default()
+}
+
+fn decode_binary<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message,
+    };
+    match value.split_first() {
+        Some((&BINARY_V1, rest)) => postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string())),
+        _ => Err(corrupt("unknown value format".into())),
+    }
+}
+
+/// What one group commit does to an office tree: the sled operations, in order (a later one for
+/// the same key wins), and how many audit ids it needs. Public so that benchmarks can replay
+/// exactly what the writer writes.
+#[derive(Debug, Default)]
+pub struct EncodedGroup {
+    pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Encodes a group of records as the writer stores them; `audit_id` gives a fresh audit group
+/// key each time it is called.
+pub fn encode_group(
+    records: &[Record],
+    mut audit_id: impl FnMut() -> Result<u64, StoreError>,
+) -> Result<EncodedGroup, StoreError> {
+    let mut ops = Vec::with_capacity(records.len() + 1);
+    let mut audit: Vec<AuditWireRef<'_>> = Vec::new();
+    for r in records {
+        match r {
+            Record::Config(c) => ops.push((b"c".to_vec(), Some(encode(c)))),
+            Record::Release(rel) => {
+                let mut key = vec![b'r'];
+                key.extend_from_slice(&rel.id.to_be_bytes());
+                ops.push((key, Some(encode(rel))));
+            }
+            Record::App(app) => {
+                ops.push((app_key(b'a', app.seq), Some(encode(app))));
+                ops.push((app_key(b'q', app.seq), None));
+            }
+            Record::Progress { seq, progress } => {
+                ops.push((app_key(b'q', *seq), Some(encode_binary(progress))));
+            }
+            Record::Number {
+                class,
+                serial,
+                state,
+            } => {
+                let key = number_key(class, *serial);
+                ops.push((key, state.map(|s| encode(&(serial.len(), s)))));
+            }
+            Record::Audit(e) => audit.push((
+                e.at_ms,
+                &e.who,
+                &e.action,
+                e.application,
+                e.serial.as_deref(),
+                &e.detail,
+            )),
+        }
+    }
+    for chunk in audit.chunks(AUDIT_GROUP_MAX) {
+        let id = audit_id()? << AUDIT_ID_SHIFT;
+        ops.push((app_key(b'l', id), Some(encode_binary(&chunk))));
+    }
+    Ok(EncodedGroup { ops })
+}
+
 impl OfficeStore {
     /// Reads back everything the office has acknowledged.
     pub fn load(&self) -> Result<OfficeSnapshot, StoreError> {
@@ -318,6 +419,23 @@ impl OfficeStore {
         for item in self.tree.scan_prefix(b"a") {
             let (k, v) = item?;
             snap.apps.push(decode(&k, &v)?);
+        }
+        // Applications come out in seq order (big-endian keys), so progress finds its own by
+        // binary search.
+        for item in self.tree.scan_prefix(b"q") {
+            let (k, v) = item?;
+            let progress: AppProgress = decode_binary(&k, &v)?;
+            let seq = k
+                .get(1..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            let app = seq
+                .and_then(|seq| snap.apps.binary_search_by_key(&seq, |a| a.seq).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    message: "selection fields of an application that is not stored".into(),
+                })?;
+            snap.apps[app].apply_progress(&progress);
         }
         for item in self.tree.scan_prefix(b"n") {
             let (k, v) = item?;
@@ -348,18 +466,42 @@ impl OfficeStore {
 
     /// Audit entries with ids above `after`, oldest first, at most `limit`.
     pub fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>, StoreError> {
-        let mut start = vec![b'l'];
-        start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
+        // The group holding `after + 1` starts at most this far back.
+        let first = after.saturating_add(1) & !((1u64 << AUDIT_ID_SHIFT) - 1);
         let mut out = Vec::new();
-        for item in self.tree.range(start..vec![b'm']) {
+        for item in self.tree.range(app_key(b'l', first)..vec![b'm']) {
             let (k, v) = item?;
             let id_bytes: [u8; 8] = k[1..].try_into().map_err(|_| StoreError::Corrupt {
                 key: String::from_utf8_lossy(&k).into_owned(),
                 message: "malformed audit key".into(),
             })?;
-            out.push((u64::from_be_bytes(id_bytes), decode(&k, &v)?));
-            if out.len() >= limit {
-                break;
+            let id = u64::from_be_bytes(id_bytes);
+            let entries: Vec<(u64, AuditEntry)> = if v.first() == Some(&BINARY_V1) {
+                let wire: Vec<AuditWire> = decode_binary(&k, &v)?;
+                wire.into_iter()
+                    .zip(id..)
+                    .map(|((at_ms, who, action, application, serial, detail), id)| {
+                        let entry = AuditEntry {
+                            at_ms,
+                            who,
+                            action,
+                            application,
+                            serial,
+                            detail,
+                        };
+                        (id, entry)
+                    })
+                    .collect()
+            } else {
+                vec![(id, decode(&k, &v)?)]
+            };
+            for (id, entry) in entries {
+                if id > after {
+                    out.push((id, entry));
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
             }
         }
         Ok(out)
@@ -367,36 +509,12 @@ impl OfficeStore {
 
     /// Writes records as one atomic batch, without waiting for durability.
     fn write(&self, records: &[Record]) -> Result<(), StoreError> {
+        let group = encode_group(records, || self.store.generate_id())?;
         let mut batch = sled::Batch::default();
-        for r in records {
-            match r {
-                Record::Config(c) => batch.insert(b"c".to_vec(), encode(c)),
-                Record::Release(rel) => {
-                    let mut key = vec![b'r'];
-                    key.extend_from_slice(&rel.id.to_be_bytes());
-                    batch.insert(key, encode(rel));
-                }
-                Record::App(app) => {
-                    let mut key = vec![b'a'];
-                    key.extend_from_slice(&app.seq.to_be_bytes());
-                    batch.insert(key, encode(app));
-                }
-                Record::Number {
-                    class,
-                    serial,
-                    state,
-                } => {
-                    let key = number_key(class, *serial);
-                    match state {
-                        Some(s) => batch.insert(key, encode(&(serial.len(), s))),
-                        None => batch.remove(key),
-                    }
-                }
-                Record::Audit(entry) => {
-                    let mut key = vec![b'l'];
-                    key.extend_from_slice(&self.store.generate_id()?.to_be_bytes());
-                    batch.insert(key, encode(entry));
-                }
+        for (k, v) in group.ops {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
             }
         }
         self.tree.apply_batch(batch)?;
@@ -500,5 +618,169 @@ impl Writer {
             }
         }
         rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::class::Energy;
+    use crate::record::AppState;
+
+    fn app(seq: u64, random_left: u32) -> AppRecord {
+        AppRecord {
+            seq,
+            user: format!("u{seq}"),
+            phone: "13800000000".into(),
+            vin: format!("LSVAU2180N21{seq:05}"),
+            class: "small".into(),
+            energy: Energy::Fuel,
+            notice_version: "1".into(),
+            created_at_ms: 1,
+            custom_left: 5,
+            random_left,
+            last_check_at_ms: None,
+            verified_at_ms: None,
+            verified_until_ms: None,
+            state: AppState::Confirmed,
+            claim: None,
+            closed_at_ms: None,
+        }
+    }
+
+    fn entry(n: u64) -> Record {
+        Record::Audit(Box::new(AuditEntry {
+            at_ms: n,
+            who: "system".into(),
+            action: format!("a{n}"),
+            application: Some(n),
+            serial: None,
+            detail: String::new(),
+        }))
+    }
+
+    #[test]
+    fn progress_applies_over_the_application_until_the_next_whole_record() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::None).expect("open");
+        let office = store.office("o").expect("office");
+        let mut a1 = app(1, 5);
+        let a2 = app(2, 5);
+        office
+            .commit_now(&[Record::App(Box::new(a1.clone())), Record::App(Box::new(a2))])
+            .expect("apps");
+        // A draw: progress only.
+        a1.random_left = 4;
+        a1.state = AppState::Selecting;
+        let p1 = a1.progress();
+        office
+            .commit_now(&[Record::Progress {
+                seq: 1,
+                progress: p1,
+            }])
+            .expect("progress");
+        let loaded = office.load().expect("load");
+        assert_eq!(loaded.apps[0], a1);
+        assert_eq!(
+            loaded.apps[1].random_left, 5,
+            "the other application is untouched"
+        );
+        // A whole record later (a claim) replaces it; a stale progress must not come back.
+        a1.random_left = 3;
+        a1.state = AppState::Claimed;
+        office
+            .commit_now(&[
+                Record::Progress {
+                    seq: 1,
+                    progress: p1,
+                },
+                Record::App(Box::new(a1.clone())),
+            ])
+            .expect("claim");
+        assert_eq!(office.load().expect("load").apps[0], a1);
+        // And progress after a whole record in one group wins.
+        let mut a3 = a1.clone();
+        a3.random_left = 2;
+        office
+            .commit_now(&[
+                Record::App(Box::new(a1.clone())),
+                Record::Progress {
+                    seq: 1,
+                    progress: a3.progress(),
+                },
+            ])
+            .expect("both");
+        assert_eq!(office.load().expect("load").apps[0], a3);
+    }
+
+    #[test]
+    fn progress_of_an_unknown_application_is_reported_not_dropped() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::None).expect("open");
+        let office = store.office("o").expect("office");
+        office
+            .commit_now(&[Record::Progress {
+                seq: 9,
+                progress: app(9, 1).progress(),
+            }])
+            .expect("write");
+        let err = office.load().expect_err("orphan progress");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn audit_groups_page_in_commit_order_with_ascending_ids() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::None).expect("open");
+        let office = store.office("o").expect("office");
+        // Three group commits of 3, 1 and 4 entries.
+        let mut n = 0;
+        for size in [3, 1, 4] {
+            let group: Vec<Record> = (0..size)
+                .map(|_| {
+                    n += 1;
+                    entry(n)
+                })
+                .collect();
+            office.commit_now(&group).expect("group");
+        }
+        let all = office.audit(0, 100).expect("audit");
+        let actions: Vec<_> = all.iter().map(|(_, e)| e.action.clone()).collect();
+        assert_eq!(
+            actions,
+            (1..=8).map(|i| format!("a{i}")).collect::<Vec<_>>()
+        );
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "ids ascend");
+        // Paging from any id gives exactly the entries after it.
+        for (i, (id, _)) in all.iter().enumerate() {
+            let page = office.audit(*id, 2).expect("page");
+            let expect: Vec<_> = all[i + 1..].iter().take(2).cloned().collect();
+            assert_eq!(page, expect, "after {id}");
+        }
+        assert!(office.audit(all[7].0, 10).expect("end").is_empty());
+    }
+
+    #[test]
+    fn one_group_writes_one_audit_key_and_one_key_per_progress() {
+        let records = vec![
+            Record::Progress {
+                seq: 1,
+                progress: app(1, 4).progress(),
+            },
+            entry(1),
+            Record::Progress {
+                seq: 2,
+                progress: app(2, 4).progress(),
+            },
+            entry(2),
+        ];
+        let group = encode_group(&records, || Ok(7)).expect("encode");
+        let keys: Vec<u8> = group.ops.iter().map(|(k, _)| k[0]).collect();
+        assert_eq!(keys, vec![b'q', b'q', b'l']);
+        let (_, progress) = &group.ops[0];
+        assert!(
+            progress.as_ref().is_some_and(|v| v.len() < 40),
+            "progress is small: {progress:?}"
+        );
     }
 }

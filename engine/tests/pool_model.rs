@@ -597,6 +597,11 @@ impl Journal {
                 Record::App(a) => {
                     self.apps.insert(a.seq, (**a).clone());
                 }
+                Record::Progress { seq, progress } => self
+                    .apps
+                    .get_mut(seq)
+                    .expect("progress of a stored application")
+                    .apply_progress(progress),
                 Record::Number {
                     class,
                     serial,
@@ -1972,6 +1977,7 @@ impl Run {
 fn summary(r: &Record) -> String {
     match r {
         Record::App(a) => format!("app {} {}", a.seq, a.state.as_str()),
+        Record::Progress { seq, progress } => format!("app {seq} {}", progress.state.as_str()),
         Record::Number { serial, state, .. } => match state {
             Some(NumberState::Claimed { app }) => format!("number {serial} claimed {app}"),
             Some(NumberState::Issued { app }) => format!("number {serial} issued {app}"),

@@ -1061,12 +1061,19 @@ impl Harness {
         }
     }
 
-    /// Every application record persisted is the application as it now stands.
+    /// Every application record persisted is the application as it now stands; progress alone
+    /// is persisted only when nothing else of the application changed.
     fn check_app_records(&self, effects: &Effects) {
         let mut last = HashMap::new();
         for r in &effects.records {
-            if let Record::App(a) = r {
-                last.insert(a.seq, a);
+            match r {
+                Record::App(a) => {
+                    last.insert(a.seq, Ok(a));
+                }
+                Record::Progress { seq, progress } => {
+                    last.insert(*seq, Err(progress));
+                }
+                _ => {}
             }
         }
         for (seq, rec) in last {
@@ -1074,8 +1081,17 @@ impl Harness {
                 .pool
                 .application(seq, self.now)
                 .expect("persisted application exists");
-            if live.record != **rec {
-                self.fail(format!("persisted {rec:?}\n  live {:?}", live.record));
+            match rec {
+                Ok(rec) if live.record != **rec => {
+                    self.fail(format!("persisted {rec:?}\n  live {:?}", live.record));
+                }
+                Err(progress) if live.record.progress() != *progress => {
+                    self.fail(format!(
+                        "persisted {progress:?}\n  live {:?}",
+                        live.record.progress()
+                    ));
+                }
+                _ => {}
             }
         }
     }
@@ -1264,6 +1280,13 @@ impl Harness {
                     a.state.as_str(),
                     a.custom_left,
                     a.random_left
+                ),
+                Record::Progress { seq, progress: p } => format!(
+                    "app {} {} c={} r={}",
+                    self.name(*seq),
+                    p.state.as_str(),
+                    p.custom_left,
+                    p.random_left
                 ),
                 Record::Number { serial, state, .. } => match state {
                     Some(NumberState::Claimed { app }) => {

@@ -174,9 +174,14 @@ fn main() {
         check_template.len(),
         check_template.iter().map(|r| r.value.len()).sum::<usize>()
     ));
-    let app_value = draw_template[0].value.clone();
     let apps = (plan.select + plan.claimers + plan.holders + plan.takers) as u64;
     let claim_template = encode_like_store(&pure.claim_records());
+    // The raw database is prefilled with application records of the real size.
+    let app_value = claim_template
+        .iter()
+        .find(|r| matches!(r.kind, RawKind::App))
+        .map(|r| r.value.clone())
+        .unwrap_or_else(|| vec![b'x'; 360]);
     report.note(format!(
         "records per claim: {} ({} bytes encoded)",
         claim_template.len(),

@@ -9,6 +9,7 @@
 pub mod numbers;
 
 use std::collections::{BTreeSet, VecDeque};
+use std::fmt::Write as _;
 
 use rustc_hash::FxHashMap;
 
@@ -381,7 +382,15 @@ impl OfficePool {
                 pool.apps.insert(seq, app);
             }
         }
+        pool.refresh_keyboards();
         Ok(pool)
+    }
+
+    /// Brings every keyboard index up to date now rather than at its next query (start-up).
+    pub fn refresh_keyboards(&self) {
+        for cp in &self.classes {
+            cp.refresh_keyboard();
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -876,11 +885,15 @@ impl OfficePool {
         let until = now_ms + IDENTITY_VALID_MS;
         app.rec.verified_at_ms = Some(now_ms);
         app.rec.verified_until_ms = Some(until);
-        let app = app.clone();
-        self.persist(&app);
+        let (progress, who) = (app.rec.progress(), user_who(app));
+        if !app.practice {
+            self.effects
+                .records
+                .push(Record::Progress { seq, progress });
+        }
         self.audit(
             now_ms,
-            &user_who(&app),
+            &who,
             "verify_identity",
             Some(seq),
             None,
@@ -1162,7 +1175,7 @@ impl OfficePool {
             .collect::<Vec<_>>()
             .join(" ");
         self.maybe_exhaust(app, now_ms);
-        self.persist(app);
+        self.persist_progress(app);
         self.audit(
             now_ms,
             &user_who(app),
@@ -1250,7 +1263,7 @@ impl OfficePool {
         self.set_hold_deadline(app);
         app.rec.random_left -= 1;
         app.rec.state = AppState::Selecting;
-        self.persist(app);
+        self.persist_progress(app);
         // Built straight from the holds: `view` would clone the whole application record on the
         // hottest path of an opening.
         let cp = &self.classes[c];
@@ -1262,12 +1275,13 @@ impl OfficePool {
             serials: app.holds.candidates.iter().map(|&i| cp.serial(i)).collect(),
             expires_at_ms: app.holds.candidates_expire_at_ms,
         });
-        let detail = batch
-            .serials
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let mut detail = String::with_capacity(batch.serials.len() * 9);
+        for (i, s) in batch.serials.iter().enumerate() {
+            if i > 0 {
+                detail.push(' ');
+            }
+            let _ = write!(detail, "{s}");
+        }
         self.audit(
             now_ms,
             &user_who(app),
@@ -1463,7 +1477,7 @@ impl OfficePool {
         }
         self.set_hold_deadline(app);
         if self.maybe_exhaust(app, now_ms) {
-            self.persist(app);
+            self.persist_progress(app);
         }
     }
 
@@ -1697,6 +1711,17 @@ impl OfficePool {
             self.effects
                 .records
                 .push(Record::App(Box::new(app.rec.clone())));
+        }
+    }
+
+    /// Persists only the selection fields ([`Record::Progress`]): for steps that changed nothing
+    /// else of the application (no claim, no identity data).
+    fn persist_progress(&mut self, app: &Application) {
+        if !app.practice {
+            self.effects.records.push(Record::Progress {
+                seq: app.rec.seq,
+                progress: app.rec.progress(),
+            });
         }
     }
 

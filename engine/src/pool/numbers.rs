@@ -446,12 +446,18 @@ impl ClassPool {
             .collect()
     }
 
-    /// The keyboard for a vehicle of `group` (I8).
-    pub fn keyboard(&self, group: usize, entered: &[Option<u8>]) -> Vec<CharSet> {
+    /// Brings the keyboard up to date now (start-up, so that the first query does not build it).
+    pub fn refresh_keyboard(&self) {
         let mut kb = self.keyboard.borrow_mut();
         if kb.all_dirty || !kb.dirty.is_empty() {
             self.sync_keyboard(&mut kb);
         }
+    }
+
+    /// The keyboard for a vehicle of `group` (I8).
+    pub fn keyboard(&self, group: usize, entered: &[Option<u8>]) -> Vec<CharSet> {
+        self.refresh_keyboard();
+        let kb = self.keyboard.borrow();
         match &kb.groups[group] {
             Some(index) => index.query(entered),
             None => vec![CharSet::EMPTY; self.def.serial_len()],

@@ -56,6 +56,11 @@ impl Disk {
                 Record::App(app) => {
                     self.apps.insert(app.seq, (**app).clone());
                 }
+                Record::Progress { seq, progress } => {
+                    if let Some(app) = self.apps.get_mut(seq) {
+                        app.apply_progress(progress);
+                    }
+                }
                 Record::Number {
                     class,
                     serial,
