@@ -15,7 +15,7 @@ use platepool_engine::{
     Serial,
 };
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::Citizen;
@@ -682,16 +682,33 @@ async fn keyboard(gw: Gw, req: HttpRequest, citizen: Citizen) -> ApiResult<HttpR
             Refusal::BadRequest(_) => ApiError::from(r).field("entered"),
             other => ApiError::from(other),
         })?;
-    let positions: Vec<Value> = sets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| json!({ "index": i, "enabled": s.to_chars() }))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "length": sets.len(),
-        "entered": normalised,
-        "positions": positions,
-    })))
+    // Serialised straight from typed fields (no `Value` tree): the keyboard is the hottest read
+    // at an opening. Fields in alphabetical order, as a `json!` object writes them.
+    Ok(HttpResponse::Ok().json(KeyboardAnswer {
+        entered: normalised,
+        length: sets.len(),
+        positions: sets
+            .iter()
+            .enumerate()
+            .map(|(index, s)| KeyPosition {
+                enabled: s.to_chars(),
+                index,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct KeyboardAnswer {
+    entered: String,
+    length: usize,
+    positions: Vec<KeyPosition>,
+}
+
+#[derive(Debug, Serialize)]
+struct KeyPosition {
+    enabled: String,
+    index: usize,
 }
 
 // ---------------------------------------------------------------------------------------------
