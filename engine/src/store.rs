@@ -42,6 +42,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::config::OfficeConfig;
+use crate::kv::{decode, encode};
 pub use crate::kv::{Kv, KvSync};
 use crate::plate::Serial;
 use crate::record::{AppProgress, AppRecord, AuditEntry, NumberState, Record, ReleaseRecord};
@@ -298,18 +299,6 @@ pub struct OfficeSnapshot {
 pub struct OfficeStore {
     store: Store,
     tree: sled::Tree,
-}
-
-fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        message: e.to_string(),
-    })
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Records are plain data (strings, numbers, enums): serialising them cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
 }
 
 fn number_key(class: &str, serial: Serial) -> Vec<u8> {
