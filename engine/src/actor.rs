@@ -3,8 +3,9 @@
 //!
 //! Every request is a [`Call`]: a closure run against the pool with the current time and the
 //! office's RNG. Whatever records the step left are queued to the office's writer thread (group
-//! commit) and the reply waits until they are durable (I2). A call that changed nothing — a read
-//! or a refusal — is answered at once, never waiting for a flush.
+//! commit) and the reply waits until they are durable (I2): the writer thread itself sends it,
+//! once the group's flush has returned. A call that changed nothing — a read or a refusal — is
+//! answered at once, never waiting for a flush.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -165,40 +166,25 @@ impl OfficeActor {
         }
     }
 
-    /// Queues the effects of the steps just run; the returned future resolves once they are
-    /// durable, and then hands their events on.
-    fn commit(&mut self) -> Option<impl Future<Output = Result<(), Refusal>>> {
+    /// Takes the effects of the steps just run, to be committed by [`Pending::commit_then`];
+    /// `None` when they changed nothing.
+    fn pending(&mut self) -> Option<Pending> {
         let effects = self.pool.take_effects();
         if effects.is_empty() {
             return None;
         }
-        let events = effects.events;
-        let sink = if events.is_empty() {
+        let sink = if effects.events.is_empty() {
             None
         } else {
             self.events.clone()
         };
-        let office = Arc::clone(&self.office);
-        let health = self.health.clone();
-        let done = (!effects.records.is_empty()).then(|| self.writer.commit(effects.records));
-        Some(async move {
-            if let Some(done) = done {
-                let result = match done.await {
-                    Ok(r) => r.map_err(|e| Refusal::Unavailable(e.to_string())),
-                    Err(_) => Err(Refusal::Unavailable("storage writer stopped".into())),
-                };
-                if let Err(e) = result {
-                    health.failed.store(true, Ordering::SeqCst);
-                    tracing::error!(office = %office, error = %e, "write failed; office refuses writes until restart");
-                    return Err(e);
-                }
-            }
-            if let Some(sink) = sink {
-                for e in events {
-                    let _ = sink.send((office.to_string(), e));
-                }
-            }
-            Ok(())
+        Some(Pending {
+            records: effects.records,
+            events: effects.events,
+            sink,
+            writer: self.writer.clone(),
+            health: Arc::clone(&self.health),
+            office: Arc::clone(&self.office),
         })
     }
 
@@ -225,13 +211,8 @@ impl OfficeActor {
     fn on_timer(&mut self, ctx: &mut Context<Self>) {
         if !self.health.failed.load(Ordering::SeqCst) {
             self.pool.tick(self.clock.now_ms());
-            if let Some(done) = self.commit() {
-                ctx.spawn(
-                    async move {
-                        let _ = done.await;
-                    }
-                    .into_actor(self),
-                );
+            if let Some(pending) = self.pending() {
+                pending.commit_then(|_| {});
             }
         }
         self.arm_timer(ctx);
@@ -247,45 +228,143 @@ impl Actor for OfficeActor {
     }
 }
 
+/// The effects of a step on their way to the writer, with what is needed to finish them there.
+struct Pending {
+    records: Vec<crate::record::Record>,
+    events: Vec<Event>,
+    sink: Option<UnboundedSender<(String, Event)>>,
+    writer: Writer,
+    health: Arc<OfficeHealth>,
+    office: Arc<str>,
+}
+
+impl Pending {
+    /// Commits the records; once they are durable (on the writer thread) the events go out and
+    /// `then` is told. A failed write marks the office failed: it refuses writes until restart.
+    fn commit_then(self, then: impl FnOnce(Result<(), Refusal>) + Send + 'static) {
+        let Pending {
+            records,
+            events,
+            sink,
+            writer,
+            health,
+            office,
+        } = self;
+        let finish = move |outcome: Result<(), crate::store::StoreError>| {
+            if let Err(e) = outcome {
+                health.failed.store(true, Ordering::SeqCst);
+                tracing::error!(office = %office, error = %e, "write failed; office refuses writes until restart");
+                then(Err(Refusal::Unavailable(e.to_string())));
+                return;
+            }
+            if let Some(sink) = sink {
+                for e in events {
+                    let _ = sink.send((office.to_string(), e));
+                }
+            }
+            then(Ok(()));
+        };
+        if records.is_empty() {
+            finish(Ok(()));
+        } else {
+            writer.commit_then(records, finish);
+        }
+    }
+}
+
+/// An office's answer to a [`Call`]: at once (a read, a refusal), or once the step's records are
+/// durable. The durable answer is sent to the caller from the writer thread, so a write costs the
+/// office's own thread no task, no channel and no second wake-up.
+pub struct Reply<R>(Answer<R>);
+
+enum Answer<R> {
+    Now(Result<R, Refusal>),
+    Durable {
+        result: Result<R, Refusal>,
+        pending: Pending,
+    },
+    Later(std::pin::Pin<Box<dyn Future<Output = Result<R, Refusal>>>>),
+}
+
+impl<R: Send + 'static> Reply<R> {
+    fn deliver(self, tx: Option<actix::dev::OneshotSender<Result<R, Refusal>>>) {
+        match self.0 {
+            Answer::Now(result) => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(result);
+                }
+            }
+            Answer::Durable { result, pending } => pending.commit_then(move |outcome| {
+                if let Some(tx) = tx {
+                    let _ = tx.send(outcome.and(result));
+                }
+            }),
+            Answer::Later(fut) => {
+                actix::spawn(async move {
+                    let result = fut.await;
+                    if let Some(tx) = tx {
+                        let _ = tx.send(result);
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Reply<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Answer::Now(_) => "Reply::Now",
+            Answer::Durable { .. } => "Reply::Durable",
+            Answer::Later(_) => "Reply::Later",
+        })
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("records", &self.records.len())
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
+impl<R: Send + 'static> actix::dev::MessageResponse<OfficeActor, Call<R>> for Reply<R> {
+    fn handle(
+        self,
+        _: &mut Context<OfficeActor>,
+        tx: Option<actix::dev::OneshotSender<Result<R, Refusal>>>,
+    ) {
+        self.deliver(tx);
+    }
+}
+
 impl OfficeActor {
-    /// Runs one call now: tick, the step, its commit; the future answers after durability.
-    fn execute<R: Send + 'static>(
-        &mut self,
-        msg: Call<R>,
-        ctx: &mut Context<Self>,
-    ) -> ResponseFuture<Result<R, Refusal>> {
+    /// Runs one call now: tick, the step, its commit; a write is answered after durability.
+    fn execute<R: Send + 'static>(&mut self, msg: Call<R>, ctx: &mut Context<Self>) -> Reply<R> {
         let failed = self.health.failed.load(Ordering::SeqCst);
         if failed && !msg.read_only {
-            return Box::pin(async {
-                Err(Refusal::Unavailable(
-                    "the office cannot persist changes; restart to recover".into(),
-                ))
-            });
+            return Reply(Answer::Now(Err(Refusal::Unavailable(
+                "the office cannot persist changes; restart to recover".into(),
+            ))));
         }
         let now = self.clock.now_ms();
         if !failed {
             self.pool.tick(now);
         }
         let result = (msg.f)(&mut self.pool, now, &mut self.rng);
-        let durable = if failed { None } else { self.commit() };
+        let pending = if failed { None } else { self.pending() };
         self.arm_timer(ctx);
-        match durable {
-            None => Box::pin(async move { result }),
-            Some(done) if msg.read_only => {
+        match pending {
+            None => Reply(Answer::Now(result)),
+            Some(pending) if msg.read_only => {
                 // Only the tick before the read changed anything (expiries): persist it, but do
                 // not make the reader wait for it.
-                ctx.spawn(
-                    async move {
-                        let _ = done.await;
-                    }
-                    .into_actor(self),
-                );
-                Box::pin(async move { result })
+                pending.commit_then(|_| {});
+                Reply(Answer::Now(result))
             }
-            Some(done) => Box::pin(async move {
-                done.await?;
-                result
-            }),
+            Some(pending) => Reply(Answer::Durable { result, pending }),
         }
     }
 
@@ -295,17 +374,11 @@ impl OfficeActor {
         msg: Call<R>,
         end_ms: u64,
         ctx: &mut Context<Self>,
-    ) -> ResponseFuture<Result<R, Refusal>> {
+    ) -> Reply<R> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.window.push(Box::new(
             move |act: &mut OfficeActor, ctx: &mut Context<OfficeActor>| {
-                let answer = act.execute(msg, ctx);
-                ctx.spawn(
-                    async move {
-                        let _ = tx.send(answer.await);
-                    }
-                    .into_actor(act),
-                );
+                act.execute(msg, ctx).deliver(Some(tx));
             },
         ));
         if self.window_end_ms.is_none_or(|e| e < end_ms) {
@@ -317,10 +390,10 @@ impl OfficeActor {
                 }
             });
         }
-        Box::pin(async move {
+        Reply(Answer::Later(Box::pin(async move {
             rx.await
                 .unwrap_or_else(|_| Err(Refusal::Unavailable("office stopped".into())))
-        })
+        })))
     }
 
     /// Serves every call held back by the window, in random order.
@@ -336,7 +409,7 @@ impl OfficeActor {
 }
 
 impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
-    type Result = ResponseFuture<Result<R, Refusal>>;
+    type Result = Reply<R>;
 
     fn handle(&mut self, msg: Call<R>, ctx: &mut Self::Context) -> Self::Result {
         if let Some(seq) = msg.window_app {

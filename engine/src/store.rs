@@ -561,8 +561,12 @@ impl OfficeStore {
                 failure.get_or_insert_with(|| e.clone());
             }
             for c in group.drain(..) {
-                if let Some(done) = c.done {
-                    let _ = done.send(result.clone());
+                match c.done {
+                    Some(Done::Channel(done)) => {
+                        let _ = done.send(result.clone());
+                    }
+                    Some(Done::Call(then)) => then(result.clone()),
+                    None => {}
                 }
             }
         }
@@ -573,7 +577,25 @@ impl OfficeStore {
 #[derive(Debug)]
 pub struct Commit {
     pub records: Vec<Record>,
-    pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
+    pub done: Option<Done>,
+}
+
+/// How a commit's outcome is told.
+pub enum Done {
+    /// Sent on a channel.
+    Channel(oneshot::Sender<Result<(), StoreError>>),
+    /// Called on the writer thread once the group is durable (or failed): the office actor
+    /// answers its callers from here, without a trip back through its own thread.
+    Call(Box<dyn FnOnce(Result<(), StoreError>) + Send>),
+}
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Done::Channel(_) => "Done::Channel",
+            Done::Call(_) => "Done::Call",
+        })
+    }
 }
 
 /// Counters of a writer, for metrics and benchmarks.
@@ -597,16 +619,34 @@ impl Writer {
     /// Queues records; the receiver answers once they are durable (or could not be written).
     pub fn commit(&self, records: Vec<Record>) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, rx) = oneshot::channel();
+        self.send(records, Done::Channel(done));
+        rx
+    }
+
+    /// Queues records; `then` runs on the writer thread once they are durable (or could not be
+    /// written), or at once if the writer has stopped.
+    pub fn commit_then(
+        &self,
+        records: Vec<Record>,
+        then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) {
+        self.send(records, Done::Call(Box::new(then)));
+    }
+
+    fn send(&self, records: Vec<Record>, done: Done) {
         let commit = Commit {
             records,
             done: Some(done),
         };
         if let Err(e) = self.tx.send(commit) {
-            if let Some(done) = e.into_inner().done {
-                let _ = done.send(Err(StoreError::WriterStopped));
+            match e.into_inner().done {
+                Some(Done::Channel(done)) => {
+                    let _ = done.send(Err(StoreError::WriterStopped));
+                }
+                Some(Done::Call(then)) => then(Err(StoreError::WriterStopped)),
+                None => {}
             }
         }
-        rx
     }
 }
 
