@@ -2,7 +2,7 @@
 # Redis and PostgreSQL for the side-by-side comparison (`bench/compare.sh`), on loopback only,
 # with their own data folders under one temporary folder: never the system-wide services.
 #
-#   bench/services.sh install   apt-get install redis-server postgresql (Debian's packages)
+#   bench/services.sh install   apt-get install redis-server postgresql wrk (Debian's packages)
 #   bench/services.sh start     start both; prints the environment the `compare` binary reads
 #   bench/services.sh stop      stop both and remove their folder
 #   bench/services.sh status
@@ -34,11 +34,11 @@ as_pg() {
 }
 
 install() {
-    if command -v redis-server >/dev/null && [ -n "$PG_BIN" ]; then
+    if command -v redis-server >/dev/null && command -v wrk >/dev/null && [ -n "$PG_BIN" ]; then
         return
     fi
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server postgresql
+    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server postgresql wrk
 }
 
 start_redis() {

@@ -13,6 +13,7 @@ use rand::SeedableRng;
 
 use super::{CheckOutcome, PoolBackend, HOLD_TTL_MS};
 use crate::fixture::{Office, Pure, Target};
+use crate::io::{encode_like_store, RawRecord};
 
 /// The engine in-process, with the pool alone for the expiry figure.
 #[derive(Debug)]
@@ -34,6 +35,20 @@ impl EngineBackend {
             pure: RefCell::new(pure),
             rng: RefCell::new(StdRng::seed_from_u64(11)),
         }
+    }
+
+    /// `n` keyboard queries over the office's numbers (the engine report's query mix).
+    pub fn keyboard_queries(&self, n: usize) -> Vec<Vec<Option<u8>>> {
+        self.pure.borrow().scan_set().queries(n, 9)
+    }
+
+    /// The records one draw and one failing check write (for the raw sled limit).
+    pub fn record_templates(&self) -> (Vec<RawRecord>, Vec<RawRecord>) {
+        let mut pure = self.pure.borrow_mut();
+        (
+            encode_like_store(&pure.draw_records()),
+            encode_like_store(&pure.check_records()),
+        )
     }
 
     fn held(pure: &Pure) -> u64 {

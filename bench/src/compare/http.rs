@@ -156,7 +156,11 @@ async fn twin_draw(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = token else {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is required");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a bearer token is required",
+        );
     };
     let now = now_ms();
     let claims = match verify_token(TOKEN_SECRET, token, now / 1000) {
@@ -168,13 +172,20 @@ async fn twin_draw(
         .get("id")
         .and_then(|s| s.parse::<AppId>().ok())
     else {
-        return error(StatusCode::NOT_FOUND, "unknown_application", "no such application");
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_application",
+            "no such application",
+        );
     };
     let exclude_four = if body.is_empty() {
         false
     } else {
         match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => v.get("exclude_four").and_then(Value::as_bool).unwrap_or(false),
+            Ok(v) => v
+                .get("exclude_four")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
         }
     };
@@ -203,7 +214,11 @@ async fn twin_draw(
                 "exclude_four": exclude_four,
             }))
         }
-        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "empty answer"),
+        Ok(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "empty answer",
+        ),
         Err(e) => error(StatusCode::CONFLICT, "refused", &e.to_string()),
     }
 }

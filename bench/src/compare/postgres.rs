@@ -295,7 +295,12 @@ impl PgBackend {
                 .collect();
             let holders: Vec<i64> = serials
                 .iter()
-                .map(|s| holder.get(s).copied().unwrap_or(if taken.contains_key(s) { 0 } else { -1 }))
+                .map(|s| {
+                    holder
+                        .get(s)
+                        .copied()
+                        .unwrap_or(if taken.contains_key(s) { 0 } else { -1 })
+                })
                 .collect();
             c.execute(
                 &insert,
@@ -332,15 +337,24 @@ impl PgBackend {
             c.execute(
                 "INSERT INTO applications (seq, random_left, custom_left, batch, batch_exp) \
                  VALUES ($1, $2, $2, $3, $4)",
-                &[&(a.id.seq as i64), &QUOTA, &batch, &(now + HOLD_TTL_MS as i64)],
+                &[
+                    &(a.id.seq as i64),
+                    &QUOTA,
+                    &batch,
+                    &(now + HOLD_TTL_MS as i64),
+                ],
             )
             .await
             .map_err(err)?;
         }
         c.batch_execute(INDEXES).await.map_err(err)?;
-        c.batch_execute("VACUUM ANALYZE numbers; VACUUM ANALYZE applications; CHECKPOINT;")
-            .await
-            .map_err(err)?;
+        for sql in [
+            "VACUUM ANALYZE numbers",
+            "VACUUM ANALYZE applications",
+            "CHECKPOINT",
+        ] {
+            c.batch_execute(sql).await.map_err(err)?;
+        }
         let mut conns = Vec::with_capacity(clients.len());
         for client in clients {
             conns.push(Conn {
@@ -434,7 +448,11 @@ impl PoolBackend for PgBackend {
         Ok(t.elapsed())
     }
 
-    async fn keyboard(&self, _app: usize, entered: Vec<Option<u8>>) -> Result<Vec<CharSet>, String> {
+    async fn keyboard(
+        &self,
+        _app: usize,
+        entered: Vec<Option<u8>>,
+    ) -> Result<Vec<CharSet>, String> {
         let mask = entered
             .iter()
             .enumerate()
@@ -446,11 +464,7 @@ impl PoolBackend for PgBackend {
         let stmt = match cached {
             Some(s) => s,
             None => {
-                let s = c
-                    .client
-                    .prepare(&keyboard_sql(mask))
-                    .await
-                    .map_err(err)?;
+                let s = c.client.prepare(&keyboard_sql(mask)).await.map_err(err)?;
                 c.keyboard.borrow_mut().insert(mask, s.clone());
                 s
             }

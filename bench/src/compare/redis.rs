@@ -250,7 +250,12 @@ pub fn keyboard_counts<'a>(serials: impl Iterator<Item = &'a str>) -> HashMap<St
 
 impl RedisBackend {
     /// Connects to `url` and loads the office of `office` (everything there is replaced).
-    pub async fn load(label: &str, url: &str, office: &Office, codes: &[u32]) -> Result<Self, String> {
+    pub async fn load(
+        label: &str,
+        url: &str,
+        office: &Office,
+        codes: &[u32],
+    ) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(err)?;
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(Duration::from_secs(120)))
@@ -337,6 +342,26 @@ impl RedisBackend {
             pipe.zadd("holds", a.id.seq, now + HOLD_TTL_MS).ignore();
         }
         pipe.query_async::<()>(con).await.map_err(err)?;
+        // Rewrite the AOF now, so the load's rewrite does not fork in the middle of a run.
+        redis::cmd("BGREWRITEAOF")
+            .query_async::<()>(con)
+            .await
+            .map_err(err)?;
+        loop {
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(con)
+                .await
+                .map_err(err)?;
+            let busy = info.lines().any(|l| {
+                l.starts_with("aof_rewrite_in_progress:1")
+                    || l.starts_with("aof_rewrite_scheduled:1")
+            });
+            if !busy {
+                break;
+            }
+        }
         let scripts = Scripts::new();
         for s in [
             &scripts.draw,
@@ -368,6 +393,40 @@ impl RedisBackend {
         })
     }
 
+    /// Clears the server's command statistics.
+    pub async fn reset_stats(&self) -> Result<(), String> {
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(err)
+    }
+
+    /// Microseconds the server spent since [`RedisBackend::reset_stats`] in each command
+    /// (`INFO commandstats`), largest first: inside scripts, the commands they call are counted
+    /// too.
+    pub async fn command_usec(&self) -> Result<Vec<(String, u64)>, String> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let mut out: Vec<(String, u64)> = info
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let usec = rest
+                    .split(',')
+                    .find_map(|f| f.strip_prefix("usec="))?
+                    .parse()
+                    .ok()?;
+                Some((name.to_string(), usec))
+            })
+            .collect();
+        out.sort_by_key(|(_, u)| std::cmp::Reverse(*u));
+        Ok(out)
+    }
+
     fn conn(&self) -> MultiplexedConnection {
         let i = self.next_conn.get();
         self.next_conn.set(i + 1);
@@ -395,7 +454,10 @@ impl RedisBackend {
         if out.is_empty() {
             return Err("empty answer".into());
         }
-        let left = out.remove(0).parse().map_err(|_| "bad answer".to_string())?;
+        let left = out
+            .remove(0)
+            .parse()
+            .map_err(|_| "bad answer".to_string())?;
         Ok((left, out))
     }
 }
@@ -450,7 +512,11 @@ impl PoolBackend for RedisBackend {
         Ok(t.elapsed())
     }
 
-    async fn keyboard(&self, _app: usize, entered: Vec<Option<u8>>) -> Result<Vec<CharSet>, String> {
+    async fn keyboard(
+        &self,
+        _app: usize,
+        entered: Vec<Option<u8>>,
+    ) -> Result<Vec<CharSet>, String> {
         let text: String = entered
             .iter()
             .map(|e| e.map_or('?', platepool_engine::plate::index_char))

@@ -126,10 +126,7 @@ pub fn svg(panels: &[Panel], caption: &str) -> String {
 
 fn panel_svg(out: &mut String, panel: &Panel, x0: f64) {
     let (left, top) = (x0 + MARGIN_L, MARGIN_T);
-    let (w, h) = (
-        PANEL_W - MARGIN_L - MARGIN_R,
-        PANEL_H - MARGIN_T - MARGIN_B,
-    );
+    let (w, h) = (PANEL_W - MARGIN_L - MARGIN_R, PANEL_H - MARGIN_T - MARGIN_B);
     let values = panel
         .series
         .iter()
@@ -206,10 +203,7 @@ fn panel_svg(out: &mut String, panel: &Panel, x0: f64) {
         );
         for p in &points {
             if let Some((x, y)) = p.split_once(',') {
-                let _ = writeln!(
-                    out,
-                    r#"<circle cx="{x}" cy="{y}" r="3.5" fill="{color}"/>"#
-                );
+                let _ = writeln!(out, r#"<circle cx="{x}" cy="{y}" r="3.5" fill="{color}"/>"#);
             }
         }
     }
