@@ -271,7 +271,7 @@ impl PgBackend {
                 .iter()
                 .map(|&c| Serial::from_code(c, 5).to_string())
                 .collect();
-            let mut cols: Vec<Vec<i16>> = vec![Vec::with_capacity(chunk.len()); 5];
+            let mut cols: Vec<Vec<i16>> = (0..5).map(|_| Vec::with_capacity(chunk.len())).collect();
             for s in &serials {
                 for (p, ch) in s.chars().enumerate().take(5) {
                     cols[p].push(char_index(ch).map_or(-1, i16::from));
