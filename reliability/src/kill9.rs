@@ -362,6 +362,18 @@ pub fn campaign_with(plan: Plan) -> Outcome {
         "claim calls that got no answer / of them durable on the server (allowed: never acknowledged)",
         format!("{} / {}", t.unanswered_claim_calls, t.durable_unacknowledged),
     );
+    let pending: Vec<&String> = t
+        .unacknowledged_examples
+        .iter()
+        .filter(|e| e.contains("idempotency_pending"))
+        .collect();
+    if !pending.is_empty() {
+        out.findings.push(format!(
+            "after a kill, a claim's Idempotency-Key stays blocked: {} buyers whose claim was made durable before the kill retried with the same key after the restart and got 409 conflict (\"still being handled\") until they gave up, e.g. {}. The pending marker written before the kill survives it and blocks the key for PENDING_STALE_MS = 60 s (gateway/src/idempotency.rs, the `Entry::Pending` arm of `Idempotency::run`); a marker left by an earlier process could be recognised as stale at once (e.g. a process incarnation id in the marker). Nothing is lost (the claim is there, GET /v1/me shows it), but the retry does not get the first answer for a minute",
+            pending.len(),
+            pending[0]
+        ));
+    }
     if !t.unacknowledged_examples.is_empty() {
         out.tried(format!(
             "buyers whose claim call got no answer, at a run where the server holds a claim nobody was told of: {}",
