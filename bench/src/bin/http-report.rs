@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use platepool_bench::fixture::{self, Plan};
+use platepool_bench::io::SyncFile;
 use platepool_bench::machine::{load_average, Machine};
 use platepool_bench::wrk::{self, Load, Request, WrkResult};
 use platepool_engine::Durability;
@@ -45,8 +46,10 @@ const POOL_TARGET: f64 = 0.8;
 const HALF_RATE_P99_TARGET: Duration = Duration::from_millis(5);
 /// How long a server has to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// fdatasyncs of the durability floor probe (see [`fsync_floor`]).
+const FSYNC_PROBES: usize = 500;
 /// Calibration runs of the half-rate pause.
-const CALIBRATION_RUNS: usize = 2;
+const CALIBRATION_RUNS: usize = 3;
 const CALIBRATION_RUN: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,6 +480,9 @@ struct SetupResult {
     rounds: Vec<Vec<Measured>>,
     /// Per endpoint: the pause, the targeted rate and the run.
     half: Vec<(Endpoint, f64, Duration, Measured)>,
+    /// Bare 4 KiB write + fdatasync on the data folder's file system, with no load running:
+    /// (p50, p99).
+    fsync: (Duration, Duration),
 }
 
 impl SetupResult {
@@ -545,6 +551,7 @@ fn run_setup(
         setup,
         rounds,
         half: Vec::new(),
+        fsync: fsync_floor(),
     };
     if options.half_rate {
         eprintln!("half of each maximum rate");
@@ -558,6 +565,16 @@ fn run_setup(
         profile(&bench, e)?;
     }
     Ok(result)
+}
+
+/// The least a durable answer waits: a bare 4 KiB write + fdatasync in a temporary folder
+/// (the file system the gateway's data folder is on), [`FSYNC_PROBES`] times: (p50, p99).
+fn fsync_floor() -> (Duration, Duration) {
+    let mut file = SyncFile::new();
+    let mut samples: Vec<Duration> = (0..FSYNC_PROBES).map(|_| file.step()).collect();
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99))
 }
 
 /// `perf record --call-graph dwarf` of the server under `e`'s maximum load, while wrk runs.
@@ -674,6 +691,14 @@ fn write_setup(md: &mut String, options: &Options, r: &SetupResult, judged: bool
              paced closed loop, not a fixed-rate (open) generator: a slow answer delays only its \
              own connection's next request, so queueing behind a stall is under-counted.\n",
             options.connections, CALIBRATION_RUNS
+        );
+        let _ = writeln!(
+            md,
+            "The floor under a durable draw, measured in the same run with no load: a bare 4 KiB \
+             write + fdatasync on the data folder's file system takes p50 {}, p99 {}; a draw \
+             waits for the group commit in progress and then its own.\n",
+            ms(r.fsync.0),
+            ms(r.fsync.1)
         );
         md.push_str(
             "| endpoint | half of max (req/s) | achieved req/s | pause per connection | p50 | p90 | \
