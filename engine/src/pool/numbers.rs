@@ -577,3 +577,120 @@ impl ClassPool {
         assert_eq!(in_sampler, self.buckets.iter().map(Vec::len).sum::<usize>());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pattern::Pattern;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// The keyboard by brute force over the statuses (I8).
+    fn brute(cp: &ClassPool, entered: &[Option<u8>]) -> Vec<CharSet> {
+        let len = cp.def.serial_len();
+        let mut out = vec![CharSet::EMPTY; len];
+        for idx in 0..cp.len() {
+            if !cp.on_keyboard(idx) {
+                continue;
+            }
+            let s = cp.serial(idx);
+            for (p, slot) in out.iter_mut().enumerate() {
+                let agrees = entered
+                    .iter()
+                    .enumerate()
+                    .all(|(q, e)| q == p || e.is_none_or(|c| s.index_at(q) == c));
+                if agrees {
+                    slot.insert(s.index_at(p));
+                }
+            }
+        }
+        out
+    }
+
+    fn pool(pattern: &str) -> ClassPool {
+        let mut cp = ClassPool::new(PlateClass::small(), CompositionRules::default());
+        let mut codes = Vec::new();
+        Pattern::parse(pattern)
+            .expect("pattern")
+            .extend_codes(&mut codes);
+        codes.sort_unstable();
+        cp.add_segment(1, codes);
+        cp.open_segment(0);
+        cp.open_segment_for_custom(0);
+        cp
+    }
+
+    fn queries(cp: &ClassPool, rng: &mut StdRng) -> Vec<Vec<Option<u8>>> {
+        let mut out = vec![vec![None; 5]];
+        for _ in 0..20 {
+            let s = cp.serial(rng.random_range(0..cp.len()));
+            out.push(
+                (0..5)
+                    .map(|p| rng.random_bool(0.4).then(|| s.index_at(p)))
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn a_lazily_updated_keyboard_answers_as_an_eager_one_would() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut cp = pool("AB###");
+        // Few changes between reads: the noted list is used.
+        for round in 0..30 {
+            for _ in 0..50 {
+                let idx = rng.random_range(0..cp.len());
+                let to = match cp.status(idx) {
+                    Status::Available => [Status::Held, Status::Claimed][round % 2],
+                    _ => Status::Available,
+                };
+                cp.set_status(idx, to);
+            }
+            for q in queries(&cp, &mut rng) {
+                assert_eq!(cp.keyboard(0, &q), brute(&cp, &q), "round {round}, {q:?}");
+            }
+        }
+        cp.check_invariants();
+    }
+
+    #[test]
+    fn too_many_changes_between_reads_fall_back_to_a_full_pass() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut cp = pool("A####");
+        let _ = cp.keyboard(0, &[None; 5]);
+        // More changes than the list holds, most of them undone again before the read.
+        let mut held = Vec::new();
+        for _ in 0..(KEYBOARD_DIRTY_MAX + 5_000) {
+            let idx = rng.random_range(0..cp.len());
+            if cp.status(idx) == Status::Available {
+                cp.set_status(idx, Status::Held);
+                held.push(idx);
+            } else if let Some(back) = held.pop() {
+                cp.set_status(back, Status::Available);
+            }
+        }
+        assert!(cp.keyboard.borrow().all_dirty, "the list overflowed");
+        for q in queries(&cp, &mut rng) {
+            assert_eq!(cp.keyboard(0, &q), brute(&cp, &q), "{q:?}");
+        }
+        assert!(!cp.keyboard.borrow().all_dirty);
+        cp.check_invariants();
+    }
+
+    #[test]
+    fn new_composition_rules_change_the_keyboard_at_the_next_read() {
+        let mut cp = pool("AB###");
+        let all = cp.keyboard(0, &[None; 5]);
+        assert!(all[2].contains(4));
+        let rules = CompositionRules::new(vec![Pattern::parse("AB[0-3]##").expect("p")], vec![]);
+        cp.set_composition(rules);
+        let after = cp.keyboard(0, &[None; 5]);
+        assert_eq!(after, brute(&cp, &[None; 5]));
+        assert!(
+            !after[2].contains(4),
+            "4 at the third position is no longer allowed"
+        );
+        cp.check_invariants();
+    }
+}
