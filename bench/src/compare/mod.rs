@@ -22,7 +22,7 @@ pub mod postgres;
 pub mod redis;
 pub mod report;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ use platepool_engine::pattern::CharSet;
 use platepool_engine::plate::{index_char, Serial};
 
 use crate::fixture::{Office, CHECK_PLATES};
-use crate::load::{histogram, record, Run, Stop};
+use crate::load::{closed_loop, histogram, record, Run, Stop};
 
 /// Numbers a random draw holds (SPEC §3 `random_batch`).
 pub const DRAW_BATCH: usize = 10;
@@ -154,58 +154,34 @@ impl Default for Measured {
     }
 }
 
-/// Closed-loop load as [`crate::load::closed_loop`], with the latency of every call recorded:
-/// `inflight` tasks on the current actix system, each issuing `op(i)` (i counts calls) until
-/// `stop`.
+/// Closed-loop load ([`crate::load::closed_loop`]) with the latency of every successful call
+/// recorded: `inflight` tasks on the current actix system, each issuing `op(i)` (i counts calls)
+/// until `stop`.
 pub async fn measure<F, Fut>(inflight: usize, stop: Stop, op: F) -> Measured
 where
     F: Fn(usize) -> Fut + 'static,
     Fut: Future<Output = Result<(), String>> + 'static,
 {
-    let op = Rc::new(op);
-    let issued = Rc::new(Cell::new(0u64));
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(inflight);
-    for _ in 0..inflight.max(1) {
-        let op = op.clone();
-        let issued = issued.clone();
-        tasks.push(actix_rt::spawn(async move {
-            let mut m = Measured::new();
-            loop {
-                let go = match stop {
-                    Stop::After(d) => start.elapsed() < d,
-                    Stop::Count(n) => issued.get() < n,
-                };
-                if !go {
-                    break;
-                }
-                let i = issued.get();
-                issued.set(i + 1);
-                let t = Instant::now();
-                match op(i as usize).await {
-                    Ok(()) => {
-                        m.run.ok += 1;
-                        record(&mut m.latency, t.elapsed());
-                    }
-                    Err(e) => {
-                        m.run.failed += 1;
-                        if m.run.first_error.is_none() {
-                            m.run.first_error = Some(e);
-                        }
-                    }
-                }
+    let latency = Rc::new(RefCell::new(histogram()));
+    let calls = Cell::new(0usize);
+    let recorder = latency.clone();
+    let run = closed_loop(inflight, stop, move || {
+        let i = calls.get();
+        calls.set(i + 1);
+        let call = op(i);
+        let recorder = recorder.clone();
+        async move {
+            let t = Instant::now();
+            let r = call.await;
+            if r.is_ok() {
+                record(&mut recorder.borrow_mut(), t.elapsed());
             }
-            m
-        }));
-    }
-    let mut total = Measured::new();
-    for t in tasks {
-        if let Ok(m) = t.await {
-            total.absorb(m);
+            r
         }
-    }
-    total.run.elapsed = start.elapsed();
-    total
+    })
+    .await;
+    let latency = latency.replace(histogram());
+    Measured { run, latency }
 }
 
 /// The draw workload: application `i` of the selecting ones draws, 10 numbers must be held.
