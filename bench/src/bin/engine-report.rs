@@ -24,6 +24,11 @@ use platepool_bench::machine::{
 };
 use platepool_engine::Durability;
 
+/// mimalloc: glibc's malloc serialises the frees that the writer thread makes of records the
+/// office actor allocated; with mimalloc durable draws ran 35–70 % faster in the same run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const COMMAND: &str = "cargo run --release -p platepool-bench --bin engine-report";
 const INFLIGHT: [usize; 3] = [64, 256, 1024];
 /// Rounds of (engine, direct actor, raw sled) per concurrency, interleaved against drift.
