@@ -8,9 +8,9 @@
 //! answered at once, never waiting for a flush.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rand::rngs::StdRng;
@@ -25,6 +25,16 @@ pub const MAILBOX_CAPACITY: usize = 4_096;
 /// Requests in flight to one office beyond which new ones are refused at once with 503
 /// `unavailable` instead of queueing without bound.
 pub const IN_FLIGHT_MAX: usize = 16_384;
+/// Load shedding by time, not only by count: when the calls the office starts have waited in
+/// its mailbox longer than this, new writes are refused at once with 503 `unavailable` (while
+/// at least [`SHED_MIN_DEPTH`] are waiting), so that the queue never holds much more than this
+/// much work and accepted requests keep a bounded latency.
+pub const SHED_QUEUE_DELAY: Duration = Duration::from_millis(500);
+/// Below this many calls waiting, nothing is shed: the queue is draining.
+pub const SHED_MIN_DEPTH: usize = 64;
+/// A write that waited longer than this in the mailbox is refused instead of run: its caller
+/// has most likely given up, and serving it would only delay the ones still waiting.
+pub const QUEUE_DEADLINE: Duration = Duration::from_secs(2);
 /// Slack added to the timer so it fires just after a deadline, not just before it.
 const TIMER_SLACK_MS: u64 = 1;
 
@@ -52,6 +62,8 @@ pub struct Call<R> {
     /// The application a draw or custom check is for: such calls arriving in a release's opening
     /// window wait for its end and are then served in random order.
     window_app: Option<u64>,
+    /// When [`OfficeHandle::call`] sent it (load shedding by queueing delay).
+    sent_at: Option<Instant>,
 }
 
 impl<R> std::fmt::Debug for Call<R> {
@@ -70,6 +82,7 @@ impl<R> Call<R> {
             f: Box::new(f),
             read_only: false,
             window_app: None,
+            sent_at: None,
         }
     }
 
@@ -87,6 +100,7 @@ impl<R> Call<R> {
             f: Box::new(f),
             read_only: true,
             window_app: None,
+            sent_at: None,
         }
     }
 
@@ -97,6 +111,7 @@ impl<R> Call<R> {
             f: Box::new(move |pool, now, _| f(pool, now)),
             read_only: true,
             window_app: None,
+            sent_at: None,
         }
     }
 }
@@ -113,6 +128,8 @@ pub struct OfficeHealth {
     /// Set when a write failed: memory may be ahead of the disk, so the office refuses every
     /// write until the process restarts and recovers from what is durable.
     pub failed: AtomicBool,
+    /// How long the last call the office started had waited in its mailbox, in µs.
+    pub queue_delay_us: AtomicU64,
 }
 
 /// The actor owning one office's pool.
@@ -412,6 +429,15 @@ impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
     type Result = Reply<R>;
 
     fn handle(&mut self, msg: Call<R>, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(sent) = msg.sent_at {
+            let waited = sent.elapsed();
+            self.health
+                .queue_delay_us
+                .store(waited.as_micros() as u64, Ordering::Relaxed);
+            if waited > QUEUE_DEADLINE && !msg.read_only {
+                return Reply(Answer::Now(Err(overloaded())));
+            }
+        }
         if let Some(seq) = msg.window_app {
             let now = self.clock.now_ms();
             if let Some(end) = self.pool.opening_window_end(seq, now) {
@@ -432,12 +458,23 @@ pub struct OfficeHandle {
 impl OfficeHandle {
     /// Sends a call and waits for its answer. Sheds load with 503 `unavailable` when the office
     /// already has [`IN_FLIGHT_MAX`] requests waiting.
-    pub async fn call<R: Send + 'static>(&self, call: Call<R>) -> Result<R, Refusal> {
+    ///
+    /// Also sheds by time: while the calls the office starts have waited longer than
+    /// [`SHED_QUEUE_DELAY`], a new write is refused at once rather than queued behind them.
+    pub async fn call<R: Send + 'static>(&self, mut call: Call<R>) -> Result<R, Refusal> {
         let depth = self.health.in_flight.fetch_add(1, Ordering::SeqCst);
         let _guard = InFlight(&self.health.in_flight);
         if depth >= IN_FLIGHT_MAX {
-            return Err(Refusal::Unavailable("overloaded: try again shortly".into()));
+            return Err(overloaded());
         }
+        if !call.read_only
+            && depth >= SHED_MIN_DEPTH
+            && self.health.queue_delay_us.load(Ordering::Relaxed)
+                > SHED_QUEUE_DELAY.as_micros() as u64
+        {
+            return Err(overloaded());
+        }
+        call.sent_at = Some(Instant::now());
         match self.addr.send(call).await {
             Ok(r) => r,
             Err(_) => Err(Refusal::Unavailable("office is not running".into())),
@@ -447,6 +484,10 @@ impl OfficeHandle {
     pub fn mailbox_depth(&self) -> usize {
         self.health.in_flight.load(Ordering::Relaxed)
     }
+}
+
+fn overloaded() -> Refusal {
+    Refusal::Unavailable("overloaded: try again shortly".into())
 }
 
 struct InFlight<'a>(&'a AtomicUsize);

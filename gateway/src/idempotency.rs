@@ -6,7 +6,10 @@
 //! still running gets 409 `conflict`; after it, the stored answer, once that is durable too (a
 //! retry may read it in memory while the first request still waits for its sync). Answers that
 //! changed nothing and invite a retry (429, 5xx) are not kept, so the retry runs for real. A
-//! pending marker older than [`PENDING_STALE_MS`] (a crash mid-request) no longer blocks the key.
+//! pending marker left by an earlier run of the process (a crash mid-request: each run marks
+//! its markers with a random instance id) or older than [`PENDING_STALE_MS`] no longer blocks
+//! the key: the retry runs. Whatever the crashed request made durable is still there for it to
+//! meet (a claim answers `application_exists`, `/v1/me` shows it).
 
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
@@ -24,13 +27,29 @@ pub const HEADER: &str = "Idempotency-Key";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Entry {
-    Pending { since_ms: u64 },
-    Done { status: u16, body: Value },
+    Pending {
+        since_ms: u64,
+        /// The process run that is handling it (0: written before runs were marked).
+        #[serde(default)]
+        instance: u64,
+    },
+    Done {
+        status: u16,
+        body: Value,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub struct Idempotency {
     kv: Kv,
+    /// This run of the process: a marker of another run is a crash's leftover.
+    instance: u64,
+}
+
+/// This run of the process, shared by every gateway in it (never 0, the value of old markers).
+fn instance() -> u64 {
+    static INSTANCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *INSTANCE.get_or_init(|| rand::random::<u64>() | 1)
 }
 
 /// The key of a request, if it carries one: validated, and scoped to the user and route.
@@ -62,7 +81,15 @@ impl Idempotency {
     pub fn new(store: &Store) -> Result<Idempotency, String> {
         Ok(Idempotency {
             kv: store.kv("idempotency").map_err(|e| e.to_string())?,
+            instance: instance(),
         })
+    }
+
+    fn pending(&self, now_ms: u64) -> Entry {
+        Entry::Pending {
+            since_ms: now_ms,
+            instance: self.instance,
+        }
     }
 
     /// Runs `work` once per key; without a key, simply runs it.
@@ -82,7 +109,7 @@ impl Idempotency {
         let storage = |e: platepool_engine::store::StoreError| ApiError::unavailable(e.to_string());
         let claimed = self
             .kv
-            .insert_if_absent(k, &Entry::Pending { since_ms: now_ms })
+            .insert_if_absent(k, &self.pending(now_ms))
             .map_err(storage)?;
         if !claimed {
             match self.kv.get::<Entry>(k).map_err(storage)? {
@@ -95,14 +122,16 @@ impl Idempotency {
                         Err(replayed_error(status, body))
                     };
                 }
-                Some(Entry::Pending { since_ms }) if since_ms + PENDING_STALE_MS > now_ms => {
+                Some(Entry::Pending { since_ms, instance })
+                    if instance == self.instance && since_ms + PENDING_STALE_MS > now_ms =>
+                {
                     return Err(ApiError::conflict(
                         "a request with this Idempotency-Key is still being handled",
                     ));
                 }
                 _ => {
                     self.kv
-                        .put_async(k, &Entry::Pending { since_ms: now_ms })
+                        .put_async(k, &self.pending(now_ms))
                         .await
                         .map_err(storage)?;
                 }
@@ -163,4 +192,42 @@ fn replayed_error(status: StatusCode, body: Value) -> ApiError {
         }
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platepool_engine::Durability;
+
+    fn ran() -> ApiResult<(StatusCode, Value)> {
+        Ok((StatusCode::OK, serde_json::json!({ "ran": true })))
+    }
+
+    #[actix_rt::test]
+    async fn a_marker_left_by_an_earlier_run_does_not_block_the_retry() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::None).expect("store");
+        let idem = Idempotency::new(&store).expect("idempotency");
+        // A crash left this key pending a second ago.
+        let leftover = Entry::Pending {
+            since_ms: 1_000,
+            instance: idem.instance ^ 2,
+        };
+        idem.kv.put(b"crashed", &leftover).expect("put");
+        let (status, body) = idem
+            .run(Some("crashed".into()), 2_000, async { ran() })
+            .await
+            .expect("the retry runs");
+        assert_eq!(
+            (status, body["ran"].as_bool()),
+            (StatusCode::OK, Some(true))
+        );
+        // A request of this run still in progress does block it.
+        idem.kv.put(b"running", &idem.pending(1_000)).expect("put");
+        let err = idem
+            .run(Some("running".into()), 2_000, async { ran() })
+            .await
+            .expect_err("still being handled");
+        assert_eq!(err.status, StatusCode::CONFLICT);
+    }
 }
