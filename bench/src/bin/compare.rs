@@ -190,6 +190,10 @@ async fn run<B: PoolBackend + 'static>(
 
 use platepool_bench::compare::measure as measure_with;
 
+/// mimalloc, as in the `platepool` binary and `engine-report`: the engine runs in this process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn shell(cmd: &str) -> String {
     Command::new("sh")
         .arg("-c")
