@@ -574,7 +574,17 @@ mod tests {
                 stats.syncs
             );
         }
-        let store = Store::open(dir.path(), Durability::Fsync).expect("reopen");
+        // sled lets go of the folder's lock from its own threads, a moment after the last
+        // handle is dropped: retry the reopen briefly rather than race them.
+        let mut reopened = Store::open(dir.path(), Durability::Fsync);
+        for _ in 0..50 {
+            if reopened.is_ok() {
+                break;
+            }
+            thread::sleep(std::time::Duration::from_millis(100));
+            reopened = Store::open(dir.path(), Durability::Fsync);
+        }
+        let store = reopened.expect("reopen");
         let kv = store.kv("t").expect("kv");
         for i in 0..THREADS {
             assert_eq!(
