@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use platepool_bench::compare::report::per_s;
 use platepool_bench::fixture::{self, Office, Plan, Pure};
 use platepool_bench::io::{encode_like_store, RawKind, RawRecord, RawSled, SyncFile};
 use platepool_bench::load::{closed_loop, histogram, record, Run, Stop};
@@ -112,16 +113,6 @@ fn verdict(pass: Option<bool>) -> &'static str {
         Some(true) => "PASS",
         Some(false) => "FAIL",
         None => "info",
-    }
-}
-
-fn per_s(x: f64) -> String {
-    if x >= 1e6 {
-        format!("{:.2} M/s", x / 1e6)
-    } else if x >= 1e3 {
-        format!("{:.1} k/s", x / 1e3)
-    } else {
-        format!("{x:.0} /s")
     }
 }
 
