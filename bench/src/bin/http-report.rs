@@ -30,6 +30,10 @@ use platepool_engine::Durability;
 use platepool_gateway::auth::{sign_token, TokenClaims};
 use platepool_gateway::{Gateway, GatewayConfig};
 
+/// The allocator of the `platepool` binary, so the gateway measured here is the one that runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const COMMAND: &str = "cargo run --release -p platepool-bench --bin http-report";
 const REPORT_PATH: &str = "bench/HTTP-REPORT.md";
 const TOKEN_SECRET: &str = "http-report-token-secret-0123456789";

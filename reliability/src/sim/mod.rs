@@ -395,6 +395,7 @@ impl Run {
             mode,
             queue: Default::default(),
             disk,
+            ticked_at: 0,
         };
         let now = parse_rfc3339("2026-03-02T01:00:00Z").unwrap_or(1_772_413_200_000);
         let auditor = Auditor::new(config, catalog);
@@ -913,8 +914,11 @@ impl Run {
                         cs.counts.held, cs.class, held[c]
                     )));
                 }
+                // Stats are read without a tick here (the actor ticks before every call, the
+                // sim only where a call ran): compare with the model at the last tick.
+                let ticked_at = self.shell.ticked_at;
                 for rs in &cs.releases {
-                    let want = self.auditor.release_counts(rs.id, now);
+                    let want = self.auditor.release_counts(rs.id, ticked_at);
                     let c = &rs.counts;
                     let got = [
                         c.pending,
@@ -1293,7 +1297,7 @@ impl Run {
             let (lapses, exhausted) = self.auditor.tick(now);
             self.tally.lapses += lapses;
             self.tally.exhaustions += exhausted;
-            self.shell.pool.tick(now);
+            self.shell.tick(now);
             self.shell.queue_background(self.step);
             let facts = self.auditor.take_facts();
             self.attach_background(facts)?;

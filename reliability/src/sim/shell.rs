@@ -122,6 +122,9 @@ pub struct Shell {
     pub mode: WriterMode,
     pub queue: VecDeque<Commit>,
     pub disk: Disk,
+    /// When the pool was last ticked: what time has done to it (releases opening, holds
+    /// expiring) is applied up to this instant, as in the actor, where every call ticks first.
+    pub ticked_at: u64,
 }
 
 /// The result of one call through the shell.
@@ -147,7 +150,7 @@ impl Shell {
         if self.failed {
             return Called::RefusedFailed;
         }
-        self.pool.tick(now);
+        self.tick(now);
         let result = f(&mut self.pool, now, &mut self.rng);
         let effects = self.pool.take_effects();
         let queued = !effects.records.is_empty();
@@ -164,12 +167,18 @@ impl Shell {
         Called::Ran { result, queued }
     }
 
+    /// Applies what fell due by `now` (the first thing the actor does for any call).
+    pub fn tick(&mut self, now: u64) {
+        self.pool.tick(now);
+        self.ticked_at = now;
+    }
+
     /// The actor's timer: tick and commit, nobody waiting.
     pub fn timer(&mut self, step: u64, now: u64) -> bool {
         if self.failed {
             return false;
         }
-        self.pool.tick(now);
+        self.tick(now);
         self.queue_background(step);
         true
     }
@@ -260,7 +269,7 @@ impl Shell {
         self.failed = false;
         self.writer_failed = false;
         self.queue.clear();
-        self.pool.tick(now);
+        self.tick(now);
         self.queue_background(step);
         Ok(())
     }
