@@ -25,10 +25,11 @@ pub const MAILBOX_CAPACITY: usize = 4_096;
 /// Requests in flight to one office beyond which new ones are refused at once with 503
 /// `unavailable` instead of queueing without bound.
 pub const IN_FLIGHT_MAX: usize = 16_384;
-/// Load shedding by time, not only by count: when the calls the office starts have waited in
-/// its mailbox longer than this, new writes are refused at once with 503 `unavailable` (while
-/// at least [`SHED_MIN_DEPTH`] are waiting), so that the queue never holds much more than this
-/// much work and accepted requests keep a bounded latency.
+/// Load shedding by time, not only by count: when calls wait in the office longer than this
+/// (in its mailbox before they run, then for the group commit that makes them durable), new
+/// writes are refused at once with 503 `unavailable` (while at least [`SHED_MIN_DEPTH`] are
+/// in flight), so that the queue never holds much more than this much work and accepted
+/// requests keep a bounded latency.
 pub const SHED_QUEUE_DELAY: Duration = Duration::from_millis(500);
 /// Below this many calls waiting, nothing is shed: the queue is draining.
 pub const SHED_MIN_DEPTH: usize = 64;
@@ -130,6 +131,24 @@ pub struct OfficeHealth {
     pub failed: AtomicBool,
     /// How long the last call the office started had waited in its mailbox, in µs.
     pub queue_delay_us: AtomicU64,
+    /// How long the last group of records took from the office handing it to its writer to
+    /// being durable (the writer's backlog plus the flush), in µs. A write is answered only
+    /// then, so under load this is where callers wait once the office's own thread keeps up.
+    pub commit_delay_us: AtomicU64,
+    /// Calls refused at once because the office was overloaded.
+    pub shed: AtomicU64,
+}
+
+impl OfficeHealth {
+    /// What a write sent now would wait beyond its own work, going by the last call started
+    /// and the last group made durable: mailbox delay plus commit delay.
+    pub fn expected_wait(&self) -> Duration {
+        Duration::from_micros(
+            self.queue_delay_us
+                .load(Ordering::Relaxed)
+                .saturating_add(self.commit_delay_us.load(Ordering::Relaxed)),
+        )
+    }
 }
 
 /// The actor owning one office's pool.
@@ -267,7 +286,11 @@ impl Pending {
             health,
             office,
         } = self;
+        let handed = Instant::now();
         let finish = move |outcome: Result<(), crate::store::StoreError>| {
+            health
+                .commit_delay_us
+                .store(handed.elapsed().as_micros() as u64, Ordering::Relaxed);
             if let Err(e) = outcome {
                 health.failed.store(true, Ordering::SeqCst);
                 tracing::error!(office = %office, error = %e, "write failed; office refuses writes until restart");
@@ -435,6 +458,7 @@ impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
                 .queue_delay_us
                 .store(waited.as_micros() as u64, Ordering::Relaxed);
             if waited > QUEUE_DEADLINE && !msg.read_only {
+                self.health.shed.fetch_add(1, Ordering::Relaxed);
                 return Reply(Answer::Now(Err(overloaded())));
             }
         }
@@ -459,19 +483,18 @@ impl OfficeHandle {
     /// Sends a call and waits for its answer. Sheds load with 503 `unavailable` when the office
     /// already has [`IN_FLIGHT_MAX`] requests waiting.
     ///
-    /// Also sheds by time: while the calls the office starts have waited longer than
-    /// [`SHED_QUEUE_DELAY`], a new write is refused at once rather than queued behind them.
+    /// Also sheds by time: while calls wait longer than [`SHED_QUEUE_DELAY`] in the office
+    /// (in its mailbox, then for their group commit), a new write is refused at once rather
+    /// than queued behind them.
     pub async fn call<R: Send + 'static>(&self, mut call: Call<R>) -> Result<R, Refusal> {
         let depth = self.health.in_flight.fetch_add(1, Ordering::SeqCst);
         let _guard = InFlight(&self.health.in_flight);
-        if depth >= IN_FLIGHT_MAX {
-            return Err(overloaded());
-        }
-        if !call.read_only
-            && depth >= SHED_MIN_DEPTH
-            && self.health.queue_delay_us.load(Ordering::Relaxed)
-                > SHED_QUEUE_DELAY.as_micros() as u64
+        if depth >= IN_FLIGHT_MAX
+            || (!call.read_only
+                && depth >= SHED_MIN_DEPTH
+                && self.health.expected_wait() > SHED_QUEUE_DELAY)
         {
+            self.health.shed.fetch_add(1, Ordering::Relaxed);
             return Err(overloaded());
         }
         call.sent_at = Some(Instant::now());

@@ -431,6 +431,17 @@ impl Engine {
             .collect()
     }
 
+    /// Each office's load figures (in flight, mailbox and commit delays, calls shed), for
+    /// metrics.
+    pub fn office_health(&self) -> Vec<(String, Arc<crate::actor::OfficeHealth>)> {
+        self.inner
+            .offices
+            .load()
+            .iter()
+            .map(|(id, e)| (id.clone(), Arc::clone(&e.handle.health)))
+            .collect()
+    }
+
     /// Creates or reconfigures an office (R5.1). Returns true when it was created.
     pub async fn put_office(
         &self,

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub const RATE_LIMIT_USER_PER_S_DEFAULT: u32 = 10;
 /// Default per-IP limit: a busy NAT of people stays under it (API.md: ≥ 200/s).
 pub const RATE_LIMIT_IP_PER_S_DEFAULT: u32 = 500;
+/// Default limit on how late a worker's event loop may run before selection requests are
+/// refused with 503 (see `lag.rs`).
+pub const SHED_LOOP_LAG_MS_DEFAULT: u64 = 100;
 /// Shortest secret accepted for signing citizen tokens.
 pub const TOKEN_SECRET_LEN_MIN: usize = 16;
 
@@ -30,6 +33,9 @@ pub struct GatewayConfig {
     pub sms_webhook: Option<String>,
     /// Standalone mode: `POST /v1/admin/tokens` issues citizen tokens (demo, tests, load tests).
     pub allow_token_issue: bool,
+    /// While a worker's event loop runs later than this (ms), selection and public requests
+    /// get 503 `unavailable` at once instead of queueing (overload); 0 turns it off.
+    pub shed_loop_lag_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -42,6 +48,7 @@ impl Default for GatewayConfig {
             trusted_proxies: Vec::new(),
             sms_webhook: None,
             allow_token_issue: true,
+            shed_loop_lag_ms: SHED_LOOP_LAG_MS_DEFAULT,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod lag;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -22,7 +23,7 @@ pub mod voucher;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Service as _;
 use actix_web::{web, HttpResponse, Scope};
@@ -131,24 +132,43 @@ impl Gateway {
     > {
         let metrics = self.metrics.clone();
         let prefix = path.trim_end_matches('/').to_string();
+        let shed_lag = match self.config.shed_loop_lag_ms {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        };
         web::scope(path)
             .app_data(web::Data::new(self.clone()))
             .wrap_fn(move |req, srv| {
+                use futures_util::future::Either;
                 let started = Instant::now();
                 // The route from the path, without the router's regular expressions
                 // (`match_pattern` would run them all again) and without allocating.
                 let path = req.path();
-                let route = metrics.route_index(
-                    req.method().as_str(),
-                    path.strip_prefix(prefix.as_str()).unwrap_or(path),
-                );
+                let local = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+                let route = metrics.route_index(req.method().as_str(), local);
+                if let Some(limit) = shed_lag {
+                    lag::ensure_probe();
+                    if lag::current() > limit && lag::sheddable(local) {
+                        use actix_web::ResponseError as _;
+                        let mut answer =
+                            ApiError::unavailable("overloaded: try again shortly").error_response();
+                        answer.headers_mut().insert(
+                            actix_web::http::header::RETRY_AFTER,
+                            actix_web::http::header::HeaderValue::from_static("1"),
+                        );
+                        metrics.observe_route(route, 503, started.elapsed());
+                        return Either::Left(futures_util::future::ready(Ok(
+                            req.into_response(answer)
+                        )));
+                    }
+                }
                 let metrics = metrics.clone();
-                srv.call(req).map(move |res| {
+                Either::Right(srv.call(req).map(move |res| {
                     if let Ok(r) = &res {
                         metrics.observe_route(route, r.status().as_u16(), started.elapsed());
                     }
                     res
-                })
+                }))
             })
             .configure(routes::public::configure)
             .configure(routes::citizen::configure)

@@ -28,13 +28,15 @@ Environment (overrides the --config file; command-line flags override both):
   PLATEPOOL_TRUSTED_PROXIES        comma-separated proxy IPs whose X-Forwarded-For is believed
   PLATEPOOL_SMS_WEBHOOK            http:// URL SMS are posted to (default: the built-in outbox)
   PLATEPOOL_ALLOW_TOKEN_ISSUE      true/false: POST /v1/admin/tokens issues citizen tokens (default true)
+  PLATEPOOL_SHED_LOOP_LAG_MS       while a worker's event loop runs this late (ms), selection calls get
+                                   503 unavailable at once instead of queueing (0: off; default 100)
   PLATEPOOL_ADDR, PLATEPOOL_DATA_DIR, PLATEPOOL_DURABILITY, PLATEPOOL_WORKERS, PLATEPOOL_SHUTDOWN_TIMEOUT_S
                                    as the flags of the same names
   RUST_LOG                         log filter (default info), e.g. RUST_LOG=platepool_gateway=debug
 
 Config file (TOML): addr, data_dir, durability, workers, shutdown_timeout_s, and the gateway fields
 operator_token, token_secret, rate_limit_user_per_s, rate_limit_ip_per_s, trusted_proxies (array),
-sms_webhook, allow_token_issue.";
+sms_webhook, allow_token_issue, shed_loop_lag_ms.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -200,6 +202,9 @@ fn apply_env(config: &mut GatewayConfig) -> Result<(), String> {
     }
     if let Some(n) = number("PLATEPOOL_RATE_LIMIT_IP_PER_S")? {
         config.rate_limit_ip_per_s = n;
+    }
+    if let Some(n) = number("PLATEPOOL_SHED_LOOP_LAG_MS")? {
+        config.shed_loop_lag_ms = u64::from(n);
     }
     if let Some(v) = env_var("PLATEPOOL_TRUSTED_PROXIES") {
         config.trusted_proxies = v

@@ -6,7 +6,16 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use platepool_engine::actor::OfficeHealth;
 use platepool_engine::Engine;
+
+/// An office figure in `/metrics`: name, type, help, how to read it.
+type OfficeGauge = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&OfficeHealth) -> f64,
+);
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 pub const LATENCY_BUCKETS_S: [f64; 12] = [
@@ -199,6 +208,35 @@ impl Metrics {
                 out,
                 "platepool_office_mailbox_depth{{office=\"{office}\"}} {depth}"
             );
+        }
+        let mut health = engine.office_health();
+        health.sort_by(|a, b| a.0.cmp(&b.0));
+        let gauges: [OfficeGauge; 3] = [
+            (
+                "platepool_office_queue_delay_seconds",
+                "gauge",
+                "How long the last call an office started had waited in its mailbox.",
+                |h| h.queue_delay_us.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "platepool_office_commit_delay_seconds",
+                "gauge",
+                "How long an office's last group of records took from its writer's queue to durable.",
+                |h| h.commit_delay_us.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "platepool_office_shed_total",
+                "counter",
+                "Calls an office refused at once (503 unavailable) because it was overloaded.",
+                |h| h.shed.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (office, h) in &health {
+                let _ = writeln!(out, "{name}{{office=\"{office}\"}} {}", value(h));
+            }
         }
         let _ = writeln!(
             out,

@@ -115,13 +115,16 @@ pub async fn engine(
     (dir, engine)
 }
 
-/// [`OPERATOR`] and [`SECRET`], no rate limits.
+/// [`OPERATOR`] and [`SECRET`], no rate limits, no shedding by loop lag (a test's runtime is
+/// not a server worker: a slow step of the test itself would look like overload; `overload.rs`
+/// turns it on).
 pub fn gateway_config() -> GatewayConfig {
     GatewayConfig {
         operator_token: OPERATOR.into(),
         token_secret: SECRET.into(),
         rate_limit_user_per_s: 0,
         rate_limit_ip_per_s: 0,
+        shed_loop_lag_ms: 0,
         ..GatewayConfig::default()
     }
 }
