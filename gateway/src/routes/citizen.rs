@@ -11,8 +11,8 @@ use platepool_engine::calendar::{local_datetime, rfc3339};
 use platepool_engine::plate::{char_index, full_plate};
 use platepool_engine::vin::Vin;
 use platepool_engine::{
-    AppId, AppState, AppView, ApplicationRequest, Caller, Check, Claim, Energy, HoldView, Refusal,
-    Serial,
+    AppId, AppState, AppView, ApplicationRequest, Caller, Check, Claim, Draw, Energy, HoldView,
+    Refusal, Serial,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -112,16 +112,99 @@ fn prefix_of(gw: &Gateway, office: &str) -> String {
         .unwrap_or_default()
 }
 
-fn plate_json(prefix: &str, serial: Serial) -> Value {
-    json!({ "serial": serial.to_string(), "plate": full_plate(prefix, serial) })
+/// A value written into the answer with its `Display`, without an intermediate `String`.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// `{"plate": "粤K·A1234", "serial": "A1234"}`.
+struct PlateOut<'a> {
+    prefix: &'a str,
+    serial: Serial,
+}
+
+impl Serialize for PlateOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry(
+            "plate",
+            &Shown(format_args!("{}·{}", self.prefix, self.serial)),
+        )?;
+        m.serialize_entry("serial", &Shown(self.serial))?;
+        m.end()
+    }
+}
+
+/// A batch or the candidates: `{"expires_at", "expires_in_ms", "plates": [...]}`.
+struct HoldOut<'a> {
+    prefix: &'a str,
+    hold: &'a HoldView,
+    now_ms: u64,
+}
+
+impl Serialize for HoldOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let plates: Vec<PlateOut<'_>> = self
+            .hold
+            .serials
+            .iter()
+            .map(|&serial| PlateOut {
+                prefix: self.prefix,
+                serial,
+            })
+            .collect();
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("expires_at", &rfc3339(self.hold.expires_at_ms))?;
+        m.serialize_entry(
+            "expires_in_ms",
+            &ms_left(self.hold.expires_at_ms, self.now_ms),
+        )?;
+        m.serialize_entry("plates", &plates)?;
+        m.end()
+    }
 }
 
 fn hold_json(prefix: &str, hold: &HoldView, now_ms: u64) -> Value {
-    json!({
-        "plates": hold.serials.iter().map(|&s| plate_json(prefix, s)).collect::<Vec<_>>(),
-        "expires_at": rfc3339(hold.expires_at_ms),
-        "expires_in_ms": ms_left(hold.expires_at_ms, now_ms),
+    serde_json::to_value(HoldOut {
+        prefix,
+        hold,
+        now_ms,
     })
+    .unwrap_or(Value::Null)
+}
+
+/// The answer to a draw (`201`), written straight from the engine's result.
+#[derive(Serialize)]
+struct DrawOut<'a> {
+    batch: HoldOut<'a>,
+    candidates: Option<HoldOut<'a>>,
+    exclude_four: bool,
+    random_left: u32,
+}
+
+impl<'a> DrawOut<'a> {
+    fn new(prefix: &'a str, d: &'a Draw, now_ms: u64, exclude_four: bool) -> DrawOut<'a> {
+        DrawOut {
+            batch: HoldOut {
+                prefix,
+                hold: &d.batch,
+                now_ms,
+            },
+            candidates: d.candidates.as_ref().map(|hold| HoldOut {
+                prefix,
+                hold,
+                now_ms,
+            }),
+            exclude_four,
+            random_left: d.random_left,
+        }
+    }
 }
 
 fn claim_json(prefix: &str, claim: &Claim, now_ms: u64) -> Value {
@@ -819,22 +902,26 @@ async fn draw(
     let b: DrawBody = body(&req, payload, Some(DrawBody::default())).await?;
     let key = request_key(&req, &citizen.user)?;
     let now = gw.engine.now_ms();
-    let work = async {
-        let d = gw
-            .engine
+    let draw = async {
+        gw.engine
             .draw(&id, Caller::Citizen(&citizen.user), b.exclude_four)
-            .await?;
-        let prefix = prefix_of(&gw, &id.office);
-        let now = gw.engine.now_ms();
-        Ok((
-            StatusCode::CREATED,
-            json!({
-                "batch": hold_json(&prefix, &d.batch, now),
-                "candidates": d.candidates.as_ref().map(|c| hold_json(&prefix, c, now)),
-                "random_left": d.random_left,
-                "exclude_four": b.exclude_four,
-            }),
-        ))
+            .await
+            .map_err(ApiError::from)
+    };
+    let config = gw.engine.office_config(&id.office).ok();
+    let prefix = config.as_ref().map_or("", |c| c.prefix.as_str());
+    if key.is_none() {
+        // The hot path of an opening: the answer is serialised once, straight from the result.
+        let d = draw.await?;
+        let out = DrawOut::new(prefix, &d, gw.engine.now_ms(), b.exclude_four);
+        return Ok(HttpResponse::Created().json(out));
+    }
+    let work = async {
+        let d = draw.await?;
+        let out = DrawOut::new(prefix, &d, gw.engine.now_ms(), b.exclude_four);
+        let body = serde_json::to_value(out)
+            .map_err(|e| ApiError::unavailable(format!("answer not written: {e}")))?;
+        Ok((StatusCode::CREATED, body))
     };
     gw.idempotency.run(key, now, work).await.map(respond)
 }
@@ -1047,6 +1134,50 @@ async fn practice(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_draw_answer_is_written_as_documented() {
+        let s = |t: &str| Serial::parse(t).expect("serial");
+        let d = Draw {
+            batch: HoldView {
+                serials: vec![s("A1234"), s("B5678")],
+                expires_at_ms: 61_000,
+            },
+            candidates: Some(HoldView {
+                serials: vec![s("C0001")],
+                expires_at_ms: 301_000,
+            }),
+            random_left: 3,
+        };
+        let out = serde_json::to_value(DrawOut::new("粤K", &d, 1_000, true)).expect("json");
+        assert_eq!(
+            out,
+            json!({
+                "batch": {
+                    "plates": [
+                        {"serial": "A1234", "plate": "粤K·A1234"},
+                        {"serial": "B5678", "plate": "粤K·B5678"},
+                    ],
+                    "expires_at": "1970-01-01T00:01:01.000Z",
+                    "expires_in_ms": 60_000,
+                },
+                "candidates": {
+                    "plates": [{"serial": "C0001", "plate": "粤K·C0001"}],
+                    "expires_at": "1970-01-01T00:05:01.000Z",
+                    "expires_in_ms": 300_000,
+                },
+                "random_left": 3,
+                "exclude_four": true,
+            })
+        );
+        let none = Draw {
+            candidates: None,
+            ..d
+        };
+        let out = serde_json::to_value(DrawOut::new("粤K", &none, 1_000, false)).expect("json");
+        assert_eq!(out["candidates"], Value::Null);
+        assert_eq!(out["exclude_four"], false);
+    }
 
     #[test]
     fn entered_marks_free_positions_and_names_bad_characters() {
