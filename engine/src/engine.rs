@@ -281,7 +281,9 @@ impl Engine {
         let blacklist = registry.blacklist.clone();
         let office_count = office_map.load().len();
         let registry = registry.start();
-        let router = registry.clone();
+        // Weak: the registry holds the events' sender, so a strong address here would keep
+        // both alive for ever, and with them the store, after the last engine handle is gone.
+        let router = registry.downgrade();
         actix::spawn(async move {
             while let Some((office, event)) = events_rx.recv().await {
                 if let Event::Lapsed {
@@ -300,6 +302,9 @@ impl Engine {
                         }
                         .to_string(),
                         office,
+                    };
+                    let Some(router) = router.upgrade() else {
+                        break;
                     };
                     let _ = router
                         .send(RegistryCall(Box::new(move |r: &mut Registry| {

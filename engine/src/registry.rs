@@ -129,6 +129,17 @@ impl Actor for Registry {
     type Context = Context<Self>;
 }
 
+impl Drop for Registry {
+    /// The last engine handle is gone (or the engine was shut down): the office threads stop
+    /// once their queued calls are handled, so an embedding program that drops an engine gets
+    /// its threads, files and memory back. What was acknowledged is already durable.
+    fn drop(&mut self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}
+
 /// A synchronous request to the registry.
 pub struct RegistryCall<R>(pub Box<dyn FnOnce(&mut Registry) -> R + Send>);
 

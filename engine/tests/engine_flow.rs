@@ -1019,3 +1019,24 @@ async fn claims_of_any_number_survive_a_restart() {
     let small = class_stats(&stats, "small").counts;
     assert_eq!((small.claimed, small.issued, small.available), (2, 1, 0));
 }
+
+/// An engine dropped without `shutdown` gives its data folder back (its registry, office
+/// threads and store stop), so the same program can open it again: before, the event router
+/// kept the registry alive for ever and the folder stayed locked.
+#[actix_rt::test]
+async fn a_dropped_engine_lets_go_of_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = engine_config(dir.path(), Durability::Flush, TestClock::new(), 3);
+    for round in 0..3 {
+        // Waits up to 20 s for the folder's lock, then fails.
+        let engine = open_engine(config.clone()).await;
+        if round == 0 {
+            engine
+                .put_office("maoming", office_config("茂名"), OP)
+                .await
+                .unwrap();
+        }
+        assert_eq!(engine.offices().len(), 1, "round {round}");
+        drop(engine);
+    }
+}
