@@ -860,16 +860,19 @@ fn write_notes(md: &mut String, options: &Options, r: &SetupResult) {
     let _ = writeln!(
         md,
         "- **Draws.** For draws to reach 50 % of hello world's rate a draw could cost about \
-         twice hello world's CPU, ≈ {:.0} µs; it costs {draws:.0} µs. Most of it is the \
-         engine's: a `perf record --call-graph dwarf` of the gateway under draw load \
-         (`http-report --perf draws`) put about 55 % of the server's CPU in the engine's \
-         threads (writer loop ≈ 22 %, sled's IO threads ≈ 19 %, office actor ≈ 13 %: \
-         `OfficePool::draw`, `ClassPool::set_status`, record encoding, `Tree::apply_batch`, \
-         fdatasync) and about 20 % in malloc/free, mostly on the engine's side (records, sled \
-         nodes). `bench/ENGINE-REPORT.md` measures the engine alone at about 50 µs of CPU per \
-         durable draw. The gateway's own part (HTTP, token HMAC, rate limiter, building and \
-         writing the JSON answer of ten plates) is the rest; even at zero, the engine's cost \
-         keeps draws below the 50 % target on two cores. Durability stays on.",
+         twice hello world's CPU, ≈ {:.0} µs; it costs {draws:.0} µs. A `perf record \
+         --call-graph dwarf` of the gateway under draw load (`http-report --perf draws`, commit \
+         d67a596, 31.2k draws/s, 43.6 µs each) put about 47 % of the server's CPU in the \
+         engine (sled's IO threads 19 %, the writer thread 15 % with fdatasync 3 %, the office \
+         actor 13 %), 21 % in the kernel switching threads and waking them (`finish_task_switch` \
+         14.6 %, `_raw_spin_unlock_irqrestore` 7 %: HTTP worker → office actor → writer → sled → \
+         back, on two cores shared with wrk), 14 % writing answers to sockets, and 12 % in the \
+         gateway's own draw handler (the JSON answer of ten plates 5.8 %, token HMAC 2.4 %, \
+         rate limiter 0.9 %). The engine's share alone, about 20 µs, is more than the budget, \
+         so draws stay below the 50 % target on two cores with durability on; what the \
+         gateway adds was cut from 74.5 µs per draw (session before: glibc malloc in this \
+         report's server, a `serde_json::Value` built for every answer, regex-lite routing) to \
+         the figure above.",
         2.0 * hello
     );
     let _ = writeln!(
