@@ -7,9 +7,14 @@
 //! retry may read it in memory while the first request still waits for its sync). Answers that
 //! changed nothing and invite a retry (429, 5xx) are not kept, so the retry runs for real. A
 //! pending marker left by an earlier run of the process (a crash mid-request: each run marks
-//! its markers with a random instance id) or older than [`PENDING_STALE_MS`] no longer blocks
-//! the key: the retry runs. Whatever the crashed request made durable is still there for it to
-//! meet (a claim answers `application_exists`, `/v1/me` shows it).
+//! its markers with a random instance id), by a request whose caller went away before it
+//! finished, or older than [`PENDING_STALE_MS`] no longer blocks the key. For calls that debit
+//! a quota (draws, custom checks) the marker holds the application's state and quotas read
+//! before the call ran ([`Idempotency::run_guarded`]): the retry runs only if they are
+//! unchanged, and otherwise gets 409 `conflict` — the first attempt may have debited, and a
+//! second run would debit twice (found by the long kill -9 campaign). For other calls the retry
+//! runs: whatever the interrupted request made durable is still there for it to meet (a claim
+//! answers `application_exists`, `/v1/me` shows it).
 
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
@@ -29,9 +34,15 @@ pub const HEADER: &str = "Idempotency-Key";
 enum Entry {
     Pending {
         since_ms: u64,
-        /// The process run that is handling it (0: written before runs were marked).
+        /// The process run that is handling it (0: written before runs were marked, or left by
+        /// a request whose caller went away before it finished).
         #[serde(default)]
         instance: u64,
+        /// What the application's quotas and state were when the request began (debiting
+        /// calls only): a retry that finds them changed cannot know whether the first attempt
+        /// debited, so it does not run again (API.md: nothing is debited twice).
+        #[serde(default)]
+        before: Option<String>,
     },
     Done {
         status: u16,
@@ -85,10 +96,11 @@ impl Idempotency {
         })
     }
 
-    fn pending(&self, now_ms: u64) -> Entry {
+    fn pending(&self, now_ms: u64, before: Option<String>) -> Entry {
         Entry::Pending {
             since_ms: now_ms,
             instance: self.instance,
+            before,
         }
     }
 
@@ -102,14 +114,34 @@ impl Idempotency {
     where
         F: std::future::Future<Output = ApiResult<(StatusCode, Value)>>,
     {
+        self.run_guarded(key, now_ms, async { None }, work).await
+    }
+
+    /// [`Idempotency::run`] for calls that debit a quota: `state` reads what the call would
+    /// change (only when a key is sent). A retry after an interruption (a crash, or a caller
+    /// that went away mid-request) runs again only if that state is unchanged; otherwise the
+    /// first attempt may have debited, and the retry gets 409 `conflict` instead of a second
+    /// debit.
+    pub async fn run_guarded<S, F>(
+        &self,
+        key: Option<String>,
+        now_ms: u64,
+        state: S,
+        work: F,
+    ) -> ApiResult<(StatusCode, Value)>
+    where
+        S: std::future::Future<Output = Option<String>>,
+        F: std::future::Future<Output = ApiResult<(StatusCode, Value)>>,
+    {
         let Some(key) = key else {
             return work.await;
         };
         let k = key.as_bytes();
         let storage = |e: platepool_engine::store::StoreError| ApiError::unavailable(e.to_string());
+        let before = state.await;
         let claimed = self
             .kv
-            .insert_if_absent(k, &self.pending(now_ms))
+            .insert_if_absent(k, &self.pending(now_ms, before.clone()))
             .map_err(storage)?;
         if !claimed {
             match self.kv.get::<Entry>(k).map_err(storage)? {
@@ -122,22 +154,40 @@ impl Idempotency {
                         Err(replayed_error(status, body))
                     };
                 }
-                Some(Entry::Pending { since_ms, instance })
-                    if instance == self.instance && since_ms + PENDING_STALE_MS > now_ms =>
-                {
+                Some(Entry::Pending {
+                    since_ms, instance, ..
+                }) if instance == self.instance && since_ms + PENDING_STALE_MS > now_ms => {
                     return Err(ApiError::conflict(
                         "a request with this Idempotency-Key is still being handled",
                     ));
                 }
+                Some(Entry::Pending {
+                    before: Some(was), ..
+                }) if before.as_ref().is_some_and(|now| *now != was) => {
+                    return Err(ApiError::conflict(
+                        "the first request with this Idempotency-Key was interrupted and may have \
+                         been carried out: read the application for its state, and use a new key \
+                         for a new request",
+                    ));
+                }
                 _ => {
                     self.kv
-                        .put_async(k, &self.pending(now_ms))
+                        .put_async(k, &self.pending(now_ms, before.clone()))
                         .await
                         .map_err(storage)?;
                 }
             }
         }
+        // If the caller goes away while `work` runs (actix drops the handler), the marker is
+        // left for a retry to judge by `before`, instead of blocking the key as "in progress".
+        let mut guard = Abandoned {
+            kv: &self.kv,
+            key: k,
+            instance: self.instance,
+            armed: true,
+        };
         let result = work.await;
+        guard.armed = false;
         let keep = match &result {
             Ok((status, body)) => Some((status.as_u16(), body.clone())),
             Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS || e.status.is_server_error() => {
@@ -163,6 +213,41 @@ impl Idempotency {
             }
         }
         result
+    }
+}
+
+/// Re-marks a pending key as left behind when its request is dropped unfinished.
+struct Abandoned<'a> {
+    kv: &'a Kv,
+    key: &'a [u8],
+    instance: u64,
+    armed: bool,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let instance = self.instance;
+        // Applied in memory at once; durable with the next sync (a crash before it leaves the
+        // marker of a dead run, which is judged the same way).
+        // The update is applied when called; the returned future only waits for the sync.
+        drop(
+            self.kv
+                .update_async::<Entry>(self.key, move |current| match current {
+                    Some(Entry::Pending {
+                        since_ms,
+                        instance: i,
+                        before,
+                    }) if i == instance => Some(Entry::Pending {
+                        since_ms,
+                        instance: 0,
+                        before,
+                    }),
+                    other => other,
+                }),
+        );
     }
 }
 
@@ -212,6 +297,7 @@ mod tests {
         let leftover = Entry::Pending {
             since_ms: 1_000,
             instance: idem.instance ^ 2,
+            before: None,
         };
         idem.kv.put(b"crashed", &leftover).expect("put");
         let (status, body) = idem
@@ -223,11 +309,83 @@ mod tests {
             (StatusCode::OK, Some(true))
         );
         // A request of this run still in progress does block it.
-        idem.kv.put(b"running", &idem.pending(1_000)).expect("put");
+        idem.kv
+            .put(b"running", &idem.pending(1_000, None))
+            .expect("put");
         let err = idem
             .run(Some("running".into()), 2_000, async { ran() })
             .await
             .expect_err("still being handled");
         assert_eq!(err.status, StatusCode::CONFLICT);
+    }
+
+    #[actix_rt::test]
+    async fn an_interrupted_debit_is_not_run_twice() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::None).expect("store");
+        let idem = Idempotency::new(&store).expect("idempotency");
+        let state = |s: &'static str| async move { Some(s.to_string()) };
+        let runs = std::cell::Cell::new(0);
+        let work = || async {
+            runs.set(runs.get() + 1);
+            ran()
+        };
+        // A crash left the key pending when the quotas read "5/20".
+        for (key, now_state) in [("debited", "4/20"), ("untouched", "5/20")] {
+            let leftover = Entry::Pending {
+                since_ms: 1_000,
+                instance: idem.instance ^ 2,
+                before: Some("5/20".into()),
+            };
+            idem.kv.put(key.as_bytes(), &leftover).expect("put");
+            let r = idem
+                .run_guarded(Some(key.into()), 2_000, state(now_state), work())
+                .await;
+            match key {
+                "debited" => {
+                    let err = r.expect_err("the state moved: no second run");
+                    assert_eq!(err.status, StatusCode::CONFLICT);
+                    assert_eq!(runs.get(), 0);
+                }
+                _ => {
+                    r.expect("the state is as before: the retry runs");
+                    assert_eq!(runs.get(), 1);
+                }
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_request_dropped_mid_work_does_not_block_its_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::None).expect("store");
+        let idem = Idempotency::new(&store).expect("idempotency");
+        let state = |s: &'static str| async move { Some(s.to_string()) };
+        // The caller goes away while the work waits (the engine's answer never comes).
+        {
+            let first = idem.run_guarded(
+                Some("k".into()),
+                1_000,
+                state("5/20"),
+                std::future::pending::<ApiResult<(StatusCode, Value)>>(),
+            );
+            let timed_out =
+                actix_rt::time::timeout(std::time::Duration::from_millis(20), first).await;
+            assert!(timed_out.is_err(), "the work never finishes");
+        }
+        // The retry a second later, state unchanged: runs (not "still being handled").
+        let (status, _) = idem
+            .run_guarded(Some("k".into()), 2_000, state("5/20"), async { ran() })
+            .await
+            .expect("runs");
+        assert_eq!(status, StatusCode::OK);
+        // Now done: a further retry gets the stored answer without running.
+        let (_, body) = idem
+            .run_guarded(Some("k".into()), 3_000, state("4/20"), async {
+                Err(ApiError::conflict("must not run"))
+            })
+            .await
+            .expect("replayed");
+        assert_eq!(body["ran"].as_bool(), Some(true));
     }
 }

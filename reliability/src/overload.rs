@@ -69,6 +69,16 @@ fn connections_for(rate: f64, plan_connections: usize) -> usize {
     }
 }
 
+/// Pins every thread of process `pid` to `cpus` (a `taskset` list such as "0" or "0-1").
+fn pin(pid: u32, cpus: &str) -> bool {
+    std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The soft open-files limit of this process (`/proc/self/limits`).
 fn open_files_limit() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -560,10 +570,34 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
     let mut opts = Options::new(bin.clone(), temp.path().join("data"));
     opts.user_limit = Some(0);
     opts.ip_limit = Some(0);
+    // A client sharing the server's CPUs cannot offer three times what the server can do:
+    // with two or more CPUs, the server gets CPU 0 (one worker) and this client the rest.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let split = cpus >= 2;
+    if split {
+        opts.workers = 1;
+    }
     let (mut server, _) = Server::start(&opts, free_port())?;
     let base = server.base();
     let port = server.port;
     let pid = server.pid();
+    let pinned = split && pin(pid, "0") && pin(std::process::id(), &format!("1-{}", cpus - 1));
+    // Whatever happens next, this process gets all CPUs back for the campaigns after this one.
+    struct Unpin(usize);
+    impl Drop for Unpin {
+        fn drop(&mut self) {
+            pin(std::process::id(), &format!("0-{}", self.0 - 1));
+        }
+    }
+    let _unpin = pinned.then_some(Unpin(cpus));
+    out.tried(if pinned {
+        format!(
+            "server (1 worker) pinned to CPU 0, this client to CPUs 1-{}",
+            cpus - 1
+        )
+    } else {
+        "server and client share the CPUs (taskset unavailable or one CPU)".to_string()
+    });
     let apps = setup(&base, plan.apps)?;
     let rss_idle = rss_bytes(pid).unwrap_or(0);
 

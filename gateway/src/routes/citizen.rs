@@ -89,6 +89,22 @@ fn app_id(req: &HttpRequest) -> ApiResult<AppId> {
         .ok_or_else(|| ApiError::from(Refusal::UnknownApplication))
 }
 
+/// What a debiting call changes, read before a keyed request runs (see
+/// `Idempotency::run_guarded`): state and both quotas left. `None` when it cannot be read.
+async fn quotas_of(gw: &Gateway, id: &AppId, user: &str) -> Option<String> {
+    let v = gw
+        .engine
+        .application(id, Caller::Citizen(user))
+        .await
+        .ok()?;
+    Some(format!(
+        "{}/{}/{}",
+        v.record.state.as_str(),
+        v.record.random_left,
+        v.record.custom_left
+    ))
+}
+
 /// 429 `too_many_requests` before any rule (SPEC S3).
 fn limit(gw: &Gateway, req: &HttpRequest, citizen: &Citizen) -> ApiResult<()> {
     gw.limits.check(req, Some(&citizen.user))
@@ -879,7 +895,10 @@ async fn custom(
             }
         }
     };
-    gw.idempotency.run(key, now, work).await.map(respond)
+    gw.idempotency
+        .run_guarded(key, now, quotas_of(&gw, &id, &citizen.user), work)
+        .await
+        .map(respond)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -923,7 +942,10 @@ async fn draw(
             .map_err(|e| ApiError::unavailable(format!("answer not written: {e}")))?;
         Ok((StatusCode::CREATED, body))
     };
-    gw.idempotency.run(key, now, work).await.map(respond)
+    gw.idempotency
+        .run_guarded(key, now, quotas_of(&gw, &id, &citizen.user), work)
+        .await
+        .map(respond)
 }
 
 // ---------------------------------------------------------------------------------------------
