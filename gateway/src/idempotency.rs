@@ -29,6 +29,11 @@ pub const KEY_LEN_MAX: usize = 128;
 /// A pending marker this old is taken to be left by a crash.
 pub const PENDING_STALE_MS: u64 = 60_000;
 pub const HEADER: &str = "Idempotency-Key";
+/// `reason` of a 409 `conflict` while the first request with the key runs: retry shortly.
+pub const REASON_IN_PROGRESS: &str = "in_progress";
+/// `reason` of a 409 `conflict` when the first request was interrupted after it may have
+/// debited: do not retry with this key; read the application.
+pub const REASON_INTERRUPTED: &str = "interrupted";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Entry {
@@ -159,7 +164,8 @@ impl Idempotency {
                 }) if instance == self.instance && since_ms + PENDING_STALE_MS > now_ms => {
                     return Err(ApiError::conflict(
                         "a request with this Idempotency-Key is still being handled",
-                    ));
+                    )
+                    .with("reason", Value::from(REASON_IN_PROGRESS)));
                 }
                 Some(Entry::Pending {
                     before: Some(was), ..
@@ -168,7 +174,8 @@ impl Idempotency {
                         "the first request with this Idempotency-Key was interrupted and may have \
                          been carried out: read the application for its state, and use a new key \
                          for a new request",
-                    ));
+                    )
+                    .with("reason", Value::from(REASON_INTERRUPTED)));
                 }
                 _ => {
                     self.kv
@@ -345,6 +352,7 @@ mod tests {
                 "debited" => {
                     let err = r.expect_err("the state moved: no second run");
                     assert_eq!(err.status, StatusCode::CONFLICT);
+                    assert_eq!(err.body()["error"]["reason"], REASON_INTERRUPTED);
                     assert_eq!(runs.get(), 0);
                 }
                 _ => {

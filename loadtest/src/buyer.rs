@@ -367,7 +367,12 @@ impl Buyer<'_> {
                         continue;
                     }
                 }
-                (409, Some("conflict")) if key.is_some() && pending < 20 => {
+                (409, Some("conflict"))
+                    if key.is_some()
+                        && pending < 20
+                        && answer.error_field("reason").and_then(|r| r.as_str())
+                            != Some("interrupted") =>
+                {
                     // The first send with this key is still being handled.
                     pending += 1;
                     self.next = done + Duration::from_millis(100);
