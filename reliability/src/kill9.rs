@@ -369,7 +369,7 @@ pub fn campaign_with(plan: Plan) -> Outcome {
         .collect();
     if !pending.is_empty() {
         out.findings.push(format!(
-            "after a kill, a claim's Idempotency-Key stays blocked: {} buyers whose claim was made durable before the kill retried with the same key after the restart and got 409 conflict (\"still being handled\") until they gave up, e.g. {}. The pending marker written before the kill survives it and blocks the key for PENDING_STALE_MS = 60 s (gateway/src/idempotency.rs, the `Entry::Pending` arm of `Idempotency::run`); a marker left by an earlier process could be recognised as stale at once (e.g. a process incarnation id in the marker). Nothing is lost (the claim is there, GET /v1/me shows it), but the retry does not get the first answer for a minute",
+            "after a kill, a claim's Idempotency-Key stays blocked: {} buyers whose claim was made durable before the kill retried with the same key after the restart and got 409 conflict (\"still being handled\") until they gave up, e.g. {}. A marker left by the killed process does not block (markers carry the process run's id, and a request dropped mid-way re-marks its key as abandoned), so the 409s came from a retry still being handled by the restarted server when the buyer's next retries arrived (20 tries, 100 ms apart); why that retry took over 2 s is not known yet. Nothing is lost (the claim is there, GET /v1/me shows it), but these buyers did not get the first answer",
             pending.len(),
             pending[0]
         ));
