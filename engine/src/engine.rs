@@ -428,11 +428,9 @@ impl Engine {
 
     /// Mailbox depth per office (metrics).
     pub fn mailbox_depths(&self) -> Vec<(String, usize)> {
-        self.inner
-            .offices
-            .load()
-            .iter()
-            .map(|(id, e)| (id.clone(), e.handle.mailbox_depth()))
+        self.office_health()
+            .into_iter()
+            .map(|(id, h)| (id, h.in_flight.load(std::sync::atomic::Ordering::Relaxed)))
             .collect()
     }
 

@@ -209,9 +209,19 @@ impl fmt::Debug for Serial {
     }
 }
 
-/// The full plate as printed: prefix, "·", serial.
+/// The full plate as printed: prefix, "·", serial (written without allocating).
+#[derive(Debug, Clone, Copy)]
+pub struct FullPlate<'a>(pub &'a str, pub Serial);
+
+impl fmt::Display for FullPlate<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}·{}", self.0, self.1)
+    }
+}
+
+/// [`FullPlate`] as a string.
 pub fn full_plate(prefix: &str, serial: Serial) -> String {
-    format!("{prefix}·{serial}")
+    FullPlate(prefix, serial).to_string()
 }
 
 #[cfg(test)]

@@ -291,15 +291,21 @@ mod tests {
     use super::*;
     use platepool_engine::Durability;
 
+    /// Idempotency over a store in a fresh folder (kept while the folder lives).
+    fn fresh() -> (tempfile::TempDir, Idempotency) {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::None).expect("store");
+        let idem = Idempotency::new(&store).expect("idempotency");
+        (dir, idem)
+    }
+
     fn ran() -> ApiResult<(StatusCode, Value)> {
         Ok((StatusCode::OK, serde_json::json!({ "ran": true })))
     }
 
     #[actix_rt::test]
     async fn a_marker_left_by_an_earlier_run_does_not_block_the_retry() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(dir.path(), Durability::None).expect("store");
-        let idem = Idempotency::new(&store).expect("idempotency");
+        let (_dir, idem) = fresh();
         // A crash left this key pending a second ago.
         let leftover = Entry::Pending {
             since_ms: 1_000,
@@ -328,9 +334,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_interrupted_debit_is_not_run_twice() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(dir.path(), Durability::None).expect("store");
-        let idem = Idempotency::new(&store).expect("idempotency");
+        let (_dir, idem) = fresh();
         let state = |s: &'static str| async move { Some(s.to_string()) };
         let runs = std::cell::Cell::new(0);
         let work = || async {
@@ -365,9 +369,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_request_dropped_mid_work_does_not_block_its_key() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(dir.path(), Durability::None).expect("store");
-        let idem = Idempotency::new(&store).expect("idempotency");
+        let (_dir, idem) = fresh();
         let state = |s: &'static str| async move { Some(s.to_string()) };
         // The caller goes away while the work waits (the engine's answer never comes).
         {

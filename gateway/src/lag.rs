@@ -12,6 +12,9 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+/// What a shed request is told to wait before trying again.
+pub const RETRY_AFTER_MS: u64 = 1_000;
+
 /// How often each worker's probe wakes.
 pub const PROBE_EVERY: Duration = Duration::from_millis(10);
 

@@ -150,12 +150,10 @@ impl Gateway {
                     lag::ensure_probe();
                     if lag::current() > limit && lag::sheddable(local) {
                         use actix_web::ResponseError as _;
-                        let mut answer =
-                            ApiError::unavailable("overloaded: try again shortly").error_response();
-                        answer.headers_mut().insert(
-                            actix_web::http::header::RETRY_AFTER,
-                            actix_web::http::header::HeaderValue::from_static("1"),
-                        );
+                        // `retry_after_ms` also sets `Retry-After` (error.rs).
+                        let answer = ApiError::unavailable("overloaded: try again shortly")
+                            .with("retry_after_ms", lag::RETRY_AFTER_MS.into())
+                            .error_response();
                         metrics.observe_route(route, 503, started.elapsed());
                         return Either::Left(futures_util::future::ready(Ok(
                             req.into_response(answer)

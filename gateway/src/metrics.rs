@@ -199,19 +199,15 @@ impl Metrics {
                 "platepool_http_request_duration_seconds_count{{{labels}}} {count}"
             );
         }
-        let _ = writeln!(out, "# HELP platepool_office_mailbox_depth Requests sent to an office actor and not yet answered.");
-        let _ = writeln!(out, "# TYPE platepool_office_mailbox_depth gauge");
-        let mut depths = engine.mailbox_depths();
-        depths.sort();
-        for (office, depth) in &depths {
-            let _ = writeln!(
-                out,
-                "platepool_office_mailbox_depth{{office=\"{office}\"}} {depth}"
-            );
-        }
         let mut health = engine.office_health();
         health.sort_by(|a, b| a.0.cmp(&b.0));
-        let gauges: [OfficeGauge; 3] = [
+        let gauges: [OfficeGauge; 4] = [
+            (
+                "platepool_office_mailbox_depth",
+                "gauge",
+                "Requests sent to an office actor and not yet answered.",
+                |h| h.in_flight.load(Ordering::Relaxed) as f64,
+            ),
             (
                 "platepool_office_queue_delay_seconds",
                 "gauge",
@@ -243,7 +239,7 @@ impl Metrics {
             "# HELP platepool_pool_numbers Numbers per office, class and state."
         );
         let _ = writeln!(out, "# TYPE platepool_pool_numbers gauge");
-        for (office, _) in &depths {
+        for (office, _) in &health {
             let Ok(stats) = engine.stats(office).await else {
                 continue;
             };

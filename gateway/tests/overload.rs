@@ -25,12 +25,30 @@ macro_rules! status_of {
     }};
 }
 
+/// A gateway shedding at `lag_ms` (0: off), with its engine and data folder.
+async fn gateway_shedding_at(
+    lag_ms: u64,
+) -> (
+    tempfile::TempDir,
+    platepool_engine::Engine,
+    platepool_gateway::Gateway,
+) {
+    let (dir, engine) = support::engine(Some(1), None).await;
+    let mut config = support::gateway_config();
+    config.shed_loop_lag_ms = lag_ms;
+    let gw = support::gateway(&engine, config);
+    (dir, engine, gw)
+}
+
+/// Keeps the worker's only thread busy for 200 ms, then lets its loop turn once.
+async fn block_the_worker() {
+    std::thread::sleep(Duration::from_millis(200));
+    actix_rt::time::sleep(Duration::from_millis(2)).await;
+}
+
 #[actix_rt::test]
 async fn a_late_worker_refuses_selection_calls_and_still_serves_operators() {
-    let (_dir, engine) = support::engine(Some(1), None).await;
-    let mut config = support::gateway_config();
-    config.shed_loop_lag_ms = 50;
-    let gw = support::gateway(&engine, config);
+    let (_dir, _engine, gw) = gateway_shedding_at(50).await;
     let app = support::app!(gw);
     let offices = || TestRequest::get().uri("/v1/offices");
     let admin = || {
@@ -47,8 +65,7 @@ async fn a_late_worker_refuses_selection_calls_and_still_serves_operators() {
     assert_eq!(s, StatusCode::OK, "an idle worker sheds nothing");
 
     // The worker's only thread is busy for 200 ms: its loop runs late.
-    std::thread::sleep(Duration::from_millis(200));
-    actix_rt::time::sleep(Duration::from_millis(2)).await;
+    block_the_worker().await;
     let (s, retry, body) = status_of!(app, offices());
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
@@ -76,14 +93,10 @@ async fn a_late_worker_refuses_selection_calls_and_still_serves_operators() {
 
 #[actix_rt::test]
 async fn shedding_can_be_turned_off() {
-    let (_dir, engine) = support::engine(Some(1), None).await;
-    let mut config = support::gateway_config();
-    config.shed_loop_lag_ms = 0;
-    let gw = support::gateway(&engine, config);
+    let (_dir, _engine, gw) = gateway_shedding_at(0).await;
     let app = support::app!(gw);
     let _ = status_of!(app, TestRequest::get().uri("/v1/offices"));
-    std::thread::sleep(Duration::from_millis(200));
-    actix_rt::time::sleep(Duration::from_millis(2)).await;
+    block_the_worker().await;
     let (s, _, _) = status_of!(app, TestRequest::get().uri("/v1/offices"));
     assert_eq!(s, StatusCode::OK);
 }

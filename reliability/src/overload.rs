@@ -9,11 +9,12 @@
 //! 3. **Baseline**: an open model (draws sent on a schedule, latency from each one's intended
 //!    send time) at half the maximum: its p99 and errors are "normal".
 //! 4. **Overload**: the open model at 3× the maximum. The gateway's rate limits are off (each
-//!    application stands for many people), so nothing but the engine's own bounds (503
-//!    `overloaded` once calls wait over `SHED_QUEUE_DELAY` in the office's mailbox, or once
-//!    `IN_FLIGHT_MAX` requests are in flight) stands between the load and the office. The
-//!    client opens enough connections for a second of the offered load, so the excess reaches
-//!    the server rather than waiting in the client's pool. Sampled every 100 ms: the server's RSS (`/proc/<pid>/status`) and the office's
+//!    application stands for many people), so nothing but the service's own bounds (503 once
+//!    calls wait over `SHED_QUEUE_DELAY` in an office, once `IN_FLIGHT_MAX` requests are in
+//!    flight, or while a worker's event loop runs late) stands between the load and the
+//!    office. The client opens enough connections for a quarter of a second of the offered
+//!    load (see [`connections_for`]), so the excess reaches the server rather than waiting in
+//!    the client's pool; with two CPUs or more, server and client are pinned apart. Sampled every 100 ms: the server's RSS (`/proc/<pid>/status`) and the office's
 //!    mailbox depth (`/metrics`). Measured: refused answers (503/429) and their latency, the
 //!    accepted draws' latency, whether RSS levels off.
 //! 5. **Recovery**: once the overload's last request is answered, the open model at half the

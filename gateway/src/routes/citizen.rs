@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::calendar::{local_datetime, rfc3339};
-use platepool_engine::plate::{char_index, full_plate};
+use platepool_engine::plate::{char_index, full_plate, FullPlate};
 use platepool_engine::vin::Vin;
 use platepool_engine::{
     AppId, AppState, AppView, ApplicationRequest, Caller, Check, Claim, Draw, Energy, HoldView,
@@ -147,12 +147,24 @@ impl Serialize for PlateOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap as _;
         let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry(
-            "plate",
-            &Shown(format_args!("{}·{}", self.prefix, self.serial)),
-        )?;
+        m.serialize_entry("plate", &Shown(FullPlate(self.prefix, self.serial)))?;
         m.serialize_entry("serial", &Shown(self.serial))?;
         m.end()
+    }
+}
+
+/// The plates of a hold, written as a sequence without collecting them first.
+struct PlatesOut<'a> {
+    prefix: &'a str,
+    serials: &'a [Serial],
+}
+
+impl Serialize for PlatesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.serials.iter().map(|&serial| PlateOut {
+            prefix: self.prefix,
+            serial,
+        }))
     }
 }
 
@@ -166,15 +178,10 @@ struct HoldOut<'a> {
 impl Serialize for HoldOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap as _;
-        let plates: Vec<PlateOut<'_>> = self
-            .hold
-            .serials
-            .iter()
-            .map(|&serial| PlateOut {
-                prefix: self.prefix,
-                serial,
-            })
-            .collect();
+        let plates = PlatesOut {
+            prefix: self.prefix,
+            serials: &self.hold.serials,
+        };
         let mut m = s.serialize_map(Some(3))?;
         m.serialize_entry("expires_at", &rfc3339(self.hold.expires_at_ms))?;
         m.serialize_entry(
