@@ -967,58 +967,56 @@ fn render(r: &Rendered) -> Output {
     let l = &r.limits;
     let _ = writeln!(md, "## Limits measured in the same run\n");
     let sled_rate = |m: &Measured| m.rate() / l.per_draw.max(1) as f64;
+    // One row of the limits table: what was measured, its rate, its latency percentiles.
+    let row = |label: String, rate: f64, m: &Measured| {
+        vec![label, per_s(rate), us(m.p(0.5)), us(m.p(0.99))]
+    };
+    let c = &l.ceiling;
     let rows = vec![
-        vec![
+        row(
             "bare fdatasync (4 KiB write + fdatasync, one after another)".into(),
-            per_s(l.fsync.rate()),
-            us(l.fsync.p(0.5)),
-            us(l.fsync.p(0.99)),
-        ],
-        vec![
+            l.fsync.rate(),
+            l.fsync,
+        ),
+        row(
             format!(
                 "sled batch + flush + fdatasync, one draw's records ({}) per batch: draws/s",
                 l.per_draw
             ),
-            per_s(sled_rate(l.sled_one)),
-            us(l.sled_one.p(0.5)),
-            us(l.sled_one.p(0.99)),
-        ],
-        vec![
-            format!("sled batch + flush + fdatasync, 64 draws' records per batch: draws/s"),
-            per_s(sled_rate(l.sled_group)),
-            us(l.sled_group.p(0.5)),
-            us(l.sled_group.p(0.99)),
-        ],
-        vec![
+            sled_rate(l.sled_one),
+            l.sled_one,
+        ),
+        row(
+            "sled batch + flush + fdatasync, 64 draws' records per batch: draws/s".into(),
+            sled_rate(l.sled_group),
+            l.sled_group,
+        ),
+        row(
             format!(
                 "sled batch + flush + fdatasync, {} draws' records ({} each) per batch: draws/s (storage ceiling)",
-                l.ceiling.inflight, l.ceiling.per_draw
+                c.inflight, c.per_draw
             ),
-            per_s(l.ceiling.rate(Op::Draw).unwrap_or(0.0)),
-            us(l.ceiling.draw.p(0.5)),
-            us(l.ceiling.draw.p(0.99)),
-        ],
-        vec![
+            c.rate(Op::Draw).unwrap_or(0.0),
+            c.draw,
+        ),
+        row(
             format!(
                 "sled batch + flush + fdatasync, {} failing checks' records ({} each) per batch: checks/s (storage ceiling)",
-                l.ceiling.inflight, l.ceiling.per_check
+                c.inflight, c.per_check
             ),
-            per_s(l.ceiling.rate(Op::Check).unwrap_or(0.0)),
-            us(l.ceiling.check.p(0.5)),
-            us(l.ceiling.check.p(0.99)),
-        ],
-        vec![
+            c.rate(Op::Check).unwrap_or(0.0),
+            c.check,
+        ),
+        row(
             "actix message round trip to an actor on another thread, 1 in flight".into(),
-            per_s(l.actix_one.rate()),
-            us(l.actix_one.p(0.5)),
-            us(l.actix_one.p(0.99)),
-        ],
-        vec![
+            l.actix_one.rate(),
+            l.actix_one,
+        ),
+        row(
             "actix message round trip, 256 in flight".into(),
-            per_s(l.actix_many.rate()),
-            us(l.actix_many.p(0.5)),
-            us(l.actix_many.p(0.99)),
-        ],
+            l.actix_many.rate(),
+            l.actix_many,
+        ),
     ];
     md.push_str(&table(&["limit", "rate", "p50", "p99"], &rows));
     let _ = writeln!(
