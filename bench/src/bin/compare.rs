@@ -401,9 +401,10 @@ fn main() {
         per_draw * 64,
         scale(Duration::from_secs(2)),
     );
-    // The storage ceiling: with at most INFLIGHT_MAX calls in flight, no group commit can hold
-    // more than that many calls' records, so raw sled writing exactly those records in groups of
-    // that size, with the same flush + fdatasync, bounds every sled-backed design (this one too).
+    // The storage ceiling: with at most `inflight_max` calls in flight (the sweep's largest), no
+    // group commit can hold more than that many calls' records, so raw sled writing exactly those
+    // records in groups of that size, with the same flush + fdatasync, bounds every sled-backed
+    // design (this one too).
     let inflight_max = INFLIGHT[INFLIGHT.len() - 1];
     let ceiling_draw = limits::sled_group_commits(
         &mut raw,
