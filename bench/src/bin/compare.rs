@@ -571,7 +571,6 @@ fn main() {
             fsync: &fsync,
             sled_one: &sled_one,
             sled_group: &sled_group,
-            per_draw,
             ceiling: Ceiling {
                 draw: &ceiling_draw,
                 per_draw,
@@ -601,7 +600,6 @@ struct Limits<'a> {
     fsync: &'a Measured,
     sled_one: &'a Measured,
     sled_group: &'a Measured,
-    per_draw: usize,
     ceiling: Ceiling<'a>,
     actix_one: &'a Measured,
     actix_many: &'a Measured,
@@ -967,7 +965,7 @@ fn render(r: &Rendered) -> Output {
 
     let l = &r.limits;
     let _ = writeln!(md, "## Limits measured in the same run\n");
-    let sled_rate = |m: &Measured| m.rate() / l.per_draw.max(1) as f64;
+    let sled_rate = |m: &Measured| m.rate() / l.ceiling.per_draw.max(1) as f64;
     // One row of the limits table: what was measured, its rate, its latency percentiles.
     let row = |label: String, rate: f64, m: &Measured| {
         vec![label, per_s(rate), us(m.p(0.5)), us(m.p(0.99))]
@@ -982,7 +980,7 @@ fn render(r: &Rendered) -> Output {
         row(
             format!(
                 "sled batch + flush + fdatasync, one draw's records ({}) per batch: draws/s",
-                l.per_draw
+                l.ceiling.per_draw
             ),
             sled_rate(l.sled_one),
             l.sled_one,
