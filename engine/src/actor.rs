@@ -135,19 +135,40 @@ pub struct OfficeHealth {
     /// being durable (the writer's backlog plus the flush), in µs. A write is answered only
     /// then, so under load this is where callers wait once the office's own thread keeps up.
     pub commit_delay_us: AtomicU64,
+    /// How long the last write took from its caller sending it to its caller having the answer,
+    /// in µs: the mailbox and the commit, and also the wait after the answer is ready until the
+    /// caller's thread gets round to it (an HTTP worker with thousands of answers to write).
+    /// Under a flood of connections that last wait is where calls queue, unseen by the two
+    /// delays above.
+    pub sojourn_us: AtomicU64,
     /// Calls refused at once because the office was overloaded.
     pub shed: AtomicU64,
 }
 
 impl OfficeHealth {
-    /// What a write sent now would wait beyond its own work, going by the last call started
-    /// and the last group made durable: mailbox delay plus commit delay.
+    /// What a write sent now would wait beyond its own work, going by the last call started,
+    /// the last group made durable and the last write answered: the larger of mailbox delay
+    /// plus commit delay, and the last write's whole time from send to answer.
     pub fn expected_wait(&self) -> Duration {
-        Duration::from_micros(
-            self.queue_delay_us
-                .load(Ordering::Relaxed)
-                .saturating_add(self.commit_delay_us.load(Ordering::Relaxed)),
-        )
+        let inside = self
+            .queue_delay_us
+            .load(Ordering::Relaxed)
+            .saturating_add(self.commit_delay_us.load(Ordering::Relaxed));
+        Duration::from_micros(inside.max(self.sojourn_us.load(Ordering::Relaxed)))
+    }
+
+    /// Whether a new write is refused for load with `depth` calls already in flight: at
+    /// [`IN_FLIGHT_MAX`], or while at least [`SHED_MIN_DEPTH`] wait and calls wait longer than
+    /// [`SHED_QUEUE_DELAY`].
+    pub fn sheds_writes(&self, depth: usize) -> bool {
+        self.sheds_writes_after(depth, Duration::ZERO)
+    }
+
+    /// [`OfficeHealth::sheds_writes`] for a write that has already waited `before` (on its way
+    /// to the office, e.g. in an HTTP worker's socket buffers before it was read).
+    pub fn sheds_writes_after(&self, depth: usize, before: Duration) -> bool {
+        depth >= IN_FLIGHT_MAX
+            || (depth >= SHED_MIN_DEPTH && before + self.expected_wait() > SHED_QUEUE_DELAY)
     }
 }
 
@@ -483,25 +504,30 @@ impl OfficeHandle {
     /// Sends a call and waits for its answer. Sheds load with 503 `unavailable` when the office
     /// already has [`IN_FLIGHT_MAX`] requests waiting.
     ///
-    /// Also sheds by time: while calls wait longer than [`SHED_QUEUE_DELAY`] in the office
-    /// (in its mailbox, then for their group commit), a new write is refused at once rather
-    /// than queued behind them.
+    /// Also sheds by time: while calls wait longer than [`SHED_QUEUE_DELAY`] (in the office's
+    /// mailbox, then for their group commit, then for their caller to take the answer), a new
+    /// write is refused at once rather than queued behind them.
     pub async fn call<R: Send + 'static>(&self, mut call: Call<R>) -> Result<R, Refusal> {
         let depth = self.health.in_flight.fetch_add(1, Ordering::SeqCst);
         let _guard = InFlight(&self.health.in_flight);
-        if depth >= IN_FLIGHT_MAX
-            || (!call.read_only
-                && depth >= SHED_MIN_DEPTH
-                && self.health.expected_wait() > SHED_QUEUE_DELAY)
-        {
+        if depth >= IN_FLIGHT_MAX || (!call.read_only && self.health.sheds_writes(depth)) {
             self.health.shed.fetch_add(1, Ordering::Relaxed);
             return Err(overloaded());
         }
-        call.sent_at = Some(Instant::now());
-        match self.addr.send(call).await {
+        let sent = Instant::now();
+        let read_only = call.read_only;
+        call.sent_at = Some(sent);
+        let answer = match self.addr.send(call).await {
             Ok(r) => r,
             Err(_) => Err(Refusal::Unavailable("office is not running".into())),
+        };
+        if !read_only {
+            // Measured here, where the caller has the answer in hand.
+            self.health
+                .sojourn_us
+                .store(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
+        answer
     }
 
     pub fn mailbox_depth(&self) -> usize {
@@ -518,5 +544,33 @@ struct InFlight<'a>(&'a AtomicUsize);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_wait_is_the_larger_of_the_office_delays_and_the_last_sojourn() {
+        let h = OfficeHealth::default();
+        h.queue_delay_us.store(100, Ordering::Relaxed);
+        h.commit_delay_us.store(200, Ordering::Relaxed);
+        assert_eq!(h.expected_wait(), Duration::from_micros(300));
+        // Answers waiting for a busy caller thread: the office's own delays are small, but
+        // the last write took 900 ms from send to answer.
+        h.sojourn_us.store(900_000, Ordering::Relaxed);
+        assert_eq!(h.expected_wait(), Duration::from_millis(900));
+        assert!(h.expected_wait() > SHED_QUEUE_DELAY);
+        assert!(h.sheds_writes(SHED_MIN_DEPTH));
+        // A queue that is draining is not shed, however slow its last call was.
+        assert!(!h.sheds_writes(SHED_MIN_DEPTH - 1));
+        h.sojourn_us.store(50, Ordering::Relaxed);
+        assert_eq!(h.expected_wait(), Duration::from_micros(300));
+        assert!(!h.sheds_writes(SHED_MIN_DEPTH));
+        assert!(h.sheds_writes(IN_FLIGHT_MAX));
+        // A write that already waited on its way counts that wait too.
+        assert!(h.sheds_writes_after(SHED_MIN_DEPTH, SHED_QUEUE_DELAY));
+        assert!(!h.sheds_writes_after(SHED_MIN_DEPTH - 1, SHED_QUEUE_DELAY));
     }
 }

@@ -445,6 +445,27 @@ impl Engine {
             .collect()
     }
 
+    /// Whether `office` refuses new writes for load right now, as its handle would (see
+    /// [`crate::actor::OfficeHandle::call`]), for a write that has already waited `before` on
+    /// its way here; counted as shed when it does. A front end asks this before reading a
+    /// write's body, so that under a flood a refusal costs little more than the request's head.
+    /// Unknown offices are not overloaded.
+    pub fn sheds_writes(&self, office: &str, before: std::time::Duration) -> bool {
+        let offices = self.inner.offices.load();
+        let Some(e) = offices.get(office) else {
+            return false;
+        };
+        let h = &e.handle.health;
+        let shed = h.sheds_writes_after(
+            h.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            before,
+        );
+        if shed {
+            h.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        shed
+    }
+
     /// Creates or reconfigures an office (R5.1). Returns true when it was created.
     pub async fn put_office(
         &self,

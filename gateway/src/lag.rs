@@ -8,6 +8,13 @@
 //! is handled. While that lag is above the configured limit, selection requests get 503
 //! `unavailable` at once, before their body, token or office is touched, so the worker spends
 //! its time on the requests it accepts and their latency stays bounded.
+//!
+//! Writes to an application (`POST /v1/applications/{id}/…`, see [`write_office`]) are the
+//! exception: the office admits them by its own measure (`Engine::sheds_writes`, which counts
+//! the wait after an answer is ready until the worker takes it), checked as early. Under a flood
+//! of thousands of connections each turn of the loop is long because of how many connections
+//! send, whatever share of them is admitted; shedding writes by the lag refused nearly all of
+//! them and left the office idle.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -55,9 +62,42 @@ pub fn sheddable(path: &str) -> bool {
     path.starts_with("/v1/") && !path.starts_with("/v1/admin")
 }
 
+/// The office of an application's write route (`/v1/applications/{office}-{seq}/…`), from the
+/// path alone: what the early load check needs, without the router. `None` for other routes.
+pub fn write_office(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1/applications/")?;
+    let (id, action) = rest.split_once('/')?;
+    if action.is_empty() {
+        return None;
+    }
+    let (office, _) = id.rsplit_once('-')?;
+    (!office.is_empty()).then_some(office)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_office_of_a_write_comes_from_the_path() {
+        assert_eq!(
+            write_office("/v1/applications/maoming-12/draws"),
+            Some("maoming")
+        );
+        assert_eq!(
+            write_office("/v1/applications/lt_57-3-1/claim"),
+            Some("lt_57-3")
+        );
+        assert_eq!(
+            write_office("/v1/applications/maoming-p4/checks"),
+            Some("maoming")
+        );
+        assert_eq!(write_office("/v1/applications"), None);
+        assert_eq!(write_office("/v1/applications/maoming-12"), None);
+        assert_eq!(write_office("/v1/applications/maoming-12/"), None);
+        assert_eq!(write_office("/v1/applications/-12/draws"), None);
+        assert_eq!(write_office("/v1/offices/maoming/pool"), None);
+    }
 
     #[test]
     fn operators_and_probes_are_never_shed() {

@@ -131,6 +131,7 @@ impl Gateway {
         >,
     > {
         let metrics = self.metrics.clone();
+        let engine = self.engine.clone();
         let prefix = path.trim_end_matches('/').to_string();
         let shed_lag = match self.config.shed_loop_lag_ms {
             0 => None,
@@ -146,19 +147,30 @@ impl Gateway {
                 let path = req.path();
                 let local = path.strip_prefix(prefix.as_str()).unwrap_or(path);
                 let route = metrics.route_index(req.method().as_str(), local);
-                if let Some(limit) = shed_lag {
+                // A write to an office's application is admitted by the office's own measure
+                // of its queue, plus what this worker's loop lag says the request waited before
+                // it was read (checked here, before the token or body is read: the answer the
+                // office would give, for less work). Everything else sheddable is refused while
+                // the loop runs late. The lag alone is no measure for office writes: under a
+                // flood of connections it is set by how many connections send, not by the work
+                // admitted, and refusing every write by it starved the offices (RELIABILITY.md,
+                // campaign 4).
+                let lag = shed_lag.map(|limit| {
                     lag::ensure_probe();
-                    if lag::current() > limit && lag::sheddable(local) {
-                        use actix_web::ResponseError as _;
-                        // `retry_after_ms` also sets `Retry-After` (error.rs).
-                        let answer = ApiError::unavailable("overloaded: try again shortly")
-                            .with("retry_after_ms", lag::RETRY_AFTER_MS.into())
-                            .error_response();
-                        metrics.observe_route(route, 503, started.elapsed());
-                        return Either::Left(futures_util::future::ready(Ok(
-                            req.into_response(answer)
-                        )));
+                    (lag::current(), limit)
+                });
+                let office_write = (req.method() == actix_web::http::Method::POST)
+                    .then(|| lag::write_office(local))
+                    .flatten();
+                let overloaded = match office_write {
+                    Some(office) => {
+                        engine.sheds_writes(office, lag.map_or(Duration::ZERO, |(late, _)| late))
                     }
+                    None => lag.is_some_and(|(late, limit)| late > limit && lag::sheddable(local)),
+                };
+                if overloaded {
+                    metrics.observe_route(route, 503, started.elapsed());
+                    return Either::Left(refuse_for_load(req));
                 }
                 let metrics = metrics.clone();
                 Either::Right(srv.call(req).map(move |res| {
@@ -172,6 +184,40 @@ impl Gateway {
             .configure(routes::citizen::configure)
             .configure(routes::operator::configure)
     }
+}
+
+/// Request bytes read and dropped before a load refusal is sent. actix-http closes a connection
+/// whose request body was not read to its end; a refusal that cost the client its connection
+/// would make it reconnect, and a flood of reconnections costs the server more than the
+/// requests. Bodies of the selection calls are far smaller than this; a larger one is left
+/// unread and its connection closed.
+const REFUSAL_DRAIN_MAX: usize = 16 * 1024;
+
+/// 503 `unavailable` with `retry_after_ms` (which also sets `Retry-After`, see error.rs), once
+/// the request's body (up to [`REFUSAL_DRAIN_MAX`]) has been read so the connection stays open.
+fn refuse_for_load(
+    mut req: actix_web::dev::ServiceRequest,
+) -> futures_util::future::LocalBoxFuture<
+    'static,
+    Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error>,
+> {
+    use actix_web::{HttpMessage as _, ResponseError as _};
+    use futures_util::StreamExt as _;
+    let mut payload = req.take_payload();
+    async move {
+        let mut read = 0;
+        while read <= REFUSAL_DRAIN_MAX {
+            match payload.next().await {
+                Some(Ok(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+        let answer = ApiError::unavailable("overloaded: try again shortly")
+            .with("retry_after_ms", lag::RETRY_AFTER_MS.into())
+            .error_response();
+        Ok(req.into_response(answer))
+    }
+    .boxed_local()
 }
 
 /// The answer for a path no route serves (the standalone app's default service).

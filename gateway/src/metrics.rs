@@ -201,7 +201,7 @@ impl Metrics {
         }
         let mut health = engine.office_health();
         health.sort_by(|a, b| a.0.cmp(&b.0));
-        let gauges: [OfficeGauge; 4] = [
+        let gauges: [OfficeGauge; 5] = [
             (
                 "platepool_office_mailbox_depth",
                 "gauge",
@@ -219,6 +219,12 @@ impl Metrics {
                 "gauge",
                 "How long an office's last group of records took from its writer's queue to durable.",
                 |h| h.commit_delay_us.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "platepool_office_sojourn_seconds",
+                "gauge",
+                "How long an office's last write took from its caller sending it to its caller having the answer.",
+                |h| h.sojourn_us.load(Ordering::Relaxed) as f64 / 1e6,
             ),
             (
                 "platepool_office_shed_total",

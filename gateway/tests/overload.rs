@@ -92,6 +92,24 @@ async fn a_late_worker_refuses_selection_calls_and_still_serves_operators() {
 }
 
 #[actix_rt::test]
+async fn a_late_worker_leaves_application_writes_to_the_office() {
+    let (_dir, _engine, gw) = gateway_shedding_at(50).await;
+    let app = support::app!(gw);
+    let _ = status_of!(app, TestRequest::get().uri("/v1/offices"));
+    actix_rt::time::sleep(Duration::from_millis(30)).await;
+    block_the_worker().await;
+    // The office is idle, so a draw is not refused for load: it reaches the handler, which
+    // asks for a token.
+    let (s, _, body) = status_of!(
+        app,
+        TestRequest::post()
+            .uri("/v1/applications/maoming-1/draws")
+            .set_json(serde_json::json!({}))
+    );
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[actix_rt::test]
 async fn shedding_can_be_turned_off() {
     let (_dir, _engine, gw) = gateway_shedding_at(0).await;
     let app = support::app!(gw);

@@ -5,18 +5,25 @@
 //!    tokens; each application is then walked through SMS, application and identity.
 //! 2. **Maximum**: a closed loop (a fixed number of draws in flight, each sent when the last
 //!    answered) for a few seconds: the throughput it reaches is the maximum the binary sustains
-//!    on this machine with this client beside it.
+//!    on this machine with this client beside it. By `wrk` when it is installed ([`flood`]),
+//!    otherwise by this process's own client.
 //! 3. **Baseline**: an open model (draws sent on a schedule, latency from each one's intended
 //!    send time) at half the maximum: its p99 and errors are "normal".
-//! 4. **Overload**: the open model at 3× the maximum. The gateway's rate limits are off (each
-//!    application stands for many people), so nothing but the service's own bounds (503 once
-//!    calls wait over `SHED_QUEUE_DELAY` in an office, once `IN_FLIGHT_MAX` requests are in
-//!    flight, or while a worker's event loop runs late) stands between the load and the
-//!    office. The client opens enough connections for a quarter of a second of the offered
-//!    load (see [`connections_for`]), so the excess reaches the server rather than waiting in
-//!    the client's pool; with two CPUs or more, server and client are pinned apart. Sampled every 100 ms: the server's RSS (`/proc/<pid>/status`) and the office's
-//!    mailbox depth (`/metrics`). Measured: refused answers (503/429) and their latency, the
-//!    accepted draws' latency, whether RSS levels off.
+//! 4. **Overload** at 3× the maximum. The gateway's rate limits are off (each application
+//!    stands for many people), so nothing but the service's own bounds (503 once calls wait
+//!    over `SHED_QUEUE_DELAY` in an office, once `IN_FLIGHT_MAX` requests are in flight, or
+//!    while a worker's event loop runs late) stands between the load and the office. With two
+//!    CPUs or more, server and client are pinned apart.
+//!    - With `wrk` ([`flood`]): wrk floods the draw route over thousands of connections, and a
+//!      low-rate open-model **probe** beside it measures what an accepted draw waits. The
+//!      factor held is wrk's answers per second over the maximum.
+//!    - Without it: this client's open model at 3× the maximum, over enough connections for a
+//!      quarter of a second of the offered load (see [`connections_for`]); on one core it
+//!      falls behind its own schedule at high rates, and its lag is reported.
+//!
+//!    Sampled every 100 ms: the server's RSS (`/proc/<pid>/status`) and the office's mailbox
+//!    depth (`/metrics`). Measured: refused answers (503/429) and their latency, the accepted
+//!    draws' latency, whether RSS levels off.
 //! 5. **Recovery**: once the overload's last request is answered, the open model at half the
 //!    maximum again: no errors, and p99 back near the baseline's.
 
@@ -31,6 +38,8 @@ use platepool_loadtest::identity::{identity, run_tag, Identity};
 use platepool_loadtest::prepare::{for_each_concurrent, now_ms, prepare};
 use platepool_loadtest::scenario::{plans, Rules, Scenario};
 use serde_json::{json, Value};
+
+mod flood;
 
 use crate::server::{free_port, ms, percentile, rss_bytes, Options, Server, OPERATOR, SECRET};
 use crate::{thousands, Mode, Outcome};
@@ -51,6 +60,16 @@ const OUTSTANDING_SECS: f64 = 0.25;
 /// more than the requests on them (measured: 19k connections cut a release build's accepted
 /// draws from 18.8k/s to 3.8k/s).
 const CONNECTIONS_MAX: usize = 8_192;
+/// The probe beside wrk's flood: this share of the maximum, within these bounds (draws/s). Low enough that this process keeps its schedule on a CPU shared with
+/// wrk, high enough for a p99 of a few thousand draws.
+const PROBE_SHARE: f64 = 0.02;
+const PROBE_RATE_MIN: f64 = 50.0;
+const PROBE_RATE_MAX: f64 = 400.0;
+/// The probe is an open model: a draw due is sent at once, on a connection of its own if every
+/// other is busy, so its pool must not run dry while answers are slow (a dry pool would make
+/// its draws wait in this process and count that as the server's latency). Enough connections
+/// for this many seconds of the probe's rate.
+const PROBE_OUTSTANDING_SECS: f64 = 2.0;
 /// Memory an open client connection may cost the server (its buffers and state).
 const CONNECTION_BUDGET: u64 = 64 * 1024;
 /// File descriptors the client keeps free for everything else.
@@ -324,6 +343,8 @@ struct Watch {
     /// Largest mailbox and commit delays seen, in seconds.
     max_queue_delay: f64,
     max_commit_delay: f64,
+    /// Largest time from send to answer of a write (`platepool_office_sojourn_seconds`).
+    max_sojourn: f64,
     /// The offices' count of calls shed, at its last reading.
     shed: u64,
 }
@@ -352,6 +373,7 @@ fn open_load(
                 w.max_depth = w.max_depth.max(g.depth);
                 w.max_queue_delay = w.max_queue_delay.max(g.queue_delay);
                 w.max_commit_delay = w.max_commit_delay.max(g.commit_delay);
+                w.max_sojourn = w.max_sojourn.max(g.sojourn);
                 w.shed = w.shed.max(g.shed);
                 w.depth_reads += 1;
             }
@@ -397,6 +419,7 @@ struct Gauges {
     depth: u64,
     queue_delay: f64,
     commit_delay: f64,
+    sojourn: f64,
     shed: u64,
 }
 
@@ -414,6 +437,7 @@ fn read_gauges(port: u16) -> Option<Gauges> {
         depth: max("platepool_office_mailbox_depth") as u64,
         queue_delay: max("platepool_office_queue_delay_seconds"),
         commit_delay: max("platepool_office_commit_delay_seconds"),
+        sojourn: max("platepool_office_sojourn_seconds"),
         shed: max("platepool_office_shed_total") as u64,
     })
 }
@@ -604,17 +628,40 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
     let apps = setup(&base, plan.apps)?;
     let rss_idle = rss_bytes(pid).unwrap_or(0);
 
-    // The maximum: a closed loop.
-    let closed = closed_loop(&base, &apps, plan.closed_in_flight, plan.max_secs);
-    let max = Phase::of(&closed, plan.max_secs);
-    let capacity = max.rate();
+    // The maximum: a closed loop, by wrk when it is installed (see `flood`).
+    let wrk_version = flood::available();
+    let client_cpus = pinned.then(|| format!("1-{}", cpus - 1));
+    let (capacity, max_line, max_p99) = match &wrk_version {
+        Some(_) => {
+            let r = flood::closed(
+                &base,
+                &apps,
+                plan.closed_in_flight,
+                plan.max_secs,
+                client_cpus.as_deref(),
+            )?;
+            let line = format!(
+                "{} answers, {:.0} draws/s accepted, {} status ≥ 400, {} socket errors; p50 {} p99 {} (`{}`)",
+                thousands(r.requests),
+                r.good_per_s,
+                thousands(r.errors.status),
+                thousands(r.errors.socket()),
+                ms(r.latency.p50),
+                ms(r.latency.p99),
+                r.command
+            );
+            (r.good_per_s, line, r.latency.p99)
+        }
+        None => {
+            let closed = closed_loop(&base, &apps, plan.closed_in_flight, plan.max_secs);
+            let max = Phase::of(&closed, plan.max_secs);
+            (max.rate(), max.line(), max.accepted_p99)
+        }
+    };
     if capacity < 1.0 {
-        return Err(format!("the closed loop accepted nothing: {:?}", max.codes));
+        return Err(format!("the closed loop accepted nothing: {max_line}"));
     }
-    println!(
-        "   overload: maximum {capacity:.0} draws/s ({})",
-        max.line()
-    );
+    println!("   overload: maximum {capacity:.0} draws/s ({max_line})");
 
     // Baseline at half of it.
     let normal = capacity / 2.0;
@@ -631,27 +678,70 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
     println!("   overload: baseline {normal:.0}/s: {}", base_phase.line());
     let rss_before = rss_bytes(pid).unwrap_or(0);
 
-    // Overload.
+    // Overload: wrk's flood with the probe beside it, or this client's own open model.
     let offered = capacity * plan.factor;
     let over_connections = connections_for(offered, plan.connections);
-    let (o, watch, drained) = open_load(
-        &base,
-        port,
-        pid,
-        &apps,
-        offered,
-        plan.overload_secs,
-        over_connections,
-    );
-    let over = Phase::of(&o, drained.as_secs_f64());
-    println!(
-        "   overload: {offered:.0}/s for {} s: {} (drained {:.1} s after the start)",
-        plan.overload_secs,
-        over.line(),
-        drained.as_secs_f64()
-    );
+    let probe_rate = (capacity * PROBE_SHARE).clamp(PROBE_RATE_MIN, PROBE_RATE_MAX);
+    let (over, watch, drained, flooded) = match &wrk_version {
+        Some(_) => {
+            // The probe's applications are not wrk's, so its draws never wait on a quota.
+            let split_at = apps.len() * 3 / 4;
+            let f = flood::run(
+                &base,
+                port,
+                pid,
+                &apps[..split_at],
+                &apps[split_at..],
+                &flood::Plan {
+                    connections: over_connections,
+                    secs: plan.overload_secs,
+                    cpus: client_cpus.as_deref(),
+                    probe_rate,
+                    probe_connections: (probe_rate * PROBE_OUTSTANDING_SECS).ceil() as usize,
+                },
+            )?;
+            let probe = Phase::of(&f.probe, f.probe_secs);
+            println!(
+                "   overload: wrk at {:.0} answers/s ({:.0}/s accepted) for {} s over {} connections; probe at {probe_rate:.0}/s: {}",
+                f.wrk.requests_per_s,
+                f.wrk.good_per_s,
+                plan.overload_secs,
+                over_connections,
+                probe.line()
+            );
+            let watch = f.watch.clone();
+            (
+                probe,
+                watch,
+                Duration::from_secs_f64(plan.overload_secs),
+                Some(f),
+            )
+        }
+        None => {
+            let (o, watch, drained) = open_load(
+                &base,
+                port,
+                pid,
+                &apps,
+                offered,
+                plan.overload_secs,
+                over_connections,
+            );
+            let over = Phase::of(&o, drained.as_secs_f64());
+            println!(
+                "   overload: {offered:.0}/s for {} s: {} (drained {:.1} s after the start)",
+                plan.overload_secs,
+                over.line(),
+                drained.as_secs_f64()
+            );
+            (over, watch, drained, None)
+        }
+    };
+    let watched_secs = flooded
+        .as_ref()
+        .map_or(plan.overload_secs, |f| f.probe_secs);
     let rss_max = watch.rss.iter().map(|r| r.1).max().unwrap_or(0);
-    let half = plan.overload_secs / 2.0;
+    let half = watched_secs / 2.0;
     let rss_first_half = watch
         .rss
         .iter()
@@ -686,25 +776,55 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
     drop(server);
 
     out.tried(format!("binary {} with rate limits off (each of {} applications stands for many people), 50,000-number release, {QUOTA_MAX} draws per application", bin.display(), plan.apps));
+    let max_how = match &wrk_version {
+        Some(v) => format!("{v}, on this client's CPUs"),
+        None => "this process's client".to_string(),
+    };
     out.tried(format!(
-        "maximum: {} draws in flight (closed loop) for {} s: {}",
-        plan.closed_in_flight,
-        plan.max_secs,
-        max.line()
+        "maximum: {} draws in flight (closed loop, {max_how}) for {} s: {max_line}",
+        plan.closed_in_flight, plan.max_secs,
     ));
     out.tried(format!(
         "baseline: open model at half the maximum ({normal:.0}/s) for {} s: {}",
         plan.baseline_secs,
         base_phase.line()
     ));
-    out.tried(format!(
-        "overload: open model at {:.0}× the maximum ({offered:.0}/s) for {} s over up to {} client connections: {}; answers {:?}",
-        plan.factor,
-        plan.overload_secs,
-        over_connections,
-        over.line(),
-        over.codes
-    ));
+    match &flooded {
+        Some(f) => {
+            out.tried(format!(
+                "overload: wrk's flood, {} connections for {} s (`{}`): {} answers ({:.0}/s, {:.1}× the maximum), {:.0}/s accepted; wrk's latency over all answers p50 {} p99 {} max {}; socket errors {:?}; the server counted {} answers on the draw route: {} 2xx, {} 4xx, {} 5xx",
+                over_connections,
+                plan.overload_secs,
+                f.wrk.command,
+                thousands(f.wrk.requests),
+                f.wrk.requests_per_s,
+                f.wrk.requests_per_s / capacity,
+                f.wrk.good_per_s,
+                ms(f.wrk.latency.p50),
+                ms(f.wrk.latency.p99),
+                ms(f.wrk.latency.max),
+                f.wrk.errors,
+                thousands(f.counted.total()),
+                thousands(f.counted.ok),
+                thousands(f.counted.client_error),
+                thousands(f.counted.server_error),
+            ));
+            out.tried(format!(
+                "probe beside the flood: open model at {probe_rate:.0} draws/s for {:.0} s from other applications, latency from each draw's intended send: {}; answers {:?}",
+                f.probe_secs,
+                over.line(),
+                over.codes
+            ));
+        }
+        None => out.tried(format!(
+            "overload: open model at {:.0}× the maximum ({offered:.0}/s) for {} s over up to {} client connections: {}; answers {:?}",
+            plan.factor,
+            plan.overload_secs,
+            over_connections,
+            over.line(),
+            over.codes
+        )),
+    }
     out.tried(format!(
         "after: open model at {normal:.0}/s for {} s right after the overload's last answer: {}",
         plan.baseline_secs,
@@ -712,28 +832,67 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
     ));
     out.figure(
         "maximum (closed loop, draws/s)",
-        format!("{capacity:.0} (p99 {})", ms(max.accepted_p99)),
+        format!("{capacity:.0} (p99 {})", ms(max_p99)),
     );
-    out.figure(
-        "overload factor held",
-        format!(
-            "{:.1}× ({offered:.0} draws/s offered for {} s, {} sent)",
-            plan.factor,
-            plan.overload_secs,
-            thousands(over.sent)
-        ),
-    );
-    out.figure(
-        "under overload: accepted / refused 503-429 / other (of them no answer)",
-        format!(
-            "{} ({:.0}/s) / {} / {} ({})",
-            thousands(over.accepted),
-            over.rate(),
-            thousands(over.refused),
-            thousands(over.other),
-            thousands(over.no_answer)
-        ),
-    );
+    match &flooded {
+        Some(f) => {
+            out.figure(
+                "overload factor held",
+                format!(
+                    "{:.1}× (wrk: {:.0} answers/s for {} s over {} connections, {} in all; {:.0}× asked)",
+                    f.wrk.requests_per_s / capacity,
+                    f.wrk.requests_per_s,
+                    plan.overload_secs,
+                    over_connections,
+                    thousands(f.wrk.requests),
+                    plan.factor
+                ),
+            );
+            out.figure(
+                "under overload (server's count on the draw route): accepted / refused 5xx / other 4xx",
+                format!(
+                    "{} ({:.0}/s, {:.0} % of the maximum) / {} / {}",
+                    thousands(f.counted.ok),
+                    f.counted.ok as f64 / plan.overload_secs,
+                    100.0 * f.counted.ok as f64 / plan.overload_secs / capacity,
+                    thousands(f.counted.server_error),
+                    thousands(f.counted.client_error)
+                ),
+            );
+            out.figure(
+                "probe under overload: sent / accepted / refused 503-429 / other",
+                format!(
+                    "{} / {} / {} / {}",
+                    thousands(over.sent),
+                    thousands(over.accepted),
+                    thousands(over.refused),
+                    thousands(over.other)
+                ),
+            );
+        }
+        None => {
+            out.figure(
+                "overload factor held",
+                format!(
+                    "{:.1}× ({offered:.0} draws/s offered for {} s, {} sent)",
+                    plan.factor,
+                    plan.overload_secs,
+                    thousands(over.sent)
+                ),
+            );
+            out.figure(
+                "under overload: accepted / refused 503-429 / other (of them no answer)",
+                format!(
+                    "{} ({:.0}/s) / {} / {} ({})",
+                    thousands(over.accepted),
+                    over.rate(),
+                    thousands(over.refused),
+                    thousands(over.other),
+                    thousands(over.no_answer)
+                ),
+            );
+        }
+    }
     out.figure(
         "refused responses p50 / p99 (from intended send)",
         if over.refused > 0 {
@@ -772,11 +931,12 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
         ),
     );
     out.figure(
-        "office delays, max under overload: mailbox / writer queue + flush (shedding above a sum of SHED_QUEUE_DELAY)",
+        "office delays, max under overload: mailbox / writer queue + flush / a write's send to answer (shedding above SHED_QUEUE_DELAY)",
         format!(
-            "{} / {} (shedding at {}; {} calls shed by the office since start)",
+            "{} / {} / {} (shedding at {}; {} calls shed by the office since start)",
             ms(Duration::from_secs_f64(watch.max_queue_delay)),
             ms(Duration::from_secs_f64(watch.max_commit_delay)),
+            ms(Duration::from_secs_f64(watch.max_sojourn)),
             ms(SHED_QUEUE_DELAY),
             thousands(watch.shed)
         ),
@@ -861,9 +1021,33 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
         .iter()
         .filter(|(k, _)| !(k.starts_with("409") || k.starts_with("503") || k.starts_with("429")))
         .map(|(_, v)| *v)
-        .sum();
+        .sum::<u64>()
+        + flooded.as_ref().map_or(0, |f| f.wrk.errors.socket());
     let expected_excess = offered - capacity;
-    let refused_rate = over.refused as f64 / plan.overload_secs;
+    let refused_rate = match &flooded {
+        Some(f) => f.counted.server_error as f64 / plan.overload_secs,
+        None => over.refused as f64 / plan.overload_secs,
+    };
+    if let Some(f) = &flooded {
+        // A closed loop offers what the server lets it: at least the factor only if the excess
+        // is answered quickly. Offering less is itself a sign that requests waited.
+        let factor = f.wrk.requests_per_s / capacity;
+        if factor >= plan.factor {
+            out.held(format!(
+                "{:.0}× the maximum offered and answered: wrk's {} connections got {:.0} answers/s against a maximum of {capacity:.0} draws/s ({factor:.1}×), {:.0}/s of them accepted",
+                plan.factor, over_connections, f.wrk.requests_per_s, f.wrk.good_per_s
+            ));
+        } else {
+            out.findings.push(format!(
+                "could not offer {:.0}× the maximum: wrk's {} connections got only {:.0} answers/s against a maximum of {capacity:.0} draws/s ({factor:.1}×), so answers took {} on average (p99 {}): the server let requests wait instead of refusing them",
+                plan.factor,
+                over_connections,
+                f.wrk.requests_per_s,
+                ms(f.wrk.latency.mean),
+                ms(f.wrk.latency.p99)
+            ));
+        }
+    }
     // Excess refused quickly: either it was refused (and faster than the accepted were
     // served), or the accepted latency stayed near the baseline's (nothing queued).
     // What an accepted draw may wait under any overload, however long: the engine sheds new
