@@ -46,6 +46,19 @@ fn draws(apps: &[App]) -> Vec<Request> {
         .collect()
 }
 
+/// One wrk thread keeping `connections` draws in flight for `secs`, on `cpus` if given.
+fn load(base: &str, apps: &[App], connections: usize, secs: f64, cpus: Option<&str>) -> Load {
+    let load = Load::new(base, draws(apps))
+        .threads(1)
+        .connections(connections)
+        .duration(Duration::from_secs_f64(secs))
+        .timeout(Duration::from_secs(10));
+    match cpus {
+        Some(c) => load.cpus(c),
+        None => load,
+    }
+}
+
 /// A closed loop of `connections` draws in flight for `secs`, by wrk: the maximum.
 pub fn closed(
     base: &str,
@@ -54,15 +67,7 @@ pub fn closed(
     secs: f64,
     cpus: Option<&str>,
 ) -> Result<WrkResult, String> {
-    let mut load = Load::new(base, draws(apps))
-        .threads(1)
-        .connections(connections)
-        .duration(Duration::from_secs_f64(secs.max(1.0)))
-        .timeout(Duration::from_secs(10));
-    if let Some(c) = cpus {
-        load = load.cpus(c);
-    }
-    wrk::run(&load).map_err(|e| format!("wrk: {e}"))
+    wrk::run(&load(base, apps, connections, secs.max(1.0), cpus)).map_err(|e| format!("wrk: {e}"))
 }
 
 /// Answers the server counted on the draw route, by status class (2xx, 4xx, 5xx).
@@ -146,14 +151,7 @@ pub fn run(
     plan: &Plan<'_>,
 ) -> Result<Flood, String> {
     let before = Counted::read(port).ok_or("cannot read /metrics before the flood")?;
-    let mut load = Load::new(base, draws(apps))
-        .threads(1)
-        .connections(plan.connections)
-        .duration(Duration::from_secs_f64(plan.secs.max(3.0)))
-        .timeout(Duration::from_secs(10));
-    if let Some(c) = plan.cpus {
-        load = load.cpus(c);
-    }
+    let load = load(base, apps, plan.connections, plan.secs.max(3.0), plan.cpus);
     let flood = std::thread::spawn(move || wrk::run(&load));
     std::thread::sleep(Duration::from_secs(1));
     let probe_secs = (plan.secs - 2.0).max(1.0);

@@ -665,16 +665,19 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
 
     // Baseline at half of it.
     let normal = capacity / 2.0;
-    let (b, _, _) = open_load(
-        &base,
-        port,
-        pid,
-        &apps,
-        normal,
-        plan.baseline_secs,
-        plan.connections,
-    );
-    let base_phase = Phase::of(&b, plan.baseline_secs);
+    let at_normal_rate = || {
+        let (samples, _, _) = open_load(
+            &base,
+            port,
+            pid,
+            &apps,
+            normal,
+            plan.baseline_secs,
+            plan.connections,
+        );
+        Phase::of(&samples, plan.baseline_secs)
+    };
+    let base_phase = at_normal_rate();
     println!("   overload: baseline {normal:.0}/s: {}", base_phase.line());
     let rss_before = rss_bytes(pid).unwrap_or(0);
 
@@ -761,16 +764,7 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
     }
 
     // Recovery at once: the normal rate again.
-    let (a, _, _) = open_load(
-        &base,
-        port,
-        pid,
-        &apps,
-        normal,
-        plan.baseline_secs,
-        plan.connections,
-    );
-    let after = Phase::of(&a, plan.baseline_secs);
+    let after = at_normal_rate();
     println!("   overload: after, {normal:.0}/s: {}", after.line());
     let rss_after = rss_bytes(pid).unwrap_or(0);
     drop(server);
