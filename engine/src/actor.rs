@@ -122,8 +122,12 @@ impl<R: Send + 'static> Message for Call<R> {
 }
 
 /// Health of an office, shared with its handle.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OfficeHealth {
+    /// Shedding by time: writes are refused while calls wait longer than this (see
+    /// [`OfficeHealth::sheds_writes`]); `None` sheds only at [`IN_FLIGHT_MAX`]. Set when the
+    /// office starts, from [`crate::EngineConfig::shed_queue_delay`].
+    pub shed_after: Option<Duration>,
     /// Requests sent and not yet answered (the mailbox depth, for metrics and load shedding).
     pub in_flight: AtomicUsize,
     /// Set when a write failed: memory may be ahead of the disk, so the office refuses every
@@ -145,7 +149,25 @@ pub struct OfficeHealth {
     pub shed: AtomicU64,
 }
 
+impl Default for OfficeHealth {
+    fn default() -> Self {
+        OfficeHealth::new(Some(SHED_QUEUE_DELAY))
+    }
+}
+
 impl OfficeHealth {
+    pub fn new(shed_after: Option<Duration>) -> Self {
+        OfficeHealth {
+            shed_after,
+            in_flight: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            queue_delay_us: AtomicU64::new(0),
+            commit_delay_us: AtomicU64::new(0),
+            sojourn_us: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+        }
+    }
+
     /// What a write sent now would wait beyond its own work, going by the last call started,
     /// the last group made durable and the last write answered: the larger of mailbox delay
     /// plus commit delay, and the last write's whole time from send to answer.
@@ -159,7 +181,7 @@ impl OfficeHealth {
 
     /// Whether a new write is refused for load with `depth` calls already in flight: at
     /// [`IN_FLIGHT_MAX`], or while at least [`SHED_MIN_DEPTH`] wait and calls wait longer than
-    /// [`SHED_QUEUE_DELAY`].
+    /// [`OfficeHealth::shed_after`] ([`SHED_QUEUE_DELAY`] by default).
     pub fn sheds_writes(&self, depth: usize) -> bool {
         self.sheds_writes_after(depth, Duration::ZERO)
     }
@@ -168,7 +190,9 @@ impl OfficeHealth {
     /// to the office, e.g. in an HTTP worker's socket buffers before it was read).
     pub fn sheds_writes_after(&self, depth: usize, before: Duration) -> bool {
         depth >= IN_FLIGHT_MAX
-            || (depth >= SHED_MIN_DEPTH && before + self.expected_wait() > SHED_QUEUE_DELAY)
+            || self.shed_after.is_some_and(|limit| {
+                depth >= SHED_MIN_DEPTH && before + self.expected_wait() > limit
+            })
     }
 }
 
@@ -572,5 +596,18 @@ mod tests {
         // A write that already waited on its way counts that wait too.
         assert!(h.sheds_writes_after(SHED_MIN_DEPTH, SHED_QUEUE_DELAY));
         assert!(!h.sheds_writes_after(SHED_MIN_DEPTH - 1, SHED_QUEUE_DELAY));
+    }
+
+    #[test]
+    fn without_a_time_limit_only_the_in_flight_cap_sheds() {
+        let h = OfficeHealth::new(None);
+        h.sojourn_us.store(60_000_000, Ordering::Relaxed);
+        assert!(!h.sheds_writes(SHED_MIN_DEPTH * 10));
+        assert!(!h.sheds_writes_after(SHED_MIN_DEPTH * 10, Duration::from_secs(60)));
+        assert!(h.sheds_writes(IN_FLIGHT_MAX));
+        let h = OfficeHealth::new(Some(Duration::from_secs(5)));
+        h.sojourn_us.store(4_000_000, Ordering::Relaxed);
+        assert!(!h.sheds_writes(SHED_MIN_DEPTH));
+        assert!(h.sheds_writes_after(SHED_MIN_DEPTH, Duration::from_secs(2)));
     }
 }

@@ -94,6 +94,11 @@ pub struct EngineConfig {
     /// Seeds the offices' RNGs (tests); `None` seeds from the operating system.
     pub seed: Option<u64>,
     pub clock: Arc<dyn Clock>,
+    /// Offices refuse new writes with 503 `unavailable` while calls wait longer than this
+    /// (default [`crate::actor::SHED_QUEUE_DELAY`]); `None` sheds only once
+    /// [`crate::actor::IN_FLIGHT_MAX`] calls are in flight (tests whose own runtime competes
+    /// with the offices, where a slow step would look like overload).
+    pub shed_queue_delay: Option<std::time::Duration>,
 }
 
 impl EngineConfig {
@@ -104,6 +109,7 @@ impl EngineConfig {
             extra_classes: Vec::new(),
             seed: None,
             clock: Arc::new(SystemClock),
+            shed_queue_delay: Some(crate::actor::SHED_QUEUE_DELAY),
         }
     }
 }
@@ -203,6 +209,7 @@ impl Engine {
             users: HashMap::new(),
             pending_vins: Default::default(),
             clock: clock.clone(),
+            shed_after: config.shed_queue_delay,
             rng: StdRng::seed_from_u64(seeder.random()),
             events: events_tx.clone(),
             arbiters: Vec::new(),
@@ -262,6 +269,7 @@ impl Engine {
                 &office_store,
                 StdRng::seed_from_u64(seeder.random()),
                 clock.clone(),
+                config.shed_queue_delay,
                 events_tx.clone(),
                 &mut registry.arbiters,
             )

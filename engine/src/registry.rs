@@ -114,6 +114,7 @@ pub struct Registry {
     pub(crate) users: HashMap<String, Vec<AppId>>,
     pub(crate) pending_vins: HashSet<String>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) shed_after: Option<std::time::Duration>,
     pub(crate) rng: StdRng,
     pub(crate) events: UnboundedSender<(String, Event)>,
     pub(crate) arbiters: Vec<Arbiter>,
@@ -487,6 +488,7 @@ impl Registry {
             &office_store,
             StdRng::seed_from_u64(seed),
             self.clock.clone(),
+            self.shed_after,
             self.events.clone(),
             &mut self.arbiters,
         )?;
@@ -545,6 +547,7 @@ pub(crate) fn start_office(
     office_store: &crate::store::OfficeStore,
     rng: StdRng,
     clock: Arc<dyn Clock>,
+    shed_after: Option<std::time::Duration>,
     events: UnboundedSender<(String, Event)>,
     arbiters: &mut Vec<Arbiter>,
 ) -> Result<OfficeEntry, Refusal> {
@@ -553,7 +556,7 @@ pub(crate) fn start_office(
     let writer = office_store
         .start_writer(&id)
         .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-    let health = Arc::new(OfficeHealth::default());
+    let health = Arc::new(OfficeHealth::new(shed_after));
     let actor_health = health.clone();
     let arbiter = Arbiter::new();
     let addr = OfficeActor::start_in_arbiter(&arbiter.handle(), move |_| {
