@@ -177,6 +177,10 @@ pub struct Side {
     pub selection_requests: u64,
     pub claims: u64,
     pub lucky_claims: u64,
+    /// Lucky claims of a number the buyer's first draw returned (the opening's order decides
+    /// these; later draws find what others let go, first come first served).
+    #[serde(default)]
+    pub first_draw_lucky: u64,
     /// Share of all buyers.
     pub buyer_share: f64,
     /// Share of all claims.
@@ -196,6 +200,8 @@ pub struct Fairness {
     pub bots: Side,
     pub claims: u64,
     pub lucky_claims: u64,
+    #[serde(default)]
+    pub first_draw_lucky: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -462,7 +468,8 @@ pub fn audit(history: &[BuyerRecord], exp: &Expectations, server: &ServerView) -
 /// Claims and lucky claims won by bots and by people (the server's claims; kinds from the
 /// history), per buyer and per request sent.
 pub fn fairness(history: &[BuyerRecord], server: &ServerView) -> Fairness {
-    let kind_of: HashMap<&str, Kind> = history.iter().map(|b| (b.user.as_str(), b.kind)).collect();
+    let by_user: HashMap<&str, &BuyerRecord> =
+        history.iter().map(|b| (b.user.as_str(), b)).collect();
     let mut f = Fairness::default();
     for b in history {
         let side = match b.kind {
@@ -477,10 +484,10 @@ pub fn fairness(history: &[BuyerRecord], server: &ServerView) -> Fairness {
         let Some(serial) = app.live_claim() else {
             continue;
         };
-        let Some(kind) = kind_of.get(app.user.as_str()) else {
+        let Some(buyer) = by_user.get(app.user.as_str()) else {
             continue;
         };
-        let side = match kind {
+        let side = match buyer.kind {
             Kind::Person => &mut f.people,
             Kind::Bot => &mut f.bots,
         };
@@ -489,6 +496,10 @@ pub fn fairness(history: &[BuyerRecord], server: &ServerView) -> Fairness {
         if is_lucky(serial) {
             side.lucky_claims += 1;
             f.lucky_claims += 1;
+            if buyer.first_batch.iter().any(|s| s == serial) {
+                side.first_draw_lucky += 1;
+                f.first_draw_lucky += 1;
+            }
         }
     }
     let buyers = (f.people.buyers + f.bots.buyers) as f64;
@@ -934,6 +945,14 @@ mod tests {
         assert!((f.people.claim_share - 0.5).abs() < 1e-9);
         assert!((f.people.claims_per_1k_requests - 50.0).abs() < 1e-9);
         assert!((f.bots.claims_per_1k_requests - 100.0).abs() < 1e-9);
+        // The bot's lucky number came from a later draw: not counted as the opening's.
+        assert_eq!(f.first_draw_lucky, 0);
+        let (mut h, v) = clean();
+        h[1].first_batch = vec!["A0001".into(), "A8888".into()];
+        h[0].first_batch = vec!["A1357".into()];
+        let f = audit(&h, &exp(), &v).fairness;
+        assert_eq!((f.people.first_draw_lucky, f.bots.first_draw_lucky), (0, 1));
+        assert_eq!(f.first_draw_lucky, 1);
     }
 
     #[test]

@@ -122,6 +122,10 @@ pub struct BuyerRecord {
     pub requests: u64,
     /// Selection requests (keyboard, custom checks, draws, candidates, claims).
     pub selection_requests: u64,
+    /// The numbers this buyer's first draw returned (none when it found the pool empty): what
+    /// the order of the opening decided, apart from what later draws found.
+    #[serde(default)]
+    pub first_batch: Vec<String>,
 }
 
 impl BuyerRecord {
@@ -141,6 +145,7 @@ impl BuyerRecord {
             uncertain_claims: 0,
             requests: 0,
             selection_requests: 0,
+            first_batch: Vec::new(),
         }
     }
 }
@@ -201,6 +206,8 @@ struct Buyer<'a> {
     /// When the office allows the next custom check (the interval also runs from the identity
     /// verification).
     next_check: Instant,
+    /// Whether a draw of this buyer has been answered.
+    drew: bool,
 }
 
 /// Runs one buyer from `arrival` to the end of its visit.
@@ -226,6 +233,7 @@ pub async fn run(ctx: Rc<Ctx>, plan: BuyerPlan, arrival: Instant) -> BuyerRecord
         candidates: Vec::new(),
         candidates_until: arrival,
         next_check: arrival,
+        drew: false,
         plan,
     };
     actix_rt::time::sleep_until(arrival.into()).await;
@@ -797,6 +805,7 @@ impl Buyer<'_> {
                 Ok(a) => a,
                 Err(Fail::Budget) => return (Outcome::GaveUp, None),
                 Err(Fail::Transport(kind)) => {
+                    self.drew = true;
                     self.rec.random_debit.maybe(1);
                     errors += 1;
                     if errors >= 3 || !s.idempotency_keys {
@@ -805,6 +814,8 @@ impl Buyer<'_> {
                     continue;
                 }
             };
+            let first = !self.drew;
+            self.drew = true;
             let batch = match (a.status, a.code()) {
                 (200 | 201, _) => {
                     empty_since = None;
@@ -816,7 +827,12 @@ impl Buyer<'_> {
                         .map(|v| v as u32)
                         .unwrap_or(self.random_left.saturating_sub(1));
                     self.set_candidates(a.body.get("candidates"));
-                    a.body.get("batch").map(hold_serials).unwrap_or_default()
+                    let batch: Vec<String> =
+                        a.body.get("batch").map(hold_serials).unwrap_or_default();
+                    if first {
+                        self.rec.first_batch = batch.clone();
+                    }
+                    batch
                 }
                 (409, Some("not_available")) => {
                     if let Some(stop) = self.claim_best().await {

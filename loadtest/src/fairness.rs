@@ -7,8 +7,14 @@
 //! round of draws empties (so whoever is served first holds every lucky number), people who
 //! claim the best number of their batch at once. The same scenario runs with the window and
 //! without it, `repeats` times each on different seeds; the bots' share of the lucky numbers
-//! claimed is compared with their share of the buyers, with a binomial margin of three standard
-//! errors over all lucky numbers of the configuration.
+//! claimed from their first draw (the one at +50 or +800 ms, whose order the window decides) is
+//! compared with their share of the buyers, with a binomial margin of three standard errors over
+//! those lucky numbers of the configuration.
+//!
+//! Lucky numbers claimed from later draws are counted and reported too, but not judged: they are
+//! what first-round holders let go, found first come first served by whoever looks again
+//! soonest, and bots look again every few milliseconds (RELIABILITY.md, "Bots and empty
+//! draws"); nothing at the opening decides them.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,8 +62,14 @@ pub struct Side {
     pub runs: u32,
     pub bot_buyers: u64,
     pub person_buyers: u64,
+    /// Lucky numbers claimed, from any draw.
     pub bot_lucky: u64,
     pub person_lucky: u64,
+    /// Lucky numbers claimed from the buyer's first draw (what the opening decided).
+    #[serde(default)]
+    pub bot_first_lucky: u64,
+    #[serde(default)]
+    pub person_first_lucky: u64,
     pub bot_claims: u64,
     pub person_claims: u64,
     pub audits_failed: u32,
@@ -72,6 +84,8 @@ impl Side {
             self.person_buyers += f.people.buyers;
             self.bot_lucky += f.bots.lucky_claims;
             self.person_lucky += f.people.lucky_claims;
+            self.bot_first_lucky += f.bots.first_draw_lucky;
+            self.person_first_lucky += f.people.first_draw_lucky;
             self.bot_claims += f.bots.claims;
             self.person_claims += f.people.claims;
             if !a.passed {
@@ -87,16 +101,26 @@ impl Side {
         ratio(self.bot_buyers, self.bot_buyers + self.person_buyers)
     }
 
-    /// Bots' share of the lucky numbers claimed.
+    /// Bots' share of the lucky numbers claimed from first draws (what is judged).
     pub fn bot_lucky_share(&self) -> f64 {
+        ratio(self.bot_first_lucky, self.first_lucky())
+    }
+
+    /// Lucky numbers claimed from first draws.
+    pub fn first_lucky(&self) -> u64 {
+        self.bot_first_lucky + self.person_first_lucky
+    }
+
+    /// Bots' share of all lucky numbers claimed, later draws included (reported, not judged).
+    pub fn bot_all_lucky_share(&self) -> f64 {
         ratio(self.bot_lucky, self.bot_lucky + self.person_lucky)
     }
 
-    /// Three standard errors of the lucky share if each lucky number went to a bot with the
-    /// bots' buyer share (the fair null hypothesis): a fair window is called unfair by chance
-    /// about once in 700 comparisons.
+    /// Three standard errors of the first-draw lucky share if each of those lucky numbers went
+    /// to a bot with the bots' buyer share (the fair null hypothesis): a fair window is called
+    /// unfair by chance about once in 700 comparisons.
     pub fn margin(&self) -> f64 {
-        let n = (self.bot_lucky + self.person_lucky) as f64;
+        let n = self.first_lucky() as f64;
         let p = self.bot_buyer_share();
         if n == 0.0 {
             return 1.0;
@@ -104,10 +128,10 @@ impl Side {
         3.0 * (p * (1.0 - p) / n).sqrt()
     }
 
-    /// Lucky numbers per bot ÷ lucky numbers per person (1 is fair; ∞ when people got none).
+    /// First-draw lucky numbers per bot ÷ per person (1 is fair; ∞ when people got none).
     pub fn advantage(&self) -> f64 {
-        let per_bot = ratio(self.bot_lucky, self.bot_buyers);
-        let per_person = ratio(self.person_lucky, self.person_buyers);
+        let per_bot = ratio(self.bot_first_lucky, self.bot_buyers);
+        let per_person = ratio(self.person_first_lucky, self.person_buyers);
         if per_person == 0.0 {
             if per_bot == 0.0 {
                 1.0
@@ -119,24 +143,28 @@ impl Side {
         }
     }
 
-    /// The bots won a larger share than their buyer share, beyond the margin.
+    /// The bots won a larger share of the first draws' lucky numbers than their buyer share,
+    /// beyond the margin.
     pub fn bots_ahead(&self) -> bool {
         self.bot_lucky_share() > self.bot_buyer_share() + self.margin()
     }
 
     pub fn line(&self) -> String {
         format!(
-            "window {} ms, {} runs: bots {} / people {} buyers; lucky numbers bots {} / people {} → bots' share {:.1} % (their buyer share {:.1} % ± {:.1} %), per-capita advantage {:.2}; all claims bots {} / people {}",
+            "window {} ms, {} runs: bots {} / people {} buyers; lucky numbers from first draws bots {} / people {} → bots' share {:.1} % (their buyer share {:.1} % ± {:.1} %), per-capita advantage {:.2}; lucky numbers from any draw bots {} / people {} ({:.1} %); all claims bots {} / people {}",
             self.window_ms,
             self.runs,
             self.bot_buyers,
             self.person_buyers,
-            self.bot_lucky,
-            self.person_lucky,
+            self.bot_first_lucky,
+            self.person_first_lucky,
             self.bot_lucky_share() * 100.0,
             self.bot_buyer_share() * 100.0,
             self.margin() * 100.0,
             self.advantage(),
+            self.bot_lucky,
+            self.person_lucky,
+            self.bot_all_lucky_share() * 100.0,
             self.bot_claims,
             self.person_claims
         )
@@ -166,7 +194,7 @@ impl Comparison {
 
     pub fn text(&self) -> String {
         let mut o = String::from(
-            "Opening rush: bots draw 50 ms after the opening, people 800 ms after; lucky numbers (88, 666, 8888 patterns) won\n",
+            "Opening rush: bots draw 50 ms after the opening, people 800 ms after; lucky numbers (88, 666, 8888 patterns) won with each buyer's first draw\n",
         );
         o.push_str(&format!(
             "  with the window:    {}\n",
@@ -179,7 +207,7 @@ impl Comparison {
         o.push_str(&format!(
             "Verdict: {}\n",
             if self.window_levels() {
-                "with the window the bots' lucky share is within the margin of their buyer share; without it they are ahead beyond the margin"
+                "with the window the bots' share of the first draws' lucky numbers is within the margin of their buyer share; without it they are ahead beyond the margin"
             } else if self.with_window.bots_ahead() {
                 "the bots are ahead even with the window"
             } else {
@@ -229,14 +257,17 @@ pub fn compare(
 mod tests {
     use super::*;
 
-    fn side(window: u64, bot_lucky: u64, person_lucky: u64) -> Side {
+    fn side(window: u64, bot_first: u64, person_first: u64) -> Side {
         Side {
             window_ms: window,
             runs: 2,
             bot_buyers: 60,
             person_buyers: 60,
-            bot_lucky,
-            person_lucky,
+            bot_first_lucky: bot_first,
+            person_first_lucky: person_first,
+            // Later draws add lucky numbers too; bots find more of them.
+            bot_lucky: bot_first + 20,
+            person_lucky: person_first + 2,
             ..Side::default()
         }
     }
@@ -263,6 +294,10 @@ mod tests {
         let fair = side(1_000, 23, 17);
         assert!((fair.margin() - 0.237).abs() < 0.001);
         assert!(!fair.bots_ahead(), "57.5 % is within the margin");
+        assert!(
+            fair.bot_all_lucky_share() > 0.69,
+            "later draws are reported, not judged"
+        );
         assert!(side(1_000, 31, 9).bots_ahead(), "77.5 % is beyond it");
         let ahead = side(0, 38, 2);
         assert!(ahead.bots_ahead());
