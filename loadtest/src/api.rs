@@ -81,6 +81,15 @@ impl Answer {
         self.body.get("error")?.get(key)
     }
 
+    /// 409 `conflict` with reason `interrupted`: an earlier send with this Idempotency-Key was
+    /// cut off (a crash, a caller gone) and may or may not have taken effect; the gateway will
+    /// not run it again. What it would have debited or claimed is uncertain.
+    pub fn interrupted(&self) -> bool {
+        self.status == 409
+            && self.code() == Some("conflict")
+            && self.error_field("reason").and_then(Value::as_str) == Some("interrupted")
+    }
+
     pub fn error_u64(&self, key: &str) -> Option<u64> {
         self.error_field(key)?.as_u64()
     }
@@ -297,6 +306,13 @@ mod tests {
             body: json!({"id": "x-1"}),
         };
         assert!(ok.ok() && ok.code().is_none());
+        assert!(!a.interrupted() && !ok.interrupted());
+        let conflict = |reason: &str| Answer {
+            status: 409,
+            body: json!({"error": {"code": "conflict", "message": "m", "reason": reason}}),
+        };
+        assert!(conflict("interrupted").interrupted());
+        assert!(!conflict("in_progress").interrupted());
     }
 
     #[test]

@@ -376,10 +376,7 @@ impl Buyer<'_> {
                     }
                 }
                 (409, Some("conflict"))
-                    if key.is_some()
-                        && pending < 20
-                        && answer.error_field("reason").and_then(|r| r.as_str())
-                            != Some("interrupted") =>
+                    if key.is_some() && pending < 20 && !answer.interrupted() =>
                 {
                     // The first send with this key is still being handled.
                     pending += 1;
@@ -707,6 +704,16 @@ impl Buyer<'_> {
                 }
                 (409, Some("quota_spent")) => self.custom_left = 0,
                 (409, Some("exhausted")) => return Some((Outcome::Exhausted, None)),
+                _ if a.interrupted() => {
+                    // The check may have run before the crash: its numbers debited, maybe a
+                    // claim made (the audit allows either).
+                    self.rec.custom_debit.maybe(count);
+                    self.rec.uncertain_claims += 1;
+                    errors += 1;
+                    if errors >= 3 {
+                        return Some(failed("custom", a.describe()));
+                    }
+                }
                 _ => {
                     errors += 1;
                     if errors >= 3 {
@@ -773,7 +780,13 @@ impl Buyer<'_> {
                     self.candidates.remove(i);
                 }
                 Some("exhausted") => return Some((Outcome::Exhausted, None)),
-                _ => return Some(failed("claim", a.describe())),
+                _ => {
+                    if a.interrupted() {
+                        // The claim may have been made before the crash.
+                        self.rec.uncertain_claims += 1;
+                    }
+                    return Some(failed("claim", a.describe()));
+                }
             }
         }
         None
@@ -866,6 +879,10 @@ impl Buyer<'_> {
                 }
                 (409, Some("exhausted")) => return (Outcome::Exhausted, None),
                 _ => {
+                    if a.interrupted() {
+                        // The draw may have run before the crash and debited one draw.
+                        self.rec.random_debit.maybe(1);
+                    }
                     errors += 1;
                     if errors >= 3 {
                         return failed("draw", a.describe());

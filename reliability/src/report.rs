@@ -59,7 +59,8 @@ fn kept_long_section(path: &Path) -> Option<String> {
 }
 
 /// Writes the report. A short run rewrites everything but the long-mode section (kept from the
-/// existing file); a long run rewrites only the long-mode section.
+/// existing file); a long run rewrites the long-mode sections of the campaigns it ran and keeps
+/// the others' from the existing file (each section names the run it comes from).
 pub fn write(
     path: &Path,
     mode: Mode,
@@ -77,29 +78,101 @@ pub fn write(
         }
         Mode::Long => {
             let old = std::fs::read_to_string(path).unwrap_or_default();
-            let head = match old.find(LONG_MARKER) {
-                Some(i) => old[..i].to_string(),
-                None => old,
+            let (head, old_long) = match old.find(LONG_MARKER) {
+                Some(i) => (old[..i].to_string(), Some(old[i..].to_string())),
+                None => (old, None),
             };
+            let run = format!(
+                "`{}` — {:.1} s in all, {}, {}",
+                cell(command),
+                elapsed.as_secs_f64(),
+                machine(),
+                chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+            );
             let mut text = head;
-            text.push_str(&render_long(outcomes, elapsed, command));
+            text.push_str(&render_long(outcomes, &run, old_long.as_deref()));
             std::fs::write(path, text)
         }
     }
 }
 
-/// The long-mode section: which campaigns ran in long mode, with their figures.
-pub fn render_long(outcomes: &[Outcome], elapsed: Duration, command: &str) -> String {
+/// One campaign's part of an existing long-mode section: its summary row and its section.
+struct KeptCampaign {
+    title: String,
+    row: Option<String>,
+    section: String,
+}
+
+/// The campaigns of an existing long-mode section, in order. Sections written before each named
+/// its run get the run of the old section's header.
+fn parse_long(old: &str) -> Vec<KeptCampaign> {
+    let header_run = old
+        .lines()
+        .find(|l| l.starts_with("Figures of an operators' run"))
+        .and_then(|l| {
+            let from = l.find(": `")? + 2;
+            let to = l.find(". Campaigns not listed").unwrap_or(l.len());
+            Some(l[from..to].to_string())
+        });
+    let mut chunks = old.split("\n### ");
+    let top = chunks.next().unwrap_or("");
+    let rows: Vec<&str> = top
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| campaign |"))
+        .collect();
+    chunks
+        .map(|chunk| {
+            let title = chunk.lines().next().unwrap_or("").trim().to_string();
+            let body = chunk[title.len()..].trim_start_matches('\n');
+            let body = match (&header_run, body.starts_with(RUN_PREFIX)) {
+                (Some(run), false) => format!("{RUN_PREFIX}{run}._\n\n{body}"),
+                _ => body.to_string(),
+            };
+            let row = rows
+                .iter()
+                .find(|r| r.starts_with(&format!("| {} |", cell(&title))))
+                .map(|r| r.to_string());
+            KeptCampaign {
+                section: format!("### {title}\n\n{}", body.trim_end()),
+                title,
+                row,
+            }
+        })
+        .collect()
+}
+
+const RUN_PREFIX: &str = "_Run: ";
+
+/// The long-mode section: the campaigns of this run (`run` names it), and those of `old` this
+/// run did not repeat, each with the run its figures come from.
+pub fn render_long(outcomes: &[Outcome], run: &str, old: Option<&str>) -> String {
     let mut s = format!("{LONG_MARKER}\n## Long mode\n\n");
     s.push_str(&format!(
-        "Figures of an operators' run, not of the short run above: `{}` — {:.1} s in all, {}, {}. Campaigns not listed here have not been run in long mode on this machine yet; their figures above are short-mode ones.\n\n",
-        cell(command),
-        elapsed.as_secs_f64(),
-        machine(),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        "Figures of operators' runs (`--long`, release build), not of the short run above. Each campaign names the run its figures come from; the latest: {run}. Campaigns not listed here have not been run in long mode on this machine yet; their figures above are short-mode ones.\n\n"
     ));
-    summary(&mut s, outcomes);
-    sections(&mut s, outcomes, "###");
+    let mut kept = old.map(parse_long).unwrap_or_default();
+    kept.retain(|k| !outcomes.iter().any(|o| o.title == k.title));
+    let mut rows = String::new();
+    summary(&mut rows, outcomes);
+    // This run's rows, then the kept ones, under one header.
+    s.push_str(rows.trim_end());
+    for row in kept.iter().filter_map(|k| k.row.as_deref()) {
+        s.push('\n');
+        s.push_str(row);
+    }
+    s.push_str("\n\n");
+    for o in outcomes {
+        let mut one = String::new();
+        sections(&mut one, std::slice::from_ref(o), "###");
+        let head = format!("### {}\n\n", o.title);
+        s.push_str(&head);
+        s.push_str(&format!("{RUN_PREFIX}{run}._\n\n"));
+        s.push_str(one.strip_prefix(&head).unwrap_or(&one));
+    }
+    for k in &kept {
+        s.push_str(&k.section);
+        s.push_str("\n\n");
+    }
     s
 }
 
@@ -299,8 +372,46 @@ owner to decide.\n\n";
 const TRAILER: &str = "## How to run\n\n\
 - `cargo run -p platepool-reliability -- --short` — every campaign, CI-sized (about three minutes on two cores).\n\
 - `cargo run --release -p platepool-reliability -- --long` — operator-sized: ≥ 10 million simulated operations over ≥ 1,000 seeds, ≥ 10 million executions per fuzz target, a minute of bot traffic per attack, 50+ kill -9 cycles, 30 s at 3× the maximum over 17,000 connections, 10 rush rehearsals per window setting; hours.\n\
-- `cargo run --release -p platepool-reliability -- --long --only kill9,overload,fairness --write-report` — the binary-level long campaigns alone (minutes); a long run rewrites only the report's long-mode section.\n\
+- `cargo run --release -p platepool-reliability -- --long --only kill9,overload,fairness --write-report` — the binary-level long campaigns alone (minutes); a long run rewrites the long-mode sections of the campaigns it ran and keeps the others (each names its run).\n\
 - `… -- --short --write-report` regenerates this file (keeping its long-mode section); `--only sim,fuzz` runs some campaigns (sim, kill9, storage, overload, fuzz, attacks, fairness).\n\
 - `cargo run -p platepool-reliability -- sim --seed N [--trace]` replays one simulation seed exactly.\n\
 - `cargo run -p platepool-reliability -- fuzz --target NAME --execs N` runs one fuzz target; its corpus is `reliability/corpus/NAME/`.\n\
 - The storage campaign mounts a loop-device ext4 and a tmpfs (root); where mounting is refused it says \"skipped: cannot mount\".\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(title: &'static str, figure: &str) -> Outcome {
+        let mut o = Outcome::new("x", title);
+        o.figure("lost", figure);
+        o.check(true, "held", "broke");
+        o
+    }
+
+    #[test]
+    fn a_long_run_of_some_campaigns_keeps_the_others_with_their_run() {
+        // A section written before sections named their run: they get the old header's run.
+        let old = format!(
+            "{LONG_MARKER}\n## Long mode\n\nFigures of an operators' run, not of the short run above: `old cmd` — 9.0 s in all, m, 2026-11-25 16:50 UTC. Campaigns not listed here have not been run.\n\n| campaign | status | time |\n|---|---|---|\n| alpha | held | 1.0 s |\n| beta | 1 violations | 2.0 s |\n\n### alpha\n\n| figure | value |\n|---|---|\n| lost | old alpha |\n\n### beta\n\n| figure | value |\n|---|---|\n| lost | old beta |\n\n**Violations:**\n- old\n"
+        );
+        let new = render_long(&[outcome("beta", "new beta")], "`new cmd`", Some(&old));
+        assert!(new.contains("| beta | held |"), "{new}");
+        assert!(
+            !new.contains("1 violations") && !new.contains("old beta"),
+            "{new}"
+        );
+        assert!(new.contains("| alpha | held | 1.0 s |"), "{new}");
+        assert!(new.contains("old alpha"), "{new}");
+        let alpha = &new[new.find("### alpha").expect("alpha kept")..];
+        assert!(alpha.contains("_Run: `old cmd` — 9.0 s in all, m, 2026-11-25 16:50 UTC._"));
+        let beta = &new[new.find("### beta").expect("beta")..new.find("### alpha").expect("a")];
+        assert!(beta.contains("_Run: `new cmd`._") && beta.contains("new beta"));
+        // Written again: nothing doubles, the kept run stays named once.
+        let again = render_long(&[outcome("beta", "newer beta")], "`cmd 3`", Some(&new));
+        assert_eq!(again.matches("### alpha").count(), 1);
+        assert_eq!(again.matches("_Run: `old cmd`").count(), 1);
+        assert_eq!(again.matches("| alpha |").count(), 1);
+        assert!(again.contains("newer beta") && !again.contains("new beta |"));
+    }
+}

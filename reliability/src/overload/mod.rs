@@ -60,8 +60,9 @@ const OUTSTANDING_SECS: f64 = 0.25;
 /// more than the requests on them (measured: 19k connections cut a release build's accepted
 /// draws from 18.8k/s to 3.8k/s).
 const CONNECTIONS_MAX: usize = 8_192;
-/// The probe beside wrk's flood: this share of the maximum, within these bounds (draws/s). Low enough that this process keeps its schedule on a CPU shared with
-/// wrk, high enough for a p99 of a few thousand draws.
+/// The probe beside wrk's flood: this share of the maximum, within these bounds (draws/s).
+/// Low enough that this process keeps its schedule on a CPU shared with wrk, high enough for a
+/// p99 of a few thousand draws.
 const PROBE_SHARE: f64 = 0.02;
 const PROBE_RATE_MIN: f64 = 50.0;
 const PROBE_RATE_MAX: f64 = 400.0;
