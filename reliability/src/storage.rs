@@ -37,7 +37,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Finds (and, under cargo, rebuilds) the `platepool` binary of this build's profile.
 pub fn binary(build: bool) -> Result<PathBuf, String> {
-    if let Ok(p) = std::env::var("PLATEPOOL_BIN") {
+    if let Some(p) = std::env::var_os("PLATEPOOL_BIN").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
