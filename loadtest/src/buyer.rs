@@ -206,7 +206,7 @@ struct Buyer<'a> {
     /// When the office allows the next custom check (the interval also runs from the identity
     /// verification).
     next_check: Instant,
-    /// Whether a draw of this buyer has been answered.
+    /// Whether this buyer has sent a draw yet (answered or not).
     drew: bool,
 }
 
