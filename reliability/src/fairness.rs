@@ -71,26 +71,20 @@ pub fn campaign(mode: Mode) -> Outcome {
     };
     let result = compare(1_000, n, 1, |s| {
         run(s, &target, &opts).map(|r| {
+            let f = r
+                .report
+                .audit
+                .as_ref()
+                .map(|a| a.fairness.clone())
+                .unwrap_or_default();
             println!(
                 "   fairness: {} seed {}: bots {} / people {} lucky numbers from first draws ({} / {} from any)",
                 s.name,
                 s.seed,
-                r.report
-                    .audit
-                    .as_ref()
-                    .map_or(0, |a| a.fairness.bots.first_draw_lucky),
-                r.report
-                    .audit
-                    .as_ref()
-                    .map_or(0, |a| a.fairness.people.first_draw_lucky),
-                r.report
-                    .audit
-                    .as_ref()
-                    .map_or(0, |a| a.fairness.bots.lucky_claims),
-                r.report
-                    .audit
-                    .as_ref()
-                    .map_or(0, |a| a.fairness.people.lucky_claims)
+                f.bots.first_draw_lucky,
+                f.people.first_draw_lucky,
+                f.bots.lucky_claims,
+                f.people.lucky_claims
             );
             r.report
         })

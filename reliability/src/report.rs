@@ -161,14 +161,7 @@ pub fn render_long(outcomes: &[Outcome], run: &str, old: Option<&str>) -> String
         s.push_str(row);
     }
     s.push_str("\n\n");
-    for o in outcomes {
-        let mut one = String::new();
-        sections(&mut one, std::slice::from_ref(o), "###");
-        let head = format!("### {}\n\n", o.title);
-        s.push_str(&head);
-        s.push_str(&format!("{RUN_PREFIX}{run}._\n\n"));
-        s.push_str(one.strip_prefix(&head).unwrap_or(&one));
-    }
+    sections(&mut s, outcomes, "###", Some(run));
     for k in &kept {
         s.push_str(&k.section);
         s.push_str("\n\n");
@@ -200,9 +193,13 @@ fn summary(s: &mut String, outcomes: &[Outcome]) {
     s.push('\n');
 }
 
-fn sections(s: &mut String, outcomes: &[Outcome], level: &str) {
+/// Each campaign's section; `run`, when given, is named under each title.
+fn sections(s: &mut String, outcomes: &[Outcome], level: &str, run: Option<&str>) {
     for o in outcomes {
         s.push_str(&format!("{level} {}\n\n", o.title));
+        if let Some(run) = run {
+            s.push_str(&format!("{RUN_PREFIX}{run}._\n\n"));
+        }
         if let Some(why) = &o.not_yet_run {
             s.push_str(&format!("Not yet run: {why}\n\n"));
             continue;
@@ -282,7 +279,7 @@ pub fn render(mode: Mode, outcomes: &[Outcome], elapsed: Duration, command: &str
         }
     ));
     summary(&mut s, outcomes);
-    sections(&mut s, outcomes, "##");
+    sections(&mut s, outcomes, "##", None);
     s.push_str(NOTES);
     s.push_str(TRAILER);
     s
