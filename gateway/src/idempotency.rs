@@ -14,7 +14,7 @@
 //! unchanged, and otherwise gets 409 `conflict` — the first attempt may have debited, and a
 //! second run would debit twice (found by the long kill -9 campaign). For other calls the retry
 //! runs: whatever the interrupted request made durable is still there for it to meet (a claim
-//! answers `application_exists`, `/v1/me` shows it).
+//! retried after its number was claimed gets that claim as its answer, `/v1/me` shows it).
 
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;

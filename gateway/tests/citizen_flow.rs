@@ -1080,6 +1080,23 @@ async fn idempotent_retries_return_the_first_answer() {
         (StatusCode::CONFLICT, "conflict"),
         "{c3:?}"
     );
+    // A keyed send whose stored answer is missing (the first send with "claim-2" claimed and was
+    // cut off before its answer was kept: a crash, a caller gone) gets the claim it made, not a
+    // 409 for a claim of its own; nothing is claimed or sent again.
+    let c4 = post_key(&s, &u1, &claim_path, json!({"serial": batch[3]}), "claim-2").await;
+    assert_eq!(c4.status, StatusCode::CREATED, "{c4:?}");
+    assert_eq!(c4.body["claim"]["serial"], c1.body["claim"]["serial"]);
+    assert_eq!(c4.body["claim"]["voucher"], c1.body["claim"]["voucher"]);
+    assert_eq!(c4.body["state"], "claimed");
+    assert_eq!(w.claimed_messages(&u1.phone).len(), 1, "still one SMS");
+    assert_eq!(w.small_counts(OFFICE).await, (0, 1));
+    // A keyed claim of another number is still refused.
+    let c5 = post_key(&s, &u1, &claim_path, json!({"serial": batch[4]}), "claim-3").await;
+    assert_eq!(
+        (c5.status, c5.code()),
+        (StatusCode::CONFLICT, "conflict"),
+        "{c5:?}"
+    );
     let bad = post_key(
         &s,
         &u1,

@@ -90,6 +90,14 @@ impl Answer {
             && self.error_field("reason").and_then(Value::as_str) == Some("interrupted")
     }
 
+    /// 409 `conflict` with reason `in_progress`: the first send with this Idempotency-Key is
+    /// still being handled; retry shortly for its answer. Any other 409 is an answer.
+    pub fn in_progress(&self) -> bool {
+        self.status == 409
+            && self.code() == Some("conflict")
+            && self.error_field("reason").and_then(Value::as_str) == Some("in_progress")
+    }
+
     pub fn error_u64(&self, key: &str) -> Option<u64> {
         self.error_field(key)?.as_u64()
     }
@@ -313,6 +321,12 @@ mod tests {
         };
         assert!(conflict("interrupted").interrupted());
         assert!(!conflict("in_progress").interrupted());
+        assert!(conflict("in_progress").in_progress() && !conflict("interrupted").in_progress());
+        let wrong_state = Answer {
+            status: 409,
+            body: json!({"error": {"code": "conflict", "message": "application is claimed"}}),
+        };
+        assert!(!wrong_state.in_progress() && !wrong_state.interrupted());
     }
 
     #[test]

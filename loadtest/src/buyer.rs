@@ -376,7 +376,7 @@ impl Buyer<'_> {
                     }
                 }
                 (409, Some("conflict"))
-                    if key.is_some() && pending < 20 && !answer.interrupted() =>
+                    if key.is_some() && pending < 20 && answer.in_progress() =>
                 {
                     // The first send with this key is still being handled.
                     pending += 1;
@@ -390,7 +390,7 @@ impl Buyer<'_> {
                 }
                 _ => {}
             }
-            if pending >= 20 && answer.code() == Some("conflict") {
+            if pending >= 20 && answer.in_progress() {
                 return Err(Fail::Transport("idempotency_pending".into()));
             }
             return Ok(answer);

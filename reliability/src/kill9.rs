@@ -369,7 +369,7 @@ pub fn campaign_with(plan: Plan) -> Outcome {
         .collect();
     if !pending.is_empty() {
         out.findings.push(format!(
-            "after a kill, a claim's Idempotency-Key stays blocked: {} buyers whose claim was made durable before the kill retried with the same key after the restart and got 409 conflict (\"still being handled\") until they gave up, e.g. {}. A marker left by the killed process does not block (markers carry the process run's id, and a request dropped mid-way re-marks its key as abandoned), so the 409s came from a retry still being handled by the restarted server when the buyer's next retries arrived (20 tries, 100 ms apart); why that retry took over 2 s is not known yet. Nothing is lost (the claim is there, GET /v1/me shows it), but these buyers did not get the first answer",
+            "after a kill, a claim's Idempotency-Key stays blocked: {} buyers whose claim was made durable before the kill retried with the same key after the restart and got 409 conflict with reason in_progress (\"still being handled\") 20 times, 100 ms apart, until they gave up, e.g. {}. Markers left by the killed process do not block (they carry the process run's id), so a retry on the restarted server was still being handled after 2 s. Nothing is lost (the claim is there, GET /v1/me shows it), but these buyers did not get the first answer",
             pending.len(),
             pending[0]
         ));

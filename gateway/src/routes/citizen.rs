@@ -1000,12 +1000,25 @@ async fn claim(
     let b: SerialBody = body(&req, payload, None).await?;
     let key = request_key(&req, &citizen.user)?;
     let now = gw.engine.now_ms();
+    let keyed = key.is_some();
     let work = async {
-        let claim = gw
+        let claim = match gw
             .engine
             .claim(&id, Caller::Citizen(&citizen.user), &b.serial)
             .await
-            .map_err(|r| refusal_with_field(r, "serial"))?;
+        {
+            Ok(claim) => claim,
+            Err(refusal) => {
+                if keyed {
+                    if let Some(answer) =
+                        claimed_before(&gw, &id, &citizen, &b.serial, &refusal).await
+                    {
+                        return Ok(answer);
+                    }
+                }
+                return Err(refusal_with_field(refusal, "serial"));
+            }
+        };
         let view = after_claim(&gw, &id, &citizen, &claim).await;
         let prefix = prefix_of(&gw, &id.office);
         Ok((
@@ -1017,6 +1030,38 @@ async fn claim(
         ))
     };
     gw.idempotency.run(key, now, work).await.map(respond)
+}
+
+/// A keyed claim refused because the application already holds this very number: the first
+/// send with the key claimed it and was cut off before its answer was stored (a crash, a caller
+/// gone), so this retry gets the answer the first would have given (API.md: a retry returns
+/// the first answer) instead of 409 `conflict` for a claim it made itself. The success SMS went
+/// out with the first send, or was lost with it; it is not sent twice.
+async fn claimed_before(
+    gw: &Gateway,
+    id: &AppId,
+    citizen: &Citizen,
+    serial: &str,
+    refusal: &Refusal,
+) -> Option<(StatusCode, Value)> {
+    if !matches!(refusal, Refusal::WrongState { state } if *state == AppState::Claimed.as_str()) {
+        return None;
+    }
+    let view = gw
+        .engine
+        .application(id, Caller::Citizen(&citizen.user))
+        .await
+        .ok()?;
+    let prefix = prefix_of(gw, &id.office);
+    let asked = Serial::parse_with_prefix(serial, &prefix).ok()?;
+    let claim = view.record.claim.as_ref().filter(|c| c.serial == asked)?;
+    Some((
+        StatusCode::CREATED,
+        json!({
+            "claim": claim_json(&prefix, claim, gw.engine.now_ms()),
+            "state": view.record.state.as_str(),
+        }),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
