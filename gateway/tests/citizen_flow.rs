@@ -1061,6 +1061,28 @@ async fn idempotent_retries_return_the_first_answer() {
     )
     .await;
     assert_eq!((pick2.status, &pick2.body), (pick.status, &pick.body));
+    // Under a key whose first send's answer was not kept, the number already picked is answered
+    // with the candidates; unkeyed, it is a conflict.
+    let candidates_path = format!("/v1/applications/{id}/candidates");
+    let pick3 = post_key(
+        &s,
+        &u1,
+        &candidates_path,
+        json!({"serial": batch[3]}),
+        "pick-2",
+    )
+    .await;
+    assert_eq!(
+        (pick3.status, &pick3.body["candidates"]["plates"]),
+        (pick.status, &pick.body["candidates"]["plates"]),
+        "{pick3:?}"
+    );
+    let pick4 = post(&s, &u1, &candidates_path, json!({"serial": batch[3]})).await;
+    assert_eq!(
+        (pick4.status, pick4.code()),
+        (StatusCode::CONFLICT, "conflict"),
+        "{pick4:?}"
+    );
 
     let claim_path = format!("/v1/applications/{id}/claim");
     let c1 = post_key(&s, &u1, &claim_path, json!({"serial": batch[3]}), "claim-1").await;

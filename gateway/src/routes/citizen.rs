@@ -974,12 +974,24 @@ async fn pick_candidate(
     let b: SerialBody = body(&req, payload, None).await?;
     let key = request_key(&req, &citizen.user)?;
     let now = gw.engine.now_ms();
+    let keyed = key.is_some();
     let work = async {
-        let held = gw
+        let held = match gw
             .engine
             .pick_candidate(&id, Caller::Citizen(&citizen.user), &b.serial)
             .await
-            .map_err(|r| refusal_with_field(r, "serial"))?;
+        {
+            Ok(held) => held,
+            Err(refusal) => {
+                let before = match &refusal {
+                    Refusal::Conflict(_) if keyed => {
+                        picked_before(&gw, &id, &citizen, &b.serial).await
+                    }
+                    _ => None,
+                };
+                return before.ok_or_else(|| refusal_with_field(refusal, "serial"));
+            }
+        };
         let prefix = prefix_of(&gw, &id.office);
         Ok((
             StatusCode::OK,
@@ -1009,14 +1021,15 @@ async fn claim(
         {
             Ok(claim) => claim,
             Err(refusal) => {
-                if keyed {
-                    if let Some(answer) =
-                        claimed_before(&gw, &id, &citizen, &b.serial, &refusal).await
+                let before = match &refusal {
+                    Refusal::WrongState { state }
+                        if keyed && *state == AppState::Claimed.as_str() =>
                     {
-                        return Ok(answer);
+                        claimed_before(&gw, &id, &citizen, &b.serial).await
                     }
-                }
-                return Err(refusal_with_field(refusal, "serial"));
+                    _ => None,
+                };
+                return before.ok_or_else(|| refusal_with_field(refusal, "serial"));
             }
         };
         let view = after_claim(&gw, &id, &citizen, &claim).await;
@@ -1032,6 +1045,32 @@ async fn claim(
     gw.idempotency.run(key, now, work).await.map(respond)
 }
 
+/// A keyed pick refused because the number is already one of the application's candidates: the
+/// first send with the key moved it there and its answer was not kept (a caller gone), so this
+/// retry gets the candidates as the first send would have.
+async fn picked_before(
+    gw: &Gateway,
+    id: &AppId,
+    citizen: &Citizen,
+    serial: &str,
+) -> Option<(StatusCode, Value)> {
+    let view = gw
+        .engine
+        .application(id, Caller::Citizen(&citizen.user))
+        .await
+        .ok()?;
+    let prefix = prefix_of(gw, &id.office);
+    let asked = Serial::parse_with_prefix(serial, &prefix).ok()?;
+    let held = view
+        .candidates
+        .as_ref()
+        .filter(|c| c.serials.contains(&asked))?;
+    Some((
+        StatusCode::OK,
+        json!({ "candidates": hold_json(&prefix, held, gw.engine.now_ms()) }),
+    ))
+}
+
 /// A keyed claim refused because the application already holds this very number: the first
 /// send with the key claimed it and was cut off before its answer was stored (a crash, a caller
 /// gone), so this retry gets the answer the first would have given (API.md: a retry returns
@@ -1042,11 +1081,7 @@ async fn claimed_before(
     id: &AppId,
     citizen: &Citizen,
     serial: &str,
-    refusal: &Refusal,
 ) -> Option<(StatusCode, Value)> {
-    if !matches!(refusal, Refusal::WrongState { state } if *state == AppState::Claimed.as_str()) {
-        return None;
-    }
     let view = gw
         .engine
         .application(id, Caller::Citizen(&citizen.user))
