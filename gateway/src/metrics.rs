@@ -26,10 +26,34 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 #[derive(Debug, Default)]
 struct RouteMetrics {
     by_status: [AtomicU64; 5],
+    /// Requests whose latency falls in each bucket alone (above the bound before it): one
+    /// increment per request, not one per bucket it is within.
     buckets: [AtomicU64; LATENCY_BUCKETS_S.len()],
     count: AtomicU64,
     sum_us: AtomicU64,
 }
+
+impl RouteMetrics {
+    /// Requests within each bucket's bound (Prometheus's cumulative `le` buckets).
+    fn cumulative(&self) -> [u64; LATENCY_BUCKETS_S.len()] {
+        let mut total = 0;
+        std::array::from_fn(|i| {
+            total += self.buckets[i].load(Ordering::Relaxed);
+            total
+        })
+    }
+}
+
+/// One segment of a route pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(&'static str),
+    /// `{name}`: any one non-empty segment.
+    Any,
+}
+
+/// Most segments a served path has (`/v1/admin/offices/{office}/claims/{serial}/void`: 8).
+const SEGMENTS_MAX: usize = 12;
 
 /// One route's figures (see [`Metrics::figures`]).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,6 +72,8 @@ pub struct RouteFigures {
 #[derive(Debug)]
 pub struct Metrics {
     routes: Vec<(&'static str, &'static str)>,
+    /// Each route's pattern split at `/`, for [`Metrics::route_index`].
+    patterns: Vec<Vec<Segment>>,
     rows: Vec<RouteMetrics>,
     other: RouteMetrics,
 }
@@ -55,8 +81,29 @@ pub struct Metrics {
 impl Metrics {
     /// `routes`: (method, path pattern) of every route the gateway serves.
     pub fn new(routes: &[(&'static str, &'static str)]) -> Metrics {
+        debug_assert!(
+            routes
+                .iter()
+                .all(|(_, p)| p.split('/').count() <= SEGMENTS_MAX),
+            "a route longer than SEGMENTS_MAX would never be matched"
+        );
         Metrics {
             routes: routes.to_vec(),
+            patterns: routes
+                .iter()
+                .map(|(_, pattern)| {
+                    pattern
+                        .split('/')
+                        .map(|w| {
+                            if w.starts_with('{') && w.ends_with('}') {
+                                Segment::Any
+                            } else {
+                                Segment::Literal(w)
+                            }
+                        })
+                        .collect()
+                })
+                .collect(),
             rows: routes.iter().map(|_| RouteMetrics::default()).collect(),
             other: RouteMetrics::default(),
         }
@@ -64,11 +111,27 @@ impl Metrics {
 
     /// The row of the route serving `method` `path` (relative to the gateway's mount point):
     /// segment by segment, `{name}` matching any one non-empty segment, as the router does.
-    /// No allocation and no regular expression: it runs on every request.
+    /// No allocation and no regular expression: it runs on every request. The path is split
+    /// once; patterns were split at start-up, and those of another length are passed over.
     pub fn route_index(&self, method: &str, path: &str) -> Option<usize> {
-        self.routes
+        let mut segments = [""; SEGMENTS_MAX];
+        let mut n = 0;
+        for g in path.split('/') {
+            *segments.get_mut(n)? = g;
+            n += 1;
+        }
+        let segments = &segments[..n];
+        self.patterns
             .iter()
-            .position(|(m, pattern)| *m == method && path_matches(pattern, path))
+            .zip(&self.routes)
+            .position(|(p, (m, _))| {
+                p.len() == n
+                    && *m == method
+                    && p.iter().zip(segments).all(|(w, g)| match w {
+                        Segment::Literal(w) => w == g,
+                        Segment::Any => !g.is_empty(),
+                    })
+            })
     }
 
     /// Records one answered request. `pattern` is the matched route pattern relative to the
@@ -89,10 +152,8 @@ impl Metrics {
         let class = ((status / 100) as usize).clamp(1, 5) - 1;
         row.by_status[class].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
-        for (b, bound) in row.buckets.iter().zip(LATENCY_BUCKETS_S) {
-            if secs <= bound {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = LATENCY_BUCKETS_S.iter().position(|&bound| secs <= bound) {
+            row.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         row.count.fetch_add(1, Ordering::Relaxed);
         row.sum_us
@@ -108,11 +169,7 @@ impl Metrics {
             .zip(&self.rows)
             .map(|(&(method, route), row)| {
                 let count = row.count.load(Ordering::Relaxed);
-                let buckets: Vec<u64> = row
-                    .buckets
-                    .iter()
-                    .map(|b| b.load(Ordering::Relaxed))
-                    .collect();
+                let buckets = row.cumulative();
                 let quantile = |q: f64| -> Option<f64> {
                     if count == 0 {
                         return None;
@@ -178,11 +235,10 @@ impl Metrics {
                 continue;
             }
             let labels = format!("method=\"{method}\",route=\"{route}\"");
-            for (b, bound) in row.buckets.iter().zip(LATENCY_BUCKETS_S) {
+            for (within, bound) in row.cumulative().into_iter().zip(LATENCY_BUCKETS_S) {
                 let _ = writeln!(
                     out,
-                    "platepool_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
-                    b.load(Ordering::Relaxed)
+                    "platepool_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {within}"
                 );
             }
             let _ = writeln!(
@@ -272,27 +328,6 @@ impl Metrics {
 }
 
 /// Does `path` match the route `pattern` (`/v1/applications/{id}/draws`)?
-fn path_matches(pattern: &str, path: &str) -> bool {
-    let mut want = pattern.split('/');
-    let mut got = path.split('/');
-    loop {
-        match (want.next(), got.next()) {
-            (None, None) => return true,
-            (Some(w), Some(g)) => {
-                let ok = if w.starts_with('{') && w.ends_with('}') {
-                    !g.is_empty()
-                } else {
-                    w == g
-                };
-                if !ok {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +349,12 @@ mod tests {
         assert_eq!(m.route_index("GET", "/v1/offices/maoming/pool/x"), None);
         assert_eq!(m.route_index("GET", "/v1/offices/"), None);
         assert_eq!(m.route_index("GET", "/v1"), None);
+        assert_eq!(m.route_index("GET", "/v1/offices/maoming/"), None);
+        assert_eq!(
+            m.route_index("GET", &"/a".repeat(40)),
+            None,
+            "too many segments"
+        );
     }
 
     #[test]
@@ -325,17 +366,16 @@ mod tests {
         let b = &m.rows[1];
         assert_eq!(b.by_status[1].load(Ordering::Relaxed), 1);
         assert_eq!(b.by_status[3].load(Ordering::Relaxed), 1);
-        assert_eq!(
-            b.buckets[0].load(Ordering::Relaxed),
-            0,
-            "700 µs is above 0.5 ms"
-        );
-        assert_eq!(
-            b.buckets[1].load(Ordering::Relaxed),
-            1,
-            "700 µs is within 1 ms"
-        );
-        assert_eq!(b.buckets[6].load(Ordering::Relaxed), 2, "both within 50 ms");
+        let within = b.cumulative();
+        assert_eq!(within[0], 0, "700 µs is above 0.5 ms");
+        assert_eq!(within[1], 1, "700 µs is within 1 ms");
+        assert_eq!(within[5], 1, "30 ms is above 25 ms");
+        assert_eq!(within[6], 2, "both within 50 ms");
+        assert_eq!(within[11], 2);
+        // Beyond the last bound: only in the count (and `+Inf`).
+        m.observe("POST", Some("/b"), 201, Duration::from_secs(3));
+        assert_eq!(b.cumulative()[11], 2);
+        assert_eq!(b.count.load(Ordering::Relaxed), 3);
         assert_eq!(m.other.count.load(Ordering::Relaxed), 1);
         assert_eq!(m.rows[0].count.load(Ordering::Relaxed), 0);
     }
