@@ -346,11 +346,16 @@ still saw no 503: the office's mailbox depth peaked at 5,472, goodput fell to 2,
 355,483 requests hit the client's 60 s timeout, 2,666 could not connect and 1,535 got the HTTP \
 layer's 408 (no JSON error body); the queue took 95.8 s to drain, RSS reached 507 MiB, and right \
 after, at half the maximum, p99 was 891 ms against a 29 ms baseline.\n\
-- Kill -9, Idempotency-Key after a crash (long run, 53 cycles): 9 claim calls got no answer; 2 of \
-them had claimed durably, and both buyers then retried with the same key and got 409 `conflict` \
-(\"still being handled\") 20 times until they gave up: the pending marker written before the kill \
-blocks the key for 60 s (`PENDING_STALE_MS`, gateway/src/idempotency.rs). Not a lost write (I2 \
-holds; the claim shows in GET /v1/me), but a retry does not get the first answer for a minute.\n\
+- Kill -9, Idempotency-Key after a crash: the long run of 2026-12-03 (53 cycles) saw 2 buyers \
+whose claim was durable before the kill retry with the same key and get 409 `conflict` 20 times \
+until they gave up. The cause: the retry ran again (the killed run's marker does not block) and met \
+its own claim, which the engine refuses as 409 `conflict` (state `claimed`); the buyer took every \
+keyed 409 `conflict` for \"still being handled\" and kept asking, getting the same stored answer. \
+Fixed: a keyed claim (or candidate pick) that meets the number already claimed (or picked) by its \
+application answers with that claim (`claimed_before`, gateway/src/routes/citizen.rs), and the \
+buyer waits only on reason `in_progress`. Nothing was lost either way (I2 held; the claim showed \
+in GET /v1/me). The success SMS is not sent again for such a retry: if the kill came between the \
+claim's sync and its SMS, the buyer learns the number from the answer and the voucher only.\n\
 - Opening window: the rush scenario is the loadtest's (`platepool-loadtest --embedded \
 --compare-window --repeats N`). Bots are half the buyers, so a fair window gives them half the lucky \
 numbers; the margin is three binomial standard errors over all lucky numbers of the configuration.\n\
