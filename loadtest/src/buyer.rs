@@ -556,6 +556,24 @@ impl Buyer<'_> {
         Ok(out)
     }
 
+    /// After an answer that leaves open whether a claim was made (no answer, or 409 `conflict`
+    /// with reason `interrupted`), reads the application, as the front end does when the server
+    /// says so: if it holds a claim, that is the buyer's claim, no longer uncertain.
+    async fn learn_claim(&mut self, via: Style) -> Option<Stop> {
+        let path = format!("/v1/applications/{}", self.app);
+        let a = self
+            .call(Step::Application, Method::GET, &path, None, false, false)
+            .await
+            .ok()?;
+        let claim = a.body.get("claim").filter(|c| !c.is_null())?;
+        if a.body.get("state").and_then(Value::as_str) != Some("claimed") {
+            return None;
+        }
+        let serial = claim.get("serial").and_then(Value::as_str)?.to_string();
+        self.rec.uncertain_claims = self.rec.uncertain_claims.saturating_sub(1);
+        Some(self.claimed(&serial, via))
+    }
+
     fn claimed(&mut self, serial: &str, via: Style) -> Stop {
         let sh = &self.ctx.shared;
         self.rec.claim = Some(serial.to_ascii_uppercase());
@@ -657,6 +675,9 @@ impl Buyer<'_> {
                 Err(Fail::Transport(kind)) => {
                     self.rec.custom_debit.maybe(count);
                     self.rec.uncertain_claims += 1;
+                    if let Some(stop) = self.learn_claim(Style::Custom).await {
+                        return Some(stop);
+                    }
                     errors += 1;
                     if errors >= 3 || !s.idempotency_keys {
                         return Some(failed("custom", format!("no answer ({kind})")));
@@ -709,6 +730,9 @@ impl Buyer<'_> {
                     // claim made (the audit allows either).
                     self.rec.custom_debit.maybe(count);
                     self.rec.uncertain_claims += 1;
+                    if let Some(stop) = self.learn_claim(Style::Custom).await {
+                        return Some(stop);
+                    }
                     errors += 1;
                     if errors >= 3 {
                         return Some(failed("custom", a.describe()));
@@ -762,6 +786,9 @@ impl Buyer<'_> {
                 Err(Fail::Budget) => return Some((Outcome::GaveUp, None)),
                 Err(Fail::Transport(kind)) => {
                     self.rec.uncertain_claims += 1;
+                    if let Some(stop) = self.learn_claim(Style::Random).await {
+                        return Some(stop);
+                    }
                     return Some(failed("claim", format!("no answer ({kind})")));
                 }
             };
@@ -784,6 +811,9 @@ impl Buyer<'_> {
                     if a.interrupted() {
                         // The claim may have been made before the crash.
                         self.rec.uncertain_claims += 1;
+                        if let Some(stop) = self.learn_claim(Style::Random).await {
+                            return Some(stop);
+                        }
                     }
                     return Some(failed("claim", a.describe()));
                 }

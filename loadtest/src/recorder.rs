@@ -25,6 +25,8 @@ pub enum Step {
     Draw,
     Candidate,
     Claim,
+    /// A read of the application after an answer that left its claim uncertain.
+    Application,
     /// A draw sent in the release's opening window (the office holds it until the window ends,
     /// then serves the window's requests in random order).
     DrawOpening,
@@ -33,7 +35,7 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 13] = [
         Step::SmsApply,
         Step::Outbox,
         Step::Apply,
@@ -44,6 +46,7 @@ impl Step {
         Step::Draw,
         Step::Candidate,
         Step::Claim,
+        Step::Application,
         Step::DrawOpening,
         Step::CustomOpening,
     ];
@@ -60,6 +63,7 @@ impl Step {
             Step::Draw => "draw",
             Step::Candidate => "candidate",
             Step::Claim => "claim",
+            Step::Application => "application",
             Step::DrawOpening => "draw@opening",
             Step::CustomOpening => "custom@opening",
         }
@@ -68,6 +72,11 @@ impl Step {
     /// Sent in the opening window: its latency includes the wait the office imposes by design.
     pub fn windowed(self) -> bool {
         matches!(self, Step::DrawOpening | Step::CustomOpening)
+    }
+
+    /// Sent only after a fault: a clean run has none.
+    pub fn after_faults(self) -> bool {
+        self == Step::Application
     }
 
     /// The step a request of this kind counts under when intended at `intended`, given the
@@ -94,6 +103,7 @@ impl Step {
             Step::Draw => "POST /v1/applications/{id}/draws",
             Step::Candidate => "POST /v1/applications/{id}/candidates",
             Step::Claim => "POST /v1/applications/{id}/claim",
+            Step::Application => "GET /v1/applications/{id} (after an uncertain claim)",
             Step::DrawOpening => "POST /v1/applications/{id}/draws (opening window)",
             Step::CustomOpening => "POST /v1/applications/{id}/custom (opening window)",
         }

@@ -60,6 +60,9 @@ pub struct StepReport {
     /// leave it out.
     #[serde(default)]
     pub windowed: bool,
+    /// Sent only after a fault (no answer, an interrupted request): absent from a clean run.
+    #[serde(default)]
+    pub after_faults: bool,
     pub latency: Latency,
     /// Answers by label: `ok`, an error code, or a transport failure.
     pub answers: BTreeMap<String, u64>,
@@ -287,6 +290,7 @@ impl Report {
                     sent: r.sent,
                     errors: r.errors,
                     windowed: step.windowed(),
+                    after_faults: step.after_faults(),
                     latency: Latency::from_histogram(&r.latency),
                     answers: r.labels.clone(),
                 }

@@ -82,7 +82,7 @@ fn an_embedded_open_model_opening_passes_the_audit_and_writes_well_formed_report
     // Every step of the flow ran, with ordered percentiles.
     for step in report["steps"].as_array().expect("steps") {
         let name = step["name"].as_str().expect("name");
-        if step["windowed"] == true && step["sent"] == 0 {
+        if (step["windowed"] == true || step["after_faults"] == true) && step["sent"] == 0 {
             continue;
         }
         assert!(step["sent"].as_u64().expect("sent") > 0, "{name} never ran");
@@ -191,7 +191,10 @@ fn a_closed_model_run_against_a_target_issues_tokens_and_passes_the_audit() {
     assert!(claimed >= 100, "{claimed} claims:\n{}", r.text());
     assert_eq!(audit.server_claims, claimed);
     assert!(
-        r.steps.iter().filter(|s| !s.windowed).all(|s| s.sent > 0),
+        r.steps
+            .iter()
+            .filter(|s| !s.windowed && !s.after_faults)
+            .all(|s| s.sent > 0),
         "every step ran"
     );
     assert!(r.thresholds.passed);
