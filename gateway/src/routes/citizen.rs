@@ -1045,6 +1045,24 @@ async fn claim(
     gw.idempotency.run(key, now, work).await.map(respond)
 }
 
+/// The caller's application, its office's prefix and the serial it asked for (for
+/// [`picked_before`] and [`claimed_before`]).
+async fn view_with_serial(
+    gw: &Gateway,
+    id: &AppId,
+    citizen: &Citizen,
+    serial: &str,
+) -> Option<(AppView, String, Serial)> {
+    let view = gw
+        .engine
+        .application(id, Caller::Citizen(&citizen.user))
+        .await
+        .ok()?;
+    let prefix = prefix_of(gw, &id.office);
+    let asked = Serial::parse_with_prefix(serial, &prefix).ok()?;
+    Some((view, prefix, asked))
+}
+
 /// A keyed pick refused because the number is already one of the application's candidates: the
 /// first send with the key moved it there and its answer was not kept (a caller gone), so this
 /// retry gets the candidates as the first send would have.
@@ -1054,13 +1072,7 @@ async fn picked_before(
     citizen: &Citizen,
     serial: &str,
 ) -> Option<(StatusCode, Value)> {
-    let view = gw
-        .engine
-        .application(id, Caller::Citizen(&citizen.user))
-        .await
-        .ok()?;
-    let prefix = prefix_of(gw, &id.office);
-    let asked = Serial::parse_with_prefix(serial, &prefix).ok()?;
+    let (view, prefix, asked) = view_with_serial(gw, id, citizen, serial).await?;
     let held = view
         .candidates
         .as_ref()
@@ -1082,13 +1094,7 @@ async fn claimed_before(
     citizen: &Citizen,
     serial: &str,
 ) -> Option<(StatusCode, Value)> {
-    let view = gw
-        .engine
-        .application(id, Caller::Citizen(&citizen.user))
-        .await
-        .ok()?;
-    let prefix = prefix_of(gw, &id.office);
-    let asked = Serial::parse_with_prefix(serial, &prefix).ok()?;
+    let (view, prefix, asked) = view_with_serial(gw, id, citizen, serial).await?;
     let claim = view.record.claim.as_ref().filter(|c| c.serial == asked)?;
     Some((
         StatusCode::CREATED,
