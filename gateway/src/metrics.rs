@@ -235,7 +235,11 @@ impl Metrics {
                 continue;
             }
             let labels = format!("method=\"{method}\",route=\"{route}\"");
-            for (within, bound) in row.cumulative().into_iter().zip(LATENCY_BUCKETS_S) {
+            let within = row.cumulative();
+            // A request counts in its bucket just before the total: read in between, the
+            // total may lag the last bucket, and a histogram's buckets must not decrease.
+            let count = count.max(within[within.len() - 1]);
+            for (within, bound) in within.into_iter().zip(LATENCY_BUCKETS_S) {
                 let _ = writeln!(
                     out,
                     "platepool_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {within}"
