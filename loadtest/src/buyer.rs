@@ -558,20 +558,29 @@ impl Buyer<'_> {
 
     /// After an answer that leaves open whether a claim was made (no answer, or 409 `conflict`
     /// with reason `interrupted`), reads the application, as the front end does when the server
-    /// says so: if it holds a claim, that is the buyer's claim, no longer uncertain.
-    async fn learn_claim(&mut self, via: Style) -> Option<Stop> {
+    /// says so: a claim found there is the buyer's claim; otherwise the claim stays uncertain
+    /// (the audit allows it either way).
+    async fn uncertain_claim(&mut self, via: Style) -> Option<Stop> {
         let path = format!("/v1/applications/{}", self.app);
-        let a = self
+        let found = match self
             .call(Step::Application, Method::GET, &path, None, false, false)
             .await
-            .ok()?;
-        let claim = a.body.get("claim").filter(|c| !c.is_null())?;
-        if a.body.get("state").and_then(Value::as_str) != Some("claimed") {
-            return None;
+        {
+            Ok(a) if a.body.get("state").and_then(Value::as_str) == Some("claimed") => a
+                .body
+                .get("claim")
+                .and_then(|c| c.get("serial"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        };
+        match found {
+            Some(serial) => Some(self.claimed(&serial, via)),
+            None => {
+                self.rec.uncertain_claims += 1;
+                None
+            }
         }
-        let serial = claim.get("serial").and_then(Value::as_str)?.to_string();
-        self.rec.uncertain_claims = self.rec.uncertain_claims.saturating_sub(1);
-        Some(self.claimed(&serial, via))
     }
 
     fn claimed(&mut self, serial: &str, via: Style) -> Stop {
@@ -674,8 +683,7 @@ impl Buyer<'_> {
                 Err(Fail::Budget) => return Some((Outcome::GaveUp, None)),
                 Err(Fail::Transport(kind)) => {
                     self.rec.custom_debit.maybe(count);
-                    self.rec.uncertain_claims += 1;
-                    if let Some(stop) = self.learn_claim(Style::Custom).await {
+                    if let Some(stop) = self.uncertain_claim(Style::Custom).await {
                         return Some(stop);
                     }
                     errors += 1;
@@ -729,8 +737,7 @@ impl Buyer<'_> {
                     // The check may have run before the crash: its numbers debited, maybe a
                     // claim made (the audit allows either).
                     self.rec.custom_debit.maybe(count);
-                    self.rec.uncertain_claims += 1;
-                    if let Some(stop) = self.learn_claim(Style::Custom).await {
+                    if let Some(stop) = self.uncertain_claim(Style::Custom).await {
                         return Some(stop);
                     }
                     errors += 1;
@@ -785,8 +792,7 @@ impl Buyer<'_> {
                 Ok(a) => a,
                 Err(Fail::Budget) => return Some((Outcome::GaveUp, None)),
                 Err(Fail::Transport(kind)) => {
-                    self.rec.uncertain_claims += 1;
-                    if let Some(stop) = self.learn_claim(Style::Random).await {
+                    if let Some(stop) = self.uncertain_claim(Style::Random).await {
                         return Some(stop);
                     }
                     return Some(failed("claim", format!("no answer ({kind})")));
@@ -810,8 +816,7 @@ impl Buyer<'_> {
                 _ => {
                     if a.interrupted() {
                         // The claim may have been made before the crash.
-                        self.rec.uncertain_claims += 1;
-                        if let Some(stop) = self.learn_claim(Style::Random).await {
+                        if let Some(stop) = self.uncertain_claim(Style::Random).await {
                             return Some(stop);
                         }
                     }
