@@ -70,12 +70,15 @@ pub fn closed(
     wrk::run(&load(base, apps, connections, secs.max(1.0), cpus)).map_err(|e| format!("wrk: {e}"))
 }
 
-/// Answers the server counted on the draw route, by status class (2xx, 4xx, 5xx).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Answers the server counted on the draw route, by status class (2xx, 4xx, 5xx), and its
+/// histogram of the server's own time to answer them (from the gateway's middleware to the
+/// answer: `(upper bound in seconds, answers within it)`, cumulative, `+Inf` left out).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counted {
     pub ok: u64,
     pub client_error: u64,
     pub server_error: u64,
+    pub within: Vec<(f64, u64)>,
 }
 
 impl Counted {
@@ -102,19 +105,71 @@ impl Counted {
                 c.server_error += n;
             }
         }
+        for line in text.lines().filter(|l| {
+            l.starts_with("platepool_http_request_duration_seconds_bucket{")
+                && l.contains(DRAW_ROUTE)
+                && l.contains("method=\"POST\"")
+        }) {
+            let bound = line
+                .split_once("le=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .and_then(|(le, _)| le.parse::<f64>().ok());
+            let n = line.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok());
+            if let (Some(bound), Some(n)) = (bound, n) {
+                c.within.push((bound, n));
+            }
+        }
         c
     }
 
-    pub fn since(self, before: Counted) -> Counted {
+    pub fn since(&self, before: &Counted) -> Counted {
+        let earlier = |bound: f64| {
+            before
+                .within
+                .iter()
+                .find(|(b, _)| *b == bound)
+                .map_or(0, |(_, n)| *n)
+        };
         Counted {
             ok: self.ok.saturating_sub(before.ok),
             client_error: self.client_error.saturating_sub(before.client_error),
             server_error: self.server_error.saturating_sub(before.server_error),
+            within: self
+                .within
+                .iter()
+                .map(|&(b, n)| (b, n.saturating_sub(earlier(b))))
+                .collect(),
         }
     }
 
-    pub fn total(self) -> u64 {
+    pub fn total(&self) -> u64 {
         self.ok + self.client_error + self.server_error
+    }
+
+    /// The upper bound (seconds) of the histogram bucket holding quantile `q` of the answers;
+    /// `None` when it lies beyond the last bucket (or nothing was answered).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        self.within.iter().find(|(_, n)| *n >= rank).map(|(b, _)| *b)
+    }
+
+    /// The share of answers the server took longer than `bound` seconds (a bucket bound) over.
+    pub fn share_over(&self, bound: f64) -> f64 {
+        let total = self.total();
+        let within = self
+            .within
+            .iter()
+            .find(|(b, _)| *b == bound)
+            .map_or(0, |(_, n)| *n);
+        if total == 0 {
+            0.0
+        } else {
+            total.saturating_sub(within) as f64 / total as f64
+        }
     }
 }
 
@@ -174,7 +229,7 @@ pub fn run(
         probe,
         probe_secs,
         watch,
-        counted: after.since(before),
+        counted: after.since(&before),
     })
 }
 
@@ -190,6 +245,11 @@ platepool_http_requests_total{method=\"POST\",route=\"/v1/applications/{id}/draw
 platepool_http_requests_total{method=\"POST\",route=\"/v1/applications/{id}/draws\",status=\"5xx\"} 7
 platepool_http_requests_total{method=\"GET\",route=\"/v1/offices/{office}/pool\",status=\"2xx\"} 99
 platepool_http_requests_total{method=\"POST\",route=\"/v1/applications/{id}/claims\",status=\"5xx\"} 5
+platepool_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/applications/{id}/draws\",le=\"0.5\"} 12
+platepool_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/applications/{id}/draws\",le=\"1\"} 18
+platepool_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/applications/{id}/draws\",le=\"2.5\"} 19
+platepool_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/applications/{id}/draws\",le=\"+Inf\"} 20
+platepool_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/offices/{office}/pool\",le=\"0.5\"} 99
 ";
         let c = Counted::parse(text);
         assert_eq!(
@@ -197,15 +257,25 @@ platepool_http_requests_total{method=\"POST\",route=\"/v1/applications/{id}/clai
             Counted {
                 ok: 10,
                 client_error: 3,
-                server_error: 7
+                server_error: 7,
+                within: vec![(0.5, 12), (1.0, 18), (2.5, 19)],
             }
         );
+        assert_eq!(c.quantile(0.5), Some(0.5));
+        assert_eq!(c.quantile(0.9), Some(1.0));
+        assert_eq!(c.quantile(1.0), None);
+        assert!((c.share_over(1.0) - 0.1).abs() < 1e-9);
         let later = Counted {
             ok: 15,
             client_error: 3,
             server_error: 27,
+            within: vec![(0.5, 32), (1.0, 38), (2.5, 39)],
         };
-        assert_eq!(later.since(c).total(), 25);
-        assert_eq!(later.since(c).server_error, 20);
+        let during = later.since(&c);
+        assert_eq!(during.total(), 25);
+        assert_eq!(during.server_error, 20);
+        assert_eq!(during.within, vec![(0.5, 20), (1.0, 20), (2.5, 20)]);
+        assert_eq!(during.quantile(0.8), Some(0.5));
+        assert_eq!(during.quantile(0.81), None);
     }
 }

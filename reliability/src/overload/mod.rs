@@ -854,6 +854,19 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
                     thousands(f.counted.client_error)
                 ),
             );
+            let bucket = |q: f64| match f.counted.quantile(q) {
+                Some(s) => format!("≤ {}", ms(Duration::from_secs_f64(s))),
+                None => "beyond the last bucket".to_string(),
+            };
+            out.figure(
+                "server's own time on the draw route under overload (its middleware to the answer, histogram bucket): p50 / p99 / share over 1 s",
+                format!(
+                    "{} / {} / {:.1} %",
+                    bucket(0.50),
+                    bucket(0.99),
+                    100.0 * f.counted.share_over(1.0)
+                ),
+            );
             out.figure(
                 "probe under overload: sent / accepted / refused 503-429 / other",
                 format!(
