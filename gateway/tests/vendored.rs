@@ -20,18 +20,23 @@ fn locked(name: &str) -> Vec<String> {
 #[test]
 fn actix_server_is_the_patched_copy() {
     let entries = locked("actix-server");
-    assert_eq!(entries.len(), 1, "one actix-server in the build: {entries:?}");
+    assert_eq!(
+        entries.len(),
+        1,
+        "one actix-server in the build: {entries:?}"
+    );
     // A package from crates.io carries a `source`; a path dependency does not.
     assert!(
         !entries[0].contains("source ="),
         "actix-server comes from the registry, not vendor/actix-server: {}",
         entries[0]
     );
-    let worker = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../vendor/actix-server/src/worker.rs");
+    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vendor/actix-server/src/worker.rs");
     let source = std::fs::read_to_string(worker).expect("vendored worker.rs");
     assert_eq!(
-        source.matches("tokio::task::unconstrained(ServerWorker").count(),
+        source
+            .matches("tokio::task::unconstrained(ServerWorker")
+            .count(),
         2,
         "both spawns of the worker future are unconstrained"
     );

@@ -307,7 +307,18 @@ record whose release is not on disk, which `OfficePool::restore` refuses: the of
 Fixed in `engine/src/store.rs`: the writer is fail-stop (after one failure every later commit fails \
 until restart, as the actor already refused new writes). `reliability sim --seed N --lenient-writer` \
 runs the old writer in the simulation; 250 seeds of it found no failing seed (the harm needs a later \
-group that depends on the failed one inside one flush window), so this one rests on the reasoning above.\n\n\
+group that depends on the failed one inside one flush window), so this one rests on the reasoning above.\n\
+- **New connections waited seconds for their first request to be read** (overload, long mode): with \
+a flood of 8,192 connections opened at once, the probe's draws had p99 3.4–4.1 s while the gateway's \
+own time on the draw route stayed under 250 ms and no SYN was dropped (`nstat`). Sampling the \
+server's sockets (`ss -tni`: `lastrcv` of sockets with unread bytes) showed requests on the newest \
+connections unread for up to 4.4 s during the first five seconds, while connections already open \
+were read every ~150 ms: the early connections were served first. The cause is in actix-server: \
+each worker takes new connections from a tokio channel whose receive spends the task's cooperative \
+budget, so a busy worker took 128 connections per turn of its loop, each turn behind thousands of \
+ready connections. Fixed by running the worker's accept future outside the budget \
+(`vendor/actix-server`, two lines, through `[patch.crates-io]`; `vendor/README.md`): p99 of the \
+probe 385 ms (max 399 ms), wrk's p99 2,528 ms → 638 ms, unread ages ≤ 0.22 s throughout.\n\n\
 ## Notes\n\n\
 - The auditor was itself checked by mutation: a simulated writer that silently drops one \
 acknowledged group in 97 is reported by every seed tried (the first crash or restart after it).\n\
@@ -346,6 +357,16 @@ still saw no 503: the office's mailbox depth peaked at 5,472, goodput fell to 2,
 355,483 requests hit the client's 60 s timeout, 2,666 could not connect and 1,535 got the HTTP \
 layer's 408 (no JSON error body); the queue took 95.8 s to drain, RSS reached 507 MiB, and right \
 after, at half the maximum, p99 was 891 ms against a 29 ms baseline.\n\
+- Overload, the factor held: wrk's connections each send again the moment they are answered, so \
+the flood offers only what the server answers, and answering three times the maximum means \
+refusing two thirds of it. A refusal costs about what the cheapest answer does: the campaign \
+measures that ceiling (`GET /healthz` over the same connections) when the factor falls short. In a \
+long run of 2026-12-04 the ceiling was 109k/s, 3.0× a 35.9k draws/s maximum, which leaves no room \
+for accepted draws at 3×; a build with `SHED_QUEUE_DELAY` at 100 ms instead of 500 ms answered \
+2.6× (96.7k/s) and accepted 3 % of the maximum, against 0.6–0.7× and 65–73 % at 500 ms with \
+accepted p99 under 400 ms. The office's threshold stays at 500 ms: goodput is what buyers at an \
+opening need; per-user and per-address limits (429, campaign 6) are what stops one client \
+retrying without pause.\n\
 - Kill -9, Idempotency-Key after a crash: the long run of 2026-12-03 (53 cycles) saw 2 buyers \
 whose claim was durable before the kill retry with the same key and get 409 `conflict` 20 times \
 until they gave up. The cause: the retry ran again (the killed run's marker does not block) and met \

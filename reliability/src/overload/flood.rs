@@ -70,6 +70,27 @@ pub fn closed(
     wrk::run(&load(base, apps, connections, secs.max(1.0), cpus)).map_err(|e| format!("wrk: {e}"))
 }
 
+/// The most answers per second the server gives over `connections` connections to its
+/// cheapest request (`GET /healthz`: no body, no token, no office), by wrk for `secs`: the
+/// ceiling of any answer, refusals included, with this many connections on these CPUs.
+pub fn ceiling(
+    base: &str,
+    connections: usize,
+    secs: f64,
+    cpus: Option<&str>,
+) -> Result<WrkResult, String> {
+    let load = Load::new(base, vec![Request::get("/healthz")])
+        .threads(1)
+        .connections(connections)
+        .duration(Duration::from_secs_f64(secs.max(1.0)))
+        .timeout(Duration::from_secs(10));
+    let load = match cpus {
+        Some(c) => load.cpus(c),
+        None => load,
+    };
+    wrk::run(&load).map_err(|e| format!("wrk: {e}"))
+}
+
 /// Answers the server counted on the draw route, by status class (2xx, 4xx, 5xx), and its
 /// histogram of the server's own time to answer them (from the gateway's middleware to the
 /// answer: `(upper bound in seconds, answers within it)`, cumulative, `+Inf` left out).
@@ -154,7 +175,10 @@ impl Counted {
             return None;
         }
         let rank = (q * total as f64).ceil().max(1.0) as u64;
-        self.within.iter().find(|(_, n)| *n >= rank).map(|(b, _)| *b)
+        self.within
+            .iter()
+            .find(|(_, n)| *n >= rank)
+            .map(|(b, _)| *b)
     }
 
     /// The share of answers the server took longer than `bound` seconds (a bucket bound) over.

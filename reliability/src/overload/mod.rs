@@ -71,6 +71,8 @@ const PROBE_RATE_MAX: f64 = 400.0;
 /// its draws wait in this process and count that as the server's latency). Enough connections
 /// for this many seconds of the probe's rate.
 const PROBE_OUTSTANDING_SECS: f64 = 2.0;
+/// How long the ceiling (the cheapest answer over the flood's connections) is measured.
+const CEILING_SECS: f64 = 3.0;
 /// Memory an open client connection may cost the server (its buffers and state).
 const CONNECTION_BUDGET: u64 = 64 * 1024;
 /// File descriptors the client keeps free for everything else.
@@ -768,6 +770,18 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
     let after = at_normal_rate();
     println!("   overload: after, {normal:.0}/s: {}", after.line());
     let rss_after = rss_bytes(pid).unwrap_or(0);
+    // When the flood fell short of the factor: how far any answer goes over its connections.
+    let ceiling = flooded
+        .as_ref()
+        .filter(|f| f.wrk.requests_per_s < plan.factor * capacity)
+        .map(|_| {
+            flood::ceiling(
+                &base,
+                over_connections,
+                CEILING_SECS,
+                client_cpus.as_deref(),
+            )
+        });
     drop(server);
 
     out.tried(format!("binary {} with rate limits off (each of {} applications stands for many people), 50,000-number release, {QUOTA_MAX} draws per application", bin.display(), plan.apps));
@@ -1046,8 +1060,48 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
                 plan.factor, over_connections, f.wrk.requests_per_s, f.wrk.good_per_s
             ));
         } else {
+            // How far any answer could go over these connections on this machine: a refusal
+            // costs about what the cheapest answer does, so when even that stays below the
+            // factor, no shedding policy can answer the excess of this flood.
+            // A refusal costs about what the cheapest answer does (1/ceiling of the server's
+            // CPU), a draw 1/capacity: answering `factor` × capacity leaves accepted draws at
+            // most (1 − factor·ρ) / (1 − ρ) of the maximum, ρ = capacity / ceiling.
+            let why = match ceiling.as_ref().unwrap_or(&Err(String::new())) {
+                Ok(c) => {
+                    let rho = capacity / c.requests_per_s.max(1.0);
+                    let room = ((1.0 - plan.factor * rho) / (1.0 - rho).max(f64::EPSILON)).max(0.0);
+                    format!(
+                        "; the server's ceiling over the same {} connections, its cheapest answer (GET /healthz by wrk for {CEILING_SECS:.0} s), is {:.0}/s ({:.1}× the maximum): with a refusal costing about as much, answering {:.0}× the maximum leaves room for accepted draws of at most {:.0} % of the maximum, against {:.0} % accepted here by shedding at {} — offering {:.0}× over these connections on {} is a trade of goodput for refusals, not a queue that a lower threshold removes",
+                        over_connections,
+                        c.requests_per_s,
+                        c.requests_per_s / capacity,
+                        plan.factor,
+                        100.0 * room,
+                        100.0 * f.counted.ok as f64 / plan.overload_secs / capacity,
+                        ms(SHED_QUEUE_DELAY),
+                        plan.factor,
+                        if pinned {
+                            "the server's one CPU"
+                        } else {
+                            "CPUs the server shares with this client"
+                        },
+                    )
+                }
+                Err(e) => format!("; the ceiling could not be measured: {e}"),
+            };
+            if let Some(Ok(c)) = &ceiling {
+                out.figure(
+                    "ceiling: the cheapest answer (GET /healthz) over the same connections",
+                    format!(
+                        "{:.0}/s ({:.1}× the draw maximum; p99 {})",
+                        c.requests_per_s,
+                        c.requests_per_s / capacity,
+                        ms(c.latency.p99)
+                    ),
+                );
+            }
             out.findings.push(format!(
-                "could not offer {:.0}× the maximum: wrk's {} connections got only {:.0} answers/s against a maximum of {capacity:.0} draws/s ({factor:.1}×), so answers took {} on average (p99 {}): the server let requests wait instead of refusing them",
+                "could not offer {:.0}× the maximum: wrk's {} connections got only {:.0} answers/s against a maximum of {capacity:.0} draws/s ({factor:.1}×), so answers took {} on average (p99 {}): requests waited instead of being refused{why}",
                 plan.factor,
                 over_connections,
                 f.wrk.requests_per_s,
