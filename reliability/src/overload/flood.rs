@@ -136,7 +136,8 @@ impl Counted {
                 .and_then(|(_, rest)| rest.split_once('"'))
                 .and_then(|(le, _)| le.parse::<f64>().ok());
             let n = line.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok());
-            if let (Some(bound), Some(n)) = (bound, n) {
+            // `+Inf` parses as infinity: it is the total, kept in the status counts.
+            if let (Some(bound), Some(n)) = (bound.filter(|b| b.is_finite()), n) {
                 c.within.push((bound, n));
             }
         }
