@@ -1,12 +1,15 @@
 //! The patched crates of `vendor/` (vendor/README.md) are the ones built: a dependency upgrade
-//! that needs a newer version would make cargo ignore the patch silently (a warning at most).
+//! that needs a newer version would make cargo ignore a patch silently (a warning at most).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
 
 /// The `[[package]]` entries of the workspace's Cargo.lock named `name`, as text.
 fn locked(name: &str) -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let lock = std::fs::read_to_string(root.join("Cargo.lock")).expect("Cargo.lock");
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).expect("Cargo.lock");
     lock.split("[[package]]")
         .filter(|entry| {
             entry
@@ -17,27 +20,39 @@ fn locked(name: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn actix_server_is_the_patched_copy() {
-    let entries = locked("actix-server");
-    assert_eq!(
-        entries.len(),
-        1,
-        "one actix-server in the build: {entries:?}"
-    );
+/// `name` is built once, from `vendor/`, and its `file` carries `change` `times` times.
+fn assert_patched(name: &str, file: &str, change: &str, times: usize) {
+    let entries = locked(name);
+    assert_eq!(entries.len(), 1, "one {name} in the build: {entries:?}");
     // A package from crates.io carries a `source`; a path dependency does not.
     assert!(
         !entries[0].contains("source ="),
-        "actix-server comes from the registry, not vendor/actix-server: {}",
+        "{name} comes from the registry, not vendor/{name}: {}",
         entries[0]
     );
-    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vendor/actix-server/src/worker.rs");
-    let source = std::fs::read_to_string(worker).expect("vendored worker.rs");
+    let source = std::fs::read_to_string(root().join("vendor").join(name).join(file))
+        .unwrap_or_else(|e| panic!("vendor/{name}/{file}: {e}"));
     assert_eq!(
-        source
-            .matches("tokio::task::unconstrained(ServerWorker")
-            .count(),
-        2,
-        "both spawns of the worker future are unconstrained"
+        source.matches(change).count(),
+        times,
+        "vendor/{name}/{file} should carry `{change}` {times} time(s)"
     );
+}
+
+#[test]
+fn actix_server_is_the_patched_copy() {
+    // Both spawns of the worker future are outside tokio's cooperative budget.
+    assert_patched(
+        "actix-server",
+        "src/worker.rs",
+        "tokio::task::unconstrained(ServerWorker",
+        2,
+    );
+}
+
+#[test]
+fn sled_is_the_patched_copy() {
+    // A job for the IO thread pool wakes one thread, not all of them.
+    assert_patched("sled", "src/threadpool.rs", "self.cv.notify_one();", 1);
+    assert_patched("sled", "src/threadpool.rs", "notify_all", 0);
 }
