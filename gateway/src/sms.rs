@@ -190,6 +190,12 @@ fn code_key(phone: &str, purpose: Purpose) -> Vec<u8> {
     format!("c/{phone}/{}", purpose.as_str()).into_bytes()
 }
 
+/// The marker of a message sent once per reference ([`SmsService::deliver_once`]); beside the
+/// codes (`c/…`) in the same tree.
+fn delivered_key(purpose: Purpose, reference: &str) -> Vec<u8> {
+    format!("d/{}/{reference}", purpose.as_str()).into_bytes()
+}
+
 fn sms_error(status: StatusCode, code: &'static str, message: &str) -> ApiError {
     ApiError::new(status, code, message)
 }
@@ -306,6 +312,28 @@ impl SmsService {
             .map_err(|e| ApiError::unavailable(format!("SMS cannot be sent: {e}")))
     }
 
+    /// [`SmsService::deliver`] once per `reference` (a claim's voucher serial): a durable marker
+    /// records each message sent, and a message whose marker exists is not sent again. The
+    /// marker is written after the send, so a crash in between sends the message twice rather
+    /// than never — what a keyed retry of a claim whose first send was cut off after the claim
+    /// was durable needs. Answers whether it sent.
+    pub async fn deliver_once(
+        &self,
+        reference: &str,
+        phone: &str,
+        purpose: Purpose,
+        text: String,
+        now_ms: u64,
+    ) -> Result<bool, ApiError> {
+        let key = delivered_key(purpose, reference);
+        if self.codes.get::<u64>(&key).map_err(storage)?.is_some() {
+            return Ok(false);
+        }
+        self.deliver(phone, purpose, text, now_ms).await?;
+        self.codes.put_async(&key, &now_ms).await.map_err(storage)?;
+        Ok(true)
+    }
+
     /// Checks a code. A wrong code counts a try (the 5th kills it); with `consume` the right code
     /// is used up. Codes submitted before their `confirm_after_ms` get 429 `sms_too_soon`. The
     /// answer waits until the try or the use is durable.
@@ -397,6 +425,70 @@ mod tests {
             .map(|w| w.iter().collect::<String>())
             .find(|w| w.chars().all(|c| c.is_ascii_digit()))
             .expect("six digits")
+    }
+
+    /// A sender that fails while `down` is set, else delivers to the outbox.
+    #[derive(Debug)]
+    struct Flaky {
+        down: std::sync::atomic::AtomicBool,
+        outbox: OutboxSender,
+    }
+
+    impl SmsSender for Flaky {
+        fn send(&self, message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>> {
+            if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                return Box::pin(async { Err("gateway down".to_string()) });
+            }
+            self.outbox.send(message)
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_message_per_reference_is_sent_once_and_again_after_a_failed_send() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), platepool_engine::Durability::None).expect("store");
+        let outbox = OutboxSender::new(&store).expect("outbox");
+        let flaky = Arc::new(Flaky {
+            down: std::sync::atomic::AtomicBool::new(true),
+            outbox: outbox.clone(),
+        });
+        let s = SmsService::with_sender(&store, flaky.clone()).expect("sms");
+        let phone = "13800000009";
+        let send = |reference: &'static str| {
+            s.deliver_once(
+                reference,
+                phone,
+                Purpose::Claimed,
+                format!("claim {reference}"),
+                1_000,
+            )
+        };
+        // The first send fails: no marker, so the retry sends.
+        assert!(send("V-1").await.is_err());
+        assert!(outbox.list(Some(phone)).expect("list").is_empty());
+        flaky
+            .down
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            send("V-1").await.expect("sent"),
+            "sent after the failed send"
+        );
+        // Sent once: a second call for the same reference sends nothing.
+        assert!(!send("V-1").await.expect("answered"), "not sent twice");
+        assert!(
+            send("V-2").await.expect("sent"),
+            "another reference is sent"
+        );
+        let texts: Vec<String> = outbox
+            .list(Some(phone))
+            .expect("list")
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(
+            texts,
+            vec!["claim V-1".to_string(), "claim V-2".to_string()]
+        );
     }
 
     #[actix_rt::test]

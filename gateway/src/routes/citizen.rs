@@ -344,11 +344,24 @@ async fn after_claim(
         .application(id, Caller::Citizen(&citizen.user))
         .await
         .ok();
-    if id.is_practice() || claim.void || view.as_ref().is_some_and(|v| v.practice) {
-        return view;
+    claim_sms(gw, id, citizen, view.as_ref(), claim).await;
+    view
+}
+
+/// The SMS telling a claimed number (R4.8), once per claim (keyed by its voucher serial): a
+/// keyed retry of a claim whose first send was cut off after the claim was durable sends it if
+/// the first did not, and never twice. Never for practice or a voided claim.
+async fn claim_sms(
+    gw: &Gateway,
+    id: &AppId,
+    citizen: &Citizen,
+    view: Option<&AppView>,
+    claim: &Claim,
+) {
+    if id.is_practice() || claim.void || view.is_some_and(|v| v.practice) {
+        return;
     }
     let phone = view
-        .as_ref()
         .map(|v| app_phone(v, citizen))
         .unwrap_or_else(|| citizen.phone.clone());
     let (prefix, office_name) = match gw.engine.office_config(&id.office) {
@@ -362,15 +375,21 @@ async fn after_claim(
         office_name,
         claim.voucher_serial,
     );
+    let reference = format!("{id}/{}", claim.voucher_serial);
     if let Err(e) = gw
         .sms
-        .deliver(&phone, Purpose::Claimed, text, gw.engine.now_ms())
+        .deliver_once(
+            &reference,
+            &phone,
+            Purpose::Claimed,
+            text,
+            gw.engine.now_ms(),
+        )
         .await
     {
         // The claim is durable; a failed notification must not turn it into an error.
         tracing::warn!(application = %id, error = %e, "claim SMS not sent");
     }
-    view
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1086,8 +1105,8 @@ async fn picked_before(
 /// A keyed claim refused because the application already holds this very number: the first
 /// send with the key claimed it and was cut off before its answer was stored (a crash, a caller
 /// gone), so this retry gets the answer the first would have given (API.md: a retry returns
-/// the first answer) instead of 409 `conflict` for a claim it made itself. The success SMS went
-/// out with the first send, or was lost with it; it is not sent twice.
+/// the first answer) instead of 409 `conflict` for a claim it made itself. The success SMS is
+/// sent if the first send was cut off before it, never twice ([`claim_sms`]).
 async fn claimed_before(
     gw: &Gateway,
     id: &AppId,
@@ -1096,6 +1115,7 @@ async fn claimed_before(
 ) -> Option<(StatusCode, Value)> {
     let (view, prefix, asked) = view_with_serial(gw, id, citizen, serial).await?;
     let claim = view.record.claim.as_ref().filter(|c| c.serial == asked)?;
+    claim_sms(gw, id, citizen, Some(&view), claim).await;
     Some((
         StatusCode::CREATED,
         json!({
