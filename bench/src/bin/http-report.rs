@@ -9,7 +9,7 @@
 //! `serve-gateway`), so each can be given its own CPUs and profiled alone (`--perf ENDPOINT`, `perf record --call-graph dwarf`).
 //! The gateway is the real app of the `platepool` binary (`Gateway::scope` plus its default
 //! service) on an engine recovered from a temporary folder holding the benchmark office of
-//! `fixture`: a million numbers and ten thousand verified applications, durability `Fsync`
+//! `fixture`: a million numbers and [`APPLICATIONS`] verified applications, durability `Fsync`
 //! (every draw is flushed and fdatasynced before its answer).
 //!
 //! Targets (issue 3): draws ≥ 50 % of hello world's requests/s, pool notice ≥ 80 %, and p99 at
@@ -784,13 +784,15 @@ fn report(options: &Options, results: &[SetupResult], started: &str, elapsed: Du
             let _ = writeln!(md, "- wrk command (draws): `{}`", m.result.command);
         }
     }
-    md.push_str(
+    let _ = writeln!(
+        md,
         "- servers: child processes of `http-report`; hello world is `App::new().route(\"/\", …)` \
          answering `Hello world!`; the gateway is the `platepool` binary's app \
          (`Gateway::scope(\"\")` + its default service) with the same worker count, on an engine \
-         recovered from a temporary folder: one office, a release of 1,000,000 numbers, 10,000 \
+         recovered from a temporary folder: one office, a release of 1,000,000 numbers, {} \
          verified applications with quotas of 1,000 draws (the benchmark fixture of \
-         `bench/src/fixture.rs`)\n",
+         `bench/src/fixture.rs`)",
+        APPLICATIONS
     );
     md.push_str(
         "- durability: `Fsync` — every draw is written by sled, flushed and fdatasynced before \
@@ -876,7 +878,10 @@ fn write_notes(md: &mut String, options: &Options, r: &SetupResult) {
          the figure above. A second profile on a 2-core AMD EPYC VM (commit 822137f, \
          14.2k draws/s, 90 µs each, CPU by thread) found the same split: HTTP workers 51 %, \
          office actor 16 %, writer 15 %, sled's IO threads 18 % (sled 0.34 hands every flush \
-         to one of its 8 pool threads); `finish_task_switch` alone 14 %.",
+         to one of its 8 pool threads); `finish_task_switch` alone 14 %. sled's pool woke all \
+         its idle threads for each flush; patched to wake one (`vendor/sled`, vendor/README.md), \
+         durable draws went from 39.2k/s at 35.2 µs to 44.1k/s at 31.7 µs in an alternating \
+         run of two builds of one commit (2-core VM, 2026-12-04).",
         2.0 * hello
     );
     let _ = writeln!(
