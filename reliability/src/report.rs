@@ -364,7 +364,7 @@ measures that ceiling (`GET /healthz` over the same connections) when the factor
 long run of 2026-12-04 the ceiling was 109k/s, 3.0× a 35.9k draws/s maximum, which leaves no room \
 for accepted draws at 3×; a build with `SHED_QUEUE_DELAY` at 100 ms instead of 500 ms answered \
 2.6× (96.7k/s) and accepted 3 % of the maximum, against 0.6–0.7× and 65–73 % at 500 ms with \
-accepted p99 of 0.38–0.44 s. The office's threshold stays at 500 ms: goodput is what buyers at an \
+accepted p99 of 0.38–0.47 s. The office's threshold stays at 500 ms: goodput is what buyers at an \
 opening need; per-user and per-address limits (429, campaign 6) are what stops one client \
 retrying without pause.\n\
 - Kill -9, Idempotency-Key after a crash: the long run of 2026-12-03 (53 cycles) saw 2 buyers \

@@ -46,9 +46,15 @@ fn draws(apps: &[App]) -> Vec<Request> {
         .collect()
 }
 
-/// One wrk thread keeping `connections` draws in flight for `secs`, on `cpus` if given.
-fn load(base: &str, apps: &[App], connections: usize, secs: f64, cpus: Option<&str>) -> Load {
-    let load = Load::new(base, draws(apps))
+/// One wrk thread keeping `connections` of `requests` in flight for `secs`, on `cpus` if given.
+fn load(
+    base: &str,
+    requests: Vec<Request>,
+    connections: usize,
+    secs: f64,
+    cpus: Option<&str>,
+) -> Load {
+    let load = Load::new(base, requests)
         .threads(1)
         .connections(connections)
         .duration(Duration::from_secs_f64(secs))
@@ -67,7 +73,8 @@ pub fn closed(
     secs: f64,
     cpus: Option<&str>,
 ) -> Result<WrkResult, String> {
-    wrk::run(&load(base, apps, connections, secs.max(1.0), cpus)).map_err(|e| format!("wrk: {e}"))
+    wrk::run(&load(base, draws(apps), connections, secs.max(1.0), cpus))
+        .map_err(|e| format!("wrk: {e}"))
 }
 
 /// The most answers per second the server gives over `connections` connections to its
@@ -79,16 +86,9 @@ pub fn ceiling(
     secs: f64,
     cpus: Option<&str>,
 ) -> Result<WrkResult, String> {
-    let load = Load::new(base, vec![Request::get("/healthz")])
-        .threads(1)
-        .connections(connections)
-        .duration(Duration::from_secs_f64(secs.max(1.0)))
-        .timeout(Duration::from_secs(10));
-    let load = match cpus {
-        Some(c) => load.cpus(c),
-        None => load,
-    };
-    wrk::run(&load).map_err(|e| format!("wrk: {e}"))
+    let healthz = vec![Request::get("/healthz")];
+    wrk::run(&load(base, healthz, connections, secs.max(1.0), cpus))
+        .map_err(|e| format!("wrk: {e}"))
 }
 
 /// Answers the server counted on the draw route, by status class (2xx, 4xx, 5xx), and its
@@ -231,7 +231,13 @@ pub fn run(
     plan: &Plan<'_>,
 ) -> Result<Flood, String> {
     let before = Counted::read(port).ok_or("cannot read /metrics before the flood")?;
-    let load = load(base, apps, plan.connections, plan.secs.max(3.0), plan.cpus);
+    let load = load(
+        base,
+        draws(apps),
+        plan.connections,
+        plan.secs.max(3.0),
+        plan.cpus,
+    );
     let flood = std::thread::spawn(move || wrk::run(&load));
     std::thread::sleep(Duration::from_secs(1));
     let probe_secs = (plan.secs - 2.0).max(1.0);

@@ -1060,34 +1060,42 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
                 plan.factor, over_connections, f.wrk.requests_per_s, f.wrk.good_per_s
             ));
         } else {
-            // How far any answer could go over these connections on this machine: a refusal
-            // costs about what the cheapest answer does, so when even that stays below the
-            // factor, no shedding policy can answer the excess of this flood.
-            // A refusal costs about what the cheapest answer does (1/ceiling of the server's
-            // CPU), a draw 1/capacity: answering `factor` × capacity leaves accepted draws at
-            // most (1 − factor·ρ) / (1 − ρ) of the maximum, ρ = capacity / ceiling.
-            let why = match ceiling.as_ref().unwrap_or(&Err(String::new())) {
-                Ok(c) => {
+            // How far any answer could go over these connections: a refusal costs about what
+            // the cheapest answer does (1/ceiling of the server's CPU), a draw 1/capacity, so
+            // answering `factor` × capacity leaves accepted draws at most
+            // (1 − factor·ρ) / (1 − ρ) of the maximum, ρ = capacity / ceiling.
+            let why = match &ceiling {
+                Some(Ok(c)) => {
                     let rho = capacity / c.requests_per_s.max(1.0);
                     let room = ((1.0 - plan.factor * rho) / (1.0 - rho).max(f64::EPSILON)).max(0.0);
+                    let accepted = f.counted.ok as f64 / plan.overload_secs / capacity;
+                    let verdict = if room >= accepted {
+                        "refusing sooner would have answered it and accepted as many: the excess queued".to_string()
+                    } else {
+                        format!(
+                            "offering {:.0}× over these connections on {} trades goodput for refusals ({:.0} points of it), it is not a queue that a lower threshold removes",
+                            plan.factor,
+                            if pinned {
+                                "the server's one CPU"
+                            } else {
+                                "CPUs the server shares with this client"
+                            },
+                            100.0 * (accepted - room)
+                        )
+                    };
                     format!(
-                        "; the server's ceiling over the same {} connections, its cheapest answer (GET /healthz by wrk for {CEILING_SECS:.0} s), is {:.0}/s ({:.1}× the maximum): with a refusal costing about as much, answering {:.0}× the maximum leaves room for accepted draws of at most {:.0} % of the maximum, against {:.0} % accepted here by shedding at {} — offering {:.0}× over these connections on {} is a trade of goodput for refusals, not a queue that a lower threshold removes",
+                        "; the server's ceiling over the same {} connections, its cheapest answer (GET /healthz by wrk for {CEILING_SECS:.0} s), is {:.0}/s ({:.1}× the maximum): with a refusal costing about as much, answering {:.0}× the maximum leaves room for accepted draws of at most {:.0} % of the maximum, against {:.0} % accepted here by shedding at {} — {verdict}",
                         over_connections,
                         c.requests_per_s,
                         c.requests_per_s / capacity,
                         plan.factor,
                         100.0 * room,
-                        100.0 * f.counted.ok as f64 / plan.overload_secs / capacity,
+                        100.0 * accepted,
                         ms(SHED_QUEUE_DELAY),
-                        plan.factor,
-                        if pinned {
-                            "the server's one CPU"
-                        } else {
-                            "CPUs the server shares with this client"
-                        },
                     )
                 }
-                Err(e) => format!("; the ceiling could not be measured: {e}"),
+                Some(Err(e)) => format!("; the ceiling could not be measured: {e}"),
+                None => String::new(),
             };
             if let Some(Ok(c)) = &ceiling {
                 out.figure(
