@@ -312,8 +312,9 @@ impl SmsService {
             .map_err(|e| ApiError::unavailable(format!("SMS cannot be sent: {e}")))
     }
 
-    /// [`SmsService::deliver`] once per `reference` (a claim's voucher serial): a durable marker
-    /// records each message sent, and a message whose marker exists is not sent again. The
+    /// [`SmsService::deliver`] once per `reference` (for a claim: its application and voucher
+    /// serial): a durable marker records each message sent, and a message whose marker exists
+    /// is not sent again (markers are kept; one small record per claim). The
     /// marker is written after the send, so a crash in between sends the message twice rather
     /// than never — what a keyed retry of a claim whose first send was cut off after the claim
     /// was durable needs. Answers whether it sent.
