@@ -375,8 +375,9 @@ keyed 409 `conflict` for \"still being handled\" and kept asking, getting the sa
 Fixed: a keyed claim (or candidate pick) that meets the number already claimed (or picked) by its \
 application answers with that claim (`claimed_before`, gateway/src/routes/citizen.rs), and the \
 buyer waits only on reason `in_progress`. Nothing was lost either way (I2 held; the claim showed \
-in GET /v1/me). The success SMS is not sent again for such a retry: if the kill came between the \
-claim's sync and its SMS, the buyer learns the number from the answer and the voucher only.\n\
+in GET /v1/me). Such a retry also sends the success SMS if the killed send had not (a durable \
+marker per claim, written after the send: `SmsService::deliver_once`), so a kill between the \
+claim's sync and its SMS no longer loses the message; it is never sent twice.\n\
 - Opening window: the rush scenario is the loadtest's (`platepool-loadtest --embedded \
 --compare-window --repeats N`). Bots are half the buyers, so a fair window gives them half the lucky \
 numbers; the margin is three binomial standard errors over all lucky numbers of the configuration.\n\
