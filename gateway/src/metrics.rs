@@ -17,6 +17,25 @@ type OfficeGauge = (
     fn(&OfficeHealth) -> f64,
 );
 
+/// The upper bound of the histogram bucket holding quantile `q` of `count` observations, from
+/// cumulative buckets `(upper bound, observations within it)` in increasing order; `None`
+/// without observations or when the quantile lies beyond the last bucket. Also used on
+/// histograms read back from `/metrics` (the reliability campaigns).
+pub fn bucket_quantile(
+    within: impl IntoIterator<Item = (f64, u64)>,
+    count: u64,
+    q: f64,
+) -> Option<f64> {
+    if count == 0 {
+        return None;
+    }
+    let rank = (q * count as f64).ceil().max(1.0) as u64;
+    within
+        .into_iter()
+        .find(|&(_, n)| n >= rank)
+        .map(|(bound, _)| bound)
+}
+
 /// Upper bounds of the latency histogram buckets, in seconds.
 pub const LATENCY_BUCKETS_S: [f64; 12] = [
     0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -170,16 +189,9 @@ impl Metrics {
             .map(|(&(method, route), row)| {
                 let count = row.count.load(Ordering::Relaxed);
                 let buckets = row.cumulative();
-                let quantile = |q: f64| -> Option<f64> {
-                    if count == 0 {
-                        return None;
-                    }
-                    let rank = (q * count as f64).ceil().max(1.0) as u64;
-                    buckets
-                        .iter()
-                        .zip(LATENCY_BUCKETS_S)
-                        .find(|(n, _)| **n >= rank)
-                        .map(|(_, bound)| bound * 1000.0)
+                let quantile = |q: f64| {
+                    let within = LATENCY_BUCKETS_S.into_iter().zip(buckets);
+                    bucket_quantile(within, count, q).map(|bound| bound * 1000.0)
                 };
                 RouteFigures {
                     method,

@@ -171,15 +171,7 @@ impl Counted {
     /// The upper bound (seconds) of the histogram bucket holding quantile `q` of the answers;
     /// `None` when it lies beyond the last bucket (or nothing was answered).
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let total = self.total();
-        if total == 0 {
-            return None;
-        }
-        let rank = (q * total as f64).ceil().max(1.0) as u64;
-        self.within
-            .iter()
-            .find(|(_, n)| *n >= rank)
-            .map(|(b, _)| *b)
+        platepool_gateway::metrics::bucket_quantile(self.within.iter().copied(), self.total(), q)
     }
 
     /// The share of answers the server took longer than `bound` seconds (a bucket bound) over.

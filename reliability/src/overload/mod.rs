@@ -1066,6 +1066,15 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
             // (1 − factor·ρ) / (1 − ρ) of the maximum, ρ = capacity / ceiling.
             let why = match &ceiling {
                 Some(Ok(c)) => {
+                    out.figure(
+                        "ceiling: the cheapest answer (GET /healthz) over the same connections",
+                        format!(
+                            "{:.0}/s ({:.1}× the draw maximum; p99 {})",
+                            c.requests_per_s,
+                            c.requests_per_s / capacity,
+                            ms(c.latency.p99)
+                        ),
+                    );
                     let rho = capacity / c.requests_per_s.max(1.0);
                     let room = ((1.0 - plan.factor * rho) / (1.0 - rho).max(f64::EPSILON)).max(0.0);
                     let accepted = f.counted.ok as f64 / plan.overload_secs / capacity;
@@ -1097,17 +1106,6 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
                 Some(Err(e)) => format!("; the ceiling could not be measured: {e}"),
                 None => String::new(),
             };
-            if let Some(Ok(c)) = &ceiling {
-                out.figure(
-                    "ceiling: the cheapest answer (GET /healthz) over the same connections",
-                    format!(
-                        "{:.0}/s ({:.1}× the draw maximum; p99 {})",
-                        c.requests_per_s,
-                        c.requests_per_s / capacity,
-                        ms(c.latency.p99)
-                    ),
-                );
-            }
             out.findings.push(format!(
                 "could not offer {:.0}× the maximum: wrk's {} connections got only {:.0} answers/s against a maximum of {capacity:.0} draws/s ({factor:.1}×), so answers took {} on average (p99 {}): requests waited instead of being refused{why}",
                 plan.factor,
