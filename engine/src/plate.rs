@@ -194,12 +194,38 @@ impl Serial {
     }
 }
 
+/// A serial's characters, written without allocating ([`Serial::text`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SerialText {
+    bytes: [u8; SERIAL_LEN_MAX],
+    len: u8,
+}
+
+impl SerialText {
+    pub fn as_str(&self) -> &str {
+        // The alphabet is ASCII, so this never falls back.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+impl Serial {
+    /// The characters, as text on the stack: what `to_string` gives, without the allocation
+    /// (every plate of every draw's answer is written through this).
+    pub fn text(self) -> SerialText {
+        let mut bytes = self.indices();
+        for b in &mut bytes[..self.len()] {
+            *b = ALPHABET[*b as usize];
+        }
+        SerialText {
+            bytes,
+            len: self.len,
+        }
+    }
+}
+
 impl fmt::Display for Serial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for &i in &self.indices()[..self.len()] {
-            write!(f, "{}", index_char(i))?;
-        }
-        Ok(())
+        f.write_str(self.text().as_str())
     }
 }
 
@@ -215,7 +241,9 @@ pub struct FullPlate<'a>(pub &'a str, pub Serial);
 
 impl fmt::Display for FullPlate<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}·{}", self.0, self.1)
+        f.write_str(self.0)?;
+        f.write_str("·")?;
+        f.write_str(self.1.text().as_str())
     }
 }
 
@@ -234,6 +262,19 @@ mod tests {
         assert!(!ALPHABET.contains(&b'I') && !ALPHABET.contains(&b'O'));
         assert_eq!(index_char(FOUR_INDEX), '4');
         assert_eq!(index_char(DIGITS_LEN), 'A');
+    }
+
+    #[test]
+    fn text_is_the_characters_of_the_indices() {
+        for (code, len) in [(0, 1), (33, 1), (34, 2), (1_234_567, 5), (1_544_804_415, 6)] {
+            let s = Serial::from_code(code, len);
+            let by_index: String = s.indices()[..len].iter().map(|&i| index_char(i)).collect();
+            assert_eq!(s.text().as_str(), by_index);
+            assert_eq!(s.to_string(), by_index);
+            assert_eq!(Serial::parse(&by_index), Ok(s));
+        }
+        let a = Serial::parse("A1234").expect("valid");
+        assert_eq!(FullPlate("粤K", a).to_string(), "粤K·A1234");
     }
 
     #[test]

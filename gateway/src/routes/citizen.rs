@@ -148,7 +148,7 @@ impl Serialize for PlateOut<'_> {
         use serde::ser::SerializeMap as _;
         let mut m = s.serialize_map(Some(2))?;
         m.serialize_entry("plate", &Shown(FullPlate(self.prefix, self.serial)))?;
-        m.serialize_entry("serial", &Shown(self.serial))?;
+        m.serialize_entry("serial", self.serial.text().as_str())?;
         m.end()
     }
 }
