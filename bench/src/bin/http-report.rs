@@ -881,7 +881,17 @@ fn write_notes(md: &mut String, options: &Options, r: &SetupResult) {
          to one of its 8 pool threads); `finish_task_switch` alone 14 %. sled's pool woke all \
          its idle threads for each flush; patched to wake one (`vendor/sled`, vendor/README.md), \
          durable draws went from 39.2k/s at 35.2 µs to 44.1k/s at 31.7 µs in an alternating \
-         run of two builds of one commit (2-core VM, 2026-12-04).",
+         run of two builds of one commit (2-core VM, 2026-12-04). A third profile, on a \
+         2-core Intel Xeon VM after that patch (commit c68d027, 43.6k draws/s, CPU by thread): \
+         HTTP workers 45 %, office actor 24 % (of which the pool's own work on the 1,000,000 \
+         numbers, `set_status`, `pick` and the holds map, about 13 %: cache misses), writer \
+         17 %, sled's IO threads 14 %; `finish_task_switch` 14.7 %. Writing the answer's plates \
+         through `core::fmt` a character at a time was 4.7 % of it, 2.1 % once written from \
+         the stack (`Serial::text`). Two experiments that did not help, same machine: without \
+         sled's `sync_file_range` per log buffer (the fdatasync after the flush makes it \
+         redundant) draws went 43.2k/41.0k → 43.4k/43.6k/s in alternating runs — waiting for \
+         the disk is not what limits them; with 256 connections instead of 64 draws reach \
+         52.7k/s at 28.5 µs (larger group commits), and hello world 200k/s (26 %).",
         2.0 * hello
     );
     let _ = writeln!(
