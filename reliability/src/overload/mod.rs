@@ -287,8 +287,9 @@ struct Recovery {
     bound: Duration,
     /// When the first window within the bound began, from the start of the phase after.
     back_after: Option<Duration>,
-    /// Windows over the bound from then on, and how many windows that was.
+    /// Windows over the bound from then on (where each began), and how many windows that was.
     bad_later: usize,
+    bad_at: Vec<Duration>,
     later: usize,
     /// Windows over the bound in the baseline, of how many.
     bad_baseline: usize,
@@ -299,12 +300,17 @@ impl Recovery {
     fn judge(baseline: &[Window], after: &[Window], window: Duration) -> Recovery {
         let bound = median_window_p99(baseline) * 3 + Duration::from_millis(50);
         let first = first_good(after, bound);
-        let later = first.map_or(&[][..], |i| &after[i..]);
+        let from = first.unwrap_or(after.len());
+        let bad_at: Vec<Duration> = (from..after.len())
+            .filter(|&i| is_bad(&after[i], bound))
+            .map(|i| window * i as u32)
+            .collect();
         Recovery {
             bound,
             back_after: first.map(|i| window * i as u32),
-            bad_later: later.iter().filter(|w| is_bad(w, bound)).count(),
-            later: later.len(),
+            bad_later: bad_at.len(),
+            bad_at,
+            later: after.len() - from,
             bad_baseline: baseline.iter().filter(|w| is_bad(w, bound)).count(),
             baseline: baseline.len(),
         }
@@ -1102,18 +1108,28 @@ fn run_campaign(plan: &Plan, out: &mut Outcome) -> Result<(), String> {
         format!("≤ {}", ms(Duration::from_secs_f64(b)))
     });
     let windows_text = format!(
-        "{} of {} windows over it from then on (baseline: {} of {})",
-        recovery.bad_later, recovery.later, recovery.bad_baseline, recovery.baseline
+        "{} of {} windows over it from then on{} (baseline: {} of {})",
+        recovery.bad_later,
+        recovery.later,
+        if recovery.bad_at.is_empty() {
+            String::new()
+        } else {
+            let at: Vec<String> = recovery.bad_at.iter().take(10).map(|d| secs1(*d)).collect();
+            format!(", starting at {} s", at.join(", "))
+        },
+        recovery.bad_baseline,
+        recovery.baseline
     );
     out.figure(
-        "recovery: last overload answer after the start / back within bound after (100 ms windows' p99) / p99 at the normal rate right after, whole phase / server's own p99 on the draw route then",
+        "recovery: last overload answer after the start / back within bound after (100 ms windows' p99) / p99 at the normal rate right after, whole phase / server's own p99 on the draw route then / this client's lag p99 then",
         format!(
-            "{:.1} s for {} s of load / {back_text} (bound {}: 3× the baseline's median window p99 + 50 ms; {windows_text}) / {} (baseline {}) / {server_text}; {} errors",
+            "{:.1} s for {} s of load / {back_text} (bound {}: 3× the baseline's median window p99 + 50 ms; {windows_text}) / {} (baseline {}) / {server_text} / {}; {} errors",
             drained.as_secs_f64(),
             plan.overload_secs,
             ms(recovery.bound),
             ms(after.accepted_p99),
             ms(base_phase.accepted_p99),
+            ms(after.client_lag_p99),
             after.sent - after.accepted
         ),
     );
@@ -1424,6 +1440,7 @@ mod tests {
         assert_eq!(r.bound, Duration::from_millis(62));
         assert_eq!(r.back_after, Some(Duration::from_millis(300)));
         assert_eq!((r.bad_later, r.later, r.bad_baseline), (1, 7, 1));
+        assert_eq!(r.bad_at, vec![Duration::from_millis(600)]);
         assert!(r.recovered());
         // Two stalls more than the baseline had: a service still struggling.
         let r = Recovery::judge(&base, &windows(&[5, 100, 100, 4, 100, 4, 4, 4, 4, 4]), w);
