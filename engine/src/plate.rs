@@ -183,6 +183,19 @@ impl Serial {
         out
     }
 
+    /// The characters, as text on the stack: what `to_string` gives, without the allocation
+    /// (every plate of every draw's answer is written through this).
+    pub fn text(self) -> SerialText {
+        let mut bytes = self.indices();
+        for b in &mut bytes[..self.len()] {
+            *b = ALPHABET[*b as usize];
+        }
+        SerialText {
+            bytes,
+            len: self.len,
+        }
+    }
+
     /// Alphabet index of the character at 0-based `position`.
     pub fn index_at(self, position: usize) -> u8 {
         self.indices()[position]
@@ -205,21 +218,6 @@ impl SerialText {
     pub fn as_str(&self) -> &str {
         // The alphabet is ASCII, so this never falls back.
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
-    }
-}
-
-impl Serial {
-    /// The characters, as text on the stack: what `to_string` gives, without the allocation
-    /// (every plate of every draw's answer is written through this).
-    pub fn text(self) -> SerialText {
-        let mut bytes = self.indices();
-        for b in &mut bytes[..self.len()] {
-            *b = ALPHABET[*b as usize];
-        }
-        SerialText {
-            bytes,
-            len: self.len,
-        }
     }
 }
 
