@@ -523,6 +523,8 @@ impl OfficeStore {
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
         thread::Builder::new()
+            // The name matters to vendor/sled: its `pp-writer` threads write the log buffers
+            // they seal themselves (vendor/README.md).
             .name(format!("pp-writer-{name}"))
             .spawn(move || this.writer_loop(rx, &thread_stats))
             .map_err(|e| StoreError::Sled(format!("cannot start writer thread: {e}")))?;

@@ -55,4 +55,16 @@ fn sled_is_the_patched_copy() {
     // A job for the IO thread pool wakes one thread, not all of them.
     assert_patched("sled", "src/threadpool.rs", "self.cv.notify_one();", 1);
     assert_patched("sled", "src/threadpool.rs", "notify_all", 0);
+    // The engine's writer threads write sled's log buffers themselves: sled knows them by name.
+    assert_patched(
+        "sled",
+        "src/threadpool.rs",
+        "pub const OWN_IO_THREAD_PREFIX: &str = \"pp-writer\";",
+        1,
+    );
+    let store = std::fs::read_to_string(root().join("engine/src/store.rs")).expect("store.rs");
+    assert!(
+        store.contains(".name(format!(\"pp-writer-{name}\"))"),
+        "the writer threads are no longer named pp-writer-…: vendor/sled would not know them"
+    );
 }

@@ -197,6 +197,16 @@ fn spawn_new_thread(is_immortal: bool) -> Result<()> {
     Ok(())
 }
 
+/// platepool patch (vendor/README.md): threads whose name starts with this (the writer threads
+/// of platepool's engine, `OfficeStore::start_writer`) run the jobs they spawn themselves.
+pub const OWN_IO_THREAD_PREFIX: &str = "pp-writer";
+
+fn runs_own_io() -> bool {
+    thread::current()
+        .name()
+        .map_or(false, |n| n.starts_with(OWN_IO_THREAD_PREFIX))
+}
+
 /// Spawn a function on the threadpool.
 pub fn spawn<F, R>(work: F) -> Result<OneShot<R>>
 where
@@ -208,6 +218,13 @@ where
         let result = (work)();
         promise_filler.fill(result);
     };
+    // platepool patch (vendor/README.md): a thread that makes the log durable itself right
+    // after (the engine's writer: a batch, then `flush`) runs the log writes it seals here
+    // instead of handing each to a pool thread and sleeping until that thread is done.
+    if runs_own_io() {
+        task();
+        return Ok(promise);
+    }
 
     let depth = QUEUE.send(Box::new(task));
 
