@@ -357,6 +357,13 @@ still saw no 503: the office's mailbox depth peaked at 5,472, goodput fell to 2,
 355,483 requests hit the client's 60 s timeout, 2,666 could not connect and 1,535 got the HTTP \
 layer's 408 (no JSON error body); the queue took 95.8 s to drain, RSS reached 507 MiB, and right \
 after, at half the maximum, p99 was 891 ms against a 29 ms baseline.\n\
+- Overload, recovery: judged per 100 ms window of the normal rate after the flood, against the \
+baseline's windows (back within 3× the baseline's median window p99 + 50 ms in at most 1 s, then \
+no more slow windows than the baseline had, plus one). Until 2026-12-04 it compared the whole \
+phase's p99 with the baseline's and flagged most short runs: the test-profile server took \
+100–140 ms to close the flood's last 1,800 connections (CLOSE_WAIT), and the VM's disk stalls an \
+fdatasync for 60–160 ms now and then, in baselines too (never with the data folder on tmpfs); \
+either decided a 2 s phase's p99 alone, with 0 requests lost and the server's own p99 ≤ 25 ms.\n\
 - Overload, the factor held: wrk's connections each send again the moment they are answered, so \
 the flood offers only what the server answers, and answering three times the maximum means \
 refusing two thirds of it. A refusal costs about what the cheapest answer does: the campaign \
