@@ -153,3 +153,21 @@ pub fn thread_self_cpu_ns() -> u64 {
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
+
+/// CPU time (user + system) of this process's children that have ended and been waited for, from
+/// `/proc/self/stat` (cutime + cstime): the load generator's own cost after a `wrk` run.
+pub fn waited_children_cpu() -> std::time::Duration {
+    let ticks = fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = after.split_whitespace().collect();
+            // Fields 16 and 17 of stat (cutime, cstime) are the 14th and 15th after the name.
+            let cutime: u64 = f.get(13)?.parse().ok()?;
+            let cstime: u64 = f.get(14)?.parse().ok()?;
+            Some(cutime + cstime)
+        })
+        .unwrap_or(0);
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    std::time::Duration::from_millis(ticks * 10)
+}

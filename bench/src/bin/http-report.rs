@@ -14,19 +14,30 @@
 //!
 //! Targets (issue 3): draws ≥ 50 % of hello world's requests/s, pool notice ≥ 80 %, and p99 at
 //! half of each endpoint's maximum rate within 5 ms.
+//!
+//! Each round also runs the draws without HTTP (`http-report engine-draws`): the same engine,
+//! recovered from a copy of the gateway's folder, with as many draws in flight as wrk has
+//! connections, on the same CPUs. Its CPU per draw is what a draw costs before any HTTP, so
+//! hello world's CPU per request plus it is a floor under a draw over HTTP, measured in the run
+//! that judges the ratio.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use platepool_bench::fixture::{self, Plan};
+use platepool_bench::fixture::{self, Op, Plan, Target};
 use platepool_bench::io::SyncFile;
-use platepool_bench::machine::{load_average, Machine};
+use platepool_bench::load::{closed_loop, Stop};
+use platepool_bench::machine::{
+    cpu_by_role, load_average, thread_cpu, waited_children_cpu, Machine,
+};
 use platepool_bench::wrk::{self, Load, Request, WrkResult};
-use platepool_engine::Durability;
+use platepool_engine::{AppId, Durability};
 use platepool_gateway::auth::{sign_token, TokenClaims};
 use platepool_gateway::{Gateway, GatewayConfig};
 
@@ -271,6 +282,126 @@ fn serve_gateway(workers: usize, dir: &Path) -> Result<(), String> {
     })
 }
 
+/// The line `engine-draws` prints its figures on, tab separated: draws answered with ten numbers,
+/// other answers, elapsed ns, CPU ns of the whole process, then `role=ns` per thread role.
+const ENGINE_MARKER: &str = "ENGINE";
+
+/// `engine-draws DATA_DIR APPS_FILE INFLIGHT SECS`: the judged draw load without HTTP. The real
+/// engine recovered from `DATA_DIR` (a copy of the gateway's folder), `INFLIGHT` draws in flight
+/// sent from one actix system thread as a gateway worker sends them, round robin over the
+/// applications of `APPS_FILE` (`seq user` per line), for `SECS` seconds after a warm-up second.
+fn engine_draws(dir: &Path, apps_file: &Path, inflight: usize, secs: u64) -> Result<(), String> {
+    let text = std::fs::read_to_string(apps_file)
+        .map_err(|e| format!("{}: {e}", apps_file.display()))?;
+    let apps: Vec<fixture::App> = text
+        .lines()
+        .filter_map(|line| {
+            let (seq, user) = line.split_once(' ')?;
+            Some(fixture::App {
+                id: AppId {
+                    office: fixture::OFFICE.into(),
+                    seq: seq.parse().ok()?,
+                },
+                user: user.to_string(),
+            })
+        })
+        .collect();
+    if apps.is_empty() {
+        return Err(format!("{}: no application", apps_file.display()));
+    }
+    actix_rt::System::new().block_on(async move {
+        let engine = fixture::open_engine(dir, Durability::Fsync).await;
+        let target = Target::Engine(engine.clone());
+        let apps = Rc::new(apps);
+        let cursor = Rc::new(Cell::new(0usize));
+        let op = || -> Op {
+            let (target, apps, cursor) = (target.clone(), apps.clone(), cursor.clone());
+            Box::new(move || {
+                let i = cursor.get();
+                cursor.set(i + 1);
+                let (target, apps) = (target.clone(), apps.clone());
+                Box::pin(async move {
+                    match target.draw(&apps[i % apps.len()]).await {
+                        Ok(d) if d.batch.serials.len() == 10 => Ok(()),
+                        Ok(d) => Err(format!("draw held {} numbers", d.batch.serials.len())),
+                        Err(e) => Err(e.to_string()),
+                    }
+                })
+            })
+        };
+        closed_loop(inflight, Stop::After(Duration::from_secs(1)), op()).await;
+        let before = thread_cpu();
+        let run = closed_loop(inflight, Stop::After(Duration::from_secs(secs)), op()).await;
+        let after = thread_cpu();
+        engine.shutdown().await.map_err(|e| format!("flush: {e}"))?;
+        let total: u64 = after.iter().map(|t| t.2).sum::<u64>()
+            - before.iter().map(|t| t.2).sum::<u64>();
+        let mut line = format!(
+            "{ENGINE_MARKER}\t{}\t{}\t{}\t{total}",
+            run.ok,
+            run.failed,
+            run.elapsed.as_nanos()
+        );
+        for (role, ns) in cpu_by_role(&before, &after) {
+            let _ = write!(line, "\t{role}={ns}");
+        }
+        println!("{line}");
+        if let Some(e) = run.first_error {
+            eprintln!("engine-draws: first refusal: {e}");
+        }
+        Ok(())
+    })
+}
+
+/// What one `engine-draws` run measured.
+#[derive(Debug, Clone)]
+struct EngineRun {
+    draws_per_s: f64,
+    failed: u64,
+    /// CPU of the whole process (engine threads and the sending thread) per answered draw.
+    cpu_per_draw: Duration,
+    /// CPU per answered draw by thread role.
+    roles: Vec<(String, Duration)>,
+}
+
+impl EngineRun {
+    fn parse(line: &str) -> Option<EngineRun> {
+        let mut f = line.strip_prefix(ENGINE_MARKER)?.trim_start_matches('\t').split('\t');
+        let ok: u64 = f.next()?.parse().ok()?;
+        let failed: u64 = f.next()?.parse().ok()?;
+        let elapsed_ns: u64 = f.next()?.parse().ok()?;
+        let cpu_ns: u64 = f.next()?.parse().ok()?;
+        let per = |ns: u64| Duration::from_nanos(ns / ok.max(1));
+        let roles = f
+            .filter_map(|kv| {
+                let (role, ns) = kv.split_once('=')?;
+                Some((role.to_string(), per(ns.parse().ok()?)))
+            })
+            .collect();
+        Some(EngineRun {
+            draws_per_s: ok as f64 / (elapsed_ns.max(1) as f64 / 1e9),
+            failed,
+            cpu_per_draw: per(cpu_ns),
+            roles,
+        })
+    }
+}
+
+/// Copies a folder (the gateway's sled folder, closed) file by file.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 fn announce(addrs: &[std::net::SocketAddr]) -> Result<(), String> {
     let addr = addrs.first().ok_or("no address bound")?;
     println!("LISTENING {addr}");
@@ -387,6 +518,8 @@ struct Measured {
     result: WrkResult,
     /// Server CPU per answered request.
     cpu_per_request: Duration,
+    /// wrk's own CPU per answered request.
+    client_cpu_per_request: Duration,
 }
 
 struct Bench<'a> {
@@ -395,6 +528,9 @@ struct Bench<'a> {
     hello: Server,
     gateway: Server,
     apps: &'a [(String, String)],
+    /// The engine-alone run's folder (a copy of the gateway's) and its applications.
+    engine_dir: &'a Path,
+    engine_apps: &'a Path,
 }
 
 impl Bench<'_> {
@@ -420,12 +556,15 @@ impl Bench<'_> {
     fn measure(&self, e: Endpoint, duration: Duration, think: Option<Duration>) -> Measured {
         let server = self.server(e);
         let before = server.cpu();
+        let client_before = waited_children_cpu();
         let result = match wrk::run(&self.load(e, duration, think)) {
             Ok(r) => r,
             Err(err) => panic!("wrk on {}: {err}", e.name()),
         };
         let cpu = server.cpu().saturating_sub(before);
         let cpu_per_request = cpu / (result.requests.max(1) as u32);
+        let client_cpu_per_request = waited_children_cpu().saturating_sub(client_before)
+            / (result.requests.max(1) as u32);
         eprintln!(
             "  {:<8} {:>9.0} req/s  p50 {:>6} p99 {:>6}  status≥400 {} socket errors {}  cpu {:>5.1} µs/req{}",
             e.name(),
@@ -440,7 +579,43 @@ impl Bench<'_> {
         Measured {
             result,
             cpu_per_request,
+            client_cpu_per_request,
         }
+    }
+
+    /// The draws without HTTP: `engine-draws` on the copy, as many in flight as wrk has
+    /// connections, on the server's CPUs.
+    fn engine_alone(&self) -> Result<EngineRun, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+        let mut command = if self.setup.pinned {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg("0").arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = command
+            .arg("engine-draws")
+            .arg(self.engine_dir)
+            .arg(self.engine_apps)
+            .arg(self.options.connections.to_string())
+            .arg(self.options.duration.as_secs().to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("engine-draws: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let run = stdout
+            .lines()
+            .find_map(EngineRun::parse)
+            .ok_or_else(|| format!("engine-draws ({}): no figures in {stdout:?}", out.status))?;
+        eprintln!(
+            "  {:<8} {:>9.0} draws/s without HTTP, cpu {:>5.1} µs/draw, {} refused",
+            "engine",
+            run.draws_per_s,
+            run.cpu_per_draw.as_secs_f64() * 1e6,
+            run.failed
+        );
+        Ok(run)
     }
 
     /// A paced run at about `rate` requests/s: the pause per connection is calibrated in short
@@ -483,6 +658,8 @@ struct SetupResult {
     setup: Setup,
     /// rounds × endpoints (in `Endpoint::ALL` order).
     rounds: Vec<Vec<Measured>>,
+    /// The draws without HTTP, one run per round (after the round's endpoints).
+    engine: Vec<EngineRun>,
     /// Per endpoint: the pause, the targeted rate and the run.
     half: Vec<(Endpoint, f64, Duration, Measured)>,
     /// Bare 4 KiB write + fdatasync on the data folder's file system, with no load running:
@@ -522,6 +699,7 @@ fn run_setup(
     setup: Setup,
     dir: &Path,
     apps: &[(String, String)],
+    engine_alone: (&Path, &Path),
 ) -> Result<SetupResult, String> {
     let cpus = setup.pinned.then_some("0");
     let w = setup.workers.to_string();
@@ -536,6 +714,8 @@ fn run_setup(
         hello,
         gateway,
         apps,
+        engine_dir: engine_alone.0,
+        engine_apps: engine_alone.1,
     };
     eprintln!("setup: {}", setup.describe(options.wrk_threads));
     // Warm up: connections, caches, the allocator.
@@ -543,6 +723,7 @@ fn run_setup(
         bench.measure(e, Duration::from_secs(2), None);
     }
     let mut rounds = Vec::new();
+    let mut engine = Vec::new();
     for round in 1..=options.rounds {
         eprintln!("round {round}/{}", options.rounds);
         rounds.push(
@@ -551,10 +732,12 @@ fn run_setup(
                 .map(|&e| bench.measure(e, options.duration, None))
                 .collect(),
         );
+        engine.push(bench.engine_alone()?);
     }
     let mut result = SetupResult {
         setup,
         rounds,
+        engine,
         half: Vec::new(),
         fsync: fsync_floor(),
     };
@@ -653,9 +836,10 @@ fn write_setup(md: &mut String, options: &Options, r: &SetupResult, judged: bool
     );
     md.push_str(
         "| endpoint | req/s (median) | req/s per round | p50 | p99 | server CPU / request | \
-         status ≥ 400 / socket errors | ratio to hello world | target | result |\n",
+         wrk CPU / request | status ≥ 400 / socket errors | ratio to hello world | target | \
+         result |\n",
     );
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for e in Endpoint::ALL {
         let runs = r.runs(e);
         let per_round: Vec<String> = runs
@@ -665,6 +849,7 @@ fn write_setup(md: &mut String, options: &Options, r: &SetupResult, judged: bool
         let p50 = median_duration(runs.iter().map(|m| m.result.latency.p50).collect());
         let p99 = median_duration(runs.iter().map(|m| m.result.latency.p99).collect());
         let cpu = median_duration(runs.iter().map(|m| m.cpu_per_request).collect());
+        let client = median_duration(runs.iter().map(|m| m.client_cpu_per_request).collect());
         let status: u64 = runs.iter().map(|m| m.result.errors.status).sum();
         let socket: u64 = runs.iter().map(|m| m.result.errors.socket()).sum();
         let ratio = r.ratio(e);
@@ -677,16 +862,18 @@ fn write_setup(md: &mut String, options: &Options, r: &SetupResult, judged: bool
         };
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {} | {} | {} | {:.1} µs | {status} / {socket} | {:.1} % | {target} | {result} |",
+            "| {} | {:.0} | {} | {} | {} | {:.1} µs | {:.1} µs | {status} / {socket} | {:.1} % | {target} | {result} |",
             e.label(),
             r.rate(e),
             per_round.join(", "),
             ms(p50),
             ms(p99),
             cpu.as_secs_f64() * 1e6,
+            client.as_secs_f64() * 1e6,
             ratio * 100.0,
         );
     }
+    write_engine_alone(md, options, r);
     if !r.half.is_empty() {
         let _ = writeln!(
             md,
@@ -740,6 +927,154 @@ fn write_setup(md: &mut String, options: &Options, r: &SetupResult, judged: bool
             );
         }
     }
+}
+
+/// What the draws cost before HTTP, and the floor that puts under the draws' ratio.
+struct Floor {
+    /// Hello world's server CPU per request.
+    hello: Duration,
+    /// The engine alone's CPU per draw (all its threads and the sending thread).
+    engine: Duration,
+    /// wrk's CPU per draw request.
+    client: Duration,
+    /// The draw over HTTP as measured.
+    measured: Duration,
+    /// The most draws/s the machine's CPUs allow at `hello + engine + client` per draw.
+    max_rate: f64,
+    /// `max_rate` over hello world's measured rate.
+    max_ratio: f64,
+    /// The engine alone's draws/s over hello world's.
+    engine_ratio: f64,
+}
+
+impl Floor {
+    fn of(r: &SetupResult) -> Option<Floor> {
+        if r.engine.is_empty() {
+            return None;
+        }
+        let hello = cpu_of(r, Endpoint::Hello);
+        let engine = median_duration(r.engine.iter().map(|e| e.cpu_per_draw).collect());
+        let client = median_duration(
+            r.runs(Endpoint::Draws)
+                .iter()
+                .map(|m| m.client_cpu_per_request)
+                .collect(),
+        );
+        let per_draw = (hello + engine + client).as_secs_f64();
+        let cpus = if r.setup.pinned {
+            // Servers on CPU 0; wrk's CPU is its own.
+            1.0
+        } else {
+            Machine::probe().nproc as f64
+        };
+        let max_rate = if r.setup.pinned {
+            cpus / (hello + engine).as_secs_f64().max(1e-9)
+        } else {
+            cpus / per_draw.max(1e-9)
+        };
+        let hello_rate = r.rate(Endpoint::Hello).max(1.0);
+        Some(Floor {
+            hello,
+            engine,
+            client,
+            measured: cpu_of(r, Endpoint::Draws),
+            max_rate,
+            max_ratio: max_rate / hello_rate,
+            engine_ratio: median(r.engine.iter().map(|e| e.draws_per_s).collect()) / hello_rate,
+        })
+    }
+}
+
+fn write_engine_alone(md: &mut String, options: &Options, r: &SetupResult) {
+    let Some(floor) = Floor::of(r) else {
+        return;
+    };
+    let us = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
+    let _ = writeln!(
+        md,
+        "\nThe same draws without HTTP, after each round: `http-report engine-draws`, the engine \
+         recovered from a copy of the gateway's folder, {} draws in flight from one actix thread \
+         (as a worker sends them), round robin over the same applications, durable, on the \
+         server's CPUs.\n",
+        options.connections
+    );
+    md.push_str("| | per round | median |\n|---|---|---|\n");
+    let rates: Vec<String> = r
+        .engine
+        .iter()
+        .map(|e| format!("{:.0}", e.draws_per_s))
+        .collect();
+    let _ = writeln!(
+        md,
+        "| draws/s without HTTP | {} | {:.0} ({:.1} % of hello world's requests/s) |",
+        rates.join(", "),
+        median(r.engine.iter().map(|e| e.draws_per_s).collect()),
+        floor.engine_ratio * 100.0
+    );
+    let cpus: Vec<String> = r.engine.iter().map(|e| us(e.cpu_per_draw)).collect();
+    let _ = writeln!(
+        md,
+        "| CPU per draw, every thread | {} | {} |",
+        cpus.join(", "),
+        us(floor.engine)
+    );
+    let mut roles: Vec<&str> = Vec::new();
+    for e in &r.engine {
+        for (role, _) in &e.roles {
+            if !roles.contains(&role.as_str()) {
+                roles.push(role);
+            }
+        }
+    }
+    for role in roles {
+        let per: Vec<Duration> = r
+            .engine
+            .iter()
+            .map(|e| {
+                e.roles
+                    .iter()
+                    .find(|(name, _)| name == role)
+                    .map_or(Duration::ZERO, |(_, d)| *d)
+            })
+            .collect();
+        let shown: Vec<String> = per.iter().map(|&d| us(d)).collect();
+        let _ = writeln!(
+            md,
+            "| … of which {role} | {} | {} |",
+            shown.join(", "),
+            us(median_duration(per))
+        );
+    }
+    let refused: u64 = r.engine.iter().map(|e| e.failed).sum();
+    let _ = writeln!(md, "| draws refused or short | {refused} | |");
+    let budget = if r.setup.pinned {
+        "CPU 0".to_string()
+    } else {
+        format!("{} CPUs", Machine::probe().nproc)
+    };
+    let client = if r.setup.pinned {
+        String::new()
+    } else {
+        format!(" + wrk's {} per draw request", us(floor.client))
+    };
+    let _ = writeln!(
+        md,
+        "\nFloor under a draw over HTTP: hello world's {} per request (the HTTP exchange) + the \
+         engine's {} per draw{client} — the gateway's own work (token, limits, idempotency, \
+         JSON) counted as nothing. At that cost {budget} allow at most {:.0} draws/s, {:.1} % of \
+         hello world's measured rate (target {:.0} %: {}). Measured over HTTP: {} per draw.",
+        us(floor.hello),
+        us(floor.engine),
+        floor.max_rate,
+        floor.max_ratio * 100.0,
+        DRAWS_TARGET * 100.0,
+        if floor.max_ratio < DRAWS_TARGET {
+            "out of reach on this machine whatever the gateway does"
+        } else {
+            "not excluded by the floor alone"
+        },
+        us(floor.measured)
+    );
 }
 
 fn report(options: &Options, results: &[SetupResult], started: &str, elapsed: Duration) -> String {
@@ -856,47 +1191,47 @@ fn write_notes(md: &mut String, options: &Options, r: &SetupResult) {
         md,
         "- **Server CPU per request** (the server process's user + system time during a run \
          divided by its answers, judged setup): hello world {hello:.1} µs, pool notice \
-         {pool:.1} µs, keyboard {keyboard:.1} µs, draw {draws:.1} µs. On a CPU-bound machine \
-         the ratio of requests/s follows the inverse ratio of CPU per request (wrk's own share \
-         aside)."
+         {pool:.1} µs, keyboard {keyboard:.1} µs, draw {draws:.1} µs. wrk shares the CPUs, and \
+         its own cost per request (the wrk column: its process's CPU over its answers) differs \
+         by endpoint: hello world and the pool notice send one fixed request, the draws and \
+         the keyboard a request built by the Lua script for the next application and its \
+         token. On a CPU-bound machine a rate follows the inverse of server + wrk CPU per \
+         request."
     );
-    let _ = writeln!(
-        md,
-        "- **Draws.** For draws to reach 50 % of hello world's rate a draw could cost about \
-         twice hello world's CPU, ≈ {:.0} µs; it costs {draws:.0} µs. A `perf record \
-         --call-graph dwarf` of the gateway under draw load (`http-report --perf draws`, commit \
-         d67a596, 31.2k draws/s, 43.6 µs each) put about 47 % of the server's CPU in the \
-         engine (sled's IO threads 19 %, the writer thread 15 % with fdatasync 3 %, the office \
-         actor 13 %), 21 % in the kernel switching threads and waking them (`finish_task_switch` \
-         14.6 %, `_raw_spin_unlock_irqrestore` 7 %: HTTP worker → office actor → writer → sled → \
-         back, on two cores shared with wrk), 14 % writing answers to sockets, and 12 % in the \
-         gateway's own draw handler (the JSON answer of ten plates 5.8 %, token HMAC 2.4 %, \
-         rate limiter 0.9 %). The engine's share alone, about 20 µs, is more than the budget, \
-         so draws stay below the 50 % target on two cores with durability on; what the \
-         gateway adds was cut from 74.5 µs per draw (session before: glibc malloc in this \
-         report's server, a `serde_json::Value` built for every answer, regex-lite routing) to \
-         the figure above. A second profile on a 2-core AMD EPYC VM (commit 822137f, \
-         14.2k draws/s, 90 µs each, CPU by thread) found the same split: HTTP workers 51 %, \
-         office actor 16 %, writer 15 %, sled's IO threads 18 % (sled 0.34 hands every flush \
-         to one of its 8 pool threads); `finish_task_switch` alone 14 %. sled's pool woke all \
-         its idle threads for each flush; patched to wake one (`vendor/sled`, vendor/README.md), \
-         durable draws went from 39.2k/s at 35.2 µs to 44.1k/s at 31.7 µs in an alternating \
-         run of two builds of one commit (2-core VM, 2026-12-04). A third profile, on a \
-         2-core Intel Xeon VM after that patch (commit c68d027, 43.6k draws/s, CPU by thread): \
-         HTTP workers 45 %, office actor 24 % (of which the pool's own work on the 1,000,000 \
-         numbers, `set_status`, `pick` and the holds map, about 13 %: cache misses), writer \
-         17 %, sled's IO threads 14 %; `finish_task_switch` 14.7 %. Writing the answer's plates \
-         through `core::fmt` a character at a time was 4.7 % of it, 2.1 % once written from \
-         the stack (`Serial::text`). Two experiments that did not help, same machine: without \
-         sled's `sync_file_range` per log buffer (the fdatasync after the flush makes it \
-         redundant) draws went 43.2k/41.0k → 43.4k/43.6k/s in alternating runs — waiting for \
-         the disk is not what limits them; with 256 connections instead of 64 draws reach \
-         52.7k/s at 28.5 µs (larger group commits), and hello world 200k/s (26 %). One that \
-         did: the writer thread writes the log buffers sled seals for it instead of handing \
-         each to sled's IO pool and sleeping until it is done (`vendor/sled`): 31.7 and 32.5 µs \
-         per draw before, 29.8 and 29.0 µs after, in alternating runs of two builds.",
-        2.0 * hello
-    );
+    if let Some(floor) = Floor::of(r) {
+        let _ = writeln!(
+            md,
+            "- **Draws.** For draws to reach 50 % of hello world's rate, a draw over HTTP could \
+             cost about twice what a hello world request costs, ≈ {:.0} µs of server CPU; it \
+             costs {draws:.0} µs. The engine alone, with no HTTP, spends {:.1} µs of CPU per \
+             durable draw at the same {} in flight (table above), {:.1}× hello world's whole \
+             request: a gateway that added nothing to hello world's HTTP exchange would reach at \
+             most {:.1} % here{}. Where the engine's CPU goes: the office \
+             actor picks ten numbers out of a million and keeps the keyboard's counts (I8) and \
+             the holds, the writer thread applies the group's records to sled, flushes and \
+             fdatasyncs, and each draw crosses three threads (worker → actor → writer → worker) \
+             whose wake-ups the kernel charges to them. What was cut from the draw so far, in \
+             earlier sessions' profiles (`http-report --perf draws`): a `serde_json::Value` per \
+             answer and plates formatted a character at a time (the answer is written from the \
+             engine's result on the stack), regex-lite routing, glibc malloc (mimalloc), sled's \
+             IO pool waking every idle thread per log write (`vendor/sled` wakes one, and the \
+             writer thread writes the buffers it seals itself): 74.5 µs per draw to the figure \
+             above on the same kind of VM. Two experiments that did not help: dropping sled's \
+             `sync_file_range` per log buffer (the disk is not what limits draws), and 256 \
+             connections instead of 64 (larger group commits, but hello world gains as much).",
+            2.0 * hello,
+            us(floor.engine),
+            options.connections,
+            floor.engine.as_secs_f64() / floor.hello.as_secs_f64().max(1e-9),
+            floor.max_ratio * 100.0,
+            if floor.max_ratio < DRAWS_TARGET {
+                ", so the target is out of reach on this machine for any gateway over this \
+                 engine: what bounds the ratio is what a durable draw costs the engine"
+            } else {
+                ""
+            },
+        );
+    }
     let _ = writeln!(
         md,
         "- **Pool notice.** Answered from each worker's cached bytes (at most 100 ms old), so \
@@ -946,6 +1281,17 @@ fn main() {
             (Some(w), Some(dir)) => serve_gateway(w, Path::new(dir)),
             _ => Err("serve-gateway WORKERS DATA_DIR".into()),
         },
+        Some("engine-draws") => match (
+            args.get(1),
+            args.get(2),
+            args.get(3).and_then(|n| n.parse().ok()),
+            args.get(4).and_then(|n| n.parse().ok()),
+        ) {
+            (Some(dir), Some(apps), Some(inflight), Some(secs)) => {
+                engine_draws(Path::new(dir), Path::new(apps), inflight, secs)
+            }
+            _ => Err("engine-draws DATA_DIR APPS_FILE INFLIGHT SECS".into()),
+        },
         _ => parse_options(&args).and_then(|o| orchestrate(&o)),
     };
     if let Err(e) = outcome {
@@ -986,10 +1332,27 @@ fn orchestrate(options: &Options) -> Result<(), String> {
             (app.id.to_string(), sign_token(TOKEN_SECRET, &claims))
         })
         .collect();
+    // The engine-alone runs draw on their own copy, so both loads find the same office.
+    let engine_root = fixture::temp_dir("platepool-http-report-engine-");
+    let engine_dir = engine_root.path().join("data");
+    copy_dir(dir.path(), &engine_dir).map_err(|e| format!("copying the office: {e}"))?;
+    let engine_apps = engine_root.path().join("applications");
+    let listing: String = built
+        .select
+        .iter()
+        .map(|app| format!("{} {}\n", app.id.seq, app.user))
+        .collect();
+    std::fs::write(&engine_apps, listing).map_err(|e| format!("applications: {e}"))?;
     drop(built);
     let mut results = Vec::new();
     for &setup in &options.setups {
-        results.push(run_setup(options, setup, dir.path(), &apps)?);
+        results.push(run_setup(
+            options,
+            setup,
+            dir.path(),
+            &apps,
+            (&engine_dir, &engine_apps),
+        )?);
     }
     let md = report(options, &results, &started, clock.elapsed());
     std::fs::write(&options.out, &md)
