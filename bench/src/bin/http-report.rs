@@ -291,8 +291,8 @@ const ENGINE_MARKER: &str = "ENGINE";
 /// sent from one actix system thread as a gateway worker sends them, round robin over the
 /// applications of `APPS_FILE` (`seq user` per line), for `SECS` seconds after a warm-up second.
 fn engine_draws(dir: &Path, apps_file: &Path, inflight: usize, secs: u64) -> Result<(), String> {
-    let text = std::fs::read_to_string(apps_file)
-        .map_err(|e| format!("{}: {e}", apps_file.display()))?;
+    let text =
+        std::fs::read_to_string(apps_file).map_err(|e| format!("{}: {e}", apps_file.display()))?;
     let apps: Vec<fixture::App> = text
         .lines()
         .filter_map(|line| {
@@ -334,8 +334,8 @@ fn engine_draws(dir: &Path, apps_file: &Path, inflight: usize, secs: u64) -> Res
         let run = closed_loop(inflight, Stop::After(Duration::from_secs(secs)), op()).await;
         let after = thread_cpu();
         engine.shutdown().await.map_err(|e| format!("flush: {e}"))?;
-        let total: u64 = after.iter().map(|t| t.2).sum::<u64>()
-            - before.iter().map(|t| t.2).sum::<u64>();
+        let total: u64 =
+            after.iter().map(|t| t.2).sum::<u64>() - before.iter().map(|t| t.2).sum::<u64>();
         let mut line = format!(
             "{ENGINE_MARKER}\t{}\t{}\t{}\t{total}",
             run.ok,
@@ -366,7 +366,10 @@ struct EngineRun {
 
 impl EngineRun {
     fn parse(line: &str) -> Option<EngineRun> {
-        let mut f = line.strip_prefix(ENGINE_MARKER)?.trim_start_matches('\t').split('\t');
+        let mut f = line
+            .strip_prefix(ENGINE_MARKER)?
+            .trim_start_matches('\t')
+            .split('\t');
         let ok: u64 = f.next()?.parse().ok()?;
         let failed: u64 = f.next()?.parse().ok()?;
         let elapsed_ns: u64 = f.next()?.parse().ok()?;
@@ -563,8 +566,8 @@ impl Bench<'_> {
         };
         let cpu = server.cpu().saturating_sub(before);
         let cpu_per_request = cpu / (result.requests.max(1) as u32);
-        let client_cpu_per_request = waited_children_cpu().saturating_sub(client_before)
-            / (result.requests.max(1) as u32);
+        let client_cpu_per_request =
+            waited_children_cpu().saturating_sub(client_before) / (result.requests.max(1) as u32);
         eprintln!(
             "  {:<8} {:>9.0} req/s  p50 {:>6} p99 {:>6}  status≥400 {} socket errors {}  cpu {:>5.1} µs/req{}",
             e.name(),
