@@ -165,6 +165,15 @@ struct StoredCode {
     application: Option<String>,
 }
 
+/// Who holds the resend window of one phone and purpose, as a send found it.
+#[derive(Debug)]
+enum Slot {
+    /// A code was sent less than [`RESEND_INTERVAL_MS`] ago: no send before `retry_after_ms`.
+    Taken { retry_after_ms: u64 },
+    /// This send stored its code; `previous` is what it replaced, put back if delivery fails.
+    Claimed { previous: Option<StoredCode> },
+}
+
 /// What `POST /v1/sms` answers.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sent {
@@ -233,6 +242,13 @@ impl SmsService {
     }
 
     /// Sends a fresh code; refuses with 429 `sms_too_soon` within 60 s of the last send.
+    ///
+    /// The code is stored (hashed, durable) before its message goes out, so a code that reached
+    /// the phone is never lost; storing it is also what claims the 60 s window, atomically, so
+    /// two concurrent sends for one phone and purpose cannot both go out. If the message cannot
+    /// be delivered the caller gets 503, which promises that nothing changed (API.md): the
+    /// stored code is put back as it was before this send, so no dead code is kept and the
+    /// retry can send at once instead of meeting 429 for a code that never arrived.
     pub async fn send_code(
         &self,
         phone: &str,
@@ -256,40 +272,66 @@ impl SmsService {
             application,
         };
         let key = code_key(phone, purpose);
-        let mut too_soon = None;
-        // The code is durable before its message goes out: a code sent is never lost.
+        let mut slot = Slot::Taken { retry_after_ms: 0 };
         self.codes
             .update_async::<StoredCode>(&key, |old| match old {
                 Some(old) if old.sent_at_ms + RESEND_INTERVAL_MS > now_ms => {
-                    too_soon = Some(old.sent_at_ms + RESEND_INTERVAL_MS - now_ms);
+                    slot = Slot::Taken {
+                        retry_after_ms: old.sent_at_ms + RESEND_INTERVAL_MS - now_ms,
+                    };
                     Some(old)
                 }
-                _ => {
-                    too_soon = None;
+                previous => {
+                    slot = Slot::Claimed { previous };
                     Some(fresh.clone())
                 }
             })
             .await
             .map_err(storage)?;
-        if let Some(wait) = too_soon {
-            return Err(sms_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "sms_too_soon",
-                "a code was sent less than 60 s ago",
-            )
-            .with("retry_after_ms", json!(wait)));
-        }
+        let previous = match slot {
+            Slot::Taken { retry_after_ms } => {
+                return Err(sms_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "sms_too_soon",
+                    "a code was sent less than 60 s ago",
+                )
+                .with("retry_after_ms", json!(retry_after_ms)))
+            }
+            Slot::Claimed { previous } => previous,
+        };
         let text = match purpose {
             Purpose::Apply => format!("【互联网预选号牌】您正在申请预选号牌，验证码 {code}，5分钟内有效，请勿告诉他人。"),
             Purpose::Identity => format!("【互联网预选号牌】您正在进行选号身份验证，验证码 {code}，5分钟内有效，请勿告诉他人。"),
             Purpose::Claimed => code,
         };
-        self.deliver(phone, purpose, text, now_ms).await?;
+        if let Err(e) = self.deliver(phone, purpose, text, now_ms).await {
+            self.release(&key, &fresh, previous).await;
+            return Err(e);
+        }
         Ok(Sent {
             sent_at: rfc3339(now_ms),
             confirm_after_ms,
             expires_in_ms: CODE_TTL_MS,
         })
+    }
+
+    /// Undoes the store of `fresh` after its message failed: puts back the code it replaced
+    /// (or nothing), which also reopens the resend window. Only while `fresh` is still the
+    /// stored code (told by its salt): a wrong try counted on it meanwhile is dropped with it, and
+    /// a code stored by a later send is left alone. A failure here is only logged: the caller
+    /// already answers 503, and the store refuses every later write anyway once a sync failed.
+    async fn release(&self, key: &[u8], fresh: &StoredCode, previous: Option<StoredCode>) {
+        let restored = self
+            .codes
+            .update_async::<StoredCode>(key, |current| match current {
+                Some(c) if c.salt == fresh.salt && c.sent_at_ms == fresh.sent_at_ms => {
+                    previous.clone()
+                }
+                other => other,
+            });
+        if let Err(e) = restored.await {
+            tracing::warn!(error = %e, "SMS code of a failed send not released");
+        }
     }
 
     /// Sends a plain message (the pre-selected number, R4.8).
@@ -490,6 +532,91 @@ mod tests {
             texts,
             vec!["claim V-1".to_string(), "claim V-2".to_string()]
         );
+    }
+
+    /// A sender whose deliveries wait for `release` and then fail while `down` is set.
+    #[derive(Debug, Default)]
+    struct Held {
+        release: tokio::sync::Notify,
+        down: std::sync::atomic::AtomicBool,
+        attempts: std::sync::atomic::AtomicUsize,
+    }
+
+    impl SmsSender for Arc<Held> {
+        fn send(&self, _message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>> {
+            let held = self.clone();
+            held.attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                held.release.notified().await;
+                if held.down.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err("SMS service down".to_string())
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_send_keeps_no_code_and_the_window_holds_while_it_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), platepool_engine::Durability::None).expect("store");
+        let held = Arc::new(Held::default());
+        held.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let s = SmsService::with_sender(&store, Arc::new(held.clone())).expect("sms");
+        let phone = "13800000010";
+        let key = code_key(phone, Purpose::Apply);
+        // An older code, past its resend window: a failed send must leave it as it was.
+        s.codes
+            .put(
+                &key,
+                &StoredCode {
+                    salt: "old".into(),
+                    hash: hash("old", "123456"),
+                    sent_at_ms: 1_000,
+                    expires_at_ms: 1_000 + CODE_TTL_MS,
+                    confirm_after_ms: 0,
+                    tries: 1,
+                    application: None,
+                },
+            )
+            .expect("put");
+        let now = 1_000 + RESEND_INTERVAL_MS;
+        // The second send starts while the first one's message is on its way: it is refused,
+        // then lets the first delivery answer (a failure).
+        let first = s.send_code(phone, Purpose::Apply, None, 0, now);
+        let second = async {
+            let r = s.send_code(phone, Purpose::Apply, None, 0, now).await;
+            held.release.notify_one();
+            r
+        };
+        let (first, second) = futures_util::future::join(first, second).await;
+        assert_eq!(second.expect_err("too soon").code, "sms_too_soon");
+        assert_eq!(first.expect_err("not delivered").code, "unavailable");
+        assert_eq!(held.attempts.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let kept = s.codes.get::<StoredCode>(&key).expect("get").expect("old");
+        assert_eq!((kept.salt.as_str(), kept.tries), ("old", 1));
+        // The retry sends at once.
+        held.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        held.release.notify_one();
+        s.send_code(phone, Purpose::Apply, None, 0, now)
+            .await
+            .expect("retry sent");
+        assert_eq!(held.attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let stored = s.codes.get::<StoredCode>(&key).expect("get").expect("new");
+        assert_eq!(stored.sent_at_ms, now);
+        // Without an earlier code, a failed send leaves none.
+        held.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        held.release.notify_one();
+        let other = "13800000011";
+        let r = s.send_code(other, Purpose::Apply, None, 0, now).await;
+        assert_eq!(r.expect_err("not delivered").code, "unavailable");
+        assert!(s
+            .codes
+            .get::<StoredCode>(&code_key(other, Purpose::Apply))
+            .expect("get")
+            .is_none());
     }
 
     #[actix_rt::test]
