@@ -483,6 +483,8 @@ fn masked_phone(phone: &str) -> String {
         .collect()
 }
 
+/// A retry with the same `Idempotency-Key` gets the first answer (its `sent_at`) and sends
+/// nothing; a 429 or 503 is not kept, so a keyed retry after it sends for real.
 async fn send_sms(
     gw: Gw,
     req: HttpRequest,
@@ -491,7 +493,17 @@ async fn send_sms(
 ) -> ApiResult<HttpResponse> {
     limit(&gw, &req, &citizen)?;
     let b: SmsBody = body(&req, payload, None).await?;
+    let key = request_key(&req, &citizen.user)?;
     let now = gw.engine.now_ms();
+    let work = async {
+        let sent = sms_work(&gw, &citizen, b, now).await?;
+        Ok((StatusCode::OK, sent))
+    };
+    gw.idempotency.run(key, now, work).await.map(respond)
+}
+
+/// Checks what a code is for and sends it: the work `send_sms` runs once per key.
+async fn sms_work(gw: &Gateway, citizen: &Citizen, b: SmsBody, now: u64) -> ApiResult<Value> {
     let (phone, purpose, application, delay) = match b.purpose {
         CodePurpose::Apply => (citizen.phone.clone(), Purpose::Apply, None, 0),
         CodePurpose::Identity => {
@@ -529,7 +541,7 @@ async fn send_sms(
                 .rules
                 .sms_confirm_delay_ms;
             (
-                app_phone(&view, &citizen),
+                app_phone(&view, citizen),
                 Purpose::Identity,
                 Some(id.to_string()),
                 delay,
@@ -540,7 +552,7 @@ async fn send_sms(
         .sms
         .send_code(&phone, purpose, application.clone(), delay, now)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
+    Ok(json!({
         "sent_at": sent.sent_at,
         "confirm_after_ms": sent.confirm_after_ms,
         "confirm_at": rfc3339(now + sent.confirm_after_ms),
@@ -549,7 +561,7 @@ async fn send_sms(
         "purpose": purpose.as_str(),
         "application": application,
         "phone": masked_phone(&phone),
-    })))
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
