@@ -16,6 +16,7 @@ use actix::prelude::*;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::figures::{CallFigures, CallKind, OfficeCalls};
 use crate::outcome::Refusal;
 use crate::pool::{Event, OfficePool};
 use crate::store::Writer;
@@ -147,6 +148,11 @@ pub struct OfficeHealth {
     pub sojourn_us: AtomicU64,
     /// Calls refused at once because the office was overloaded.
     pub shed: AtomicU64,
+    /// Draws the office answered and how long each took (recorded by the caller, see
+    /// [`crate::figures`]).
+    pub draws: CallFigures,
+    /// Custom checks the office answered and how long each took.
+    pub checks: CallFigures,
 }
 
 impl Default for OfficeHealth {
@@ -165,6 +171,24 @@ impl OfficeHealth {
             commit_delay_us: AtomicU64::new(0),
             sojourn_us: AtomicU64::new(0),
             shed: AtomicU64::new(0),
+            draws: CallFigures::default(),
+            checks: CallFigures::default(),
+        }
+    }
+
+    /// The figures of one kind of call.
+    pub fn calls(&self, kind: CallKind) -> &CallFigures {
+        match kind {
+            CallKind::Draw => &self.draws,
+            CallKind::Check => &self.checks,
+        }
+    }
+
+    /// A reading of both kinds of call.
+    pub fn office_calls(&self) -> OfficeCalls {
+        OfficeCalls {
+            draws: self.draws.snapshot(),
+            checks: self.checks.snapshot(),
         }
     }
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::actor::{Call, Clock, OfficeHandle, SystemClock};
 use crate::class::{Energy, PlateClass};
 use crate::config::{validate_office_id, OfficeConfig};
+use crate::figures::{CallKind, OfficeCalls};
 use crate::outcome::Refusal;
 use crate::pattern::CharSet;
 use crate::pool::{
@@ -26,7 +27,8 @@ use crate::pool::{
 use crate::record::{AppState, AuditEntry, Claim};
 use crate::registry::{
     start_office, ApplicationRequest, BlacklistEntry, BlacklistMap, CertificateRow,
-    CreateApplication, ImportReport, OfficeEntry, OfficeMap, PutOffice, Registry, RegistryCall,
+    CreateApplication, ImportPart, ImportReport, OfficeEntry, OfficeMap, PutOffice, Registry,
+    RegistryCall,
 };
 use crate::store::{Durability, Store, StoreError};
 
@@ -42,6 +44,41 @@ impl AppId {
     pub fn is_practice(&self) -> bool {
         self.seq >= PRACTICE_SEQ_BASE
     }
+}
+
+impl AppId {
+    /// The application a pre-selection voucher serial names. A claim's voucher serial is
+    /// `<OFFICE>-<YYYYMMDD>-<seq>` (the office id in capitals, the claim's local date; see
+    /// `OfficePool::claim`), read here in either case; `None` when the text has not that shape.
+    /// Whether a claim has that serial is for the office to say
+    /// ([`Engine::voucher_application`]).
+    pub fn from_voucher_serial(text: &str) -> Option<AppId> {
+        let text = text.trim();
+        let mut parts = text.split('-');
+        let (office, date, seq) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let office = office.to_ascii_lowercase();
+        validate_office_id(&office).ok()?;
+        if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if seq.is_empty()
+            || !seq.bytes().all(|b| b.is_ascii_digit())
+            || (seq.len() > 1 && seq.starts_with('0'))
+        {
+            return None;
+        }
+        let seq = seq.parse::<u64>().ok()?;
+        Some(AppId { office, seq })
+    }
+}
+
+/// Whether `a` and `b` are equal, comparing every byte of equal-length inputs (no early exit at
+/// the first difference, so the time taken does not tell how much of a code was right).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl fmt::Display for AppId {
@@ -453,6 +490,12 @@ impl Engine {
             .collect()
     }
 
+    /// An office's draws and custom checks answered so far, with their latency (SPEC R5.5;
+    /// see [`crate::figures`]). Subtract an earlier reading for the figures of a window.
+    pub fn office_calls(&self, office: &str) -> Result<OfficeCalls, Refusal> {
+        self.office(office).map(|h| h.health.office_calls())
+    }
+
     /// Whether `office` refuses new writes for load right now, as its handle would (see
     /// [`crate::actor::OfficeHandle::call`]), for a write that has already waited `before` on
     /// its way here; counted as shed when it does. A front end asks this before reading a
@@ -613,11 +656,28 @@ impl Engine {
     // ------------------------------------------------------------------------------------------
     // Certificates, applications, blacklist
 
+    /// Imports certificate records (R5.3) for `who` (`operator:<id>`, `system`, …), recorded in
+    /// the registry's audit trail with its counts (R5.6).
     pub async fn import_certificates(
         &self,
         rows: Vec<CertificateRow>,
+        who: &str,
     ) -> Result<ImportReport, Refusal> {
-        self.registry(move |r| r.import_certificates(rows)).await?
+        self.import_certificates_part(rows, who, ImportPart::WHOLE)
+            .await
+    }
+
+    /// One call of an import sent in several (see [`ImportPart`]); each call is durable with
+    /// its own audit entry.
+    pub async fn import_certificates_part(
+        &self,
+        rows: Vec<CertificateRow>,
+        who: &str,
+        part: ImportPart,
+    ) -> Result<ImportReport, Refusal> {
+        let who = who.to_string();
+        self.registry(move |r| r.import_certificates(rows, &who, part))
+            .await?
     }
 
     /// Runs every check of R4.2 without creating anything (before the SMS code is checked).
@@ -741,6 +801,37 @@ impl Engine {
         }))
     }
 
+    /// The application whose pre-selection voucher (R4.8) has this serial and this code, the
+    /// way an office checks a printed voucher. `None` when no claim's voucher has both (an
+    /// unknown serial, a wrong code, a practice voucher): which part was wrong is not told.
+    /// The serial is read with [`AppId::from_voucher_serial`]; a caller refusing malformed
+    /// input asks that first.
+    pub async fn voucher_application(
+        &self,
+        serial: &str,
+        code: &str,
+    ) -> Result<Option<(AppId, AppView)>, Refusal> {
+        let Some(id) = AppId::from_voucher_serial(serial) else {
+            return Ok(None);
+        };
+        if id.is_practice() || self.office_entry(&id.office).is_err() {
+            return Ok(None);
+        }
+        let view = match self.application(&id, Caller::Operator).await {
+            Ok(view) => view,
+            Err(Refusal::UnknownApplication) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let serial = serial.trim().to_ascii_uppercase();
+        let matches = view.record.claim.as_ref().is_some_and(|c| {
+            // Both compared whole, the code without an early exit.
+            let serial_ok = c.voucher_serial == serial;
+            let code_ok = constant_time_eq(c.voucher_code.as_bytes(), code.trim().as_bytes());
+            serial_ok & code_ok
+        });
+        Ok(matches.then_some((id, view)))
+    }
+
     async fn views(&self, ids: Vec<AppId>) -> Result<Vec<(AppId, AppView)>, Refusal> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -769,6 +860,7 @@ impl Engine {
         caller: Caller<'_>,
         write: bool,
         window: bool,
+        measured: Option<CallKind>,
         f: impl FnOnce(&mut OfficePool, u64, &mut StdRng) -> Result<R, Refusal> + Send + 'static,
     ) -> Result<R, Refusal> {
         let seq = id.seq;
@@ -796,15 +888,29 @@ impl Engine {
         } else {
             call
         };
-        self.office(&id.office)
-            .map_err(|_| Refusal::UnknownApplication)?
-            .call(call)
-            .await
+        let office = self
+            .office(&id.office)
+            .map_err(|_| Refusal::UnknownApplication)?;
+        let Some(kind) = measured else {
+            return office.call(call).await;
+        };
+        // Measured here, in the caller's task once the answer is in hand: nothing is added to
+        // the office's own thread. Calls the office could not serve (shed, storage failed) are
+        // not answers of the office and are left out.
+        let started = Instant::now();
+        let answer = office.call(call).await;
+        if !matches!(answer, Err(Refusal::Unavailable(_))) {
+            office
+                .health
+                .calls(kind)
+                .record(started.elapsed(), answer.is_err());
+        }
+        answer
     }
 
     pub async fn application(&self, id: &AppId, caller: Caller<'_>) -> Result<AppView, Refusal> {
         let seq = id.seq;
-        self.app_call(id, caller, false, false, move |pool, now, _| {
+        self.app_call(id, caller, false, false, None, move |pool, now, _| {
             pool.application(seq, now)
                 .ok_or(Refusal::UnknownApplication)
         })
@@ -815,7 +921,7 @@ impl Engine {
     pub async fn verify_identity(&self, id: &AppId, caller: Caller<'_>) -> Result<u64, Refusal> {
         self.selecting(caller)?;
         let seq = id.seq;
-        self.app_call(id, caller, true, false, move |pool, now, _| {
+        self.app_call(id, caller, true, false, None, move |pool, now, _| {
             pool.verify_identity(seq, now)
         })
         .await
@@ -829,9 +935,14 @@ impl Engine {
     ) -> Result<Draw, Refusal> {
         self.selecting(caller)?;
         let seq = id.seq;
-        self.app_call(id, caller, true, true, move |pool, now, rng| {
-            pool.draw(seq, exclude_four, now, rng)
-        })
+        self.app_call(
+            id,
+            caller,
+            true,
+            true,
+            Some(CallKind::Draw),
+            move |pool, now, rng| pool.draw(seq, exclude_four, now, rng),
+        )
         .await
     }
 
@@ -843,9 +954,14 @@ impl Engine {
     ) -> Result<Check, Refusal> {
         self.selecting(caller)?;
         let seq = id.seq;
-        self.app_call(id, caller, true, true, move |pool, now, rng| {
-            pool.custom_check(seq, &plates, now, rng)
-        })
+        self.app_call(
+            id,
+            caller,
+            true,
+            true,
+            Some(CallKind::Check),
+            move |pool, now, rng| pool.custom_check(seq, &plates, now, rng),
+        )
         .await
     }
 
@@ -857,7 +973,7 @@ impl Engine {
     ) -> Result<HoldView, Refusal> {
         self.selecting(caller)?;
         let (seq, serial) = (id.seq, serial.to_string());
-        self.app_call(id, caller, true, false, move |pool, now, _| {
+        self.app_call(id, caller, true, false, None, move |pool, now, _| {
             pool.pick_candidate(seq, &serial, now)
         })
         .await
@@ -871,7 +987,7 @@ impl Engine {
     ) -> Result<Claim, Refusal> {
         self.selecting(caller)?;
         let (seq, serial) = (id.seq, serial.to_string());
-        self.app_call(id, caller, true, false, move |pool, now, rng| {
+        self.app_call(id, caller, true, false, None, move |pool, now, rng| {
             pool.claim_candidate(seq, &serial, now, rng)
         })
         .await
@@ -885,9 +1001,51 @@ impl Engine {
         entered: Vec<Option<u8>>,
     ) -> Result<Vec<CharSet>, Refusal> {
         let seq = id.seq;
-        self.app_call(id, caller, false, false, move |pool, _, _| {
+        self.app_call(id, caller, false, false, None, move |pool, _, _| {
             pool.keyboard(seq, &entered)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voucher_serials_name_their_application() {
+        let id = |office: &str, seq| {
+            Some(AppId {
+                office: office.into(),
+                seq,
+            })
+        };
+        assert_eq!(
+            AppId::from_voucher_serial("MAOMING-20261124-12"),
+            id("maoming", 12)
+        );
+        assert_eq!(
+            AppId::from_voucher_serial(" lt_57-20261124-0 "),
+            id("lt_57", 0)
+        );
+        for bad in [
+            "",
+            "MAOMING",
+            "MAOMING-20261124",
+            "MAOMING-20261124-12-1",
+            "MAOMING-2026112-12",
+            "MAOMING-2026112X-12",
+            "MAOMING-20261124-",
+            "MAOMING-20261124-012",
+            "MAOMING-20261124-+12",
+            "MAO MING-20261124-12",
+            "-20261124-12",
+            "MAOMING-20261124-99999999999999999999999",
+        ] {
+            assert_eq!(AppId::from_voucher_serial(bad), None, "{bad:?}");
+        }
+        assert!(constant_time_eq(b"01234567", b"01234567"));
+        assert!(!constant_time_eq(b"01234567", b"01234568"));
+        assert!(!constant_time_eq(b"0123456", b"01234567"));
     }
 }

@@ -64,6 +64,41 @@ pub struct RejectedRow {
     pub reason: String,
 }
 
+/// The audit action of a certificate import.
+pub const IMPORT_ACTION: &str = "import_certificates";
+
+/// Where one call of a certificate import sits in the operator's whole import, for the call's
+/// audit entry: a large import reaches the registry in several calls (so one import does not
+/// hold the registry long), each durable with its own entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportPart {
+    /// This call's place among the import's calls, from 1, and how many there are.
+    pub index: usize,
+    pub of: usize,
+    /// Rows the caller refused before the engine saw them (unreadable CSV records, …), counted
+    /// as rejected in this call's entry.
+    pub rejected_before: usize,
+}
+
+impl ImportPart {
+    /// A whole import in one call.
+    pub const WHOLE: ImportPart = ImportPart {
+        index: 1,
+        of: 1,
+        rejected_before: 0,
+    };
+
+    /// The audit entry's detail: `certificates: 3 imported, 1 rejected` (and `(part 2 of 5)`).
+    pub fn detail(&self, imported: usize, rejected: usize) -> String {
+        let rejected = rejected + self.rejected_before;
+        let mut text = format!("certificates: {imported} imported, {rejected} rejected");
+        if self.of > 1 {
+            text.push_str(&format!(" (part {} of {})", self.index, self.of));
+        }
+        text
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImportReport {
     pub imported: usize,
@@ -311,10 +346,16 @@ impl Registry {
             .filter(|&u| u > now)
     }
 
-    /// Imports certificate records (R5.3): every good row is kept, every bad one reported.
+    /// Imports certificate records (R5.3): every good row is kept, every bad one reported. The
+    /// import is in the audit trail (R5.6: `who`, the counts, when), written in the same
+    /// commit as its records, so a record is durable exactly when its import's entry is; an
+    /// import whose every row was refused is recorded too (it changed nothing, but an operator
+    /// acted).
     pub fn import_certificates(
         &mut self,
         rows: Vec<CertificateRow>,
+        who: &str,
+        part: ImportPart,
     ) -> Result<ImportReport, Refusal> {
         if rows.len() > IMPORT_ROWS_MAX {
             return Err(Refusal::BadRequest(format!(
@@ -328,17 +369,16 @@ impl Registry {
                 Ok(cert) => {
                     let mut key = CERT_PREFIX.to_vec();
                     key.extend_from_slice(cert.vin.as_bytes());
-                    changes.push((key, Some(cert)));
+                    changes.push((key, Some(Kv::encode(&cert))));
                 }
                 Err(reason) => rejected.push(RejectedRow { row: i + 1, reason }),
             }
         }
         let imported = changes.len();
-        if imported > 0 {
-            self.kv
-                .commit(&changes)
-                .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-        }
+        changes.push(self.log_entry(who, IMPORT_ACTION, part.detail(imported, rejected.len()))?);
+        self.kv
+            .commit_raw(changes)
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
         Ok(ImportReport { imported, rejected })
     }
 
@@ -435,6 +475,16 @@ impl Registry {
         user: &str,
         detail: &str,
     ) -> Result<(Vec<u8>, Option<Vec<u8>>), Refusal> {
+        self.log_entry(who, action, format!("user {user}: {detail}"))
+    }
+
+    /// A registry audit entry as a change to commit with what it records.
+    fn log_entry(
+        &self,
+        who: &str,
+        action: &str,
+        detail: String,
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>), Refusal> {
         let id = self
             .store
             .generate_id()
@@ -447,12 +497,12 @@ impl Registry {
             action: action.to_string(),
             application: None,
             serial: None,
-            detail: format!("user {user}: {detail}"),
+            detail,
         };
         Ok((key, Some(Kv::encode(&entry))))
     }
 
-    /// The registry's own audit trail (blacklist changes), oldest first.
+    /// The registry's own audit trail (blacklistings, lifts, certificate imports), oldest first.
     pub fn audit(&self) -> Result<Vec<AuditEntry>, Refusal> {
         self.kv
             .scan::<AuditEntry>(LOG_PREFIX)

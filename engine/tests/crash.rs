@@ -125,7 +125,10 @@ async fn child_main(dir: PathBuf, round: u32, seed: u64) {
             )
         })
         .collect();
-    let report = engine.import_certificates(rows).await.unwrap();
+    let report = engine
+        .import_certificates(rows, "operator:test")
+        .await
+        .unwrap();
     emit(format!("ACK import {}", report.imported));
 
     let mut rng = StdRng::seed_from_u64(seed);

@@ -140,17 +140,20 @@ async fn flow_first_phase(config: EngineConfig, clock: Arc<TestClock>) -> Acknow
     let (alice, bob, carol, dave) = (vin("AL", 1), vin("BB", 2), vin("CA", 3), vin("DA", 4));
     let fuel_new_energy = vin("FU", 5);
     let report = engine
-        .import_certificates(vec![
-            cert(&alice, "HGZ0001", "small", "fuel"),
-            cert(&bob, "HGZ0002", "small_new_energy", "bev"),
-            cert(&carol, "hgz0003", "small", "fuel"),
-            cert(&dave, "HGZ0004", "small", "phev"),
-            cert(&fuel_new_energy, "HGZ0005", "small_new_energy", "fuel"),
-            cert("LSV00001X1234567", "HGZ0006", "small", "fuel"),
-            cert(&vin("TR", 7), "HGZ0007", "truck", "fuel"),
-            cert(&vin("DS", 8), "HGZ0008", "small", "diesel"),
-            cert(&vin("VC", 9), "", "small", "fuel"),
-        ])
+        .import_certificates(
+            vec![
+                cert(&alice, "HGZ0001", "small", "fuel"),
+                cert(&bob, "HGZ0002", "small_new_energy", "bev"),
+                cert(&carol, "hgz0003", "small", "fuel"),
+                cert(&dave, "HGZ0004", "small", "phev"),
+                cert(&fuel_new_energy, "HGZ0005", "small_new_energy", "fuel"),
+                cert("LSV00001X1234567", "HGZ0006", "small", "fuel"),
+                cert(&vin("TR", 7), "HGZ0007", "truck", "fuel"),
+                cert(&vin("DS", 8), "HGZ0008", "small", "diesel"),
+                cert(&vin("VC", 9), "", "small", "fuel"),
+            ],
+            "operator:test",
+        )
         .await
         .unwrap();
     assert_eq!(report.imported, 5);
@@ -651,7 +654,10 @@ async fn apply_select_claim_and_recover_exactly() {
 
     // Sequence numbers go on; quotas go on from where they were.
     engine
-        .import_certificates(vec![cert(&vin("ER", 6), "HGZ0006", "small", "fuel")])
+        .import_certificates(
+            vec![cert(&vin("ER", 6), "HGZ0006", "small", "fuel")],
+            "operator:test",
+        )
         .await
         .unwrap();
     let a6 = engine
@@ -692,7 +698,14 @@ async fn lapse_first_phase(config: EngineConfig, clock: Arc<TestClock>) -> (u64,
         .map(|n| cert(&vin("ER", n), &format!("E{n}"), "small", "fuel"))
         .chain((1..=2).map(|n| cert(&vin("FR", n), &format!("F{n}"), "small", "fuel")))
         .collect();
-    assert_eq!(engine.import_certificates(rows).await.unwrap().imported, 5);
+    assert_eq!(
+        engine
+            .import_certificates(rows, "operator:test")
+            .await
+            .unwrap()
+            .imported,
+        5
+    );
     let ea = engine
         .create_application(request("maoming", "erin", &vin("ER", 1), "E1"))
         .await
@@ -890,10 +903,13 @@ async fn expired_holds_come_back_by_the_timer() {
         .await
         .unwrap();
     engine
-        .import_certificates(vec![
-            cert(&vin("HA", 1), "H1", "small", "fuel"),
-            cert(&vin("HB", 2), "H2", "small", "fuel"),
-        ])
+        .import_certificates(
+            vec![
+                cert(&vin("HA", 1), "H1", "small", "fuel"),
+                cert(&vin("HB", 2), "H2", "small", "fuel"),
+            ],
+            "operator:test",
+        )
         .await
         .unwrap();
     let a = engine
@@ -979,7 +995,7 @@ async fn claims_of_any_number_survive_a_restart() {
                 let (v, voucher, user) =
                     (vin("DD", n as u32), format!("OD{n}"), format!("user{n}"));
                 engine
-                    .import_certificates(vec![cert(&v, &voucher, "small", "fuel")])
+                    .import_certificates(vec![cert(&v, &voucher, "small", "fuel")], "operator:test")
                     .await
                     .unwrap();
                 let id = engine

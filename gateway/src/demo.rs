@@ -153,7 +153,7 @@ pub async fn seed(engine: &Engine, who: &str) -> Result<DemoInfo, String> {
         })
         .collect();
     let report = engine
-        .import_certificates(rows)
+        .import_certificates(rows, "system")
         .await
         .map_err(|e| format!("demo certificates: {e}"))?;
     if let Some(bad) = report.rejected.first() {

@@ -1,12 +1,14 @@
-//! Prometheus metrics: requests and latency per route, per-office pool counts, holds, claims and
-//! mailbox depth. Counters are atomics in a table fixed at start-up (one row per route), so
-//! recording a request takes no lock.
+//! Prometheus metrics: requests and latency per route (the whole gateway), per-office pool
+//! counts, holds, claims, mailbox depth, and each office's draws and checks with their latency.
+//! Counters are atomics in a table fixed at start-up (one row per route), or in each office's
+//! own health record in the engine, so recording a request takes no lock.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use platepool_engine::actor::OfficeHealth;
+use platepool_engine::figures::CALL_LATENCY_BOUNDS_US;
 use platepool_engine::Engine;
 
 /// An office figure in `/metrics`: name, type, help, how to read it.
@@ -273,7 +275,7 @@ impl Metrics {
         }
         let mut health = engine.office_health();
         health.sort_by(|a, b| a.0.cmp(&b.0));
-        let gauges: [OfficeGauge; 5] = [
+        let gauges: [OfficeGauge; 7] = [
             (
                 "platepool_office_mailbox_depth",
                 "gauge",
@@ -304,12 +306,64 @@ impl Metrics {
                 "Calls an office refused at once (503 unavailable) because it was overloaded.",
                 |h| h.shed.load(Ordering::Relaxed) as f64,
             ),
+            (
+                "platepool_office_draws_total",
+                "counter",
+                "Random draws an office answered (drawn or refused for a business reason).",
+                |h| h.draws.snapshot().count() as f64,
+            ),
+            (
+                "platepool_office_checks_total",
+                "counter",
+                "Custom checks an office answered (claimed, none available, or refused).",
+                |h| h.checks.snapshot().count() as f64,
+            ),
         ];
         for (name, kind, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             for (office, h) in &health {
                 let _ = writeln!(out, "{name}{{office=\"{office}\"}} {}", value(h));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP platepool_office_call_duration_seconds Time from the engine call to the office's answer (mailbox, step, durable commit), by office and call."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE platepool_office_call_duration_seconds histogram"
+        );
+        for (office, h) in &health {
+            for (call, figures) in [("draw", &h.draws), ("check", &h.checks)] {
+                let c = figures.snapshot();
+                let count = c.count();
+                if count == 0 {
+                    continue;
+                }
+                let labels = format!("office=\"{office}\",call=\"{call}\"");
+                let mut within = 0;
+                for (bound, n) in CALL_LATENCY_BOUNDS_US.iter().zip(c.buckets) {
+                    within += n;
+                    let _ = writeln!(
+                        out,
+                        "platepool_office_call_duration_seconds_bucket{{{labels},le=\"{}\"}} {within}",
+                        *bound as f64 / 1e6
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "platepool_office_call_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+                );
+                let _ = writeln!(
+                    out,
+                    "platepool_office_call_duration_seconds_sum{{{labels}}} {}",
+                    c.sum_us as f64 / 1e6
+                );
+                let _ = writeln!(
+                    out,
+                    "platepool_office_call_duration_seconds_count{{{labels}}} {count}"
+                );
             }
         }
         let _ = writeln!(

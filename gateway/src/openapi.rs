@@ -70,38 +70,38 @@ pub const DOCS: &[RouteDoc] = &[
     doc("GET", "/healthz", "public", "Liveness: 200 while the process serves", Public, None, &[], "Health", &[200]),
     doc("GET", "/readyz", "public", "Readiness: 200 once every office is recovered, 503 while stopping", Public, None, &[], "Ready", &[200, 503]),
     doc("GET", "/metrics", "public", "Prometheus metrics: requests, latencies, pool counts per office, mailbox depth", Public, None, &[], "text", &[200]),
-    doc("GET", "/v1/openapi.json", "public", "This document", Public, None, &[], "Object", &[200]),
-    doc("GET", "/v1/offices", "public", "The offices", Public, None, &[], "[OfficeSummary]", &[200]),
-    doc("GET", "/v1/offices/{office}", "public", "An office with its public rules", Public, None, &[], "Office", &[200, 404]),
-    doc("GET", "/v1/offices/{office}/notice", "public", "The office's business notice (业务须知)", Public, None, &[], "Notice", &[200, 404]),
-    doc("GET", "/v1/offices/{office}/pool", "public", "The pool notice (号池公示): releases and available numbers per class", Public, None, &[], "PoolNotice", &[200, 404]),
-    doc("POST", "/v1/vin/check", "public", "Checks a VIN: length, characters, check digit", Public, Some("VinCheck"), &[], "VinCheckResult", &[200, 400, 413, 429]),
-    doc("GET", "/v1/me", "citizen", "The citizen, their applications and where to resume (R4.9)", Citizen, None, &[], "Me", &[200, 401]),
-    doc("POST", "/v1/sms", "citizen", "Sends an SMS code for applying or for identity", Citizen, Some("SmsRequest"), &[], "SmsSent", &[200, 400, 401, 404, 429]),
-    doc("POST", "/v1/applications", "citizen", "Opens an application (stage 1, R4.2)", Citizen, Some("ApplicationRequest"), &[], "Application", &[201, 400, 401, 403, 404, 409, 422, 429]),
-    doc("GET", "/v1/applications/{id}", "citizen", "One of the citizen's applications", Citizen, None, &[], "Application", &[200, 401, 404]),
-    doc("POST", "/v1/applications/{id}/identity", "citizen", "Verifies identity with an SMS code (R4.4)", Citizen, Some("IdentityRequest"), &[], "Verified", &[200, 400, 401, 403, 404, 409, 422, 429]),
-    doc("GET", "/v1/applications/{id}/keyboard", "citizen", "The virtual keyboard: enabled characters per position (R4.5, I8)", Citizen, None, &[("entered", "the characters entered so far; _ marks a free position")], "Keyboard", &[200, 400, 401, 404, 429]),
-    doc("POST", "/v1/applications/{id}/custom", "citizen", "A custom check of 1 to custom_per_check numbers (R4.5)", Citizen, Some("CustomCheck"), &[], "ClaimResult", &[200, 400, 401, 403, 404, 409, 429]),
-    doc("POST", "/v1/applications/{id}/draws", "citizen", "A random draw (R4.6)", Citizen, Some("DrawRequest"), &[], "DrawResult", &[201, 400, 401, 403, 404, 409, 429]),
-    doc("POST", "/v1/applications/{id}/candidates", "citizen", "Moves a drawn number into the candidate list", Citizen, Some("SerialRequest"), &[], "Candidates", &[200, 400, 401, 403, 404, 409, 429]),
-    doc("POST", "/v1/applications/{id}/claim", "citizen", "Claims a live candidate: the pre-selection", Citizen, Some("SerialRequest"), &[], "ClaimResult", &[201, 400, 401, 403, 404, 409, 429]),
-    doc("GET", "/v1/applications/{id}/voucher", "citizen", "The printable pre-selection voucher (HTML, or JSON with Accept: application/json)", Citizen, None, &[], "html", &[200, 401, 404, 409]),
-    doc("POST", "/v1/practice", "citizen", "Opens a practice application (模拟选号, R4.13)", Citizen, Some("PracticeRequest"), &[], "Application", &[201, 400, 401, 404, 429]),
-    doc("PUT", "/v1/admin/offices/{office}", "operator", "Creates (201) or reconfigures (200) an office", Operator, Some("Office"), &[], "Office", &[200, 201, 400, 401, 403, 413]),
-    doc("POST", "/v1/admin/offices/{office}/releases", "operator", "Releases numbers into the pool by patterns or explicit serials", Operator, Some("ReleaseRequest"), &[], "ReleaseCreated", &[201, 400, 401, 403, 404, 413]),
-    doc("DELETE", "/v1/admin/offices/{office}/releases/{id}", "operator", "Withdraws a release's available numbers", Operator, None, &[], "ReleaseWithdrawn", &[200, 401, 403, 404]),
-    doc("DELETE", "/v1/admin/offices/{office}/plates/{serial}", "operator", "Withdraws one available number", Operator, None, &[], "PlateWithdrawn", &[200, 400, 401, 403, 404, 409]),
-    doc("POST", "/v1/admin/certificates", "operator", "Imports certificate records (CSV with header vin,voucher,class,energy, or a JSON array); bad rows are reported, good ones kept", Operator, Some("CertificateImport"), &[], "ImportReport", &[200, 400, 401, 403, 413]),
-    doc("POST", "/v1/admin/registrations", "operator", "Confirms the registration of a pre-selected number (R4.10)", Operator, Some("RegistrationRequest"), &[], "OperatorApplication", &[200, 400, 401, 403, 404, 409]),
-    doc("POST", "/v1/admin/offices/{office}/claims/{serial}/void", "operator", "Voids a live pre-selection at the owner's request (R4.11)", Operator, Some("ReasonRequest"), &[], "OperatorApplication", &[200, 400, 401, 403, 404, 409]),
-    doc("GET", "/v1/admin/applications", "operator", "Looks applications up by VIN, by serial and office, or by user; unmasked", Operator, None, &[("vin", "a VIN"), ("serial", "a plate serial (with office)"), ("office", "the office (required with serial, a filter otherwise)"), ("user", "a user id")], "[OperatorApplication]", &[200, 400, 401, 403, 404]),
-    doc("GET", "/v1/admin/offices/{office}/stats", "operator", "Figures per class and release, mailbox depth, request rates and latency", Operator, None, &[], "Stats", &[200, 401, 403, 404]),
+    doc("GET", "/v1/openapi.json", "public", "This document", Public, None, &[], "Object", &[200, 503]),
+    doc("GET", "/v1/offices", "public", "The offices", Public, None, &[], "[OfficeSummary]", &[200, 503]),
+    doc("GET", "/v1/offices/{office}", "public", "An office with its public rules", Public, None, &[], "Office", &[200, 404, 503]),
+    doc("GET", "/v1/offices/{office}/notice", "public", "The office's business notice (业务须知)", Public, None, &[], "Notice", &[200, 404, 503]),
+    doc("GET", "/v1/offices/{office}/pool", "public", "The pool notice (号池公示): releases and available numbers per class", Public, None, &[], "PoolNotice", &[200, 404, 503]),
+    doc("POST", "/v1/vin/check", "public", "Checks a VIN: length, characters, check digit", Public, Some("VinCheck"), &[], "VinCheckResult", &[200, 400, 413, 429, 503]),
+    doc("GET", "/v1/me", "citizen", "The citizen, their applications and where to resume (R4.9)", Citizen, None, &[], "Me", &[200, 401, 503]),
+    doc("POST", "/v1/sms", "citizen", "Sends an SMS code for applying or for identity", Citizen, Some("SmsRequest"), &[], "SmsSent", &[200, 400, 401, 403, 404, 409, 413, 429, 503]),
+    doc("POST", "/v1/applications", "citizen", "Opens an application (stage 1, R4.2)", Citizen, Some("ApplicationRequest"), &[], "Application", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 503]),
+    doc("GET", "/v1/applications/{id}", "citizen", "One of the citizen's applications", Citizen, None, &[], "Application", &[200, 401, 404, 503]),
+    doc("POST", "/v1/applications/{id}/identity", "citizen", "Verifies identity with an SMS code (R4.4)", Citizen, Some("IdentityRequest"), &[], "Verified", &[200, 400, 401, 403, 404, 409, 413, 422, 429, 503]),
+    doc("GET", "/v1/applications/{id}/keyboard", "citizen", "The virtual keyboard: enabled characters per position (R4.5, I8)", Citizen, None, &[("entered", "the characters entered so far; _ marks a free position")], "Keyboard", &[200, 400, 401, 404, 429, 503]),
+    doc("POST", "/v1/applications/{id}/custom", "citizen", "A custom check of 1 to custom_per_check numbers (R4.5)", Citizen, Some("CustomCheck"), &[], "ClaimResult", &[200, 400, 401, 403, 404, 409, 413, 429, 503]),
+    doc("POST", "/v1/applications/{id}/draws", "citizen", "A random draw (R4.6)", Citizen, Some("DrawRequest"), &[], "DrawResult", &[201, 400, 401, 403, 404, 409, 413, 429, 503]),
+    doc("POST", "/v1/applications/{id}/candidates", "citizen", "Moves a drawn number into the candidate list", Citizen, Some("SerialRequest"), &[], "Candidates", &[200, 400, 401, 403, 404, 409, 413, 429, 503]),
+    doc("POST", "/v1/applications/{id}/claim", "citizen", "Claims a live candidate: the pre-selection", Citizen, Some("SerialRequest"), &[], "ClaimResult", &[201, 400, 401, 403, 404, 409, 413, 429, 503]),
+    doc("GET", "/v1/applications/{id}/voucher", "citizen", "The printable pre-selection voucher (HTML, or JSON with Accept: application/json)", Citizen, None, &[], "html", &[200, 401, 404, 409, 503]),
+    doc("POST", "/v1/practice", "citizen", "Opens a practice application (模拟选号, R4.13)", Citizen, Some("PracticeRequest"), &[], "Application", &[201, 400, 401, 404, 409, 413, 429, 503]),
+    doc("PUT", "/v1/admin/offices/{office}", "operator", "Creates (201) or reconfigures (200) an office", Operator, Some("Office"), &[], "Office", &[200, 201, 400, 401, 403, 413, 503]),
+    doc("POST", "/v1/admin/offices/{office}/releases", "operator", "Releases numbers into the pool by patterns or explicit serials", Operator, Some("ReleaseRequest"), &[], "ReleaseCreated", &[201, 400, 401, 403, 404, 413, 503]),
+    doc("DELETE", "/v1/admin/offices/{office}/releases/{id}", "operator", "Withdraws a release's available numbers", Operator, None, &[], "ReleaseWithdrawn", &[200, 401, 403, 404, 503]),
+    doc("DELETE", "/v1/admin/offices/{office}/plates/{serial}", "operator", "Withdraws one available number", Operator, None, &[], "PlateWithdrawn", &[200, 400, 401, 403, 404, 409, 503]),
+    doc("POST", "/v1/admin/certificates", "operator", "Imports certificate records (CSV with header vin,voucher,class,energy, or a JSON array); bad rows are reported, good ones kept", Operator, Some("CertificateImport"), &[], "ImportReport", &[200, 400, 401, 403, 413, 503]),
+    doc("POST", "/v1/admin/registrations", "operator", "Confirms the registration of a pre-selected number (R4.10)", Operator, Some("RegistrationRequest"), &[], "OperatorApplication", &[200, 400, 401, 403, 404, 409, 413, 503]),
+    doc("POST", "/v1/admin/offices/{office}/claims/{serial}/void", "operator", "Voids a live pre-selection at the owner's request (R4.11)", Operator, Some("ReasonRequest"), &[], "OperatorApplication", &[200, 400, 401, 403, 404, 409, 413, 503]),
+    doc("GET", "/v1/admin/applications", "operator", "Looks applications up by VIN, by plate serial and office, by user, or confirms a printed voucher by its serial and verification code (404 not_found when they are not one claim's voucher, never saying which part was wrong); unmasked", Operator, None, &[("vin", "a VIN"), ("serial", "a plate serial (with office)"), ("office", "the office (required with serial, a filter otherwise)"), ("user", "a user id"), ("voucher", "a pre-selection voucher serial (凭证编号), e.g. MAOMING-20261124-12 (with code)"), ("code", "the voucher's verification code (验证码), 8 digits (with voucher)")], "[OperatorApplication]", &[200, 400, 401, 403, 404, 503]),
+    doc("GET", "/v1/admin/offices/{office}/stats", "operator", "Figures per class and release, mailbox depth, the office's draws and checks per second and their latency (window and since start), and the gateway-wide request rates and latency under gateway", Operator, None, &[], "Stats", &[200, 401, 403, 404, 503]),
     doc("GET", "/v1/admin/blacklist", "operator", "Blacklisted users", Operator, None, &[], "[BlacklistEntry]", &[200, 401, 403]),
-    doc("DELETE", "/v1/admin/blacklist/{user}", "operator", "Lifts a blacklist entry, with a reason", Operator, Some("ReasonRequest"), &[], "Lifted", &[200, 400, 401, 403, 404, 409]),
-    doc("GET", "/v1/admin/audit", "operator", "The audit trail, oldest first, paged (without office: the cross-office trail)", Operator, None, &[("office", "the office"), ("since", "RFC 3339: entries at or after"), ("after", "entry id: entries after it (paging)"), ("limit", "1 to 1000, default 100")], "AuditPage", &[200, 400, 401, 403, 404]),
-    doc("POST", "/v1/admin/tokens", "operator", "Issues a citizen token (demo, tests, load tests; when allow_token_issue)", Operator, Some("TokenRequest"), &[], "Token", &[200, 400, 401, 403]),
-    doc("GET", "/v1/admin/sms/outbox", "operator", "Messages in the built-in SMS outbox, oldest first", Operator, None, &[("phone", "only this phone's messages")], "[OutboxMessage]", &[200, 400, 401, 403]),
+    doc("DELETE", "/v1/admin/blacklist/{user}", "operator", "Lifts a blacklist entry, with a reason", Operator, Some("ReasonRequest"), &[], "Lifted", &[200, 400, 401, 403, 404, 409, 413, 503]),
+    doc("GET", "/v1/admin/audit", "operator", "The audit trail, oldest first, paged (without office: the cross-office trail: blacklistings, lifts, certificate imports)", Operator, None, &[("office", "the office"), ("since", "RFC 3339: entries at or after"), ("after", "entry id: entries after it (paging)"), ("limit", "1 to 1000, default 100")], "AuditPage", &[200, 400, 401, 403, 404, 503]),
+    doc("POST", "/v1/admin/tokens", "operator", "Issues a citizen token (demo, tests, load tests; when allow_token_issue)", Operator, Some("TokenRequest"), &[], "Token", &[200, 400, 401, 403, 413]),
+    doc("GET", "/v1/admin/sms/outbox", "operator", "Messages in the built-in SMS outbox, oldest first", Operator, None, &[("phone", "only this phone's messages")], "[OutboxMessage]", &[200, 400, 401, 403, 503]),
 ];
 
 fn reference(name: &str) -> Value {
@@ -128,7 +128,7 @@ fn status_text(code: u16) -> &'static str {
         413 => "payload_too_large",
         422 => "voucher_mismatch, vehicle_not_eligible, notice_not_accepted, sms_code_invalid, sms_code_expired",
         429 => "too_soon, sms_too_soon or too_many_requests, with retry_after_ms",
-        503 => "unavailable: nothing was changed",
+        503 => "unavailable (storage cannot persist, or overload; with retry_after_ms when shed for load): nothing was changed",
         _ => "See the error code",
     }
 }
@@ -199,6 +199,9 @@ fn time() -> Value {
 }
 fn int() -> Value {
     json!({"type": "integer", "minimum": 0})
+}
+fn number() -> Value {
+    json!({"type": "number", "minimum": 0})
 }
 fn boolean() -> Value {
     json!({"type": "boolean"})
@@ -378,11 +381,38 @@ fn schemas() -> Value {
             "candidates": nullable(reference("Hold")), "claim": nullable(reference("Claim")),
             "closed_at": nullable(time()),
         })),
-        "Stats": object(&["office", "as_of", "classes", "mailbox_depth"], json!({
+        "Stats": object(&["office", "as_of", "classes", "mailbox_depth", "rates", "latency", "totals", "gateway"], json!({
             "office": string(), "as_of": time(), "mailbox_depth": int(),
             "classes": array(json!({"type": "object", "properties": counts})),
-            "rates": {"type": "object"},
-            "latency": array(json!({"type": "object"})),
+            "rates": object(&["scope", "window_s", "draws_per_s", "checks_per_s"], json!({
+                "scope": {"type": "string", "enum": ["office"]},
+                "window_s": number(), "draws_per_s": number(), "checks_per_s": number(),
+            })),
+            "latency": object(&["scope", "window_s", "draws", "checks"], json!({
+                "scope": {"type": "string", "enum": ["office"]},
+                "measured": string(), "window_s": number(),
+                "draws": reference("OfficeCalls"), "checks": reference("OfficeCalls"),
+            })),
+            "totals": object(&["scope", "draws", "checks"], json!({
+                "scope": {"type": "string", "enum": ["office"]},
+                "since": string(),
+                "draws": reference("OfficeCalls"), "checks": reference("OfficeCalls"),
+            })),
+            "gateway": object(&["scope", "window_s", "rates", "latency"], json!({
+                "scope": {"type": "string", "enum": ["gateway"]},
+                "window_s": number(),
+                "rates": {"type": "object", "additionalProperties": number()},
+                "latency": array(object(&["method", "route", "count"], json!({
+                    "method": string(), "route": string(), "count": int(),
+                    "errors_4xx": int(), "errors_5xx": int(),
+                    "p50_ms": nullable(number()), "p95_ms": nullable(number()), "p99_ms": nullable(number()),
+                }))),
+            })),
+        })),
+        "OfficeCalls": object(&["count", "refused"], json!({
+            "count": int(), "refused": int(),
+            "p50_ms": nullable(number()), "p95_ms": nullable(number()), "p99_ms": nullable(number()),
+            "mean_ms": nullable(number()),
         })),
         "BlacklistEntry": object(&["user", "since", "until"], json!({
             "user": string(), "since": time(), "until": time(), "office": string(), "application": string(),
@@ -478,6 +508,53 @@ mod tests {
                 d.path
             );
         }
+    }
+
+    #[test]
+    fn every_route_lists_the_statuses_its_handler_can_answer() {
+        // Routes that never reach the engine nor a store and are never shed for load.
+        let no_engine = [
+            ("GET", "/healthz"),
+            ("GET", "/metrics"),
+            ("GET", "/v1/admin/blacklist"),
+            ("POST", "/v1/admin/tokens"),
+        ];
+        for d in DOCS {
+            let has = |code| d.codes.contains(&code);
+            if d.request.is_some() {
+                assert!(has(413), "{} {} takes a body: 413", d.method, d.path);
+            }
+            if !no_engine.contains(&(d.method, d.path)) {
+                assert!(has(503), "{} {} can answer 503", d.method, d.path);
+            }
+            let mut sorted = d.codes[1..].to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(
+                sorted,
+                d.codes[1..],
+                "{} {}: in order, once",
+                d.method,
+                d.path
+            );
+        }
+        let sms = DOCS
+            .iter()
+            .find(|d| d.path == "/v1/sms")
+            .expect("documented");
+        assert!(sms.codes.contains(&403) && sms.codes.contains(&409));
+        let lookup = &document()["paths"]["/v1/admin/applications"]["get"];
+        let names: Vec<&str> = lookup["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"voucher") && names.contains(&"code"),
+            "{names:?}"
+        );
+        assert!(lookup["responses"]["404"].is_object());
     }
 
     #[test]

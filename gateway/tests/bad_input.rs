@@ -152,7 +152,14 @@ impl Fixture {
                 certificate(n, class, energy)
             })
             .collect();
-        assert_eq!(engine.import_certificates(rows).await.unwrap().imported, 28);
+        assert_eq!(
+            engine
+                .import_certificates(rows, "operator:test")
+                .await
+                .unwrap()
+                .imported,
+            28
+        );
         let gw = support::gateway(&engine, support::gateway_config());
         let exp = clock.now_ms() / 1000 + 86_400 * 365;
         let people = [

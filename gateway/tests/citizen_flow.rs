@@ -63,7 +63,10 @@ impl World {
             engine.add_release(id, release, who).await.expect("release");
         }
         let rows = (1..=30).map(|n| certificate(n, "small", "fuel")).collect();
-        let report = engine.import_certificates(rows).await.expect("import");
+        let report = engine
+            .import_certificates(rows, "operator:test")
+            .await
+            .expect("import");
         assert_eq!(report.imported, 30);
         let config = platepool_gateway::GatewayConfig {
             rate_limit_user_per_s,

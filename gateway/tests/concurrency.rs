@@ -401,7 +401,11 @@ async fn many_clients_one_small_pool() {
         .map(|n| certificate(n, "small", "fuel"))
         .collect();
     assert_eq!(
-        engine.import_certificates(rows).await.unwrap().imported,
+        engine
+            .import_certificates(rows, "operator:test")
+            .await
+            .unwrap()
+            .imported,
         APPS as usize
     );
     let gw = support::gateway(&engine, support::gateway_config());

@@ -521,7 +521,8 @@ async fn releases_withdrawals_and_the_pool_notice() {
     assert_eq!(small["releases"][1]["pending"], 10_000);
     assert_eq!(b["classes"][1]["withdrawn"], 3);
     assert!(b["mailbox_depth"].is_u64());
-    assert!(b["rates"]["per_route"]["draws_per_s"].is_number());
+    assert!(b["rates"]["draws_per_s"].is_number());
+    assert!(b["gateway"]["rates"]["draws_per_s"].is_number());
     let (s, _) = call!(app, op_req("GET", "/v1/admin/offices/nowhere/stats"));
     assert_eq!(s, StatusCode::NOT_FOUND);
 

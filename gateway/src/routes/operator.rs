@@ -17,8 +17,8 @@ use platepool_engine::pool::{HoldView, RELEASE_PATTERNS_MAX, RELEASE_SERIALS_MAX
 use platepool_engine::registry::IMPORT_ROWS_MAX;
 use platepool_engine::vin::check_vin;
 use platepool_engine::{
-    AppId, AppView, Caller, CertificateRow, Claim, Engine, NewRelease, OfficeConfig, Pattern,
-    Refusal, ReleaseSource, Serial,
+    AppId, AppView, CallSnapshot, Caller, CertificateRow, Claim, Engine, ImportPart, NewRelease,
+    OfficeCalls, OfficeConfig, Pattern, Refusal, ReleaseSource, Serial,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -661,11 +661,23 @@ async fn import_certificates(
     let mut rejected = parsed.rejected;
     let mut imported = 0usize;
     let mut rows = parsed.rows;
-    while !rows.is_empty() {
+    // Each call to the engine is durable with its own audit entry (who, counts, part i of n);
+    // the rows refused here are counted in the first. An import without a readable row still
+    // makes one call, so that it is in the audit trail too.
+    let parts = rows.len().div_ceil(IMPORT_CHUNK_ROWS).max(1);
+    for index in 1..=parts {
         let rest = rows.split_off(rows.len().min(IMPORT_CHUNK_ROWS));
         let (numbers, chunk): (Vec<(usize, Option<usize>)>, Vec<CertificateRow>) =
             rows.into_iter().map(|(n, r)| ((n, None), r)).unzip();
-        let report = gw.engine.import_certificates(chunk).await?;
+        let part = ImportPart {
+            index,
+            of: parts,
+            rejected_before: if index == 1 { rejected.len() } else { 0 },
+        };
+        let report = gw
+            .engine
+            .import_certificates_part(chunk, &op.who, part)
+            .await?;
         imported += report.imported;
         for r in report.rejected {
             let row = numbers
@@ -761,6 +773,39 @@ struct LookupQuery {
     serial: Option<String>,
     office: Option<String>,
     user: Option<String>,
+    voucher: Option<String>,
+    code: Option<String>,
+}
+
+/// Digits of a voucher's verification code.
+pub const VOUCHER_CODE_LEN: usize = 8;
+
+/// Confirms a printed pre-selection voucher (R4.8) by its serial (凭证编号) and verification
+/// code (验证码): the application it belongs to, or 404 `not_found` when the serial and code
+/// are not one claim's voucher (never saying which was wrong). Malformed input is 400.
+async fn voucher_lookup(
+    engine: &Engine,
+    serial: &str,
+    code: Option<&str>,
+) -> ApiResult<Vec<(AppId, AppView)>> {
+    if AppId::from_voucher_serial(serial).is_none() {
+        return Err(ApiError::bad_request(
+            "voucher must be a voucher serial such as MAOMING-20261124-12 (office-date-number)",
+        )
+        .field("voucher"));
+    }
+    let code = code.map(str::trim).unwrap_or_default();
+    if code.len() != VOUCHER_CODE_LEN || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(format!(
+            "a voucher is confirmed with its verification code: {VOUCHER_CODE_LEN} digits"
+        ))
+        .field("code"));
+    }
+    engine
+        .voucher_application(serial, code)
+        .await?
+        .map(|found| vec![found])
+        .ok_or_else(|| ApiError::not_found("no pre-selection voucher has this serial and code"))
 }
 
 async fn applications(
@@ -770,39 +815,55 @@ async fn applications(
 ) -> ApiResult<HttpResponse> {
     let _ = op;
     let q: LookupQuery = query(&req)?;
-    let found = match (&q.vin, &q.serial, &q.user) {
-        (Some(vin), None, None) => {
-            let vin = check_vin(vin).map_err(|e| {
-                ApiError::from(Refusal::InvalidVin(e.to_string()))
-                    .with("position", json!(e.position))
-            })?;
-            gw.engine.vin_applications(vin.as_str()).await?
-        }
-        (None, Some(serial), None) => {
-            let office = q.office.as_deref().ok_or_else(|| {
-                ApiError::bad_request("a look-up by serial names the office").field("office")
-            })?;
-            let config = gw
-                .engine
-                .office_config(office)
-                .map_err(|e| ApiError::from(e).field("office"))?;
-            let serial = parse_serial(serial, &config.prefix, "serial")?;
-            gw.engine
-                .serial_application(office, &serial.to_string())
-                .await?
-                .into_iter()
-                .collect()
-        }
-        (None, None, Some(user)) => {
-            validate_user(user).map_err(|m| ApiError::bad_request(m).field("user"))?;
-            gw.engine.user_applications(user).await?
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "look up by exactly one of vin, serial (with office) or user",
-            ))
-        }
-    };
+    if q.code.is_some() && q.voucher.is_none() {
+        return Err(
+            ApiError::bad_request("code goes with voucher (a voucher serial)").field("voucher"),
+        );
+    }
+    let found =
+        match (&q.vin, &q.serial, &q.user, &q.voucher) {
+            (None, None, None, Some(voucher)) => {
+                let found = voucher_lookup(&gw.engine, voucher, q.code.as_deref()).await?;
+                if q.office
+                    .as_ref()
+                    .is_some_and(|o| found.iter().any(|(id, _)| &id.office != o))
+                {
+                    return Err(ApiError::not_found(
+                        "no pre-selection voucher has this serial and code",
+                    ));
+                }
+                found
+            }
+            (Some(vin), None, None, None) => {
+                let vin = check_vin(vin).map_err(|e| {
+                    ApiError::from(Refusal::InvalidVin(e.to_string()))
+                        .with("position", json!(e.position))
+                })?;
+                gw.engine.vin_applications(vin.as_str()).await?
+            }
+            (None, Some(serial), None, None) => {
+                let office = q.office.as_deref().ok_or_else(|| {
+                    ApiError::bad_request("a look-up by serial names the office").field("office")
+                })?;
+                let config = gw
+                    .engine
+                    .office_config(office)
+                    .map_err(|e| ApiError::from(e).field("office"))?;
+                let serial = parse_serial(serial, &config.prefix, "serial")?;
+                gw.engine
+                    .serial_application(office, &serial.to_string())
+                    .await?
+                    .into_iter()
+                    .collect()
+            }
+            (None, None, Some(user), None) => {
+                validate_user(user).map_err(|m| ApiError::bad_request(m).field("user"))?;
+                gw.engine.user_applications(user).await?
+            }
+            _ => return Err(ApiError::bad_request(
+                "look up by exactly one of vin, serial (with office), user or voucher (with code)",
+            )),
+        };
     let now = gw.engine.now_ms();
     let mut prefixes: HashMap<String, String> = HashMap::new();
     let mut out = Vec::with_capacity(found.len());
@@ -835,21 +896,69 @@ async fn applications(
 /// Requests answered per (method, route).
 type RouteCounts = HashMap<(&'static str, &'static str), u64>;
 
-/// Request counts as last sampled by one worker, to give rates over the time since.
+/// The figures one worker read last, to give rates and latency over the time since: the
+/// gateway's requests per route, and each office's draws and checks. Each worker has its own
+/// (app data built per worker), so no lock is shared by workers and nothing is added to the
+/// requests measured.
 #[derive(Debug)]
 pub struct RateSampler {
+    started: Instant,
     last: RefCell<(Instant, RouteCounts)>,
+    offices: RefCell<HashMap<String, (Instant, OfficeCalls)>>,
 }
 
 impl RateSampler {
     fn new() -> RateSampler {
+        let started = Instant::now();
         RateSampler {
-            last: RefCell::new((Instant::now(), HashMap::new())),
+            started,
+            last: RefCell::new((started, HashMap::new())),
+            offices: RefCell::new(HashMap::new()),
         }
     }
 }
 
-/// The routes whose rates operators watch during an opening (SPEC R5.5).
+/// Shortest window a reading is kept for: figures are given over the time since the previous
+/// reading, moved forward once it is this old.
+const RATE_WINDOW_MIN_S: f64 = 1.0;
+
+/// The window since `last` (seconds) and the reading it started with; `last` moves to `now`
+/// and `current` once the window is [`RATE_WINDOW_MIN_S`] long.
+fn sample<T: Clone>(last: &mut (Instant, T), now: Instant, current: &T) -> (f64, T) {
+    let window = now.duration_since(last.0).as_secs_f64();
+    let previous = last.1.clone();
+    if window >= RATE_WINDOW_MIN_S {
+        *last = (now, current.clone());
+    }
+    (window, previous)
+}
+
+fn per_s(count: u64, window_s: f64) -> f64 {
+    if window_s > 0.0 {
+        (count as f64 / window_s * 100.0).round() / 100.0
+    } else {
+        0.0
+    }
+}
+
+/// A latency bound in µs as milliseconds.
+fn us_to_ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// One kind of office call over a window or since the office started.
+fn calls_json(c: &CallSnapshot) -> Value {
+    json!({
+        "count": c.count(),
+        "refused": c.refused,
+        "p50_ms": c.quantile_us(0.50).map(us_to_ms),
+        "p95_ms": c.quantile_us(0.95).map(us_to_ms),
+        "p99_ms": c.quantile_us(0.99).map(us_to_ms),
+        "mean_ms": c.mean_us().map(|us| (us / 10.0).round() / 100.0),
+    })
+}
+
+/// The routes whose rates operators watch during an opening (SPEC R5.5), gateway-wide.
 const RATE_ROUTES: [(&str, &str, &str); 6] = [
     ("draws", "POST", "/v1/applications/{id}/draws"),
     ("checks", "POST", "/v1/applications/{id}/custom"),
@@ -859,6 +968,11 @@ const RATE_ROUTES: [(&str, &str, &str); 6] = [
     ("keyboard", "GET", "/v1/applications/{id}/keyboard"),
 ];
 
+/// An office's figures (SPEC R5.5): counts per class and release, mailbox depth, and the
+/// office's own draws and checks per second and their latency (from the engine call to the
+/// answer: mailbox, step, durable commit) over the window since this worker's previous
+/// reading, and since the office started. The gateway's per-route request rates and HTTP
+/// latency, which every office shares, are under `gateway`.
 async fn stats(
     gw: web::Data<Gateway>,
     op: Operator,
@@ -920,34 +1034,32 @@ async fn stats(
         })
         .collect();
 
-    // Request figures are the gateway's (requests do not name their office in every route).
-    let figures = gw.metrics.figures();
+    // The office's own figures.
+    let calls = gw.engine.office_calls(&office)?;
     let now = Instant::now();
+    let (office_window_s, office_before) = {
+        let mut offices = sampler.offices.borrow_mut();
+        let last = offices
+            .entry(office.clone())
+            .or_insert_with(|| (sampler.started, OfficeCalls::default()));
+        sample(last, now, &calls)
+    };
+    let window = calls.since(&office_before);
+
+    // The gateway's figures (every office's requests together).
+    let figures = gw.metrics.figures();
     let current: RouteCounts = figures
         .iter()
         .map(|f| ((f.method, f.route), f.count))
         .collect();
-    let (window_s, previous) = {
-        let mut last = sampler.last.borrow_mut();
-        let window = now.duration_since(last.0).as_secs_f64();
-        let previous = last.1.clone();
-        if window >= 1.0 {
-            *last = (now, current.clone());
-        }
-        (window, previous)
-    };
+    let (window_s, previous) = sample(&mut sampler.last.borrow_mut(), now, &current);
     let mut rates = serde_json::Map::new();
     for (name, method, route) in RATE_ROUTES {
         let now_count = current.get(&(method, route)).copied().unwrap_or(0);
         let before = previous.get(&(method, route)).copied().unwrap_or(0);
-        let per_s = if window_s > 0.0 {
-            now_count.saturating_sub(before) as f64 / window_s
-        } else {
-            0.0
-        };
         rates.insert(
             format!("{name}_per_s"),
-            json!((per_s * 100.0).round() / 100.0),
+            json!(per_s(now_count.saturating_sub(before), window_s)),
         );
     }
     let latency: Vec<Value> = figures
@@ -972,11 +1084,30 @@ async fn stats(
         "mailbox_depth": depth,
         "classes": classes,
         "rates": {
+            "scope": "office",
+            "window_s": (office_window_s * 1000.0).round() / 1000.0,
+            "draws_per_s": per_s(window.draws.count(), office_window_s),
+            "checks_per_s": per_s(window.checks.count(), office_window_s),
+        },
+        "latency": {
+            "scope": "office",
+            "measured": "engine call to answer: mailbox wait, the office's step, durable commit",
+            "window_s": (office_window_s * 1000.0).round() / 1000.0,
+            "draws": calls_json(&window.draws),
+            "checks": calls_json(&window.checks),
+        },
+        "totals": {
+            "scope": "office",
+            "since": "the office started in this process",
+            "draws": calls_json(&calls.draws),
+            "checks": calls_json(&calls.checks),
+        },
+        "gateway": {
             "scope": "gateway",
             "window_s": (window_s * 1000.0).round() / 1000.0,
-            "per_route": rates,
+            "rates": rates,
+            "latency": latency,
         },
-        "latency": latency,
     })))
 }
 

@@ -231,7 +231,7 @@ impl World {
             })
             .collect();
         engine
-            .import_certificates(rows)
+            .import_certificates(rows, "system")
             .await
             .map_err(|e| e.to_string())?;
         let app = engine
