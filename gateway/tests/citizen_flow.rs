@@ -240,6 +240,9 @@ where
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     assert_eq!(r.body["state"], "confirmed");
+    // No verification and no check yet: no instant for the next check (not 1970 + 8 s).
+    assert!(r.body["next_check_at"].is_null(), "{r:?}");
+    assert!(r.body["next_check_in_ms"].is_null(), "{r:?}");
     r.body["id"].as_str().expect("id").to_string()
 }
 

@@ -290,6 +290,9 @@ fn app_json(gw: &Gateway, id: &AppId, view: &AppView, now_ms: u64) -> Value {
         None => (Value::Null, Value::Null),
     };
     let selecting = r.state.selecting();
+    let checks_timed = selecting
+        && r.custom_left > 0
+        && (r.verified_at_ms.is_some() || r.last_check_at_ms.is_some());
     json!({
         "id": id.to_string(),
         "office": id.office,
@@ -312,8 +315,10 @@ fn app_json(gw: &Gateway, id: &AppId, view: &AppView, now_ms: u64) -> Value {
         "identity_verified": identity_valid(view, now_ms),
         "verified_until": r.verified_until_ms.filter(|&u| u > now_ms).map(rfc3339),
         "verified_until_in_ms": r.verified_until_ms.map(|u| ms_left(u, now_ms)).filter(|&l| l > 0),
-        "next_check_at": (selecting && r.custom_left > 0).then(|| rfc3339(view.next_check_at_ms)),
-        "next_check_in_ms": (selecting && r.custom_left > 0).then(|| ms_left(view.next_check_at_ms, now_ms)),
+        // The interval runs from the identity verification or the last check; before either
+        // there is no instant to give (the first check waits for the verification anyway).
+        "next_check_at": checks_timed.then(|| rfc3339(view.next_check_at_ms)),
+        "next_check_in_ms": checks_timed.then(|| ms_left(view.next_check_at_ms, now_ms)),
         "closed_at": r.closed_at_ms.map(rfc3339),
         "stage": stage,
         "step": step,
