@@ -933,6 +933,13 @@ fn write_setup(md: &mut String, options: &Options, r: &SetupResult, judged: bool
 }
 
 /// What the draws cost before HTTP, and the floor that puts under the draws' ratio.
+///
+/// The model: on a CPU-bound machine an endpoint's rate is the CPU time the run could use divided
+/// by what one request costs the server and wrk together, so the ratio of two endpoints is the
+/// inverse ratio of their per-request costs when both runs keep the CPUs as busy (`model_ratio`
+/// checks that against the measured ratio). A draw over HTTP costs at least hello world's whole
+/// request (its HTTP exchange is larger) plus the engine alone's draw, plus wrk's cost of sending
+/// it: that is the floor.
 struct Floor {
     /// Hello world's server CPU per request.
     hello: Duration,
@@ -942,10 +949,15 @@ struct Floor {
     client: Duration,
     /// The draw over HTTP as measured.
     measured: Duration,
-    /// The most draws/s the machine's CPUs allow at `hello + engine + client` per draw.
-    max_rate: f64,
-    /// `max_rate` over hello world's measured rate.
-    max_ratio: f64,
+    /// The measured draw's server CPU above hello world's request and the engine's draw: what
+    /// the gateway's side adds (token, limits, routing, body, answer, wake-ups).
+    above_floor: Duration,
+    /// The ratio the CPU model predicts from the measured costs.
+    model_ratio: f64,
+    /// The ratio at the floor if draws kept the CPUs as busy as hello world's runs did.
+    floor_ratio: f64,
+    /// The ratio at the floor with the server's CPUs wholly busy.
+    floor_ratio_full: f64,
     /// The engine alone's draws/s over hello world's.
     engine_ratio: f64,
 }
@@ -955,36 +967,47 @@ impl Floor {
         if r.engine.is_empty() {
             return None;
         }
+        let client_of = |e: Endpoint| {
+            median_duration(r.runs(e).iter().map(|m| m.client_cpu_per_request).collect())
+        };
         let hello = cpu_of(r, Endpoint::Hello);
+        let measured = cpu_of(r, Endpoint::Draws);
         let engine = median_duration(r.engine.iter().map(|e| e.cpu_per_draw).collect());
-        let client = median_duration(
-            r.runs(Endpoint::Draws)
-                .iter()
-                .map(|m| m.client_cpu_per_request)
-                .collect(),
-        );
-        let per_draw = (hello + engine + client).as_secs_f64();
-        let cpus = if r.setup.pinned {
-            // Servers on CPU 0; wrk's CPU is its own.
-            1.0
+        let client = client_of(Endpoint::Draws);
+        // Pinned, wrk has a CPU of its own and the server's one CPU is what limits the rate.
+        let (cpus, hello_cost, draw_cost, floor_cost) = if r.setup.pinned {
+            (1.0, hello, measured, hello + engine)
         } else {
-            Machine::probe().nproc as f64
+            (
+                Machine::probe().nproc as f64,
+                hello + client_of(Endpoint::Hello),
+                measured + client,
+                hello + engine + client,
+            )
         };
-        let max_rate = if r.setup.pinned {
-            cpus / (hello + engine).as_secs_f64().max(1e-9)
-        } else {
-            cpus / per_draw.max(1e-9)
-        };
+        let secs = |d: Duration| d.as_secs_f64().max(1e-12);
         let hello_rate = r.rate(Endpoint::Hello).max(1.0);
         Some(Floor {
             hello,
             engine,
             client,
-            measured: cpu_of(r, Endpoint::Draws),
-            max_rate,
-            max_ratio: max_rate / hello_rate,
+            measured,
+            above_floor: measured.saturating_sub(hello + engine),
+            model_ratio: secs(hello_cost) / secs(draw_cost),
+            floor_ratio: secs(hello_cost) / secs(floor_cost),
+            floor_ratio_full: cpus / secs(floor_cost) / hello_rate,
             engine_ratio: median(r.engine.iter().map(|e| e.draws_per_s).collect()) / hello_rate,
         })
+    }
+
+    fn verdict(&self) -> &'static str {
+        if self.floor_ratio_full < DRAWS_TARGET {
+            "out of reach on this machine whatever the gateway does"
+        } else if self.floor_ratio < DRAWS_TARGET {
+            "out of reach unless the draws kept the CPUs busier than hello world's runs did"
+        } else {
+            "not excluded by the floor"
+        }
     }
 }
 
@@ -1050,11 +1073,6 @@ fn write_engine_alone(md: &mut String, options: &Options, r: &SetupResult) {
     }
     let refused: u64 = r.engine.iter().map(|e| e.failed).sum();
     let _ = writeln!(md, "| draws refused or short | {refused} | |");
-    let budget = if r.setup.pinned {
-        "CPU 0".to_string()
-    } else {
-        format!("{} CPUs", Machine::probe().nproc)
-    };
     let client = if r.setup.pinned {
         String::new()
     } else {
@@ -1062,21 +1080,24 @@ fn write_engine_alone(md: &mut String, options: &Options, r: &SetupResult) {
     };
     let _ = writeln!(
         md,
-        "\nFloor under a draw over HTTP: hello world's {} per request (the HTTP exchange) + the \
-         engine's {} per draw{client} — the gateway's own work (token, limits, idempotency, \
-         JSON) counted as nothing. At that cost {budget} allow at most {:.0} draws/s, {:.1} % of \
-         hello world's measured rate (target {:.0} %: {}). Measured over HTTP: {} per draw.",
+        "\nFloor under a draw over HTTP: hello world's {} per request (its whole HTTP exchange) + \
+         the engine's {} per draw{client}, the gateway's own work counted as nothing. At that \
+         cost the draws' ratio would be {:.1} % if they kept the CPUs as busy as hello world's \
+         runs did, {:.1} % with the server's CPUs wholly busy (target {:.0} %: {}). The same \
+         model from the measured costs predicts {:.1} % (measured {:.1} %). Measured over HTTP a \
+         draw costs {} of server CPU: {} above the floor, which is the gateway's side (token, \
+         limits, routing, body, the answer of ten plates, the wake-ups of the hop to the \
+         office's thread and back).",
         us(floor.hello),
         us(floor.engine),
-        floor.max_rate,
-        floor.max_ratio * 100.0,
+        floor.floor_ratio * 100.0,
+        floor.floor_ratio_full * 100.0,
         DRAWS_TARGET * 100.0,
-        if floor.max_ratio < DRAWS_TARGET {
-            "out of reach on this machine whatever the gateway does"
-        } else {
-            "not excluded by the floor alone"
-        },
-        us(floor.measured)
+        floor.verdict(),
+        floor.model_ratio * 100.0,
+        r.ratio(Endpoint::Draws) * 100.0,
+        us(floor.measured),
+        us(floor.above_floor),
     );
 }
 
@@ -1204,35 +1225,30 @@ fn write_notes(md: &mut String, options: &Options, r: &SetupResult) {
     if let Some(floor) = Floor::of(r) {
         let _ = writeln!(
             md,
-            "- **Draws.** For draws to reach 50 % of hello world's rate, a draw over HTTP could \
-             cost about twice what a hello world request costs, ≈ {:.0} µs of server CPU; it \
-             costs {draws:.0} µs. The engine alone, with no HTTP, spends {:.1} µs of CPU per \
-             durable draw at the same {} in flight (table above), {:.1}× hello world's whole \
-             request: a gateway that added nothing to hello world's HTTP exchange would reach at \
-             most {:.1} % here{}. Where the engine's CPU goes: the office \
-             actor picks ten numbers out of a million and keeps the keyboard's counts (I8) and \
-             the holds, the writer thread applies the group's records to sled, flushes and \
-             fdatasyncs, and each draw crosses three threads (worker → actor → writer → worker) \
-             whose wake-ups the kernel charges to them. What was cut from the draw so far, in \
-             earlier sessions' profiles (`http-report --perf draws`): a `serde_json::Value` per \
-             answer and plates formatted a character at a time (the answer is written from the \
-             engine's result on the stack), regex-lite routing, glibc malloc (mimalloc), sled's \
-             IO pool waking every idle thread per log write (`vendor/sled` wakes one, and the \
-             writer thread writes the buffers it seals itself): 74.5 µs per draw to the figure \
-             above on the same kind of VM. Two experiments that did not help: dropping sled's \
-             `sync_file_range` per log buffer (the disk is not what limits draws), and 256 \
+            "- **Draws.** A draw over HTTP costs {draws:.0} µs of server CPU against hello \
+             world's {hello:.1} µs. The engine alone spends {:.1} µs of CPU per durable draw at \
+             the same {} in flight ({:.1}× hello world's whole request; the office actor picks \
+             ten numbers out of a million and keeps the keyboard's counts (I8) and the holds, the \
+             writer applies the group to sled, flushes and fdatasyncs), so {:.1} µs of each draw \
+             is the gateway's side above a hello world exchange. With the floor alone (the \
+             gateway's side costing nothing above hello world) the ratio would be {:.1} % at \
+             hello world's CPU use, {:.1} % with the CPUs wholly busy: {}. The keyboard, a read \
+             answered from memory that crosses to the office's thread and back through the \
+             same token, limits, routing and JSON answer, costs {keyboard:.1} µs: most of the \
+             gateway's side is that path, not the draw's own work. Cut in earlier sessions \
+             (`http-report --perf draws`): a `serde_json::Value` per answer and plates \
+             formatted a character at a time, regex-lite routing, glibc malloc (mimalloc), \
+             sled's IO pool waking every idle thread per log write and handing the writer's \
+             log buffers to another thread (`vendor/sled`). Tried without effect: dropping \
+             sled's `sync_file_range` per log buffer (the disk does not limit draws) and 256 \
              connections instead of 64 (larger group commits, but hello world gains as much).",
-            2.0 * hello,
             us(floor.engine),
             options.connections,
             floor.engine.as_secs_f64() / floor.hello.as_secs_f64().max(1e-9),
-            floor.max_ratio * 100.0,
-            if floor.max_ratio < DRAWS_TARGET {
-                ", so the target is out of reach on this machine for any gateway over this \
-                 engine: what bounds the ratio is what a durable draw costs the engine"
-            } else {
-                ""
-            },
+            us(floor.above_floor),
+            floor.floor_ratio * 100.0,
+            floor.floor_ratio_full * 100.0,
+            floor.verdict(),
         );
     }
     let _ = writeln!(
