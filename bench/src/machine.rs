@@ -154,20 +154,30 @@ pub fn thread_self_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (user + system) of this process's children that have ended and been waited for, from
-/// `/proc/self/stat` (cutime + cstime): the load generator's own cost after a `wrk` run.
-pub fn waited_children_cpu() -> std::time::Duration {
-    let ticks = fs::read_to_string("/proc/self/stat")
+/// The sum of two adjacent clock-tick fields of `/proc/<who>/stat` as a duration; `first` counts
+/// fields after the command name (11: utime + stime, 13: cutime + cstime). Zero when unreadable.
+fn stat_cpu(who: &str, first: usize) -> std::time::Duration {
+    let ticks = fs::read_to_string(format!("/proc/{who}/stat"))
         .ok()
         .and_then(|s| {
             let after = s.rsplit_once(')')?.1.to_string();
             let f: Vec<&str> = after.split_whitespace().collect();
-            // Fields 16 and 17 of stat (cutime, cstime) are the 14th and 15th after the name.
-            let cutime: u64 = f.get(13)?.parse().ok()?;
-            let cstime: u64 = f.get(14)?.parse().ok()?;
-            Some(cutime + cstime)
+            let a: u64 = f.get(first)?.parse().ok()?;
+            let b: u64 = f.get(first + 1)?.parse().ok()?;
+            Some(a + b)
         })
         .unwrap_or(0);
     // The kernel's USER_HZ is 100 on every Linux this runs on.
     std::time::Duration::from_millis(ticks * 10)
+}
+
+/// CPU time (user + system) a process has used so far.
+pub fn process_cpu(pid: u32) -> std::time::Duration {
+    stat_cpu(&pid.to_string(), 11)
+}
+
+/// CPU time (user + system) of this process's children that have ended and been waited for
+/// (cutime + cstime): the load generator's own cost after a `wrk` run.
+pub fn waited_children_cpu() -> std::time::Duration {
+    stat_cpu("self", 13)
 }

@@ -34,7 +34,7 @@ use platepool_bench::fixture::{self, Op, Plan, Target};
 use platepool_bench::io::SyncFile;
 use platepool_bench::load::{closed_loop, Stop};
 use platepool_bench::machine::{
-    cpu_by_role, load_average, thread_cpu, waited_children_cpu, Machine,
+    cpu_by_role, load_average, process_cpu, thread_cpu, waited_children_cpu, Machine,
 };
 use platepool_bench::wrk::{self, Load, Request, WrkResult};
 use platepool_engine::{AppId, Durability};
@@ -459,18 +459,7 @@ impl Server {
 
     /// CPU time the process has used (user + system), from `/proc/<pid>/stat`.
     fn cpu(&self) -> Duration {
-        let ticks = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
-            .ok()
-            .and_then(|s| {
-                let after = s.rsplit_once(')')?.1.to_string();
-                let f: Vec<&str> = after.split_whitespace().collect();
-                let utime: u64 = f.get(11)?.parse().ok()?;
-                let stime: u64 = f.get(12)?.parse().ok()?;
-                Some(utime + stime)
-            })
-            .unwrap_or(0);
-        // The kernel's USER_HZ is 100 on every Linux this runs on.
-        Duration::from_millis(ticks * 10)
+        process_cpu(self.pid())
     }
 }
 
