@@ -674,10 +674,27 @@ async fn import_certificates(
             of: parts,
             rejected_before: if index == 1 { rejected.len() } else { 0 },
         };
-        let report = gw
+        let report = match gw
             .engine
             .import_certificates_part(chunk, &op.who, part)
-            .await?;
+            .await
+        {
+            Ok(report) => report,
+            // Earlier parts are durable: say so rather than let the 503 read "nothing changed".
+            // Records are kept by VIN, so sending the whole import again is safe.
+            Err(refusal) if index > 1 => {
+                let imported_before = imported;
+                return Err(ApiError::from(refusal)
+                    .with("imported", json!(imported_before))
+                    .with("parts_done", json!(index - 1))
+                    .with("parts", json!(parts))
+                    .with(
+                        "retry",
+                        json!("the records are kept by VIN: send the whole import again"),
+                    ));
+            }
+            Err(refusal) => return Err(refusal.into()),
+        };
         imported += report.imported;
         for r in report.rejected {
             let row = numbers
