@@ -263,6 +263,20 @@ macro_rules! stats {
     }};
 }
 
+/// A draw by `user` on application `id`: (status, body).
+macro_rules! draw {
+    ($app:expr, $w:expr, $user:expr, $id:expr) => {
+        call!(
+            $app,
+            citizen_post(
+                &$w.citizen($user),
+                &format!("/v1/applications/{}/draws", $id),
+                json!({})
+            )
+        )
+    };
+}
+
 #[actix_web::test]
 async fn each_office_shows_its_own_draw_and_check_rates_and_latency() {
     let w = world().await;
@@ -272,24 +286,10 @@ async fn each_office_shows_its_own_draw_and_check_rates_and_latency() {
     let b = w.application(GAOZHOU, "ub", 2).await;
     let c = w.application(GAOZHOU, "uc", 3).await;
     for _ in 0..4 {
-        let (s, body) = call!(
-            app,
-            citizen_post(
-                &w.citizen("ua"),
-                &format!("/v1/applications/{a}/draws"),
-                json!({})
-            )
-        );
+        let (s, body) = draw!(app, w, "ua", a);
         assert_eq!(s, StatusCode::CREATED, "{body}");
     }
-    let (s, body) = call!(
-        app,
-        citizen_post(
-            &w.citizen("ub"),
-            &format!("/v1/applications/{b}/draws"),
-            json!({})
-        )
-    );
+    let (s, body) = draw!(app, w, "ub", b);
     assert_eq!(s, StatusCode::CREATED, "{body}");
     let (s, body) = call!(
         app,
@@ -352,14 +352,7 @@ async fn each_office_shows_its_own_draw_and_check_rates_and_latency() {
 
     // The next window: two more draws in Gaozhou, none in Maoming.
     for _ in 0..2 {
-        let (s, body) = call!(
-            app,
-            citizen_post(
-                &w.citizen("ub"),
-                &format!("/v1/applications/{b}/draws"),
-                json!({})
-            )
-        );
+        let (s, body) = draw!(app, w, "ub", b);
         assert_eq!(s, StatusCode::CREATED, "{body}");
     }
     let m2 = stats!(app, MAOMING);
@@ -372,23 +365,9 @@ async fn each_office_shows_its_own_draw_and_check_rates_and_latency() {
     assert_eq!(count(&g2, "totals", "draws"), 3);
 
     // A draw refused for a business reason is an answer of the office: counted, as refused.
-    let (s, _) = call!(
-        app,
-        citizen_post(
-            &w.citizen("ua"),
-            &format!("/v1/applications/{a}/draws"),
-            json!({})
-        )
-    );
+    let (s, _) = draw!(app, w, "ua", a);
     assert_eq!(s, StatusCode::CREATED, "the fifth and last draw");
-    let (s, body) = call!(
-        app,
-        citizen_post(
-            &w.citizen("ua"),
-            &format!("/v1/applications/{a}/draws"),
-            json!({})
-        )
-    );
+    let (s, body) = draw!(app, w, "ua", a);
     assert_eq!(
         (s, error_of(&body).0),
         (StatusCode::CONFLICT, "quota_spent"),
