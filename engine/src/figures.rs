@@ -18,6 +18,24 @@ pub const CALL_LATENCY_BOUNDS_US: [u64; 16] = [
 /// Buckets of a histogram: one per bound and one beyond the last.
 pub const CALL_BUCKETS: usize = CALL_LATENCY_BOUNDS_US.len() + 1;
 
+/// The upper bound of the histogram bucket holding quantile `q` of `count` observations, from
+/// cumulative buckets `(upper bound, observations within it)` in increasing order; `None`
+/// without observations or when the quantile lies beyond the last bucket.
+pub fn bucket_quantile(
+    within: impl IntoIterator<Item = (f64, u64)>,
+    count: u64,
+    q: f64,
+) -> Option<f64> {
+    if count == 0 {
+        return None;
+    }
+    let rank = (q * count as f64).ceil().max(1.0) as u64;
+    within
+        .into_iter()
+        .find(|&(_, n)| n >= rank)
+        .map(|(bound, _)| bound)
+}
+
 /// The calls an office's figures are kept for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {
@@ -87,22 +105,22 @@ impl CallSnapshot {
         }
     }
 
+    /// `(upper bound µs, calls within it)` per bucket, cumulative, up to the last bound.
+    pub fn cumulative(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        CALL_LATENCY_BOUNDS_US
+            .iter()
+            .zip(self.buckets)
+            .scan(0, |within, (&bound, n)| {
+                *within += n;
+                Some((bound, *within))
+            })
+    }
+
     /// The upper bound (µs) of the bucket holding quantile `q`; `None` without calls or when
     /// the quantile lies beyond the last bound.
     pub fn quantile_us(&self, q: f64) -> Option<u64> {
-        let count = self.count();
-        if count == 0 {
-            return None;
-        }
-        let rank = (q * count as f64).ceil().max(1.0) as u64;
-        let mut within = 0;
-        for (bound, n) in CALL_LATENCY_BOUNDS_US.iter().zip(self.buckets) {
-            within += n;
-            if within >= rank {
-                return Some(*bound);
-            }
-        }
-        None
+        let within = self.cumulative().map(|(bound, n)| (bound as f64, n));
+        bucket_quantile(within, self.count(), q).map(|bound| bound as u64)
     }
 
     /// Mean latency in µs; `None` without calls.

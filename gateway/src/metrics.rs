@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use platepool_engine::actor::OfficeHealth;
-use platepool_engine::figures::CALL_LATENCY_BOUNDS_US;
 use platepool_engine::Engine;
 
 /// An office figure in `/metrics`: name, type, help, how to read it.
@@ -19,24 +18,9 @@ type OfficeGauge = (
     fn(&OfficeHealth) -> f64,
 );
 
-/// The upper bound of the histogram bucket holding quantile `q` of `count` observations, from
-/// cumulative buckets `(upper bound, observations within it)` in increasing order; `None`
-/// without observations or when the quantile lies beyond the last bucket. Also used on
-/// histograms read back from `/metrics` (the reliability campaigns).
-pub fn bucket_quantile(
-    within: impl IntoIterator<Item = (f64, u64)>,
-    count: u64,
-    q: f64,
-) -> Option<f64> {
-    if count == 0 {
-        return None;
-    }
-    let rank = (q * count as f64).ceil().max(1.0) as u64;
-    within
-        .into_iter()
-        .find(|&(_, n)| n >= rank)
-        .map(|(bound, _)| bound)
-}
+/// The histogram quantile of the engine's per-office figures, shared with the routes' figures
+/// here and with histograms read back from `/metrics` (the reliability campaigns).
+pub use platepool_engine::figures::bucket_quantile;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 pub const LATENCY_BUCKETS_S: [f64; 12] = [
@@ -342,13 +326,11 @@ impl Metrics {
                     continue;
                 }
                 let labels = format!("office=\"{office}\",call=\"{call}\"");
-                let mut within = 0;
-                for (bound, n) in CALL_LATENCY_BOUNDS_US.iter().zip(c.buckets) {
-                    within += n;
+                for (bound, within) in c.cumulative() {
                     let _ = writeln!(
                         out,
                         "platepool_office_call_duration_seconds_bucket{{{labels},le=\"{}\"}} {within}",
-                        *bound as f64 / 1e6
+                        bound as f64 / 1e6
                     );
                 }
                 let _ = writeln!(
