@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::events::EventSender;
 use actix::prelude::*;
 use rand::rngs::StdRng;
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::figures::{CallFigures, CallKind, OfficeCalls};
 use crate::outcome::Refusal;
@@ -227,7 +227,7 @@ pub struct OfficeActor {
     rng: StdRng,
     clock: Arc<dyn Clock>,
     health: Arc<OfficeHealth>,
-    events: Option<UnboundedSender<(String, Event)>>,
+    events: Option<EventSender>,
     timer: Option<(SpawnHandle, u64)>,
     /// Calls waiting for the end of an opening window, and when it ends.
     window: Vec<Deferred>,
@@ -254,7 +254,7 @@ impl OfficeActor {
         rng: StdRng,
         clock: Arc<dyn Clock>,
         health: Arc<OfficeHealth>,
-        events: Option<UnboundedSender<(String, Event)>>,
+        events: Option<EventSender>,
     ) -> OfficeActor {
         let pool_id = pool.id().to_string();
         OfficeActor {
@@ -337,7 +337,7 @@ impl Actor for OfficeActor {
 struct Pending {
     records: Vec<crate::record::Record>,
     events: Vec<Event>,
-    sink: Option<UnboundedSender<(String, Event)>>,
+    sink: Option<EventSender>,
     writer: Writer,
     health: Arc<OfficeHealth>,
     office: Arc<str>,
@@ -368,7 +368,7 @@ impl Pending {
             }
             if let Some(sink) = sink {
                 for e in events {
-                    let _ = sink.send((office.to_string(), e));
+                    crate::events::forward(&sink, &office, e);
                 }
             }
             then(Ok(()));

@@ -229,7 +229,7 @@ impl Engine {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
         };
-        let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Event)>();
+        let (events_tx, mut events_rx) = crate::events::channel();
         let kv = store.kv("registry")?;
         let blacklist_entries: Vec<(Vec<u8>, BlacklistEntry)> = kv.scan(b"bl/")?;
         let blacklist: HashMap<String, BlacklistEntry> = blacklist_entries

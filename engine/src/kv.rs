@@ -29,6 +29,9 @@ use crate::store::{Store, StoreError};
 
 /// Most requests one sync answers; the rest wait for the next one.
 pub const KV_GROUP_MAX: usize = 4_096;
+/// Most requests waiting for the syncer: a writer beyond it blocks until a sync drains the
+/// queue (back-pressure rather than a queue that grows without bound while the disk stalls).
+pub const KV_WAITING_MAX: usize = 65_536;
 
 /// Makes everything written so far durable ([`Store::sync`], or a stand-in in tests).
 type SyncFn = Box<dyn FnMut() -> Result<(), StoreError> + Send>;
@@ -114,7 +117,7 @@ struct Syncer {
 
 impl Syncer {
     fn start(state: Arc<SyncState>, sync: SyncFn) -> Syncer {
-        let (tx, rx) = crossbeam_channel::unbounded::<Reply>();
+        let (tx, rx) = crossbeam_channel::bounded::<Reply>(KV_WAITING_MAX);
         let thread_state = Arc::clone(&state);
         let spawned = thread::Builder::new()
             .name("pp-kv-syncer".into())
@@ -313,6 +316,22 @@ impl Kv {
                 break;
             }
         }
+        Ok(out)
+    }
+
+    /// The last `limit` values under a key prefix, in key order (read from the end: the newest
+    /// of ascending keys without walking the older ones).
+    pub fn scan_last<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix).rev().take(limit) {
+            let (k, v) = item?;
+            out.push((k.to_vec(), decode(&k, &v)?));
+        }
+        out.reverse();
         Ok(out)
     }
 

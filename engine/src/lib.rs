@@ -10,6 +10,7 @@ pub mod calendar;
 pub mod class;
 pub mod config;
 pub mod engine;
+pub mod events;
 pub mod figures;
 pub mod keyboard;
 pub mod kv;

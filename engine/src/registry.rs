@@ -9,19 +9,19 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::events::EventSender;
 use actix::prelude::*;
 use arc_swap::ArcSwap;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::actor::{Call, Clock, OfficeActor, OfficeHandle, OfficeHealth};
 use crate::class::{Energy, PlateClass};
 use crate::config::OfficeConfig;
 use crate::engine::AppId;
 use crate::outcome::Refusal;
-use crate::pool::{Event, NewApplication, OfficePool};
+use crate::pool::{NewApplication, OfficePool};
 use crate::record::AuditEntry;
 use crate::store::{Kv, Store};
 use crate::vin::check_vin;
@@ -151,7 +151,7 @@ pub struct Registry {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) shed_after: Option<std::time::Duration>,
     pub(crate) rng: StdRng,
-    pub(crate) events: UnboundedSender<(String, Event)>,
+    pub(crate) events: EventSender,
     pub(crate) arbiters: Vec<Arbiter>,
 }
 
@@ -598,7 +598,7 @@ pub(crate) fn start_office(
     rng: StdRng,
     clock: Arc<dyn Clock>,
     shed_after: Option<std::time::Duration>,
-    events: UnboundedSender<(String, Event)>,
+    events: EventSender,
     arbiters: &mut Vec<Arbiter>,
 ) -> Result<OfficeEntry, Refusal> {
     let id = pool.id().to_string();

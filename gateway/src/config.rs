@@ -12,6 +12,12 @@ pub const RATE_LIMIT_IP_PER_S_DEFAULT: u32 = 500;
 /// Default limit on how late a worker's event loop may run before selection requests are
 /// refused with 503 (see `lag.rs`).
 pub const SHED_LOOP_LAG_MS_DEFAULT: u64 = 100;
+/// How long an `Idempotency-Key` makes a retry a retry (24 h).
+pub const IDEMPOTENCY_TTL_S_DEFAULT: u64 = 86_400;
+/// How long the built-in SMS outbox keeps messages unless told otherwise (7 days).
+pub const OUTBOX_RETENTION_S_DEFAULT: u64 = 7 * 86_400;
+/// Seconds between two sweeps of expired state (`expiry.rs`).
+pub const SWEEP_INTERVAL_S_DEFAULT: u64 = 60;
 /// Shortest secret accepted for signing citizen tokens.
 pub const TOKEN_SECRET_LEN_MIN: usize = 16;
 
@@ -36,6 +42,13 @@ pub struct GatewayConfig {
     /// While a worker's event loop runs later than this (ms), selection and public requests
     /// get 503 `unavailable` at once instead of queueing (overload); 0 turns it off.
     pub shed_loop_lag_ms: u64,
+    /// Seconds an `Idempotency-Key` is remembered (a retry after it runs again).
+    pub idempotency_ttl_s: u64,
+    /// Seconds the built-in outbox keeps a message; 0 keeps them all; unset: 7 days (the
+    /// binary's `--demo` keeps them).
+    pub outbox_retention_s: Option<u64>,
+    /// Seconds between two sweeps of expired keys, messages and codes.
+    pub sweep_interval_s: u64,
 }
 
 impl Default for GatewayConfig {
@@ -49,11 +62,22 @@ impl Default for GatewayConfig {
             sms_webhook: None,
             allow_token_issue: true,
             shed_loop_lag_ms: SHED_LOOP_LAG_MS_DEFAULT,
+            idempotency_ttl_s: IDEMPOTENCY_TTL_S_DEFAULT,
+            outbox_retention_s: None,
+            sweep_interval_s: SWEEP_INTERVAL_S_DEFAULT,
         }
     }
 }
 
 impl GatewayConfig {
+    /// The outbox retention in force (seconds; 0 keeps every message).
+    pub fn outbox_retention_s(&self) -> Option<u64> {
+        Some(
+            self.outbox_retention_s
+                .unwrap_or(OUTBOX_RETENTION_S_DEFAULT),
+        )
+    }
+
     /// Checks the secrets are usable.
     pub fn validate(&self) -> Result<(), String> {
         if self.operator_token.len() < TOKEN_SECRET_LEN_MIN {
@@ -65,6 +89,12 @@ impl GatewayConfig {
             return Err(format!(
                 "token_secret must have at least {TOKEN_SECRET_LEN_MIN} characters"
             ));
+        }
+        if self.idempotency_ttl_s == 0 {
+            return Err("idempotency_ttl_s must be at least 1 second".into());
+        }
+        if self.sweep_interval_s == 0 {
+            return Err("sweep_interval_s must be at least 1 second".into());
         }
         if let Some(url) = &self.sms_webhook {
             // The gateway speaks plain HTTP to the SMS service; TLS ends at a local relay.

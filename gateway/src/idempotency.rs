@@ -57,7 +57,7 @@ enum Entry {
 
 #[derive(Debug, Clone)]
 pub struct Idempotency {
-    kv: Kv,
+    pub(crate) kv: Kv,
     /// This run of the process: a marker of another run is a crash's leftover.
     instance: u64,
 }
@@ -148,6 +148,12 @@ impl Idempotency {
             .kv
             .insert_if_absent(k, &self.pending(now_ms, before.clone()))
             .map_err(storage)?;
+        if claimed {
+            // Its place in the expiry order; durable with the answer (`crate::expiry`).
+            self.kv
+                .insert_if_absent(&crate::expiry::idempotency_index(now_ms, k), &())
+                .map_err(storage)?;
+        }
         if !claimed {
             match self.kv.get::<Entry>(k).map_err(storage)? {
                 Some(Entry::Done { status, body }) => {

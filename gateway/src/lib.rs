@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod expiry;
 pub mod extract;
 pub mod idempotency;
 pub mod lag;
@@ -83,6 +84,11 @@ pub struct Gateway {
     pub idempotency: idempotency::Idempotency,
     pub metrics: Arc<metrics::Metrics>,
     ready: Arc<AtomicBool>,
+    /// What expires and how long it is kept (`expiry.rs`).
+    pub retention: Arc<expiry::Retention>,
+    /// The background sweep of expired keys, messages and codes: held for its `Drop`, which
+    /// stops it with the last clone of the gateway.
+    _sweeper: Arc<expiry::Sweeper>,
 }
 
 impl Gateway {
@@ -97,10 +103,20 @@ impl Gateway {
             }
             None => sms::SmsService::with_outbox(&store)?,
         };
+        let limits = Arc::new(limits::RateLimits::new(&config));
+        let idempotency = idempotency::Idempotency::new(&store)?;
+        let retention =
+            expiry::Retention::new(&config, idempotency.kv.clone(), &sms, limits.clone());
+        let sweeper = expiry::Sweeper::start(
+            retention.clone(),
+            Duration::from_secs(config.sweep_interval_s.max(1)),
+        );
         Ok(Gateway {
-            limits: Arc::new(limits::RateLimits::new(&config)),
-            idempotency: idempotency::Idempotency::new(&store)?,
+            limits,
+            idempotency,
             metrics: Arc::new(metrics::Metrics::new(ROUTES)),
+            retention: Arc::new(retention),
+            _sweeper: Arc::new(sweeper),
             sms: Arc::new(sms),
             config: Arc::new(config),
             engine,

@@ -14,8 +14,9 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
 
-/// Checks between two sweeps of idle keys (keeps the limiters' memory bounded).
-const SWEEP_EVERY: u64 = 100_000;
+/// Checks between two sweeps of idle keys, besides the background sweep (`expiry.rs`): the
+/// limiters hold at most the keys seen within a second plus this many.
+const SWEEP_EVERY: u64 = 10_000;
 
 #[derive(Debug)]
 pub struct RateLimits {
@@ -42,6 +43,21 @@ impl RateLimits {
         }
     }
 
+    /// Forgets the keys whose limit is back to full (idle ones).
+    pub fn sweep(&self) {
+        if let Some(l) = &self.user {
+            l.retain_recent();
+        }
+        if let Some(l) = &self.ip {
+            l.retain_recent();
+        }
+    }
+
+    /// Keys the limiters hold now (users and addresses).
+    pub fn keys(&self) -> usize {
+        self.user.as_ref().map_or(0, |l| l.len()) + self.ip.as_ref().map_or(0, |l| l.len())
+    }
+
     /// The client's address: the peer's, or the last `X-Forwarded-For` hop a trusted proxy added.
     pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
         let peer = req.peer_addr().map(|a| a.ip());
@@ -60,12 +76,7 @@ impl RateLimits {
     /// Counts one request of `user` (if known) from the request's IP.
     pub fn check(&self, req: &HttpRequest, user: Option<&str>) -> Result<(), ApiError> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            if let Some(l) = &self.user {
-                l.retain_recent();
-            }
-            if let Some(l) = &self.ip {
-                l.retain_recent();
-            }
+            self.sweep();
         }
         if let (Some(l), Some(ip)) = (&self.ip, self.client_ip(req)) {
             if let Err(not_until) = l.check_key(&ip) {

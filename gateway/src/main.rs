@@ -30,13 +30,18 @@ Environment (overrides the --config file; command-line flags override both):
   PLATEPOOL_ALLOW_TOKEN_ISSUE      true/false: POST /v1/admin/tokens issues citizen tokens (default true)
   PLATEPOOL_SHED_LOOP_LAG_MS       while a worker's event loop runs this late (ms), selection calls get
                                    503 unavailable at once instead of queueing (0: off; default 100)
+  PLATEPOOL_IDEMPOTENCY_TTL_S      seconds an Idempotency-Key is remembered (default 86400)
+  PLATEPOOL_OUTBOX_RETENTION_S     seconds the built-in SMS outbox keeps messages (0: all; default
+                                   604800, with --demo 0)
+  PLATEPOOL_SWEEP_INTERVAL_S       seconds between two sweeps of expired keys, messages, codes (default 60)
   PLATEPOOL_ADDR, PLATEPOOL_DATA_DIR, PLATEPOOL_DURABILITY, PLATEPOOL_WORKERS, PLATEPOOL_SHUTDOWN_TIMEOUT_S
                                    as the flags of the same names
   RUST_LOG                         log filter (default info), e.g. RUST_LOG=platepool_gateway=debug
 
 Config file (TOML): addr, data_dir, durability, workers, shutdown_timeout_s, and the gateway fields
 operator_token, token_secret, rate_limit_user_per_s, rate_limit_ip_per_s, trusted_proxies (array),
-sms_webhook, allow_token_issue, shed_loop_lag_ms.";
+sms_webhook, allow_token_issue, shed_loop_lag_ms, idempotency_ttl_s, outbox_retention_s,
+sweep_interval_s.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -206,6 +211,15 @@ fn apply_env(config: &mut GatewayConfig) -> Result<(), String> {
     if let Some(n) = number("PLATEPOOL_SHED_LOOP_LAG_MS")? {
         config.shed_loop_lag_ms = u64::from(n);
     }
+    if let Some(n) = number("PLATEPOOL_IDEMPOTENCY_TTL_S")? {
+        config.idempotency_ttl_s = u64::from(n);
+    }
+    if let Some(n) = number("PLATEPOOL_OUTBOX_RETENTION_S")? {
+        config.outbox_retention_s = Some(u64::from(n));
+    }
+    if let Some(n) = number("PLATEPOOL_SWEEP_INTERVAL_S")? {
+        config.sweep_interval_s = u64::from(n);
+    }
     if let Some(v) = env_var("PLATEPOOL_TRUSTED_PROXIES") {
         config.trusted_proxies = v
             .split(',')
@@ -306,6 +320,10 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         None => (FileSettings::default(), GatewayConfig::default()),
     };
     apply_env(&mut gateway)?;
+    if args.demo && gateway.outbox_retention_s.is_none() {
+        // The demo shows every code it sent.
+        gateway.outbox_retention_s = Some(0);
+    }
     let random_operator_token = gateway.operator_token.is_empty();
     let random_token_secret = gateway.token_secret.is_empty();
     let gateway = gateway.with_random_secrets();

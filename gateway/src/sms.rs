@@ -67,7 +67,7 @@ pub trait SmsSender: Send + Sync + std::fmt::Debug {
 /// The default sender: keeps every message in sled for operators, tests and load tests.
 #[derive(Debug, Clone)]
 pub struct OutboxSender {
-    kv: Kv,
+    pub(crate) kv: Kv,
 }
 
 impl OutboxSender {
@@ -77,26 +77,36 @@ impl OutboxSender {
         })
     }
 
-    /// Messages for one phone (or all), oldest first.
+    /// The newest [`OUTBOX_LIST_MAX`] messages for one phone (or all), oldest first. Read
+    /// from the end of an index (by phone, or by time), never by walking the whole outbox.
     pub fn list(&self, phone: Option<&str>) -> Result<Vec<OutboxMessage>, String> {
-        let prefix = match phone {
-            Some(p) => format!("m/{p}/"),
-            None => "m/".to_string(),
-        };
-        let mut rows: Vec<(Vec<u8>, OutboxMessage)> =
-            self.kv.scan(prefix.as_bytes()).map_err(|e| e.to_string())?;
-        if phone.is_none() {
-            // Keys order by phone first; order by id across phones.
-            rows.sort_by(|a, b| a.0[a.0.len() - 8..].cmp(&b.0[b.0.len() - 8..]));
+        let err = |e: platepool_engine::store::StoreError| e.to_string();
+        if let Some(p) = phone {
+            let rows = self
+                .kv
+                .scan_last::<OutboxMessage>(format!("m/{p}/").as_bytes(), OUTBOX_LIST_MAX)
+                .map_err(err)?;
+            return Ok(rows.into_iter().map(|(_, m)| m).collect());
         }
-        Ok(rows
-            .into_iter()
-            .rev()
-            .take(OUTBOX_LIST_MAX)
-            .rev()
-            .map(|(_, m)| m)
-            .collect())
+        let index = self
+            .kv
+            .scan_last::<String>(crate::expiry::OUTBOX_TIME_PREFIX, OUTBOX_LIST_MAX)
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(index.len());
+        for (key, phone) in index {
+            if let Some(m) = self.kv.get(&outbox_key(&phone, &key)).map_err(err)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
     }
+}
+
+/// Where a message is kept: by phone, then by id (the last 8 bytes of its time-index key).
+pub(crate) fn outbox_key(phone: &str, index_key: &[u8]) -> Vec<u8> {
+    let mut key = format!("m/{phone}/").into_bytes();
+    key.extend_from_slice(&index_key[index_key.len().saturating_sub(8)..]);
+    key
 }
 
 impl SmsSender for OutboxSender {
@@ -106,8 +116,13 @@ impl SmsSender for OutboxSender {
             Ok(id) => id,
             Err(e) => return Box::pin(async move { Err(e.to_string()) }),
         };
-        let mut key = format!("m/{}/", message.phone).into_bytes();
-        key.extend_from_slice(&id.to_be_bytes());
+        // The time index first (applied in memory; durable with the message's own sync):
+        // listings without a phone and the retention sweep read it (`crate::expiry`).
+        let index = crate::expiry::outbox_index(platepool_engine::calendar::now_ms(), id);
+        if let Err(e) = self.kv.insert_if_absent(&index, &message.phone) {
+            return Box::pin(async move { Err(e.to_string()) });
+        }
+        let key = outbox_key(&message.phone, &index);
         let stored = self.kv.put_async(&key, &message);
         Box::pin(async move { stored.await.map_err(|e| e.to_string()) })
     }
@@ -154,11 +169,11 @@ impl SmsSender for WebhookSender {
 
 /// A stored code: never the code itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredCode {
+pub(crate) struct StoredCode {
     salt: String,
     hash: String,
-    sent_at_ms: u64,
-    expires_at_ms: u64,
+    pub(crate) sent_at_ms: u64,
+    pub(crate) expires_at_ms: u64,
     confirm_after_ms: u64,
     tries: u32,
     /// The application an identity code was sent for.
@@ -185,9 +200,9 @@ pub struct Sent {
 /// Codes and messages.
 #[derive(Debug, Clone)]
 pub struct SmsService {
-    codes: Kv,
+    pub(crate) codes: Kv,
     sender: Arc<dyn SmsSender>,
-    outbox: Option<OutboxSender>,
+    pub(crate) outbox: Option<OutboxSender>,
 }
 
 fn hash(salt: &str, code: &str) -> String {
