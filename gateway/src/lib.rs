@@ -8,17 +8,24 @@
 //! engine outcome becomes an HTTP answer in one place ([`error`]).
 
 pub mod auth;
+pub mod certificates;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod jwt;
 pub mod lag;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod proxies;
+pub mod request_log;
 pub mod routes;
+pub mod settings;
 pub mod sms;
+pub mod sms_queue;
+pub mod sms_webhook;
 pub mod voucher;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +85,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct Gateway {
     pub engine: Engine,
     pub config: Arc<GatewayConfig>,
+    pub tokens: Arc<jwt::TokenVerifier>,
     pub sms: Arc<sms::SmsService>,
     pub limits: Arc<limits::RateLimits>,
     pub idempotency: idempotency::Idempotency,
@@ -91,13 +99,19 @@ impl Gateway {
     pub fn new(engine: Engine, config: GatewayConfig) -> Result<Gateway, String> {
         config.validate()?;
         let store = engine.store().clone();
-        let sms = match &config.sms_webhook {
+        let sms = match config.sms_webhook() {
             Some(url) => {
-                sms::SmsService::with_sender(&store, Arc::new(sms::WebhookSender::new(url)))?
+                let sender = sms_webhook::WebhookSender::start(
+                    url,
+                    &config.sms_webhook_secret,
+                    config.sms_webhook_ca_file.as_deref(),
+                )?;
+                sms::SmsService::with_sender(&store, Arc::new(sender))?
             }
             None => sms::SmsService::with_outbox(&store)?,
         };
         Ok(Gateway {
+            tokens: Arc::new(jwt::TokenVerifier::new(&config)?),
             limits: Arc::new(limits::RateLimits::new(&config)),
             idempotency: idempotency::Idempotency::new(&store)?,
             metrics: Arc::new(metrics::Metrics::new(ROUTES)),
@@ -180,6 +194,8 @@ impl Gateway {
                     res
                 }))
             })
+            // Outermost: load refusals get a request id and an access line too.
+            .wrap(request_log::RequestLog::new(&self.config.trusted_proxies))
             .configure(routes::public::configure)
             .configure(routes::citizen::configure)
             .configure(routes::operator::configure)
