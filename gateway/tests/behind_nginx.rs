@@ -7,7 +7,10 @@
 //!   nginx): two clients behind the same proxies are limited apart;
 //! - a request id sent by the client comes back and is in the binary's JSON log lines (the
 //!   access line with the client's address among them);
-//! - plain HTTP is redirected to HTTPS.
+//! - plain HTTP is redirected to HTTPS;
+//! - the SMS webhook client speaks HTTPS: through nginx terminating TLS in front of a stand-in
+//!   SMS service, a message arrives (signed) when the certificate's CA is configured, and is
+//!   refused when it is not (the certificate is verified).
 //!
 //! Fails when nginx or openssl is missing.
 
@@ -81,6 +84,17 @@ fn site_config(upstream: u16, https: u16, http: u16, cert: &Path, key: &Path) ->
         text = text.replace(from, &to);
     }
     text
+}
+
+/// nginx terminating TLS on `https` in front of plain HTTP on `upstream` (not the deployment's
+/// site: the stand-in SMS service's).
+fn tls_front(https: u16, upstream: u16, cert: &Path, key: &Path) -> String {
+    format!(
+        "server {{\n  listen 127.0.0.1:{https} ssl;\n  ssl_certificate {};\n  ssl_certificate_key {};\n\
+           location / {{ proxy_pass http://127.0.0.1:{upstream}; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n}}\n",
+        cert.display(),
+        key.display()
+    )
 }
 
 fn start_nginx(dir: &Path, site: &str, https: u16) -> Nginx {
@@ -247,4 +261,86 @@ async fn per_ip_limits_see_the_clients_address_through_nginx() {
         .filter(|v| v["fields"]["status"] == 429 && v["fields"]["client"] == "203.0.113.7")
         .count();
     assert_eq!(limited, 2, "{log}");
+}
+
+/// What the stand-in SMS service received: (signature header, body).
+type Received = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+async fn receive(
+    received: actix_web::web::Data<Received>,
+    req: actix_web::HttpRequest,
+    body: actix_web::web::Bytes,
+) -> actix_web::HttpResponse {
+    let signature = req
+        .headers()
+        .get(platepool_gateway::sms_webhook::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    received
+        .lock()
+        .expect("lock")
+        .push((signature, body.to_vec()));
+    actix_web::HttpResponse::Ok().finish()
+}
+
+#[actix_rt::test]
+async fn the_sms_webhook_client_speaks_verified_https() {
+    use platepool_gateway::sms::{OutboxMessage, Purpose, SmsSender as _};
+    use platepool_gateway::sms_webhook::{signature, WebhookSender};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = certificate(dir.path());
+    let received: Received = Arc::default();
+    let data = actix_web::web::Data::new(received.clone());
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .route("/sms", actix_web::web::post().to(receive))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind the receiver");
+    let upstream = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    let https = free_port();
+    let _nginx = start_nginx(dir.path(), &tls_front(https, upstream, &cert, &key), https);
+    let url = format!("https://localhost:{https}/sms");
+    let secret = "https-webhook-secret-0123";
+    let message = OutboxMessage {
+        phone: "13800000001".into(),
+        purpose: Purpose::Claimed,
+        text: "claim over TLS".into(),
+        sent_at: "2026-12-01T02:00:00Z".into(),
+    };
+
+    // Without the CA the self-signed certificate is refused: nothing arrives.
+    let untrusting = WebhookSender::start(&url, secret, None).expect("client");
+    let refused = untrusting.send(message.clone()).await;
+    assert!(refused.is_err(), "an unknown certificate must be refused");
+    assert!(received.lock().expect("lock").is_empty());
+
+    // With it, the message arrives, signed.
+    let ca = cert.display().to_string();
+    let sender = WebhookSender::start(&url, secret, Some(&ca)).expect("client");
+    sender.send(message.clone()).await.expect("sent over HTTPS");
+    sender
+        .send(message.clone())
+        .await
+        .expect("sent again on the pooled client");
+    let got = received.lock().expect("lock").clone();
+    assert_eq!(got.len(), 2);
+    let (header, body) = &got[0];
+    let sent: OutboxMessage = serde_json::from_slice(body).expect("JSON body");
+    assert_eq!(sent, message);
+    let t: u64 = header
+        .strip_prefix("t=")
+        .and_then(|h| h.split(',').next())
+        .and_then(|t| t.parse().ok())
+        .expect("a timestamp in the signature");
+    assert_eq!(header, &signature(secret.as_bytes(), t, body));
+    handle.stop(false).await;
 }
