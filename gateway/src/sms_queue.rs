@@ -112,6 +112,7 @@ fn queue_key(message: &OutboxMessage, reference: &str) -> Vec<u8> {
 #[derive(Debug)]
 pub struct DeliveryQueue {
     queued: Kv,
+    stats: Arc<SmsStats>,
     shared: Arc<Shared>,
 }
 
@@ -145,14 +146,18 @@ impl DeliveryQueue {
             queued: queued.clone(),
             markers,
             sender,
-            stats,
+            stats: stats.clone(),
             shared: shared.clone(),
         };
         std::thread::Builder::new()
             .name("pp-sms-queue".into())
             .spawn(move || actix_rt::System::new().block_on(worker.run()))
             .map_err(|e| format!("cannot start the SMS queue thread: {e}"))?;
-        Ok(Arc::new(DeliveryQueue { queued, shared }))
+        Ok(Arc::new(DeliveryQueue {
+            queued,
+            stats,
+            shared,
+        }))
     }
 
     /// Queues `message` durably (the future resolves once it is on the device) and wakes the
@@ -166,6 +171,9 @@ impl DeliveryQueue {
             next_attempt_ms: 0,
         };
         self.queued.put_async(&key, &entry).await?;
+        self.stats
+            .queued
+            .store(self.queued.len() as u64, Ordering::Relaxed);
         self.shared.wake.notify_one();
         Ok(())
     }

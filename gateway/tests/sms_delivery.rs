@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::body::MessageBody;
@@ -43,6 +43,8 @@ struct Inbox {
     answer: AtomicU16,
     /// Requests whose signature did not verify, with why.
     forged: Mutex<Vec<String>>,
+    /// While set, requests wait before they are answered (a stalled SMS service).
+    hold: AtomicBool,
 }
 
 impl Inbox {
@@ -98,6 +100,9 @@ async fn receive(inbox: web::Data<Inbox>, req: HttpRequest, body: web::Bytes) ->
     if let Err(why) = check_signature(signature, &body) {
         inbox.forged.lock().expect("forged lock").push(why);
     }
+    while inbox.hold.load(Ordering::SeqCst) {
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let message: Value = serde_json::from_slice(&body).expect("a JSON body");
     inbox.received.lock().expect("inbox lock").push(message);
     let status =
@@ -118,6 +123,7 @@ impl Receiver {
             received: Mutex::new(Vec::new()),
             answer: AtomicU16::new(StatusCode::OK.as_u16()),
             forged: Mutex::new(Vec::new()),
+            hold: AtomicBool::new(false),
         });
         let data = web::Data::from(inbox.clone());
         let server = HttpServer::new(move || {
@@ -521,5 +527,106 @@ async fn a_queued_message_outlives_its_sender() {
         second.stats().queued.load(Ordering::SeqCst) == 0
     })
     .await;
+    receiver.stop().await;
+}
+
+/// `GET /metrics`'s value of an unlabelled series.
+async fn metric<F, Fut, B>(s: &F, name: &str) -> f64
+where
+    F: Fn(TestRequest) -> Fut,
+    Fut: Future<Output = ServiceResponse<B>>,
+    B: MessageBody,
+{
+    let resp = s(TestRequest::get().uri("/metrics")).await;
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).expect("UTF-8");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+#[actix_rt::test]
+async fn a_claim_is_answered_while_the_sms_service_stalls_and_its_message_follows() {
+    let receiver = Receiver::start();
+    let w = World::new(&receiver.url).await;
+    let app = support::app!(w.gw);
+    let s = |r: TestRequest| test::call_service(&app, r.to_request());
+
+    // Apply, verify identity, draw and pick a number (codes through the webhook).
+    let sent = post(&s, &w, "/v1/sms", json!({"purpose": "apply"}), None).await;
+    assert_eq!(sent.status, StatusCode::OK, "{sent:?}");
+    let code = code_in(&receiver.inbox.received()[0], "apply");
+    let created = post(&s, &w, "/v1/applications", application_body(1, &code), None).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let id = created.body["id"].as_str().expect("id").to_string();
+    let body = json!({"purpose": "identity", "application": id});
+    let sent = post(&s, &w, "/v1/sms", body, None).await;
+    let code = code_in(&receiver.inbox.received()[1], "identity");
+    w.clock
+        .advance(sent.body["confirm_after_ms"].as_u64().expect("delay"));
+    let path = format!("/v1/applications/{id}/identity");
+    let verified = post(&s, &w, &path, json!({"sms_code": code}), None).await;
+    assert_eq!(verified.status, StatusCode::OK, "{verified:?}");
+    let drawn = post(
+        &s,
+        &w,
+        &format!("/v1/applications/{id}/draws"),
+        json!({"exclude_four": false}),
+        None,
+    )
+    .await;
+    assert_eq!(drawn.status, StatusCode::CREATED, "{drawn:?}");
+    let serial = drawn.body["batch"]["plates"][0]["serial"]
+        .as_str()
+        .expect("a drawn serial")
+        .to_string();
+    let picked = post(
+        &s,
+        &w,
+        &format!("/v1/applications/{id}/candidates"),
+        json!({"serial": serial}),
+        None,
+    )
+    .await;
+    assert_eq!(picked.status, StatusCode::OK, "{picked:?}");
+
+    // The SMS service stalls: the claim is answered all the same, its message queued.
+    receiver.inbox.hold.store(true, Ordering::SeqCst);
+    let claimed = post(
+        &s,
+        &w,
+        &format!("/v1/applications/{id}/claim"),
+        json!({"serial": serial}),
+        None,
+    )
+    .await;
+    assert_eq!(claimed.status, StatusCode::CREATED, "{claimed:?}");
+    assert_eq!(metric(&s, "platepool_sms_queue_depth").await, 1.0);
+    assert_eq!(
+        receiver.inbox.received().len(),
+        2,
+        "no claim message answered yet"
+    );
+
+    // The service comes back: the message follows (retried after the stalled attempt).
+    receiver.inbox.hold.store(false, Ordering::SeqCst);
+    eventually("the claim message delivered", || {
+        claimed_texts(&receiver.inbox).len() == 1
+    })
+    .await;
+    let text = &claimed_texts(&receiver.inbox)[0];
+    let voucher = claimed.body["claim"]["voucher"]["serial"]
+        .as_str()
+        .expect("the voucher serial");
+    assert!(text.contains(voucher), "{text} / {claimed:?}");
+    let started = std::time::Instant::now();
+    while metric(&s, "platepool_sms_queue_depth").await != 0.0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "queue not emptied"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(metric(&s, "platepool_sms_sent_total").await >= 3.0);
     receiver.stop().await;
 }
