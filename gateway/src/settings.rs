@@ -194,7 +194,11 @@ impl ServeConfig {
         for key in KEYS {
             match table.get(*key) {
                 Some(toml::Value::String(s)) if SECRET_KEYS.contains(key) => {
-                    if s.is_empty() {
+                    if s.is_empty() && *key == "sms_webhook_secret" {
+                        out.push_str(&format!(
+                            "{key} = \"\"  # unset (required with sms_webhook)\n"
+                        ));
+                    } else if s.is_empty() {
                         out.push_str(&format!(
                             "{key} = \"\"  # unset: a random one is made at start\n"
                         ));
