@@ -1,4 +1,5 @@
-//! Route handlers, one file per audience. Each file's `configure` registers its routes.
+//! Route handlers: public routes, and the citizen and operator APIs with one file per resource.
+//! Each audience's `configure` registers its routes.
 pub mod citizen;
 pub mod operator;
 pub mod public;

@@ -1,0 +1,28 @@
+//! DELETE /v1/admin/offices/{office}/plates/{serial}: withdraws one available number.
+
+use actix_web::{web, HttpResponse};
+use platepool_engine::plate::full_plate;
+use serde_json::json;
+
+use super::shared::parse_serial;
+use crate::auth::Operator;
+use crate::error::ApiResult;
+use crate::Gateway;
+
+pub(super) async fn withdraw_plate(
+    gw: web::Data<Gateway>,
+    op: Operator,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (office, serial) = path.into_inner();
+    let config = gw.engine.office_config(&office)?;
+    let parsed = parse_serial(&serial, &config.prefix, "serial")?;
+    gw.engine
+        .withdraw_number(&office, &parsed.to_string(), &op.who)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "serial": parsed.to_string(),
+        "plate": full_plate(&config.prefix, parsed),
+        "withdrawn": 1,
+    })))
+}
