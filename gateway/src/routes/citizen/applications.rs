@@ -11,8 +11,42 @@ use super::request::{app_id, body, limit, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Post,
+        "/v1/applications",
+        Access::Citizen,
+        |r| r.to(apply),
+        Doc {
+            summary: "Opens an application (stage 1, R4.2)",
+            request: Some("ApplicationRequest"),
+            query: &[],
+            response: "Application",
+            codes: &[201, 400, 401, 403, 404, 409, 413, 422, 429, 503],
+        },
+    )
+    .shed(Shed::Lag),
+    Route::new(
+        Verb::Get,
+        "/v1/applications/{id}",
+        Access::Citizen,
+        |r| r.to(application),
+        Doc {
+            summary: "One of the citizen's applications",
+            request: None,
+            query: &[],
+            response: "Application",
+            codes: &[200, 401, 404, 503],
+        },
+    )
+    .shed(Shed::Lag),
+];
 
 #[derive(Debug, Deserialize)]
 struct ApplyBody {

@@ -14,8 +14,42 @@ use super::request::{app_id, body, limit, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{refusal_with_field, ApiResult};
 use crate::idempotency::request_key;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Post,
+        "/v1/applications/{id}/candidates",
+        Access::Citizen,
+        |r| r.to(pick_candidate),
+        Doc {
+            summary: "Moves a drawn number into the candidate list",
+            request: Some("SerialRequest"),
+            query: &[],
+            response: "Candidates",
+            codes: &[200, 400, 401, 403, 404, 409, 413, 429, 503],
+        },
+    )
+    .shed(Shed::Office),
+    Route::new(
+        Verb::Post,
+        "/v1/applications/{id}/claim",
+        Access::Citizen,
+        |r| r.to(claim),
+        Doc {
+            summary: "Claims a live candidate: the pre-selection",
+            request: Some("SerialRequest"),
+            query: &[],
+            response: "ClaimResult",
+            codes: &[201, 400, 401, 403, 404, 409, 413, 429, 503],
+        },
+    )
+    .shed(Shed::Office),
+];
 
 /// After a successful claim: the SMS telling the number (R4.8; never for practice) and the
 /// application as it now stands.

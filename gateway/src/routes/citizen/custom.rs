@@ -14,6 +14,24 @@ use super::request::{app_id, body, limit, ms_left, quotas_of, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{refusal_with_field, ApiError, ApiResult};
 use crate::idempotency::request_key;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Post,
+    "/v1/applications/{id}/custom",
+    Access::Citizen,
+    |r| r.to(custom),
+    Doc {
+        summary: "A custom check of 1 to custom_per_check numbers (R4.5)",
+        request: Some("CustomCheck"),
+        query: &[],
+        response: "ClaimResult",
+        codes: &[200, 400, 401, 403, 404, 409, 413, 429, 503],
+    },
+)
+.shed(Shed::Office)];
 
 #[derive(Debug, Deserialize)]
 struct CustomBody {

@@ -10,6 +10,24 @@ use super::request::{app_id, body, limit, quotas_of, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Post,
+    "/v1/applications/{id}/draws",
+    Access::Citizen,
+    |r| r.to(draw),
+    Doc {
+        summary: "A random draw (R4.6)",
+        request: Some("DrawRequest"),
+        query: &[],
+        response: "DrawResult",
+        codes: &[201, 400, 401, 403, 404, 409, 413, 429, 503],
+    },
+)
+.shed(Shed::Office)];
 
 /// The answer to a draw (`201`), written straight from the engine's result.
 #[derive(Serialize)]

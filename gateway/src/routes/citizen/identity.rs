@@ -12,7 +12,25 @@ use super::request::{app_id, body, limit, ms_left, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::ApiResult;
 use crate::idempotency::request_key;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Post,
+    "/v1/applications/{id}/identity",
+    Access::Citizen,
+    |r| r.to(identity),
+    Doc {
+        summary: "Verifies identity with an SMS code (R4.4)",
+        request: Some("IdentityRequest"),
+        query: &[],
+        response: "Verified",
+        codes: &[200, 400, 401, 403, 404, 409, 413, 422, 429, 503],
+    },
+)
+.shed(Shed::Office)];
 
 #[derive(Debug, Deserialize)]
 struct IdentityBody {

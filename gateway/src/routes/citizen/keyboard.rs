@@ -8,6 +8,27 @@ use serde::{Deserialize, Serialize};
 use super::request::{app_id, limit, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Get,
+    "/v1/applications/{id}/keyboard",
+    Access::Citizen,
+    |r| r.to(keyboard),
+    Doc {
+        summary: "The virtual keyboard: enabled characters per position (R4.5, I8)",
+        request: None,
+        query: &[(
+            "entered",
+            "the characters entered so far; _ marks a free position",
+        )],
+        response: "Keyboard",
+        codes: &[200, 400, 401, 404, 429, 503],
+    },
+)
+.shed(Shed::Lag)];
 
 #[derive(Debug, Deserialize)]
 struct KeyboardQuery {

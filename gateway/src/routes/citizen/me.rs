@@ -9,6 +9,24 @@ use super::render::{app_json, state_message};
 use super::request::{ms_left, Gw};
 use crate::auth::Citizen;
 use crate::error::ApiResult;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Get,
+    "/v1/me",
+    Access::Citizen,
+    |r| r.to(me),
+    Doc {
+        summary: "The citizen, their applications and where to resume (R4.9)",
+        request: None,
+        query: &[],
+        response: "Me",
+        codes: &[200, 401, 503],
+    },
+)
+.shed(Shed::Lag)];
 
 pub(super) async fn me(gw: Gw, citizen: Citizen) -> ApiResult<HttpResponse> {
     let now = gw.engine.now_ms();

@@ -10,6 +10,24 @@ use super::request::{body, limit, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Post,
+    "/v1/practice",
+    Access::Citizen,
+    |r| r.to(practice),
+    Doc {
+        summary: "Opens a practice application (模拟选号, R4.13)",
+        request: Some("PracticeRequest"),
+        query: &[],
+        response: "Application",
+        codes: &[201, 400, 401, 404, 409, 413, 429, 503],
+    },
+)
+.shed(Shed::Lag)];
 
 #[derive(Debug, Deserialize)]
 struct PracticeBody {

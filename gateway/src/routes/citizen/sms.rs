@@ -12,8 +12,26 @@ use super::request::{body, limit, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Post,
+    "/v1/sms",
+    Access::Citizen,
+    |r| r.to(send_sms),
+    Doc {
+        summary: "Sends an SMS code for applying or for identity",
+        request: Some("SmsRequest"),
+        query: &[],
+        response: "SmsSent",
+        codes: &[200, 400, 401, 403, 404, 409, 413, 429, 503],
+    },
+)
+.shed(Shed::Lag)];
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "snake_case")]

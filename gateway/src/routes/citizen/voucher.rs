@@ -9,7 +9,26 @@ use super::render::masked_vin;
 use super::request::{app_id, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::voucher::Voucher;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Get,
+    "/v1/applications/{id}/voucher",
+    Access::Citizen,
+    |r| r.to(voucher),
+    Doc {
+        summary:
+            "The printable pre-selection voucher (HTML, or JSON with Accept: application/json)",
+        request: None,
+        query: &[],
+        response: "html",
+        codes: &[200, 401, 404, 409, 503],
+    },
+)
+.shed(Shed::Lag)];
 
 /// Does the client ask for JSON rather than the page?
 fn wants_json(req: &HttpRequest) -> bool {

@@ -9,7 +9,26 @@ use serde_json::{json, Value};
 use super::shared::{parse_time, query};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Get,
+        "/v1/admin/audit",
+        Access::Operator,
+        |r| r.to(audit),
+        Doc {
+            summary: "The audit trail, oldest first, paged (without office: the cross-office trail: blacklistings, lifts, certificate imports)",
+            request: None,
+            query: &[("office", "the office"), ("since", "RFC 3339: entries at or after"), ("after", "entry id: entries after it (paging)"), ("limit", "1 to 1000, default 100")],
+            response: "AuditPage",
+            codes: &[200, 400, 401, 403, 404, 503],
+        },
+    ),
+];
 
 /// Audit entries per page: default and most.
 pub const AUDIT_PAGE_DEFAULT: usize = 100;

@@ -8,7 +8,39 @@ use super::shared::{required_text, ReasonBody, REASON_LEN_MAX};
 use crate::auth::{validate_user, Operator};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Get,
+        "/v1/admin/blacklist",
+        Access::Operator,
+        |r| r.to(blacklist),
+        Doc {
+            summary: "Blacklisted users",
+            request: None,
+            query: &[],
+            response: "[BlacklistEntry]",
+            codes: &[200, 401, 403],
+        },
+    ),
+    Route::new(
+        Verb::Delete,
+        "/v1/admin/blacklist/{user}",
+        Access::Operator,
+        |r| r.to(lift_blacklist),
+        Doc {
+            summary: "Lifts a blacklist entry, with a reason",
+            request: Some("ReasonRequest"),
+            query: &[],
+            response: "Lifted",
+            codes: &[200, 400, 401, 403, 404, 409, 413, 503],
+        },
+    ),
+];
 
 pub(super) async fn blacklist(gw: web::Data<Gateway>, op: Operator) -> HttpResponse {
     let _ = op;

@@ -8,7 +8,26 @@ use serde_json::{json, Value};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::LargeBody;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Post,
+        "/v1/admin/certificates",
+        Access::Operator,
+        |r| r.to(import_certificates),
+        Doc {
+            summary: "Imports certificate records (CSV with header vin,voucher,class,energy, or a JSON array); bad rows are reported, good ones kept",
+            request: Some("CertificateImport"),
+            query: &[],
+            response: "ImportReport",
+            codes: &[200, 400, 401, 403, 413, 503],
+        },
+    ),
+];
 
 /// Certificate rows handed to the registry per call, so one large import does not hold it long.
 pub const IMPORT_CHUNK_ROWS: usize = 20_000;

@@ -8,7 +8,24 @@ use super::shared::{
 use crate::auth::Operator;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Post,
+    "/v1/admin/offices/{office}/claims/{serial}/void",
+    Access::Operator,
+    |r| r.to(void),
+    Doc {
+        summary: "Voids a live pre-selection at the owner's request (R4.11)",
+        request: Some("ReasonRequest"),
+        query: &[],
+        response: "OperatorApplication",
+        codes: &[200, 400, 401, 403, 404, 409, 413, 503],
+    },
+)];
 
 pub(super) async fn void(
     gw: web::Data<Gateway>,

@@ -8,66 +8,16 @@
 //!
 //! One file per resource; [`shared`] holds what several handlers use.
 
-mod applications;
-mod audit;
-mod blacklist;
-mod certificates;
-mod claims;
-mod offices;
-mod outbox;
-mod plates;
-mod registrations;
-mod releases;
+pub(crate) mod applications;
+pub(crate) mod audit;
+pub(crate) mod blacklist;
+pub(crate) mod certificates;
+pub(crate) mod claims;
+pub(crate) mod offices;
+pub(crate) mod outbox;
+pub(crate) mod plates;
+pub(crate) mod registrations;
+pub(crate) mod releases;
 mod shared;
-mod stats;
-mod tokens;
-
-use actix_web::web;
-use applications::applications;
-use audit::audit;
-use blacklist::{blacklist, lift_blacklist};
-use certificates::import_certificates;
-use claims::void;
-use offices::put_office;
-use outbox::outbox;
-use plates::withdraw_plate;
-use registrations::register;
-use releases::{add_release, withdraw_release};
-use stats::{stats, RateSampler};
-use tokens::issue_token;
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::Data::new(RateSampler::new()))
-        .route("/v1/admin/offices/{office}", web::put().to(put_office))
-        .route(
-            "/v1/admin/offices/{office}/releases",
-            web::post().to(add_release),
-        )
-        .route(
-            "/v1/admin/offices/{office}/releases/{id}",
-            web::delete().to(withdraw_release),
-        )
-        .route(
-            "/v1/admin/offices/{office}/plates/{serial}",
-            web::delete().to(withdraw_plate),
-        )
-        .route(
-            "/v1/admin/certificates",
-            web::post().to(import_certificates),
-        )
-        .route("/v1/admin/registrations", web::post().to(register))
-        .route(
-            "/v1/admin/offices/{office}/claims/{serial}/void",
-            web::post().to(void),
-        )
-        .route("/v1/admin/applications", web::get().to(applications))
-        .route("/v1/admin/offices/{office}/stats", web::get().to(stats))
-        .route("/v1/admin/blacklist", web::get().to(blacklist))
-        .route(
-            "/v1/admin/blacklist/{user}",
-            web::delete().to(lift_blacklist),
-        )
-        .route("/v1/admin/audit", web::get().to(audit))
-        .route("/v1/admin/tokens", web::post().to(issue_token))
-        .route("/v1/admin/sms/outbox", web::get().to(outbox));
-}
+pub(crate) mod stats;
+pub(crate) mod tokens;

@@ -7,8 +7,25 @@ use platepool_engine::OfficeConfig;
 use crate::auth::Operator;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
+use crate::openapi::Doc;
 use crate::routes::public::office_document;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Put,
+    "/v1/admin/offices/{office}",
+    Access::Operator,
+    |r| r.to(put_office),
+    Doc {
+        summary: "Creates (201) or reconfigures (200) an office",
+        request: Some("Office"),
+        query: &[],
+        response: "Office",
+        codes: &[200, 201, 400, 401, 403, 413, 503],
+    },
+)];
 
 pub(super) async fn put_office(
     gw: web::Data<Gateway>,

@@ -6,7 +6,24 @@ use serde::Deserialize;
 use super::shared::query;
 use crate::auth::{validate_phone, Operator};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Get,
+    "/v1/admin/sms/outbox",
+    Access::Operator,
+    |r| r.to(outbox),
+    Doc {
+        summary: "Messages in the built-in SMS outbox, oldest first",
+        request: None,
+        query: &[("phone", "only this phone's messages")],
+        response: "[OutboxMessage]",
+        codes: &[200, 400, 401, 403, 503],
+    },
+)];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

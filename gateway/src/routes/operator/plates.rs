@@ -7,7 +7,24 @@ use serde_json::json;
 use super::shared::parse_serial;
 use crate::auth::Operator;
 use crate::error::ApiResult;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Delete,
+    "/v1/admin/offices/{office}/plates/{serial}",
+    Access::Operator,
+    |r| r.to(withdraw_plate),
+    Doc {
+        summary: "Withdraws one available number",
+        request: None,
+        query: &[],
+        response: "PlateWithdrawn",
+        codes: &[200, 400, 401, 403, 404, 409, 503],
+    },
+)];
 
 pub(super) async fn withdraw_plate(
     gw: web::Data<Gateway>,

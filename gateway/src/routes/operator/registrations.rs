@@ -7,7 +7,24 @@ use super::shared::{application_answer, parse_serial, with_serial_field};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Post,
+    "/v1/admin/registrations",
+    Access::Operator,
+    |r| r.to(register),
+    Doc {
+        summary: "Confirms the registration of a pre-selected number (R4.10)",
+        request: Some("RegistrationRequest"),
+        query: &[],
+        response: "OperatorApplication",
+        codes: &[200, 400, 401, 403, 404, 409, 413, 503],
+    },
+)];
 
 #[derive(Debug, Deserialize)]
 pub(super) struct RegistrationBody {

@@ -12,7 +12,39 @@ use super::shared::{parse_serial, parse_time};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Post,
+        "/v1/admin/offices/{office}/releases",
+        Access::Operator,
+        |r| r.to(add_release),
+        Doc {
+            summary: "Releases numbers into the pool by patterns or explicit serials",
+            request: Some("ReleaseRequest"),
+            query: &[],
+            response: "ReleaseCreated",
+            codes: &[201, 400, 401, 403, 404, 413, 503],
+        },
+    ),
+    Route::new(
+        Verb::Delete,
+        "/v1/admin/offices/{office}/releases/{id}",
+        Access::Operator,
+        |r| r.to(withdraw_release),
+        Doc {
+            summary: "Withdraws a release's available numbers",
+            request: None,
+            query: &[],
+            response: "ReleaseWithdrawn",
+            codes: &[200, 401, 403, 404, 503],
+        },
+    ),
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

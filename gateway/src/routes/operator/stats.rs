@@ -11,7 +11,26 @@ use serde_json::{json, Value};
 
 use crate::auth::Operator;
 use crate::error::ApiResult;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Get,
+        "/v1/admin/offices/{office}/stats",
+        Access::Operator,
+        |r| r.to(stats),
+        Doc {
+            summary: "Figures per class and release, mailbox depth, the office's draws and checks per second and their latency (window and since start), and the gateway-wide request rates and latency under gateway",
+            request: None,
+            query: &[],
+            response: "Stats",
+            codes: &[200, 401, 403, 404, 503],
+        },
+    ),
+];
 
 /// Requests answered per (method, route).
 type RouteCounts = HashMap<(&'static str, &'static str), u64>;
@@ -28,7 +47,7 @@ pub struct RateSampler {
 }
 
 impl RateSampler {
-    pub(super) fn new() -> RateSampler {
+    pub(crate) fn new() -> RateSampler {
         let started = Instant::now();
         RateSampler {
             started,

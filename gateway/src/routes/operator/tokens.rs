@@ -8,7 +8,24 @@ use serde_json::json;
 use crate::auth::{sign_token, validate_phone, validate_user, Operator, TokenClaims};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Post,
+    "/v1/admin/tokens",
+    Access::Operator,
+    |r| r.to(issue_token),
+    Doc {
+        summary: "Issues a citizen token (demo, tests, load tests; when allow_token_issue)",
+        request: Some("TokenRequest"),
+        query: &[],
+        response: "Token",
+        codes: &[200, 400, 401, 403, 413],
+    },
+)];
 
 /// Citizen tokens issued here: default and longest life.
 pub const TOKEN_TTL_DEFAULT_S: u64 = 3_600;
