@@ -45,7 +45,9 @@ use crate::config::OfficeConfig;
 use crate::kv::{decode, encode};
 pub use crate::kv::{Kv, KvSync};
 use crate::plate::Serial;
-use crate::record::{AppProgress, AppRecord, AuditEntry, NumberState, Record, ReleaseRecord};
+use crate::record::{
+    AppProgress, AppProgressV1, AppRecord, AuditEntry, NumberState, Record, ReleaseRecord,
+};
 
 /// An audit group's key is a fresh id shifted left by this many bits; its entries follow it.
 pub const AUDIT_ID_SHIFT: u32 = 16;
@@ -425,6 +427,12 @@ fn decode_binary<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, Sto
     }
 }
 
+/// Selection fields as written now, or as written before draws were paced (one field fewer).
+fn decode_progress(key: &[u8], value: &[u8]) -> Result<AppProgress, StoreError> {
+    decode_binary::<AppProgress>(key, value)
+        .or_else(|_| decode_binary::<AppProgressV1>(key, value).map(AppProgress::from))
+}
+
 /// What one group commit does to an office tree: the sled operations, in order (a later one for
 /// the same key wins), and how many audit ids it needs. Public so that benchmarks can replay
 /// exactly what the writer writes.
@@ -500,7 +508,7 @@ impl OfficeStore {
         // binary search.
         for item in self.tree.scan_prefix(b"q") {
             let (k, v) = item?;
-            let progress: AppProgress = decode_binary(&k, &v)?;
+            let progress = decode_progress(&k, &v)?;
             let seq = k
                 .get(1..)
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -774,6 +782,7 @@ mod tests {
             state: AppState::Confirmed,
             claim: None,
             closed_at_ms: None,
+            last_draw_at_ms: None,
         }
     }
 
@@ -840,6 +849,45 @@ mod tests {
             ])
             .expect("both");
         assert_eq!(office.load().expect("load").apps[0], a3);
+    }
+
+    #[test]
+    fn progress_written_before_draws_were_paced_still_loads() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::None).expect("open");
+        let office = store.office("o").expect("office");
+        let mut a = app(1, 5);
+        office
+            .commit_now(&[Record::App(Box::new(a.clone()))])
+            .expect("app");
+        a.random_left = 4;
+        let p = a.progress();
+        let old = AppProgressV1 {
+            custom_left: p.custom_left,
+            random_left: p.random_left,
+            last_check_at_ms: p.last_check_at_ms,
+            verified_at_ms: p.verified_at_ms,
+            verified_until_ms: p.verified_until_ms,
+            state: p.state,
+            closed_at_ms: p.closed_at_ms,
+        };
+        office
+            .tree
+            .insert(app_key(b'q', 1), encode_binary(&old))
+            .expect("old progress");
+        assert_eq!(office.load().expect("load").apps[0], a);
+        // And the draw's instant, written now, comes back (R4.14 survives a restart).
+        a.last_draw_at_ms = Some(77);
+        office
+            .commit_now(&[Record::Progress {
+                seq: 1,
+                progress: a.progress(),
+            }])
+            .expect("progress");
+        assert_eq!(
+            office.load().expect("load").apps[0].last_draw_at_ms,
+            Some(77)
+        );
     }
 
     #[test]

@@ -171,7 +171,7 @@ fn schemas() -> Value {
             "holidays": array(json!({"type": "string", "format": "date"})),
             "blacklist_days": int(),
             "service_hours": nullable(object(&["open", "close"], json!({"open": string(), "close": string()}))),
-            "maintenance": boolean(), "opening_window_ms": int(),
+            "maintenance": boolean(), "opening_window_ms": int(), "random_min_interval_ms": int(),
             "custom_patterns": {"type": "object", "additionalProperties": array(string())},
             "deny": array(string()),
         },
