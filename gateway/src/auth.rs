@@ -1,12 +1,16 @@
 //! Identity (SPEC S1): citizen tokens signed by the embedding platform with HMAC-SHA256, and the
-//! operator credential.
+//! operator credential. Citizen tokens may also be JWTs (`jwt.rs`, which dispatches between the
+//! two formats).
 //!
 //! A citizen token is `v1.<payload>.<signature>`: the payload is base64url (no padding) of
 //! `{"user","phone","exp"}` (`exp` in Unix seconds) and the signature is base64url of
 //! HMAC-SHA256(secret, `v1.<payload>`). Anything else — missing, malformed, forged, expired — is
 //! 401 `unauthorized`.
 
+use std::sync::Arc;
+
 use actix_web::dev::Payload;
+use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpRequest};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -15,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::error::ApiError;
+use crate::operators::{Credential, Role};
 use crate::Gateway;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -152,13 +157,13 @@ impl FromRequest for Citizen {
         std::future::ready((|| {
             let gw = gateway(req)?;
             let token = bearer(req)?;
-            if constant_time_eq(token.as_bytes(), gw.config.operator_token.as_bytes()) {
+            if gw.operators.current().find(token).is_some() {
                 return Err(ApiError::unauthorized(
                     "an operator token is not a citizen token",
                 ));
             }
             let now_s = gw.engine.now_ms() / 1000;
-            let claims = verify_token(&gw.config.token_secret, token, now_s)?;
+            let claims = gw.tokens.verify(token, now_s)?;
             Ok(Citizen {
                 user: claims.user,
                 phone: claims.phone,
@@ -167,11 +172,77 @@ impl FromRequest for Citizen {
     }
 }
 
-/// A caller holding the operator credential.
+/// A caller holding a named operator credential (SPEC S4, `operators.rs`).
 #[derive(Debug, Clone)]
 pub struct Operator {
-    /// Who, for the audit trail.
+    /// Who, for the audit trail: `operator:<credential name>`.
     pub who: String,
+    pub credential: Arc<Credential>,
+}
+
+impl Operator {
+    /// Refuses (403) a clerk acting on an office not listed for it.
+    pub fn require_office(&self, office: &str) -> Result<(), ApiError> {
+        if self.credential.covers(office) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "operator {} may not act on office {office}",
+                self.credential.name
+            )))
+        }
+    }
+}
+
+/// What a role may do with this request, before the handler runs: an auditor only reads; a
+/// clerk only acts on a request naming one of its offices (path or `office` query parameter),
+/// or on a registration (whose office is in the body: its handler checks it), and never
+/// configures an office.
+fn role_allows(req: &HttpRequest, c: &Credential) -> Result<(), ApiError> {
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    match c.role {
+        Role::Admin => Ok(()),
+        Role::Auditor if read => Ok(()),
+        Role::Auditor => Err(ApiError::forbidden(format!(
+            "operator {} is an auditor: read-only",
+            c.name
+        ))),
+        Role::Clerk => {
+            let query_office = web::Query::<OfficeQuery>::from_query(req.query_string())
+                .ok()
+                .and_then(|q| q.0.office);
+            let office = req
+                .match_info()
+                .get("office")
+                .map(str::to_string)
+                .or(query_office);
+            let registering =
+                req.method() == Method::POST && req.path().ends_with("/v1/admin/registrations");
+            // The operator API's one PUT: an office's configuration.
+            let configuring = req.method() == Method::PUT;
+            match office {
+                _ if configuring => Err(ApiError::forbidden(format!(
+                    "operator {} is a clerk: offices are configured by an admin",
+                    c.name
+                ))),
+                Some(o) if c.covers(&o) => Ok(()),
+                Some(o) => Err(ApiError::forbidden(format!(
+                    "operator {} may not act on office {o}",
+                    c.name
+                ))),
+                None if registering => Ok(()),
+                None => Err(ApiError::forbidden(format!(
+                    "operator {} is a clerk: a request names one of its offices",
+                    c.name
+                ))),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct OfficeQuery {
+    office: Option<String>,
 }
 
 impl FromRequest for Operator {
@@ -182,19 +253,15 @@ impl FromRequest for Operator {
         std::future::ready((|| {
             let gw = gateway(req)?;
             let token = bearer(req)?;
-            if constant_time_eq(token.as_bytes(), gw.config.operator_token.as_bytes()) {
-                let name = req
-                    .headers()
-                    .get("X-Operator")
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|n| validate_user(n).is_ok())
-                    .unwrap_or("operator");
+            if let Some(credential) = gw.operators.current().find(token) {
+                role_allows(req, &credential)?;
                 return Ok(Operator {
-                    who: format!("operator:{name}"),
+                    who: format!("operator:{}", credential.name),
+                    credential,
                 });
             }
             let now_s = gw.engine.now_ms() / 1000;
-            if verify_token(&gw.config.token_secret, token, now_s).is_ok() {
+            if gw.tokens.verify(token, now_s).is_ok() {
                 return Err(ApiError::forbidden(
                     "a citizen token cannot use the operator API",
                 ));
