@@ -21,7 +21,7 @@ use platepool_engine::{AppId, OfficeRules};
 use platepool_gateway::auth::{sign_token, TokenClaims};
 use platepool_gateway::config::{RATE_LIMIT_IP_PER_S_DEFAULT, RATE_LIMIT_USER_PER_S_DEFAULT};
 
-use crate::fuzz::http::{check_answer, token, World, OFFICE, OPERATOR};
+use crate::fuzz::http::{check_answer, token, World, AUDITOR, CLERK_ELSEWHERE, OFFICE, OPERATOR};
 use crate::http::{once, Answer, Conn};
 use crate::{thousands, Mode, Outcome};
 
@@ -458,6 +458,36 @@ fn functional(out: &mut Outcome) -> Result<(u64, u64), String> {
         ),
         ("GET", "/v1/admin/sms/outbox", None),
     ];
+    // A clerk of another office, and an auditor writing (SPEC S4): 403, nothing changed.
+    for (method, path, body) in &admin {
+        let headers = |token: &'static str| {
+            [
+                ("Authorization", bearer(token)),
+                ("Content-Type", "application/json".to_string()),
+            ]
+        };
+        let clerk = headers(CLERK_ELSEWHERE);
+        let clerk: Vec<(&str, &str)> = clerk.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let a = once(port, method, path, &clerk, *body);
+        l.attack(
+            &format!("clerk of another office: {method} {path}"),
+            "403 forbidden",
+            &a,
+            is(403, "forbidden"),
+        );
+        if *method != "GET" {
+            let auditor = headers(AUDITOR);
+            let auditor: Vec<(&str, &str)> =
+                auditor.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let a = once(port, method, path, &auditor, *body);
+            l.attack(
+                &format!("auditor writing: {method} {path}"),
+                "403 forbidden",
+                &a,
+                is(403, "forbidden"),
+            );
+        }
+    }
     for (method, path, body) in &admin {
         let none = once(
             port,
@@ -680,7 +710,7 @@ fn functional(out: &mut Outcome) -> Result<(u64, u64), String> {
         paths.len() + 1
     ));
     if l.out.violations.is_empty() {
-        l.out.held("every token forgery, expiry, version and misuse answered 401 unauthorized; no operator route answered anything but 401/403 without the operator token (S1)");
+        l.out.held("every token forgery, expiry, version and misuse answered 401 unauthorized; no operator route answered anything but 401/403 without the operator token (S1); a clerk of another office and an auditor writing got 403 on every operator route (S4)");
         l.out.held("path and header tricks never reached another user's data or an operator route; oversize input was refused by the HTTP layer or with 413; no 5xx");
     }
     let (tried, refused) = (l.tried, l.refused);

@@ -26,6 +26,9 @@ pub const TARGET: &str = "json_bodies";
 pub const WHAT: &str = "random and mutated JSON bodies on every JSON route, through the app factory: 2xx or a documented 4xx, never 5xx";
 
 pub const OPERATOR: &str = "reliability-operator-token-0123456789";
+/// A clerk of another office than [`OFFICE`], and an auditor (SPEC S4).
+pub const CLERK_ELSEWHERE: &str = "reliability-clerk-of-gaozhou-0123456789";
+pub const AUDITOR: &str = "reliability-auditor-token-0123456789";
 pub const SECRET: &str = "reliability-citizen-secret-0123456789";
 pub const OFFICE: &str = "maoming";
 
@@ -259,6 +262,20 @@ impl World {
                 // This world runs in the harness's own loop, which its synchronous steps block:
                 // that is not a server worker running late (the long fuzz run got 503s here).
                 shed_loop_lag_ms: 0,
+                operators: vec![
+                    platepool_gateway::operators::OperatorEntry {
+                        name: "clerk_gaozhou".into(),
+                        role: platepool_gateway::operators::Role::Clerk,
+                        offices: vec!["gaozhou".into()],
+                        token_sha256: platepool_gateway::operators::hash_token(CLERK_ELSEWHERE),
+                    },
+                    platepool_gateway::operators::OperatorEntry {
+                        name: "auditor".into(),
+                        role: platepool_gateway::operators::Role::Auditor,
+                        offices: Vec::new(),
+                        token_sha256: platepool_gateway::operators::hash_token(AUDITOR),
+                    },
+                ],
                 ..GatewayConfig::default()
             },
         )?;
