@@ -30,7 +30,7 @@ pub use figures::{CallKind, CallSnapshot, OfficeCalls};
 pub use outcome::{Refusal, Unavailable};
 pub use pattern::{CharSet, Pattern, PatternError};
 pub use plate::{PlateError, Serial};
-pub use pool::{AppView, Check, Draw, HoldView, NewRelease};
+pub use pool::{AppView, Check, Draw, HoldView, NewRelease, ReleasePreview};
 pub use record::{AppRecord, AppState, AuditEntry, Claim, ReleaseRecord, ReleaseSource};
 pub use registry::{ApplicationRequest, CertificateRow, ImportPart, ImportReport};
 pub use store::Durability;

@@ -59,6 +59,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/practice"),
     ("PUT", "/v1/admin/offices/{office}"),
     ("POST", "/v1/admin/offices/{office}/releases"),
+    ("POST", "/v1/admin/offices/{office}/releases/preview"),
     ("DELETE", "/v1/admin/offices/{office}/releases/{id}"),
     ("DELETE", "/v1/admin/offices/{office}/plates/{serial}"),
     ("POST", "/v1/admin/certificates"),
@@ -182,6 +183,7 @@ impl Gateway {
             })
             .configure(routes::public::configure)
             .configure(routes::citizen::configure)
+            .configure(routes::release_preview::configure)
             .configure(routes::operator::configure)
     }
 }

@@ -90,6 +90,7 @@ pub const DOCS: &[RouteDoc] = &[
     doc("POST", "/v1/practice", "citizen", "Opens a practice application (模拟选号, R4.13)", Citizen, Some("PracticeRequest"), &[], "Application", &[201, 400, 401, 404, 409, 413, 429, 503]),
     doc("PUT", "/v1/admin/offices/{office}", "operator", "Creates (201) or reconfigures (200) an office", Operator, Some("Office"), &[], "Office", &[200, 201, 400, 401, 403, 413, 503]),
     doc("POST", "/v1/admin/offices/{office}/releases", "operator", "Releases numbers into the pool by patterns or explicit serials", Operator, Some("ReleaseRequest"), &[], "ReleaseCreated", &[201, 400, 401, 403, 404, 413, 503]),
+    doc("POST", "/v1/admin/offices/{office}/releases/preview", "operator", "What a release would add, saving nothing: checked exactly as the release (same refusals and fields); total is the count the release would answer", Operator, Some("ReleaseRequest"), &[], "ReleasePreview", &[200, 400, 401, 403, 404, 413, 503]),
     doc("DELETE", "/v1/admin/offices/{office}/releases/{id}", "operator", "Withdraws a release's available numbers", Operator, None, &[], "ReleaseWithdrawn", &[200, 401, 403, 404, 503]),
     doc("DELETE", "/v1/admin/offices/{office}/plates/{serial}", "operator", "Withdraws one available number", Operator, None, &[], "PlateWithdrawn", &[200, 400, 401, 403, 404, 409, 503]),
     doc("POST", "/v1/admin/certificates", "operator", "Imports certificate records (CSV with header vin,voucher,class,energy, or a JSON array); bad rows are reported, good ones kept", Operator, Some("CertificateImport"), &[], "ImportReport", &[200, 400, 401, 403, 413, 503]),
@@ -355,6 +356,12 @@ fn schemas() -> Value {
         })),
         "ReleaseCreated": object(&["id", "total"], json!({
             "id": int(), "total": int(), "label": string(), "opens_at": time(), "custom_from": time(),
+        })),
+        "ReleasePreview": object(&["total", "named"], json!({
+            "office": string(), "class": string(), "total": int(), "named": int(), "already_in_pool": int(),
+            "sample": array(object(&["serial", "plate"], json!({"serial": string(), "plate": string()}))),
+            "last": nullable(object(&["serial", "plate"], json!({"serial": string(), "plate": string()}))),
+            "opens_at": time(), "custom_from": time(),
         })),
         "ReleaseWithdrawn": object(&["withdrawn"], json!({"id": int(), "withdrawn": int()})),
         "PlateWithdrawn": object(&["serial", "plate"], json!({"serial": string(), "plate": string(), "withdrawn": int()})),

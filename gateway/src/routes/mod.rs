@@ -2,3 +2,4 @@
 pub mod citizen;
 pub mod operator;
 pub mod public;
+pub mod release_preview;

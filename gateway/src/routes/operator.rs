@@ -185,9 +185,10 @@ async fn put_office(
     Ok(HttpResponse::build(status).json(office_document(&gw.engine, &id, &config)))
 }
 
+/// A release request (`POST …/releases` and its preview).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReleaseBody {
+pub(crate) struct ReleaseBody {
     class: String,
     #[serde(default)]
     label: String,
@@ -251,17 +252,22 @@ fn release_source(body: &ReleaseBody, config: &OfficeConfig) -> ApiResult<Releas
 }
 
 /// A refused release: the engine names the pattern or serial at fault at the start of its message.
-fn release_refusal(r: Refusal) -> ApiError {
+pub(crate) fn release_refusal(r: Refusal) -> ApiError {
     match r {
         Refusal::InvalidRelease(message) => {
             let field = message
                 .split_once(':')
                 .map(|(head, _)| head)
-                .filter(|head| head.starts_with("patterns[") || head.starts_with("serials["))
+                .filter(|head| {
+                    head.starts_with("patterns[")
+                        || head.starts_with("serials[")
+                        || *head == "label"
+                })
                 .map(str::to_string);
             let e = ApiError::bad_request(format!("release: {message}"));
             match field {
                 Some(f) => e.field(f),
+                None if message.starts_with("label ") => e.field("label"),
                 None => e.field(if message.contains("serial") {
                     "serials"
                 } else {
@@ -276,15 +282,14 @@ fn release_refusal(r: Refusal) -> ApiError {
     }
 }
 
-async fn add_release(
-    gw: web::Data<Gateway>,
-    op: Operator,
-    path: web::Path<String>,
-    body: ApiJson<ReleaseBody>,
-) -> ApiResult<HttpResponse> {
-    let office = path.into_inner();
-    let config = gw.engine.office_config(&office)?;
-    let body = body.0;
+/// The engine's release request from the API's body: the class, the times and every pattern or
+/// serial checked here, the rest by the engine (which `add_release` and its preview share).
+pub(crate) fn new_release(
+    engine: &Engine,
+    office: &str,
+    body: &ReleaseBody,
+) -> ApiResult<NewRelease> {
+    let config = engine.office_config(office)?;
     if !config.classes.iter().any(|c| c == &body.class) {
         return Err(ApiError::bad_request(format!(
             "the office does not serve class {}; it serves {}",
@@ -295,21 +300,33 @@ async fn add_release(
     }
     let opens_at_ms = match &body.opens_at {
         Some(t) => parse_time(t, "opens_at")?,
-        None => gw.engine.now_ms(),
+        None => engine.now_ms(),
     };
     let custom_from_ms = body
         .custom_from
         .as_deref()
         .map(|t| parse_time(t, "custom_from"))
         .transpose()?;
-    let source = release_source(&body, &config)?;
-    let release = NewRelease {
+    let source = release_source(body, &config)?;
+    Ok(NewRelease {
         class: body.class.clone(),
         label: body.label.clone(),
         opens_at_ms,
         custom_from_ms,
         source,
-    };
+    })
+}
+
+async fn add_release(
+    gw: web::Data<Gateway>,
+    op: Operator,
+    path: web::Path<String>,
+    body: ApiJson<ReleaseBody>,
+) -> ApiResult<HttpResponse> {
+    let office = path.into_inner();
+    let body = body.0;
+    let release = new_release(&gw.engine, &office, &body)?;
+    let (opens_at_ms, custom_from_ms) = (release.opens_at_ms, release.custom_from_ms);
     let (id, total) = gw
         .engine
         .add_release(&office, release, &op.who)
