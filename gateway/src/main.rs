@@ -389,6 +389,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let app_gw = gw.clone();
     let server = HttpServer::new(move || {
         App::new()
+            // The pages answer only their own paths; the API's scope answers everything else.
+            .service(app_gw.pages_scope(""))
             .service(app_gw.scope(""))
             .default_service(web::to(platepool_gateway::not_found))
     })
@@ -430,6 +432,9 @@ fn print_banner(s: &Settings, bound: &str, demo: Option<&demo::DemoInfo>, engine
     out.push_str(&format!(
         "platepool serving on {base} (data in {})\n",
         s.data_dir.display()
+    ));
+    out.push_str(&format!(
+        "open {base}/ (the citizen's page) or {base}/console/ (the operator console)\n"
     ));
     if s.random_operator_token {
         out.push_str(&format!(
