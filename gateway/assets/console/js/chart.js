@@ -46,13 +46,12 @@ export function lineChart({ label, summary, series, endMs, windowMs, yFloor = 1 
     svg.append(el('line', { class: i === 0 ? 'axis' : 'grid', x1: M.left, x2: W - M.right, y1: y(v), y2: y(v) }));
     svg.append(el('text', { class: 'tick', x: M.left - 6, y: y(v) + 4, 'text-anchor': 'end' }, shortNumber(v)));
   }
-  const minutes = Math.round(windowMs / 60000);
-  const step = minutes > 6 ? 2 : 1;
-  for (let m = 0; m <= minutes; m += step) {
-    const t = endMs - m * 60000;
+  const stepS = windowMs <= 120000 ? 15 : windowMs <= 300000 ? 60 : 120;
+  for (let back = 0; back * 1000 <= windowMs; back += stepS) {
+    const t = endMs - back * 1000;
+    const text = back === 0 ? '0' : back % 60 === 0 ? `−${back / 60} min` : `−${back} s`;
     svg.append(el('line', { class: 'grid', x1: x(t), x2: x(t), y1: M.top, y2: H - M.bottom }));
-    svg.append(el('text', { class: 'tick', x: x(t), y: H - 8, 'text-anchor': m === 0 ? 'end' : 'middle' },
-      m === 0 ? '0' : `−${m} min`));
+    svg.append(el('text', { class: 'tick', x: x(t), y: H - 8, 'text-anchor': back === 0 ? 'end' : 'middle' }, text));
   }
   svg.append(el('line', { class: 'axis', x1: M.left, x2: M.left, y1: M.top, y2: H - M.bottom }));
   for (const s of series) {

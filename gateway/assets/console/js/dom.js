@@ -122,7 +122,9 @@ export function showError(form, err) {
     h('h2', {}, tr('请更正以下问题', 'There is a problem')),
     h('ul', {}, h('li', {}, link)),
     err.field && !box ? h('p', { class: 'hint' }, `field: ${err.field}`) : null);
-  form.prepend(summary);
+  const heading = form.querySelector(':scope > h2');
+  if (heading) heading.after(summary);
+  else form.prepend(summary);
   summary.focus();
 }
 

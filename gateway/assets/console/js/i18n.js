@@ -47,3 +47,13 @@ export function fmtMs(ms) {
   if (ms === null || ms === undefined) return '—';
   return `${fmtNumber(ms, ms < 10 ? 2 : 1)} ms`;
 }
+
+/** A compact office-time stamp for tables: month, day, hour and minute. */
+export function fmtShortTime(rfc3339) {
+  if (!rfc3339) return '—';
+  const d = new Date(rfc3339);
+  if (Number.isNaN(d.getTime())) return rfc3339;
+  return d.toLocaleString(locale(), {
+    timeZone: 'Asia/Shanghai', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false,
+  });
+}

@@ -11,10 +11,12 @@ import { tr, fmtNumber, fmtTime, fmtMs } from '../i18n.js';
 import { h, table, replace, errorText } from '../dom.js';
 import { lineChart } from '../chart.js';
 
-/** How often the stats are read, and how much history the charts show. */
+/** How often the stats are read. */
 const POLL_MS = 2000;
-const WINDOW_MS = 10 * 60 * 1000;
-/** Samples kept per office (the window at the fastest poll, plus margin). */
+/** The charts' time windows (minutes) an operator may choose, and the one shown first. */
+const WINDOWS_MIN = [1, 2, 5, 10];
+let windowMin = 5;
+/** Samples kept per office: the longest window at the poll rate, plus margin. */
 const SAMPLES_MAX = 400;
 
 /** Readings per office, kept while the console is open so switching views keeps the charts. */
@@ -58,7 +60,8 @@ function cards(stats, s) {
   const pair = (c) => `${fmtMs(c?.p50_ms)} / ${fmtMs(c?.p99_ms)}`;
   return h('div', { class: 'cards', id: 'dash-cards', 'data-draws': s.draws, 'data-checks': s.checks },
     card('dash-available', tr('可选号码', 'Available'), fmtNumber(s.available), s.available,
-      s.pending ? tr(`另有 ${fmtNumber(s.pending)} 个未开放`, `${fmtNumber(s.pending)} more not open yet`) : null, 'available'),
+      tr('可被随机或自编选中', 'a draw or check may take'), 'available'),
+    card('dash-pending', tr('未开放', 'Not open yet'), fmtNumber(s.pending), s.pending, tr('开放时间未到', 'before their opening')),
     card('dash-held', tr('占用中', 'Held'), fmtNumber(s.held), s.held, tr('随机批次与备选', 'batches and candidates')),
     card('dash-claimed', tr('已选定', 'Claimed'), fmtNumber(s.claimed), s.claimed),
     card('dash-issued', tr('已登记', 'Issued'), fmtNumber(s.issued), s.issued),
@@ -123,32 +126,33 @@ function legend(items) {
 }
 
 function charts(samples) {
+  const windowMs = windowMin * 60000;
   const end = samples.length ? samples[samples.length - 1].t : Date.now();
   const last = samples[samples.length - 1];
   const rates = lineChart({
     label: tr('每秒随机选号与自编确认', 'Draws and checks per second'),
     summary: last ? tr(`最新 ${last.drawsPerS.toFixed(1)} 次随机、${last.checksPerS.toFixed(1)} 次自编每秒`,
       `latest ${last.drawsPerS.toFixed(1)} draws and ${last.checksPerS.toFixed(1)} checks per second`) : tr('暂无数据', 'no data yet'),
-    endMs: end, windowMs: WINDOW_MS,
+    endMs: end, windowMs,
     series: [
       { name: 'draws', className: 's-draws', points: samples.map((s) => [s.t, s.drawsPerS]) },
       { name: 'checks', className: 's-checks', points: samples.map((s) => [s.t, s.checksPerS]) },
     ],
   });
   const pool = lineChart({
-    label: tr('可选与已选定号码', 'Available and claimed numbers'),
-    summary: last ? tr(`最新可选 ${last.available}、已选定 ${last.claimed}`, `latest ${last.available} available, ${last.claimed} claimed`) : tr('暂无数据', 'no data yet'),
-    endMs: end, windowMs: WINDOW_MS, yFloor: 10,
+    label: tr('占用中与已选定号码', 'Held and claimed numbers'),
+    summary: last ? tr(`最新占用中 ${last.held}、已选定 ${last.claimed}`, `latest ${last.held} held, ${last.claimed} claimed`) : tr('暂无数据', 'no data yet'),
+    endMs: end, windowMs, yFloor: 10,
     series: [
-      { name: 'available', className: 's-available', points: samples.map((s) => [s.t, s.available]) },
+      { name: 'held', className: 's-held', points: samples.map((s) => [s.t, s.held]) },
       { name: 'claimed', className: 's-claimed', points: samples.map((s) => [s.t, s.claimed]) },
     ],
   });
   return h('div', { class: 'charts' },
-    h('figure', { class: 'chart', id: 'chart-rates' }, h('h3', {}, tr('每秒请求（近 10 分钟）', 'Requests per second (last 10 minutes)')), rates,
+    h('figure', { class: 'chart', id: 'chart-rates' }, h('h3', {}, tr(`每秒请求（近 ${windowMin} 分钟）`, `Requests per second (last ${windowMin} min)`)), rates,
       legend([['swatch-draws', tr('随机选号', 'draws')], ['swatch-checks', tr('自编确认（虚线）', 'checks (dashed)')]])),
-    h('figure', { class: 'chart', id: 'chart-pool' }, h('h3', {}, tr('号池（近 10 分钟）', 'The pool (last 10 minutes)')), pool,
-      legend([['swatch-available', tr('可选', 'available')], ['swatch-claimed', tr('已选定（虚线）', 'claimed (dashed)')]])));
+    h('figure', { class: 'chart', id: 'chart-pool' }, h('h3', {}, tr(`占用与选定（近 ${windowMin} 分钟）`, `Held and claimed (last ${windowMin} min)`)), pool,
+      legend([['swatch-held', tr('占用中', 'held')], ['swatch-claimed', tr('已选定（虚线）', 'claimed (dashed)')]])));
 }
 
 export function render(root, ctx) {
@@ -170,13 +174,24 @@ export function render(root, ctx) {
       if (!paused) poll();
     } }, tr('暂停刷新', 'Pause'));
 
+  const windowSelect = h('select', { id: 'dash-window',
+    onchange: (e) => {
+      windowMin = Number(e.target.value);
+      if (lastStats) draw(lastStats);
+    } }, WINDOWS_MIN.map((m) => h('option', { value: m, selected: m === windowMin }, tr(`近 ${m} 分钟`, `last ${m} min`))));
+  let lastStats = null;
   replace(root,
     h('div', { class: 'dash-head' },
       h('div', {},
         h('h1', {}, tr('开放监控', 'Opening dashboard'), ' · ', ctx.officeInfo?.name || office),
         status),
-      h('div', { class: 'actions' }, pause)),
+      h('div', { class: 'actions' },
+        h('label', { for: 'dash-window' }, tr('图表范围', 'Charts')), windowSelect, pause)),
     alert, body);
+
+  function draw({ stats, s }) {
+    replace(body, cards(stats, s), charts(samples), h('h2', {}, tr('号池明细', 'The pool in detail')), classRows(stats), releaseRows(stats));
+  }
 
   async function poll() {
     clearTimeout(timer);
@@ -187,7 +202,8 @@ export function render(root, ctx) {
       const s = sampleOf(stats, samples[samples.length - 1]);
       if (!samples.length || s.t > samples[samples.length - 1].t) samples.push(s);
       while (samples.length > SAMPLES_MAX) samples.shift();
-      replace(body, cards(stats, s), charts(samples), h('h2', {}, tr('号池明细', 'The pool in detail')), classRows(stats), releaseRows(stats));
+      lastStats = { stats, s };
+      draw(lastStats);
       status.textContent = tr(`每 ${POLL_MS / 1000} 秒刷新 · 数据时间 ${fmtTime(stats.as_of)}`,
         `Refreshed every ${POLL_MS / 1000} s · figures as of ${fmtTime(stats.as_of)}`);
       status.setAttribute('data-as-of', stats.as_of);

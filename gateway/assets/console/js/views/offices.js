@@ -21,6 +21,13 @@ const NUMBER_RULES = [
   ['opening_window_ms', '开放窗口（随机顺序处理）', 'Opening window (served in random order)', 'ms'],
 ];
 
+/** A real calendar date written YYYY-MM-DD. */
+function isDate(text) {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) return false;
+  const d = new Date(`${text}T00:00:00Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === text;
+}
+
 function lines(text) {
   return text.split(/[\n,，、;；]+/).map((s) => s.trim()).filter(Boolean);
 }
@@ -152,6 +159,13 @@ function officeForm(doc, onSaved, onCancel) {
     const officeId = id.value.trim();
     if (!/^[a-z0-9_]{1,32}$/.test(officeId)) {
       showError(form, { code: 'bad_request', field: 'id', message: tr('办事处 ID 只能包含 a-z、0-9 和 _，1 到 32 个字符。', 'An office id has 1 to 32 of a-z, 0-9 and _.') });
+      return;
+    }
+    const badDate = lines(holidays.value).findIndex((d) => !isDate(d));
+    if (badDate >= 0) {
+      showError(form, { code: 'bad_request', field: 'rules.holidays', message: tr(
+        `第 ${badDate + 1} 个日期“${lines(holidays.value)[badDate]}”不是有效的 YYYY-MM-DD 日期。`,
+        `Date ${badDate + 1}, “${lines(holidays.value)[badDate]}”, is not a valid YYYY-MM-DD date.`) });
       return;
     }
     busy(save, async () => {

@@ -3,7 +3,7 @@
 // the release, saving nothing) before it can be saved, and the withdrawal of a single number.
 
 import { api, seg } from '../api.js';
-import { tr, fmtNumber, fmtTime } from '../i18n.js';
+import { tr, fmtNumber, fmtTime, fmtShortTime } from '../i18n.js';
 import { h, field, table, replace, showError, clearErrors, busy, toast, errorText } from '../dom.js';
 import { officeInputToRfc3339 } from '../office-time.js';
 
@@ -77,7 +77,7 @@ function releaseTable(office, stats, reload) {
       },
     }, tr('撤回', 'Withdraw'));
     cell.append(ask);
-    rows.push([`#${r.id}`, r.class, r.label, fmtTime(r.opens_at), fmtTime(r.custom_from),
+    rows.push([`#${r.id}`, r.class, r.label, fmtShortTime(r.opens_at), fmtShortTime(r.custom_from),
       fmtNumber(r.total), fmtNumber(r.available), fmtNumber(r.held), fmtNumber(r.claimed),
       fmtNumber(r.issued), fmtNumber(r.withdrawn), releaseState(r, asOf), cell]);
   }
