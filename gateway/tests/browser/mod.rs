@@ -32,7 +32,7 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// How long `wait…` calls poll before failing the test.
 pub const WAIT: Duration = Duration::from_secs(15);
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4a27a8d5a8e6";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// The app as the binary mounts it (pages, then the API, then the JSON 404), served on a free
 /// loopback port by worker threads of its own.
