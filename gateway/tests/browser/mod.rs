@@ -87,13 +87,21 @@ pub fn screenshot_dir() -> PathBuf {
 }
 
 /// One headless Chromium session.
-#[derive(Debug)]
 pub struct Browser {
     client: awc::Client,
     /// `http://127.0.0.1:PORT/session/ID`.
     session: String,
     driver: Child,
     _profile: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Browser {
+    /// The session (`awc::Client` has no `Debug`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browser")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Browser {
