@@ -36,6 +36,15 @@ pub struct GatewayConfig {
     /// While a worker's event loop runs later than this (ms), selection and public requests
     /// get 503 `unavailable` at once instead of queueing (overload); 0 turns it off.
     pub shed_loop_lag_ms: u64,
+    /// Standalone mode: citizens sign in with phone + SMS code (`POST /v1/login`, SPEC S5) and
+    /// get the gateway's own token, also as the `platepool_session` cookie.
+    pub standalone_login: bool,
+    /// Always mark the session cookie `Secure` (it is whenever the request came over TLS).
+    pub cookie_secure: bool,
+    /// The key user ids of the standalone login are derived from phones with (HMAC-SHA256);
+    /// empty: `token_secret`. Set it before rotating `token_secret`, or every signed-in
+    /// citizen becomes a new user.
+    pub login_user_key: String,
 }
 
 impl Default for GatewayConfig {
@@ -49,6 +58,9 @@ impl Default for GatewayConfig {
             sms_webhook: None,
             allow_token_issue: true,
             shed_loop_lag_ms: SHED_LOOP_LAG_MS_DEFAULT,
+            standalone_login: true,
+            cookie_secure: false,
+            login_user_key: String::new(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod routes;
+pub mod session;
 pub mod sms;
 pub mod voucher;
 
@@ -48,6 +49,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/offices/{office}/notice"),
     ("GET", "/v1/offices/{office}/pool"),
     ("POST", "/v1/vin/check"),
+    ("POST", "/v1/login/sms"),
+    ("POST", "/v1/login"),
+    ("POST", "/v1/logout"),
     ("GET", "/v1/me"),
     ("POST", "/v1/sms"),
     ("POST", "/v1/applications"),
@@ -192,6 +196,7 @@ impl Gateway {
                 }))
             })
             .configure(routes::public::configure)
+            .configure(routes::login::configure)
             .configure(routes::citizen::configure)
             .configure(routes::release_preview::configure)
             .configure(routes::operator::configure)

@@ -30,13 +30,19 @@ Environment (overrides the --config file; command-line flags override both):
   PLATEPOOL_ALLOW_TOKEN_ISSUE      true/false: POST /v1/admin/tokens issues citizen tokens (default true)
   PLATEPOOL_SHED_LOOP_LAG_MS       while a worker's event loop runs this late (ms), selection calls get
                                    503 unavailable at once instead of queueing (0: off; default 100)
+  PLATEPOOL_STANDALONE_LOGIN       true/false: citizens sign in with phone + SMS code, POST /v1/login
+                                   (default true)
+  PLATEPOOL_COOKIE_SECURE          true/false: always mark the session cookie Secure (it is whenever
+                                   the request came over TLS; default false)
+  PLATEPOOL_LOGIN_USER_KEY         key the login's user ids are derived from phones with (default: the
+                                   token secret; set it before rotating PLATEPOOL_TOKEN_SECRET)
   PLATEPOOL_ADDR, PLATEPOOL_DATA_DIR, PLATEPOOL_DURABILITY, PLATEPOOL_WORKERS, PLATEPOOL_SHUTDOWN_TIMEOUT_S
                                    as the flags of the same names
   RUST_LOG                         log filter (default info), e.g. RUST_LOG=platepool_gateway=debug
 
 Config file (TOML): addr, data_dir, durability, workers, shutdown_timeout_s, and the gateway fields
 operator_token, token_secret, rate_limit_user_per_s, rate_limit_ip_per_s, trusted_proxies (array),
-sms_webhook, allow_token_issue, shed_loop_lag_ms.";
+sms_webhook, allow_token_issue, shed_loop_lag_ms, standalone_login, cookie_secure, login_user_key.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -220,18 +226,30 @@ fn apply_env(config: &mut GatewayConfig) -> Result<(), String> {
     if let Some(v) = env_var("PLATEPOOL_SMS_WEBHOOK") {
         config.sms_webhook = Some(v);
     }
-    if let Some(v) = env_var("PLATEPOOL_ALLOW_TOKEN_ISSUE") {
-        config.allow_token_issue = match v.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => true,
-            "0" | "false" | "no" | "off" => false,
-            _ => {
-                return Err(format!(
-                    "PLATEPOOL_ALLOW_TOKEN_ISSUE must be true or false, not {v:?}"
-                ))
-            }
-        };
+    if let Some(b) = flag("PLATEPOOL_ALLOW_TOKEN_ISSUE")? {
+        config.allow_token_issue = b;
+    }
+    if let Some(b) = flag("PLATEPOOL_STANDALONE_LOGIN")? {
+        config.standalone_login = b;
+    }
+    if let Some(b) = flag("PLATEPOOL_COOKIE_SECURE")? {
+        config.cookie_secure = b;
+    }
+    if let Some(v) = env_var("PLATEPOOL_LOGIN_USER_KEY") {
+        config.login_user_key = v;
     }
     Ok(())
+}
+
+/// A true/false environment variable, if set.
+fn flag(name: &str) -> Result<Option<bool>, String> {
+    env_var(name)
+        .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(format!("{name} must be true or false, not {v:?}")),
+        })
+        .transpose()
 }
 
 fn init_logs() {

@@ -76,6 +76,9 @@ pub const DOCS: &[RouteDoc] = &[
     doc("GET", "/v1/offices/{office}/notice", "public", "The office's business notice (业务须知)", Public, None, &[], "Notice", &[200, 404, 503]),
     doc("GET", "/v1/offices/{office}/pool", "public", "The pool notice (号池公示): releases and available numbers per class", Public, None, &[], "PoolNotice", &[200, 404, 503]),
     doc("POST", "/v1/vin/check", "public", "Checks a VIN: length, characters, check digit", Public, Some("VinCheck"), &[], "VinCheckResult", &[200, 400, 413, 429, 503]),
+    doc("POST", "/v1/login/sms", "citizen", "Sends a login code to a phone (standalone login, SPEC S5; no token needed)", Public, Some("LoginSmsRequest"), &[], "SmsSent", &[200, 400, 403, 404, 413, 429, 503]),
+    doc("POST", "/v1/login", "citizen", "Signs a citizen in with phone and SMS code: the gateway's token, also set as the HttpOnly, SameSite=Strict platepool_session cookie", Public, Some("LoginRequest"), &[], "Login", &[200, 400, 403, 404, 413, 422, 429, 503]),
+    doc("POST", "/v1/logout", "citizen", "Clears the session cookie", Public, None, &[], "empty", &[204, 403, 404]),
     doc("GET", "/v1/me", "citizen", "The citizen, their applications and where to resume (R4.9)", Citizen, None, &[], "Me", &[200, 401, 503]),
     doc("POST", "/v1/sms", "citizen", "Sends an SMS code for applying or for identity", Citizen, Some("SmsRequest"), &[], "SmsSent", &[200, 400, 401, 403, 404, 409, 413, 429, 503]),
     doc("POST", "/v1/applications", "citizen", "Opens an application (stage 1, R4.2)", Citizen, Some("ApplicationRequest"), &[], "Application", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 503]),
@@ -153,15 +156,17 @@ fn operation(d: &RouteDoc) -> Value {
                     "text/html": {"schema": {"type": "string"}},
                     "application/json": {"schema": reference("VoucherDocument")},
                 }),
+                "empty" => Value::Null,
                 name => json!({"application/json": {"schema": schema_of(name)}}),
             }
         } else {
             json!({"application/json": {"schema": reference("Error")}})
         };
-        responses.insert(
-            code.to_string(),
-            json!({"description": status_text(code), "content": body}),
-        );
+        let mut response = json!({"description": status_text(code)});
+        if !body.is_null() {
+            response["content"] = body;
+        }
+        responses.insert(code.to_string(), response);
     }
     let mut op = json!({
         "operationId": format!("{} {}", d.method.to_ascii_lowercase(), d.path),
@@ -309,6 +314,9 @@ fn schemas() -> Value {
             "applications": array(reference("Application")),
             "resume": nullable(object(&["application", "stage", "step"], json!({"application": string(), "stage": int(), "step": int()}))),
         })),
+        "LoginSmsRequest": object(&["phone"], json!({"phone": string()})),
+        "LoginRequest": object(&["phone", "sms_code"], json!({"phone": string(), "sms_code": string()})),
+        "Login": object(&["token", "user", "expires_at"], json!({"token": string(), "user": string(), "expires_at": time(), "expires_in_ms": int()})),
         "SmsRequest": object(&["purpose"], json!({"purpose": {"type": "string", "enum": ["apply", "identity"]}, "application": string()})),
         "SmsSent": object(&["sent_at", "confirm_after_ms", "expires_in_ms"], json!({"sent_at": time(), "confirm_after_ms": int(), "expires_in_ms": int()})),
         "ApplicationRequest": object(&["office", "vin", "voucher", "notice_version", "sms_code"], json!({
@@ -481,7 +489,7 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "citizen": {"type": "http", "scheme": "bearer", "description": "v1.<payload>.<HMAC-SHA256 signature>"},
+                "citizen": {"type": "http", "scheme": "bearer", "description": "v1.<payload>.<HMAC-SHA256 signature>; or the platepool_session cookie set by POST /v1/login (state changes then only from the page's own origin)"},
                 "operator": {"type": "http", "scheme": "bearer", "description": "the configured operator token"},
             },
             "schemas": schemas(),
@@ -525,6 +533,7 @@ mod tests {
             ("GET", "/metrics"),
             ("GET", "/v1/admin/blacklist"),
             ("POST", "/v1/admin/tokens"),
+            ("POST", "/v1/logout"),
         ];
         for d in DOCS {
             let has = |code| d.codes.contains(&code);

@@ -73,7 +73,12 @@ async fn pages_and_api_share_the_root() {
         let res = test::call_service(&app, test::TestRequest::get().uri(&uri).to_request()).await;
         assert_eq!(res.status(), StatusCode::OK, "{uri}");
         let ct = header_of(&res, header::CONTENT_TYPE);
-        assert_eq!(ct, platepool_gateway::pages::content_type(&uri), "{uri}");
+        let file = if uri.ends_with('/') {
+            format!("{uri}index.html")
+        } else {
+            uri.clone()
+        };
+        assert_eq!(ct, platepool_gateway::pages::content_type(&file), "{uri}");
         assert_ne!(ct, "application/octet-stream", "{uri}: unknown type");
     }
 
@@ -86,7 +91,10 @@ async fn pages_and_api_share_the_root() {
     assert_eq!(res.status(), StatusCode::OK);
     let body = test::read_body(res).await;
     let text = std::str::from_utf8(&body).unwrap();
-    assert!(text.contains("<title>") && text.contains("console"), "{text}");
+    assert!(
+        text.contains("<title>") && text.contains("console"),
+        "{text}"
+    );
 
     // Only GET and HEAD.
     let res = test::call_service(&app, test::TestRequest::post().uri("/").to_request()).await;
@@ -134,7 +142,9 @@ async fn the_api_scope_alone_serves_no_page_and_pages_mount_under_a_path() {
     assert_eq!(header_of(&res, header::LOCATION), "/plates/console/");
     let res = test::call_service(
         &mounted,
-        test::TestRequest::get().uri("/plates/v1/offices").to_request(),
+        test::TestRequest::get()
+            .uri("/plates/v1/offices")
+            .to_request(),
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);

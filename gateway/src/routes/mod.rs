@@ -1,5 +1,6 @@
 //! Route handlers, one file per audience. Each file's `configure` registers its routes.
 pub mod citizen;
+pub mod login;
 pub mod operator;
 pub mod public;
 pub mod release_preview;
