@@ -416,3 +416,94 @@ async fn a_certificate_import_shows_the_bad_row_and_keeps_the_good_ones() {
     b.quit().await;
     server.stop().await;
 }
+
+#[actix_rt::test]
+async fn office_rules_are_edited_with_errors_on_the_field_and_a_claim_is_found_and_voided() {
+    let (_dir, gw) = world().await;
+    let api = app!(gw);
+    let server = browser::serve(&gw);
+    let b = console(&server, 1366, 768).await;
+
+    // An out-of-range rule: the API's message beside that field; then a good value is saved.
+    b.goto(&server.url("/console/#/offices")).await;
+    b.click("[data-edit-office=maoming]").await;
+    b.type_into("#rule-custom_per_check", "99").await;
+    b.click("#office-save").await;
+    b.wait_js(
+        "document.querySelector('#rule-custom_per_check').getAttribute('aria-invalid') === 'true'",
+        "custom_per_check marked invalid",
+    )
+    .await;
+    b.wait_text(".field.has-error .field-error", "99").await;
+    b.screenshot("console-office-error").await;
+    let (_, office) = call!(api, test::TestRequest::get().uri("/v1/offices/maoming"));
+    assert_eq!(office["rules"]["custom_per_check"], 5, "nothing changed");
+    b.type_into("#rule-custom_per_check", "4").await;
+    b.click("#office-save").await;
+    b.wait("#office-new").await;
+    b.wait_js(
+        "document.querySelector('#office-form-box').children.length === 0",
+        "the form closed after saving",
+    )
+    .await;
+    let (_, office) = call!(api, test::TestRequest::get().uri("/v1/offices/maoming"));
+    assert_eq!(office["rules"]["custom_per_check"], 4, "{office}");
+    assert_eq!(office["notice"]["version"], "v1", "the rest kept");
+
+    // A claim made through the API: found by VIN in the console, then voided there.
+    let (s, _) = call!(
+        api,
+        op(test::TestRequest::post().uri("/v1/admin/offices/maoming/releases"))
+            .set_json(json!({"class": "small", "patterns": ["A####"]}))
+    );
+    assert_eq!(s, StatusCode::CREATED);
+    let id = applicant(&gw.engine, "w1", 31).await;
+    let post = |path: String, body: Value| {
+        citizen(test::TestRequest::post().uri(&path), "w1", &gw.engine).set_json(body)
+    };
+    let (s, drawn) = call!(api, post(format!("/v1/applications/{id}/draws"), json!({})));
+    assert_eq!(s, StatusCode::CREATED, "{drawn}");
+    let serial = drawn["batch"]["plates"][0]["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, body) = call!(
+        api,
+        post(
+            format!("/v1/applications/{id}/candidates"),
+            json!({ "serial": serial })
+        )
+    );
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = call!(
+        api,
+        post(
+            format!("/v1/applications/{id}/claim"),
+            json!({ "serial": serial })
+        )
+    );
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+
+    b.goto(&server.url("/console/#/lookup")).await;
+    b.type_into("#lookup-value", &vin(31)).await;
+    b.click("#lookup-submit").await;
+    b.wait_text("#lookup-result", &format!("粤K·{serial}"))
+        .await;
+    b.screenshot("console-lookup").await;
+
+    b.goto(&server.url("/console/#/registrations")).await;
+    b.type_into("#void-serial", &serial).await;
+    b.click("#void-submit").await;
+    b.wait_text(".field.has-error .field-error", "reason").await;
+    b.type_into("#void-reason", "车主申请作废").await;
+    b.click("#void-submit").await;
+    b.wait_text("[role=status]", "已作废").await;
+    let (s, apps) = call!(
+        api,
+        op(test::TestRequest::get().uri(&format!("/v1/admin/applications?vin={}", vin(31))))
+    );
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(apps[0]["state"], "voided", "{apps}");
+    b.quit().await;
+    server.stop().await;
+}
