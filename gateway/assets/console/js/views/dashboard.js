@@ -70,9 +70,9 @@ function cards(stats, s) {
     card('dash-checks-per-s', tr('自编确认 / 秒', 'Checks / s'), fmtNumber(s.checksPerS, 1), s.checksPerS.toFixed(3),
       tr(`累计 ${fmtNumber(s.checks)} 次`, `${fmtNumber(s.checks)} in all`), 'checks'),
     card('dash-draw-latency', tr('随机选号 p50 / p99', 'Draw p50 / p99'), pair(lat.draws), lat.draws?.p99_ms ?? '',
-      tr(`累计 p99 ${fmtMs(tot.draws?.p99_ms)}`, `p99 since start ${fmtMs(tot.draws?.p99_ms)}`), 'draws'),
+      tr(`累计 p99 ${fmtMs(tot.draws?.p99_ms)}`, `p99 since start ${fmtMs(tot.draws?.p99_ms)}`), 'draws latency'),
     card('dash-check-latency', tr('自编确认 p50 / p99', 'Check p50 / p99'), pair(lat.checks), lat.checks?.p99_ms ?? '',
-      tr(`累计 p99 ${fmtMs(tot.checks?.p99_ms)}`, `p99 since start ${fmtMs(tot.checks?.p99_ms)}`), 'checks'),
+      tr(`累计 p99 ${fmtMs(tot.checks?.p99_ms)}`, `p99 since start ${fmtMs(tot.checks?.p99_ms)}`), 'checks latency'),
     card('dash-mailbox', tr('排队请求', 'Queued calls'), fmtNumber(stats.mailbox_depth), stats.mailbox_depth,
       tr('办事处信箱深度', 'office mailbox depth')));
 }

@@ -250,10 +250,9 @@ function numberWithdrawal(office, reload) {
   const button = h('button', { type: 'submit', class: 'danger' }, tr('撤回号码', 'Withdraw the number'));
   const out = h('div', { 'aria-live': 'polite' });
   const form = h('form', { class: 'stack', novalidate: true },
-    h('div', { class: 'row' },
-      field({ label: tr('号码', 'Serial'), input: serial, field: 'serial',
-        hint: tr('只能撤回可选的号码；占用中或已选定的号码不能撤回。', 'Only an available number can be withdrawn; held or claimed ones cannot.') }),
-      h('div', { class: 'field' }, button)),
+    field({ label: tr('号码', 'Serial'), input: serial, field: 'serial',
+      hint: tr('只能撤回可选的号码；占用中或已选定的号码不能撤回。', 'Only an available number can be withdrawn; held or claimed ones cannot.') }),
+    h('div', { class: 'actions' }, button),
     out);
   form.addEventListener('submit', (e) => {
     e.preventDefault();
