@@ -246,6 +246,10 @@ async fn the_whole_citizen_flow_in_a_browser() {
     assert_eq!(plates.len(), 10, "{plates:?}");
     assert!(plates.iter().all(|p| !p.contains('4')), "{plates:?}");
     b.wait_text("#draw", "换一批(2)").await;
+    assert!(
+        b.text("#random-left").await.contains('2'),
+        "the quota left follows the draw"
+    );
     b.click("#batch-plates button").await;
     b.wait_text("#cand-countdown", "距失效").await;
     let kept = b.text("#cand-plates .plate").await;
@@ -294,4 +298,73 @@ async fn the_whole_citizen_flow_in_a_browser() {
     b.wait_text("h1", "完成号牌预选").await;
     b.quit().await;
     server.stop().await;
+}
+
+/// Both quotas spent and no live hold: re-entry shows the exhausted page (R4.7, R4.9).
+#[actix_rt::test]
+async fn an_exhausted_application_shows_the_counter_page() {
+    let (_dir, engine) = support::engine(None, None).await;
+    let rules = OfficeRules {
+        custom_quota: 1,
+        custom_per_check: 1,
+        custom_min_interval_ms: 1_000,
+        random_quota: 1,
+        random_ttl_ms: 1_000,
+        candidate_ttl_ms: 1_000,
+        opening_window_ms: 0,
+        ..OfficeRules::default()
+    };
+    let who = "operator:test";
+    let office = support::office("茂名市车辆管理所", &["small"], rules);
+    engine.put_office(OFFICE, office, who).await.unwrap();
+    let now = engine.now_ms();
+    let release = support::release("small", "粤K·B2", &["B2###"], now - 1_000);
+    engine.add_release(OFFICE, release, who).await.unwrap();
+    let rows = vec![support::certificate(1, "small", "fuel")];
+    engine.import_certificates(rows, who).await.unwrap();
+    let gw = support::gateway(&engine, support::gateway_config());
+    // The user the page's login makes of PHONE spends both quotas.
+    let user = platepool_gateway::routes::login::login_user_id(support::SECRET, PHONE);
+    let id = engine
+        .create_application(ApplicationRequest {
+            office: OFFICE.into(),
+            user: user.clone(),
+            phone: PHONE.into(),
+            vin: support::vin(1),
+            voucher: support::voucher_no(1),
+            notice_version: "v1".into(),
+        })
+        .await
+        .unwrap();
+    let me = Caller::Citizen(&user);
+    engine.verify_identity(&id, me).await.unwrap();
+    actix_rt::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let check = engine
+        .custom_check(&id, me, vec!["A1234".into()])
+        .await
+        .unwrap();
+    assert!(matches!(check, Check::NoneAvailable { .. }), "{check:?}");
+    engine.draw(&id, me, false).await.unwrap();
+    // The batch expires after 1 s; then the application is exhausted.
+    actix_rt::time::sleep(std::time::Duration::from_millis(2_500)).await;
+
+    let server = browser::serve(&gw);
+    let b = Browser::start(PHONE_SIZE.0, PHONE_SIZE.1).await;
+    b.goto(&server.url("/")).await;
+    login_only(&b, &gw).await;
+    b.wait_text("h1", "无法继续网上选号").await;
+    assert!(b.text("#app").await.contains("请到车管所窗口现场选号"));
+    b.screenshot("citizen-exhausted-phone").await;
+    b.quit().await;
+    server.stop().await;
+}
+
+/// Signs in without waiting for the start page.
+async fn login_only(b: &Browser, gw: &Gateway) {
+    b.type_into("#login-phone", PHONE).await;
+    b.click("#login-send").await;
+    b.wait_text("#app", "验证码已发送").await;
+    b.type_into("#login-code", &code(gw, PHONE, Purpose::Login))
+        .await;
+    b.click("#login-submit").await;
 }

@@ -212,8 +212,10 @@ function randomPanel(panel) {
   const claimBtn = h('button', { type: 'button', class: 'primary', id: 'claim', disabled: true }, t('confirm_pick'));
   const told = new Set();
 
+  const randomLeft = h('strong', {}, String(a.random_left));
   function drawLabel() {
     const n = ctx.app.random_left;
+    randomLeft.textContent = String(n);
     drawBtn.textContent = drawnHere ? t('draw_again', { n }) : t('draw_once', { n });
     drawBtn.disabled = n === 0 || left(drawAt) > 0;
   }
@@ -330,7 +332,7 @@ function randomPanel(panel) {
   });
 
   panel.append(
-    h('p', { class: 'quota', id: 'random-left' }, t('random_left'), ' ', h('strong', {}, String(a.random_left))),
+    h('p', { class: 'quota', id: 'random-left' }, t('random_left'), ' ', randomLeft),
     h('div', { class: 'draw-row' }, h('label', { class: 'check', for: 'exclude-four' }, exclude, ' ', t('exclude_four')), drawBtn),
     status, batchBox, candBox,
     h('div', { class: 'actions sticky' }, claimBtn));
