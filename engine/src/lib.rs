@@ -23,6 +23,9 @@ pub mod rules;
 pub mod store;
 pub mod vin;
 
+#[cfg(test)]
+mod acknowledged_reads;
+
 pub use class::{Energy, PlateClass};
 pub use config::{Notice, OfficeConfig, OfficeRules};
 pub use engine::{AppId, Caller, Engine, EngineConfig, EngineError};

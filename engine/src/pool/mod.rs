@@ -131,6 +131,8 @@ pub struct AppView {
     pub batch_picked: bool,
     /// When the next custom check may be made.
     pub next_check_at_ms: u64,
+    /// When the next random draw may be made (R4.14).
+    pub next_draw_at_ms: u64,
 }
 
 /// A successful draw (R4.6).
@@ -906,6 +908,7 @@ impl OfficePool {
                 custom_left: rules.custom_quota,
                 random_left: rules.random_quota,
                 last_check_at_ms: None,
+                last_draw_at_ms: None,
                 verified_at_ms: None,
                 verified_until_ms: None,
                 state: AppState::Confirmed,
@@ -972,6 +975,7 @@ impl OfficePool {
             batch,
             candidates,
             next_check_at_ms: self.next_check_at(app),
+            next_draw_at_ms: self.next_draw_at(app),
         }
     }
 
@@ -1019,6 +1023,13 @@ impl OfficePool {
             .or(app.rec.verified_at_ms)
             .unwrap_or(0);
         since + self.config.rules.custom_min_interval_ms
+    }
+
+    /// When the next draw may be made (R4.14): `random_min_interval_ms` after the last one.
+    fn next_draw_at(&self, app: &Application) -> u64 {
+        app.rec
+            .last_draw_at_ms
+            .map_or(0, |at| at + self.config.rules.random_min_interval_ms)
     }
 
     /// Takes an application out for a selection step after the common checks: it exists, may
@@ -1262,6 +1273,17 @@ impl OfficePool {
         if app.rec.random_left == 0 {
             return Err(Refusal::QuotaSpent);
         }
+        let next = self.next_draw_at(app);
+        if now_ms < next {
+            return Err(Refusal::TooSoon {
+                retry_after_ms: next - now_ms,
+            });
+        }
+        // Validated: from here on the draw happens and starts the next interval, whether or not
+        // it finds numbers (R4.14), so polling for numbers coming back gains nothing.
+        if self.config.rules.random_min_interval_ms > 0 {
+            app.rec.last_draw_at_ms = Some(now_ms);
+        }
         let c = app.class_ix;
         let returning = if app.practice {
             0
@@ -1274,6 +1296,9 @@ impl OfficePool {
                 .count()
         };
         if self.classes[c].drawable(app.group, exclude_four) + returning == 0 {
+            if self.config.rules.random_min_interval_ms > 0 {
+                self.persist_progress(app);
+            }
             return Err(Refusal::NotAvailable);
         }
         let rules = &self.config.rules;

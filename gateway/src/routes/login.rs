@@ -23,6 +23,8 @@ use sha2::Sha256;
 use crate::auth::{sign_token, validate_phone, TokenClaims};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::session;
 use crate::sms::Purpose;
 use crate::Gateway;
@@ -32,11 +34,50 @@ type Gw = web::Data<Gateway>;
 /// How long a login lasts: the token's life and the cookie's `Max-Age`.
 pub const SESSION_TTL_S: u64 = 12 * 3600;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/login/sms", web::post().to(send_code))
-        .route("/v1/login", web::post().to(login))
-        .route("/v1/logout", web::post().to(logout));
-}
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Post,
+        "/v1/login/sms",
+        Access::Public,
+        |r| r.to(send_code),
+        Doc {
+            summary: "Sends a login code to a phone (standalone login, SPEC S5; no token needed)",
+            request: Some("LoginSmsRequest"),
+            query: &[],
+            response: "SmsSent",
+            codes: &[200, 400, 403, 404, 413, 429, 503],
+        },
+    )
+    .shed(Shed::Lag),
+    Route::new(
+        Verb::Post,
+        "/v1/login",
+        Access::Public,
+        |r| r.to(login),
+        Doc {
+            summary: "Signs a citizen in with phone and SMS code: the gateway's token, also set as the HttpOnly, SameSite=Strict platepool_session cookie",
+            request: Some("LoginRequest"),
+            query: &[],
+            response: "Login",
+            codes: &[200, 400, 403, 404, 413, 422, 429, 503],
+        },
+    )
+    .shed(Shed::Lag),
+    Route::new(
+        Verb::Post,
+        "/v1/logout",
+        Access::Public,
+        |r| r.to(logout),
+        Doc {
+            summary: "Clears the session cookie",
+            request: None,
+            query: &[],
+            response: "empty",
+            codes: &[204, 403, 404],
+        },
+    ),
+];
 
 /// The phone as the login keys it: spaces and dashes dropped, the `+86`/`0086` country code
 /// before an 11-digit mainland mobile number dropped; then auth.rs's rule (5 to 20 digits).

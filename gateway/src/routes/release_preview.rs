@@ -17,15 +17,27 @@ use serde_json::json;
 use crate::auth::Operator;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
-use crate::routes::operator::{new_release, release_refusal, ReleaseBody};
+use crate::openapi::Doc;
+use crate::routes::operator::releases::{new_release, release_refusal, ReleaseBody};
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/v1/admin/offices/{office}/releases/preview",
-        web::post().to(preview_release),
-    );
-}
+/// The routes this file serves. Listed in [`super::FILES`] before `operator::releases`: the
+/// router gives `…/releases/preview` its own resource only if it is registered before the
+/// `…/releases` scope, whose `/{id}` would otherwise take `preview` as a release id.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Post,
+    "/v1/admin/offices/{office}/releases/preview",
+    Access::Operator,
+    |r| r.to(preview_release),
+    Doc {
+        summary: "What a release would add, saving nothing: checked exactly as the release (same refusals and fields); total is the count the release would answer",
+        request: Some("ReleaseRequest"),
+        query: &[],
+        response: "ReleasePreview",
+        codes: &[200, 400, 401, 403, 404, 413, 503],
+    },
+)];
 
 async fn preview_release(
     gw: web::Data<Gateway>,
