@@ -64,6 +64,7 @@ pub struct GatewayConfig {
     /// The key user ids of the standalone login are derived from phones with (HMAC-SHA256);
     /// empty: `token_secret`. Set it before rotating `token_secret`, or every signed-in
     /// citizen becomes a new user.
+    #[serde(deserialize_with = "crate::settings::text")]
     pub login_user_key: String,
 }
 

@@ -98,10 +98,18 @@ pub const KEYS: &[&str] = &[
     "sms_webhook_ca_file",
     "allow_token_issue",
     "shed_loop_lag_ms",
+    "standalone_login",
+    "cookie_secure",
+    "login_user_key",
 ];
 
 /// Keys whose values are secrets: masked when the configuration is printed.
-pub const SECRET_KEYS: &[&str] = &["operator_token", "token_secret", "sms_webhook_secret"];
+pub const SECRET_KEYS: &[&str] = &[
+    "operator_token",
+    "token_secret",
+    "sms_webhook_secret",
+    "login_user_key",
+];
 
 /// The prefix of the environment variables (`PLATEPOOL_RATE_LIMIT_IP_PER_S`, …).
 pub const ENV_PREFIX: &str = "PLATEPOOL_";
@@ -197,6 +205,10 @@ impl ServeConfig {
                     if s.is_empty() && *key == "sms_webhook_secret" {
                         out.push_str(&format!(
                             "{key} = \"\"  # unset (required with sms_webhook)\n"
+                        ));
+                    } else if s.is_empty() && *key == "login_user_key" {
+                        out.push_str(&format!(
+                            "{key} = \"\"  # unset: login user ids are keyed with token_secret\n"
                         ));
                     } else if s.is_empty() {
                         out.push_str(&format!(

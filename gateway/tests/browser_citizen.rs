@@ -131,6 +131,9 @@ async fn practice(b: &Browser) {
     b.wait_text("#practice-banner", "模拟选号").await;
     b.click("#office-next").await;
     b.wait("#keyboard").await;
+    // A reload stays in practice.
+    b.refresh().await;
+    b.wait("#keyboard").await;
     assert!(b.text("#practice-banner").await.contains("模拟选号"));
     assert_eq!(keys_for(b, "").await, "AB");
     for key in ["B", "2", "3", "5", "7"] {
