@@ -7,6 +7,7 @@
 //! That is what makes deterministic tests, the model-checking test and recovery by replay possible.
 
 pub mod numbers;
+mod shift;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Write as _;
