@@ -567,15 +567,15 @@ impl OfficePool {
         codes.dedup();
         let len = def.serial_len();
         for &code in &codes {
-            if def.group_of(Serial::from_code(code, len)).is_none() {
+            if def.group_of(Serial::from_pool_code(code, len)).is_none() {
                 return Err(format!(
                     "{} fits no energy group of {}",
-                    Serial::from_code(code, len),
+                    Serial::from_pool_code(code, len),
                     def.name
                 ));
             }
         }
-        codes.retain(|&code| cp.find(Serial::from_code(code, len)).is_none());
+        codes.retain(|&code| cp.find(Serial::from_pool_code(code, len)).is_none());
         Ok(codes)
     }
 
