@@ -71,6 +71,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/audit"),
     ("POST", "/v1/admin/tokens"),
     ("GET", "/v1/admin/sms/outbox"),
+    ("GET", "/v1/admin/clock"),
+    ("POST", "/v1/admin/clock/confirm"),
 ];
 
 /// Everything a handler needs, shared by every worker. Cheap to clone.
@@ -183,6 +185,7 @@ impl Gateway {
             .configure(routes::public::configure)
             .configure(routes::citizen::configure)
             .configure(routes::operator::configure)
+            .configure(routes::clock::configure)
     }
 }
 

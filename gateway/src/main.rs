@@ -30,11 +30,11 @@ Environment (overrides the --config file; command-line flags override both):
   PLATEPOOL_ALLOW_TOKEN_ISSUE      true/false: POST /v1/admin/tokens issues citizen tokens (default true)
   PLATEPOOL_SHED_LOOP_LAG_MS       while a worker's event loop runs this late (ms), selection calls get
                                    503 unavailable at once instead of queueing (0: off; default 100)
-  PLATEPOOL_ADDR, PLATEPOOL_DATA_DIR, PLATEPOOL_DURABILITY, PLATEPOOL_WORKERS, PLATEPOOL_SHUTDOWN_TIMEOUT_S
-                                   as the flags of the same names
+  PLATEPOOL_ADDR, PLATEPOOL_DATA_DIR, PLATEPOOL_DURABILITY, PLATEPOOL_WORKERS, PLATEPOOL_SHUTDOWN_TIMEOUT_S,
+  PLATEPOOL_CLOCK_STEP_BOUND_MS    as the flags of the same names
   RUST_LOG                         log filter (default info), e.g. RUST_LOG=platepool_gateway=debug
 
-Config file (TOML): addr, data_dir, durability, workers, shutdown_timeout_s, and the gateway fields
+Config file (TOML): addr, data_dir, durability, workers, shutdown_timeout_s, clock_step_bound_ms, and the gateway fields
 operator_token, token_secret, rate_limit_user_per_s, rate_limit_ip_per_s, trusted_proxies (array),
 sms_webhook, allow_token_issue, shed_loop_lag_ms.";
 
@@ -102,6 +102,10 @@ struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C [default: 30].
     #[arg(long, env = "PLATEPOOL_SHUTDOWN_TIMEOUT_S")]
     shutdown_timeout_s: Option<u64>,
+    /// A wall-clock step larger than this (ms) is not followed until an operator confirms the
+    /// time (POST /v1/admin/clock/confirm) or the wall clock agrees again [default: 2000].
+    #[arg(long, env = "PLATEPOOL_CLOCK_STEP_BOUND_MS")]
+    clock_step_bound_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +129,7 @@ struct FileSettings {
     durability: Option<Durability>,
     workers: Option<usize>,
     shutdown_timeout_s: Option<u64>,
+    clock_step_bound_ms: Option<u64>,
 }
 
 /// Reads the TOML file: the binary's own keys, the rest is the gateway configuration.
@@ -169,6 +174,13 @@ fn read_config_file(path: &Path) -> Result<(FileSettings, GatewayConfig), String
             .filter(|n| *n >= 0)
             .ok_or_else(|| bad("shutdown_timeout_s", "a whole number of seconds"))?;
         settings.shutdown_timeout_s = Some(n as u64);
+    }
+    if let Some(v) = table.remove("clock_step_bound_ms") {
+        let n = v
+            .as_integer()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad("clock_step_bound_ms", "a positive number of milliseconds"))?;
+        settings.clock_step_bound_ms = Some(n as u64);
     }
     let gateway: GatewayConfig = toml::Value::Table(table)
         .try_into()
@@ -293,6 +305,7 @@ struct Settings {
     durability: Durability,
     workers: usize,
     shutdown_timeout_s: u64,
+    clock_step_bound: std::time::Duration,
     demo: bool,
     gateway: GatewayConfig,
     /// Which secrets were made up here (to print them).
@@ -330,6 +343,11 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
             .shutdown_timeout_s
             .or(file.shutdown_timeout_s)
             .unwrap_or(30),
+        clock_step_bound: match args.clock_step_bound_ms.or(file.clock_step_bound_ms) {
+            Some(0) => return Err("--clock-step-bound-ms must be at least 1".into()),
+            Some(ms) => std::time::Duration::from_millis(ms),
+            None => platepool_engine::clock::CLOCK_STEP_BOUND,
+        },
         demo: args.demo,
         gateway,
         random_operator_token,
@@ -367,6 +385,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     std::fs::create_dir_all(&s.data_dir).map_err(|e| format!("{}: {e}", s.data_dir.display()))?;
     let mut engine_config = EngineConfig::new(&s.data_dir);
     engine_config.durability = s.durability;
+    engine_config.clock_step_bound = s.clock_step_bound;
     let engine = Engine::open(engine_config)
         .await
         .map_err(|e| format!("cannot open {}: {e}", s.data_dir.display()))?;

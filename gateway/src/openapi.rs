@@ -68,7 +68,7 @@ use Auth::{Citizen, Operator, Public};
 /// Every route of [`ROUTES`], documented.
 pub const DOCS: &[RouteDoc] = &[
     doc("GET", "/healthz", "public", "Liveness: 200 while the process serves", Public, None, &[], "Health", &[200]),
-    doc("GET", "/readyz", "public", "Readiness: 200 once every office is recovered, 503 while stopping", Public, None, &[], "Ready", &[200, 503]),
+    doc("GET", "/readyz", "public", "Readiness: 200 once every office is recovered (status degraded while the clock is), 503 while stopping or while an office has failed (named)", Public, None, &[], "Ready", &[200, 503]),
     doc("GET", "/metrics", "public", "Prometheus metrics: requests, latencies, pool counts per office, mailbox depth", Public, None, &[], "text", &[200]),
     doc("GET", "/v1/openapi.json", "public", "This document", Public, None, &[], "Object", &[200, 503]),
     doc("GET", "/v1/offices", "public", "The offices", Public, None, &[], "[OfficeSummary]", &[200, 503]),
@@ -102,6 +102,8 @@ pub const DOCS: &[RouteDoc] = &[
     doc("GET", "/v1/admin/audit", "operator", "The audit trail, oldest first, paged (without office: the cross-office trail: blacklistings, lifts, certificate imports)", Operator, None, &[("office", "the office"), ("since", "RFC 3339: entries at or after"), ("after", "entry id: entries after it (paging)"), ("limit", "1 to 1000, default 100")], "AuditPage", &[200, 400, 401, 403, 404, 503]),
     doc("POST", "/v1/admin/tokens", "operator", "Issues a citizen token (demo, tests, load tests; when allow_token_issue)", Operator, Some("TokenRequest"), &[], "Token", &[200, 400, 401, 403, 413]),
     doc("GET", "/v1/admin/sms/outbox", "operator", "Messages in the built-in SMS outbox, oldest first", Operator, None, &[("phone", "only this phone's messages")], "[OutboxMessage]", &[200, 400, 401, 403, 503]),
+    doc("GET", "/v1/admin/clock", "operator", "The engine's clock against the wall clock (SPEC T1): steps seen, whether degraded", Operator, None, &[], "Clock", &[200, 401, 403]),
+    doc("POST", "/v1/admin/clock/confirm", "operator", "Confirms the wall time after a step (audited): engine time jumps to it, holds keep their length", Operator, None, &[], "ClockConfirmed", &[200, 401, 403, 409, 503]),
 ];
 
 fn reference(name: &str) -> Value {
@@ -417,6 +419,8 @@ fn schemas() -> Value {
         "BlacklistEntry": object(&["user", "since", "until"], json!({
             "user": string(), "since": time(), "until": time(), "office": string(), "application": string(),
         })),
+        "Clock": object(&["now", "wall", "bound_ms", "steps", "degraded"], json!({"now": string(), "wall": string(), "bound_ms": int(), "steps": int(), "degraded": boolean(), "offset_ms": int(), "step_seen_at": string()})),
+        "ClockConfirmed": object(&["confirmed", "from", "to", "jump_ms"], json!({"confirmed": boolean(), "from": string(), "to": string(), "jump_ms": int()})),
         "Lifted": object(&["user", "lifted"], json!({"user": string(), "lifted": boolean()})),
     });
     if let Value::Object(m) = part {
