@@ -34,7 +34,7 @@ pub fn campaign(mode: Mode) -> Outcome {
     let started = Instant::now();
     let mut out = Outcome::new(
         "clock",
-        "wall-clock steps through the real binary (libfaketime)",
+        "clock steps: the wall clock stepped under the running binary (libfaketime)",
     );
     if let Err(e) = run(mode, &mut out) {
         out.violation(e);

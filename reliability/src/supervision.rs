@@ -29,7 +29,7 @@ pub fn campaign(mode: Mode) -> Outcome {
     let started = Instant::now();
     let mut out = Outcome::new(
         "supervision",
-        "failed and panicked offices restarted from their durable state",
+        "office supervision: failed and panicked offices restarted from their durable state",
     );
     let rounds = match mode {
         Mode::Short => 3,
