@@ -522,6 +522,7 @@ mod tests {
             ("GET", "/metrics"),
             ("GET", "/v1/admin/blacklist"),
             ("POST", "/v1/admin/tokens"),
+            ("GET", "/v1/admin/clock"),
         ];
         for d in DOCS {
             let has = |code| d.codes.contains(&code);

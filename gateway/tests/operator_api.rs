@@ -165,7 +165,7 @@ async fn every_operator_route_needs_the_operator_token() {
         assert_eq!(error_code(&b), "forbidden");
         checked += 1;
     }
-    assert_eq!(checked, 14);
+    assert_eq!(checked, 16);
 }
 
 #[actix_web::test]
