@@ -255,6 +255,7 @@ impl Clock for FakeClock {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

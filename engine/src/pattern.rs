@@ -109,7 +109,7 @@ impl Pattern {
     pub fn from_sets(positions: Vec<CharSet>) -> Result<Pattern, PatternError> {
         if positions.is_empty() || positions.len() > SERIAL_LEN_MAX {
             return Err(pattern_error(
-                positions.len().min(SERIAL_LEN_MAX + 1).max(1),
+                positions.len().clamp(1, SERIAL_LEN_MAX + 1),
                 format!(
                     "a pattern has 1 to {SERIAL_LEN_MAX} positions, not {}",
                     positions.len()
@@ -379,6 +379,7 @@ impl<'de> Deserialize<'de> for Pattern {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -238,7 +238,7 @@ async fn run(rounds: usize) -> Result<Parts, String> {
             }
         }
         let stats = engine.stats(OFFICE).await.map_err(|e| e.to_string())?;
-        let counts = stats.first().map(|s| s.counts.clone()).ok_or("no class")?;
+        let counts = stats.first().map(|s| s.counts).ok_or("no class")?;
         if !lost.is_empty() {
             violations.push(format!("round {round}: acknowledged claims lost: {lost:?}"));
         }
