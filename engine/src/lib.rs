@@ -25,6 +25,9 @@ pub mod store;
 pub mod supervisor;
 pub mod vin;
 
+#[cfg(test)]
+mod acknowledged_reads;
+
 pub use class::{Energy, PlateClass};
 pub use config::{Notice, OfficeConfig, OfficeRules};
 pub use engine::{AppId, Caller, Engine, EngineConfig, EngineError};
@@ -32,7 +35,7 @@ pub use figures::{CallKind, CallSnapshot, OfficeCalls};
 pub use outcome::{Refusal, Unavailable};
 pub use pattern::{CharSet, Pattern, PatternError};
 pub use plate::{PlateError, Serial};
-pub use pool::{AppView, Check, Draw, HoldView, NewRelease};
+pub use pool::{AppView, Check, Draw, HoldView, NewRelease, ReleasePreview};
 pub use record::{AppRecord, AppState, AuditEntry, Claim, ReleaseRecord, ReleaseSource};
 pub use registry::{ApplicationRequest, CertificateRow, ImportPart, ImportReport};
 pub use store::Durability;

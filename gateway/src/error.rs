@@ -46,6 +46,15 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 405: the path is served, not with this method (the caller adds `Allow`).
+    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        )
+    }
+
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
@@ -238,6 +247,7 @@ pub const CODES: &[&str] = &[
     "forbidden",
     "blacklisted",
     "not_found",
+    "method_not_allowed",
     "conflict",
     "application_exists",
     "vin_already_used",

@@ -55,15 +55,17 @@ pub fn current() -> Duration {
     Duration::from_micros(LAG_US.with(Cell::get))
 }
 
-/// Whether a request to `path` (below the gateway's scope) may be shed: selection and public
-/// calls. Health, metrics and operator calls are always served, so that operators can see and
-/// act on an overloaded service.
+/// Whether a request to `path` (below the gateway's scope) that no route serves may be shed:
+/// those under `/v1/` outside the operator API. Routes say how they are shed in the route table
+/// (`routes::Shed`): health, metrics and operator calls are always served, so that operators can
+/// see and act on an overloaded service.
 pub fn sheddable(path: &str) -> bool {
     path.starts_with("/v1/") && !path.starts_with("/v1/admin")
 }
 
-/// The office of an application's write route (`/v1/applications/{office}-{seq}/…`), from the
-/// path alone: what the early load check needs, without the router. `None` for other routes.
+/// The office of an application's write route (`/v1/applications/{office}-{seq}/…`, the routes
+/// the table sheds by `Shed::Office`), from the path alone: what the early load check needs,
+/// without the router. `None` for other paths.
 pub fn write_office(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/v1/applications/")?;
     let (id, action) = rest.split_once('/')?;

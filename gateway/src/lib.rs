@@ -1,24 +1,35 @@
-//! platepool gateway: the HTTP/JSON contract of `shared/API.md` over the engine.
+//! platepool gateway: the HTTP/JSON contract of `docs/API.md` over the engine.
 //!
 //! Embedded: `App::new().service(gateway.scope(""))` adds the whole API to someone else's
 //! actix-web app (any mount path; nothing global, so two gateways can live in one process).
+//! The reference web pages are one more call: `.service(gateway.pages_scope(""))` before the
+//! API's scope (citizen page at `/`, operator console at `/console/`, see [`pages`]).
 //! Standalone: the `platepool` binary (`platepool serve`).
 //!
 //! Handlers are thin: parse, authenticate, rate-limit, call the engine, map the outcome. Every
 //! engine outcome becomes an HTTP answer in one place ([`error`]).
 
 pub mod auth;
+pub mod certificate_csv;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod jwt;
 pub mod lag;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
+pub mod proxies;
+pub mod request_log;
 pub mod routes;
+pub mod session;
+pub mod settings;
 pub mod sms;
+pub mod sms_queue;
+pub mod sms_webhook;
 pub mod voucher;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,57 +40,22 @@ use actix_web::dev::Service as _;
 use actix_web::{web, HttpResponse, Scope};
 use futures_util::FutureExt as _;
 use platepool_engine::Engine;
+use routes::Shed;
 
 pub use config::GatewayConfig;
 pub use error::{ApiError, ApiResult};
 
-/// Every route of the API: (method, path pattern). Metrics and the OpenAPI document use it; a
-/// test checks that each is served.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/v1/openapi.json"),
-    ("GET", "/v1/offices"),
-    ("GET", "/v1/offices/{office}"),
-    ("GET", "/v1/offices/{office}/notice"),
-    ("GET", "/v1/offices/{office}/pool"),
-    ("POST", "/v1/vin/check"),
-    ("GET", "/v1/me"),
-    ("POST", "/v1/sms"),
-    ("POST", "/v1/applications"),
-    ("GET", "/v1/applications/{id}"),
-    ("POST", "/v1/applications/{id}/identity"),
-    ("GET", "/v1/applications/{id}/keyboard"),
-    ("POST", "/v1/applications/{id}/custom"),
-    ("POST", "/v1/applications/{id}/draws"),
-    ("POST", "/v1/applications/{id}/candidates"),
-    ("POST", "/v1/applications/{id}/claim"),
-    ("GET", "/v1/applications/{id}/voucher"),
-    ("POST", "/v1/practice"),
-    ("PUT", "/v1/admin/offices/{office}"),
-    ("POST", "/v1/admin/offices/{office}/releases"),
-    ("DELETE", "/v1/admin/offices/{office}/releases/{id}"),
-    ("DELETE", "/v1/admin/offices/{office}/plates/{serial}"),
-    ("POST", "/v1/admin/certificates"),
-    ("POST", "/v1/admin/registrations"),
-    ("POST", "/v1/admin/offices/{office}/claims/{serial}/void"),
-    ("GET", "/v1/admin/applications"),
-    ("GET", "/v1/admin/offices/{office}/stats"),
-    ("GET", "/v1/admin/blacklist"),
-    ("DELETE", "/v1/admin/blacklist/{user}"),
-    ("GET", "/v1/admin/audit"),
-    ("POST", "/v1/admin/tokens"),
-    ("GET", "/v1/admin/sms/outbox"),
-    ("GET", "/v1/admin/clock"),
-    ("POST", "/v1/admin/clock/confirm"),
-];
+/// `(method, path pattern)` of every route, in the route table's order (see [`routes`]).
+pub fn route_keys() -> Vec<(&'static str, &'static str)> {
+    routes::all().iter().map(|r| r.key()).collect()
+}
 
 /// Everything a handler needs, shared by every worker. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Gateway {
     pub engine: Engine,
     pub config: Arc<GatewayConfig>,
+    pub tokens: Arc<jwt::TokenVerifier>,
     pub sms: Arc<sms::SmsService>,
     pub limits: Arc<limits::RateLimits>,
     pub idempotency: idempotency::Idempotency,
@@ -93,16 +69,22 @@ impl Gateway {
     pub fn new(engine: Engine, config: GatewayConfig) -> Result<Gateway, String> {
         config.validate()?;
         let store = engine.store().clone();
-        let sms = match &config.sms_webhook {
+        let sms = match config.sms_webhook() {
             Some(url) => {
-                sms::SmsService::with_sender(&store, Arc::new(sms::WebhookSender::new(url)))?
+                let sender = sms_webhook::WebhookSender::start(
+                    url,
+                    &config.sms_webhook_secret,
+                    config.sms_webhook_ca_file.as_deref(),
+                )?;
+                sms::SmsService::with_sender(&store, Arc::new(sender))?
             }
             None => sms::SmsService::with_outbox(&store)?,
         };
         Ok(Gateway {
+            tokens: Arc::new(jwt::TokenVerifier::new(&config)?),
             limits: Arc::new(limits::RateLimits::new(&config)),
             idempotency: idempotency::Idempotency::new(&store)?,
-            metrics: Arc::new(metrics::Metrics::new(ROUTES)),
+            metrics: Arc::new(metrics::Metrics::new(&route_keys())),
             sms: Arc::new(sms),
             config: Arc::new(config),
             engine,
@@ -117,6 +99,13 @@ impl Gateway {
     /// Marks the gateway as stopping: `/readyz` answers 503 so balancers drain it.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The reference web front end (citizen page at `path/`, operator console at
+    /// `path/console/`), served from files compiled into the binary. It answers only its own
+    /// paths: register it before [`Gateway::scope`] when both are mounted at the same path.
+    pub fn pages_scope(&self, path: &str) -> impl actix_web::dev::HttpServiceFactory {
+        pages::scope(path)
     }
 
     /// The whole API as a scope mounted at `path` ("" for the root).
@@ -134,6 +123,7 @@ impl Gateway {
     > {
         let metrics = self.metrics.clone();
         let engine = self.engine.clone();
+        let table = routes::all();
         let prefix = path.trim_end_matches('/').to_string();
         let shed_lag = match self.config.shed_loop_lag_ms {
             0 => None,
@@ -161,14 +151,19 @@ impl Gateway {
                     lag::ensure_probe();
                     (lag::current(), limit)
                 });
-                let office_write = (req.method() == actix_web::http::Method::POST)
-                    .then(|| lag::write_office(local))
-                    .flatten();
-                let overloaded = match office_write {
-                    Some(office) => {
+                // How the route is treated under load comes from the route table; a path no
+                // route serves (a cheap 404 or 405) is shed as its prefix says.
+                let shed = match route.and_then(|i| table.get(i)) {
+                    Some(r) => r.shed,
+                    None if lag::sheddable(local) => Shed::Lag,
+                    None => Shed::Never,
+                };
+                let overloaded = match shed {
+                    Shed::Office => lag::write_office(local).is_some_and(|office| {
                         engine.sheds_writes(office, lag.map_or(Duration::ZERO, |(late, _)| late))
-                    }
-                    None => lag.is_some_and(|(late, limit)| late > limit && lag::sheddable(local)),
+                    }),
+                    Shed::Lag => lag.is_some_and(|(late, limit)| late > limit),
+                    Shed::Never => false,
                 };
                 if overloaded {
                     metrics.observe_route(route, 503, started.elapsed());
@@ -182,10 +177,9 @@ impl Gateway {
                     res
                 }))
             })
-            .configure(routes::public::configure)
-            .configure(routes::citizen::configure)
-            .configure(routes::operator::configure)
-            .configure(routes::clock::configure)
+            // Outermost: load refusals get a request id and an access line too.
+            .wrap(request_log::RequestLog::new(&self.config.trusted_proxies))
+            .configure(routes::configure)
     }
 }
 

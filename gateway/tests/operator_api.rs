@@ -12,7 +12,7 @@ use platepool_engine::actor::{Clock, SystemClock};
 use platepool_engine::vin::Vin;
 use platepool_engine::{ApplicationRequest, Caller, Check};
 use platepool_gateway::sms::Purpose;
-use platepool_gateway::{Gateway, GatewayConfig, ROUTES};
+use platepool_gateway::{route_keys, Gateway, GatewayConfig};
 use serde_json::{json, Value};
 
 mod support;
@@ -121,7 +121,10 @@ async fn every_operator_route_needs_the_operator_token() {
     let app = app!(gw);
     let citizen = citizen_token(&gw, "citizen1");
     let mut checked = 0;
-    for (method, pattern) in ROUTES.iter().filter(|(_, p)| p.starts_with("/v1/admin")) {
+    for (method, pattern) in route_keys()
+        .into_iter()
+        .filter(|(_, p)| p.starts_with("/v1/admin"))
+    {
         let path = pattern
             .replace("{office}", OFFICE)
             .replace("{id}", "1")
@@ -137,7 +140,7 @@ async fn every_operator_route_needs_the_operator_token() {
         );
         assert_eq!(error_code(&b), "unauthorized");
 
-        let req = match *method {
+        let req = match method {
             "GET" => test::TestRequest::get(),
             "POST" => test::TestRequest::post(),
             "PUT" => test::TestRequest::put(),
@@ -1162,6 +1165,67 @@ async fn tokens_and_the_sms_outbox() {
     assert_eq!((s, error_code(&b)), (StatusCode::FORBIDDEN, "forbidden"));
 }
 
+/// Every path the API serves, asked with each method it does not serve: 405
+/// `method_not_allowed` with `Allow` naming exactly the methods it serves (API.md conventions).
+#[actix_web::test]
+async fn an_undeclared_method_on_a_known_path_is_405_with_allow() {
+    let (gw, _dir, _clock) = gateway().await;
+    let app = app!(gw);
+    let mut served: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (method, path) in route_keys() {
+        match served.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, methods)) => methods.push(method),
+            None => served.push((path, vec![method])),
+        }
+    }
+    let mut refused = 0;
+    for (pattern, methods) in &served {
+        let path = pattern
+            .replace("{office}", OFFICE)
+            .replace("{id}", "maoming-1")
+            .replace("{serial}", "A0001")
+            .replace("{user}", "u1");
+        for other in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+            if methods.contains(&other) {
+                continue;
+            }
+            let method = actix_web::http::Method::from_bytes(other.as_bytes()).expect("method");
+            let req = test::TestRequest::default()
+                .method(method)
+                .uri(&path)
+                .insert_header(("Authorization", format!("Bearer {OP}")))
+                .to_request();
+            let resp = test::call_service(&app, req).await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{other} {path}"
+            );
+            let allow = resp
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("{other} {path}: no Allow header"))
+                .to_string();
+            let mut allowed: Vec<&str> = allow.split(',').map(str::trim).collect();
+            allowed.sort_unstable();
+            let mut expected = methods.clone();
+            expected.sort_unstable();
+            assert_eq!(allowed, expected, "{other} {path}");
+            let body: Value = test::read_body_json(resp).await;
+            assert_eq!(error_code(&body), "method_not_allowed", "{other} {path}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 100, "{refused} requests refused");
+    // A path no route serves is still 404.
+    let (s, b) = call!(
+        app,
+        test::TestRequest::delete().uri("/v1/applications/maoming-1/nothing")
+    );
+    assert_eq!((s, error_code(&b)), (StatusCode::NOT_FOUND, "not_found"));
+}
+
 #[actix_web::test]
 async fn public_routes_and_the_openapi_document() {
     let (gw, _dir, _clock) = gateway().await;
@@ -1247,8 +1311,8 @@ async fn public_routes_and_the_openapi_document() {
     let (s, doc) = call!(app, test::TestRequest::get().uri("/v1/openapi.json"));
     assert_eq!(s, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.0"));
-    for (method, path) in ROUTES {
-        let op = &doc["paths"][*path][method.to_ascii_lowercase()];
+    for (method, path) in route_keys() {
+        let op = &doc["paths"][path][method.to_ascii_lowercase()];
         assert!(
             op.is_object(),
             "{method} {path} missing from the OpenAPI document"

@@ -10,12 +10,39 @@ use serde_json::{json, Value};
 
 use crate::auth::Operator;
 use crate::error::ApiResult;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/admin/clock", web::get().to(status))
-        .route("/v1/admin/clock/confirm", web::post().to(confirm));
-}
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Get,
+        "/v1/admin/clock",
+        Access::Operator,
+        |r| r.to(status),
+        Doc {
+            summary: "The engine's clock against the wall clock (SPEC T1): steps seen, whether degraded",
+            request: None,
+            query: &[],
+            response: "Clock",
+            codes: &[200, 401, 403],
+        },
+    ),
+    Route::new(
+        Verb::Post,
+        "/v1/admin/clock/confirm",
+        Access::Operator,
+        |r| r.to(confirm),
+        Doc {
+            summary: "Confirms the wall time after a step (audited): engine time jumps to it, holds keep their length",
+            request: None,
+            query: &[],
+            response: "ClockConfirmed",
+            codes: &[200, 401, 403, 409, 503],
+        },
+    ),
+];
 
 /// The clock as `/readyz` and `GET /v1/admin/clock` show it.
 pub fn clock_json(status: &ClockStatus) -> Value {

@@ -18,35 +18,143 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Get,
+        "/healthz",
+        Access::Public,
+        |r| r.to(healthz),
+        Doc {
+            summary: "Liveness: 200 while the process serves",
+            request: None,
+            query: &[],
+            response: "Health",
+            codes: &[200],
+        },
+    ),
+    Route::new(
+        Verb::Get,
+        "/readyz",
+        Access::Public,
+        |r| r.to(readyz),
+        Doc {
+            summary: "Readiness: 200 once every office is recovered (status degraded while the clock is), 503 while stopping or while an office has failed (named)",
+            request: None,
+            query: &[],
+            response: "Ready",
+            codes: &[200, 503],
+        },
+    ),
+    Route::new(
+        Verb::Get,
+        "/metrics",
+        Access::Public,
+        |r| r.to(metrics),
+        Doc {
+            summary:
+                "Prometheus metrics: requests, latencies, pool counts per office, mailbox depth",
+            request: None,
+            query: &[],
+            response: "text",
+            codes: &[200],
+        },
+    ),
+    Route::new(
+        Verb::Get,
+        "/v1/openapi.json",
+        Access::Public,
+        |r| r.to(openapi),
+        Doc {
+            summary: "This document",
+            request: None,
+            query: &[],
+            response: "Object",
+            codes: &[200, 503],
+        },
+    )
+    .shed(Shed::Lag),
+    Route::new(
+        Verb::Get,
+        "/v1/offices",
+        Access::Public,
+        |r| r.to(offices),
+        Doc {
+            summary: "The offices",
+            request: None,
+            query: &[],
+            response: "[OfficeSummary]",
+            codes: &[200, 503],
+        },
+    )
+    .shed(Shed::Lag),
+    Route::new(
+        Verb::Get,
+        "/v1/offices/{office}",
+        Access::Public,
+        |r| r.to(office),
+        Doc {
+            summary: "An office with its public rules",
+            request: None,
+            query: &[],
+            response: "Office",
+            codes: &[200, 404, 503],
+        },
+    )
+    .shed(Shed::Lag),
+    Route::new(
+        Verb::Get,
+        "/v1/offices/{office}/notice",
+        Access::Public,
+        |r| r.to(notice),
+        Doc {
+            summary: "The office's business notice (业务须知)",
+            request: None,
+            query: &[],
+            response: "Notice",
+            codes: &[200, 404, 503],
+        },
+    )
+    .shed(Shed::Lag),
+    Route::new(
+        Verb::Get,
+        "/v1/offices/{office}/pool",
+        Access::Public,
+        |r| r.to(pool),
+        Doc {
+            summary: "The pool notice (号池公示): releases and available numbers per class",
+            request: None,
+            query: &[],
+            response: "PoolNotice",
+            codes: &[200, 404, 503],
+        },
+    )
+    .shed(Shed::Lag),
+    Route::new(
+        Verb::Post,
+        "/v1/vin/check",
+        Access::Public,
+        |r| r.to(vin_check),
+        Doc {
+            summary: "Checks a VIN: length, characters, check digit",
+            request: Some("VinCheck"),
+            query: &[],
+            response: "VinCheckResult",
+            codes: &[200, 400, 413, 429, 503],
+        },
+    )
+    .shed(Shed::Lag),
+];
 
 /// How long one worker serves a pool notice from its snapshot before asking the office again.
 /// `as_of` is the snapshot's instant, so every change acknowledged before `as_of` is in it (the
 /// contract allows 100 ms of lag). At an opening, thousands of citizens reload the notice: this
 /// keeps them out of the office actor's mailbox, where the draws are.
 pub const POOL_NOTICE_MAX_AGE: Duration = Duration::from_millis(100);
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::Data::new(PoolNoticeCache::default()))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/v1/openapi.json", web::get().to(openapi))
-        .route("/v1/vin/check", web::post().to(vin_check))
-        // Nested scopes, so that a request runs at most one of the router's regular expressions
-        // (one per `{…}` pattern tried, in registration order; the static prefix is compared
-        // first). Unmatched paths inside a scope still get the app's default service.
-        .service(
-            web::scope("/v1/offices")
-                .route("", web::get().to(offices))
-                .service(
-                    web::scope("/{office}")
-                        .route("", web::get().to(office))
-                        .route("/notice", web::get().to(notice))
-                        .route("/pool", web::get().to(pool)),
-                ),
-        );
-}
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
@@ -95,7 +203,17 @@ async fn readyz(gw: web::Data<Gateway>) -> ApiResult<HttpResponse> {
 }
 
 async fn metrics(gw: web::Data<Gateway>) -> HttpResponse {
-    let text = gw.metrics.render(&gw.engine).await;
+    let mut text = gw.metrics.render(&gw.engine).await;
+    gw.sms.stats().render(&mut text);
+    text.push_str(concat!(
+        "# HELP platepool_storage_failed 1 after a sync of the gateway's store (SMS codes, idempotency, outbox) failed: its durable writes are refused until restart.\n",
+        "# TYPE platepool_storage_failed gauge\n",
+    ));
+    text.push_str(if gw.sms.storage_failed() {
+        "platepool_storage_failed 1\n"
+    } else {
+        "platepool_storage_failed 0\n"
+    });
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

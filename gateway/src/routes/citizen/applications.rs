@@ -1,0 +1,190 @@
+//! POST /v1/applications (stage 1: R4.1, R4.2) and GET /v1/applications/{id}.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use platepool_engine::{AppId, ApplicationRequest, Caller, Refusal};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::render::app_json;
+use super::request::{app_id, body, limit, respond, Gw};
+use crate::auth::Citizen;
+use crate::error::{ApiError, ApiResult};
+use crate::idempotency::request_key;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
+use crate::sms::Purpose;
+use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Post,
+        "/v1/applications",
+        Access::Citizen,
+        |r| r.to(apply),
+        Doc {
+            summary: "Opens an application (stage 1, R4.2)",
+            request: Some("ApplicationRequest"),
+            query: &[],
+            response: "Application",
+            codes: &[201, 400, 401, 403, 404, 409, 413, 422, 429, 503],
+        },
+    )
+    .shed(Shed::Lag),
+    Route::new(
+        Verb::Get,
+        "/v1/applications/{id}",
+        Access::Citizen,
+        |r| r.to(application),
+        Doc {
+            summary: "One of the citizen's applications",
+            request: None,
+            query: &[],
+            response: "Application",
+            codes: &[200, 401, 404, 503],
+        },
+    )
+    .shed(Shed::Lag),
+];
+
+#[derive(Debug, Deserialize)]
+struct ApplyBody {
+    office: String,
+    vin: String,
+    voucher: String,
+    notice_version: String,
+    sms_code: String,
+}
+
+/// Names the request field a stage-1 refusal is about; a refused VIN also gets the 1-based
+/// `position` at fault and the `reason`, as `POST /v1/vin/check` gives them.
+fn apply_error(r: Refusal, vin: &str) -> ApiError {
+    let field = match &r {
+        Refusal::UnknownOffice => Some("office"),
+        Refusal::VoucherMismatch => Some("voucher"),
+        Refusal::ApplicationExists { .. } | Refusal::VinAlreadyUsed => Some("vin"),
+        _ => None,
+    };
+    let invalid_vin = matches!(r, Refusal::InvalidVin(_));
+    let mut e = ApiError::from(r);
+    if invalid_vin {
+        if let Err(v) = platepool_engine::vin::check_vin(vin) {
+            e = e.with("reason", json!(v.reason_code()));
+            if let Some(p) = v.position {
+                e = e.with("position", json!(p));
+            }
+        }
+    }
+    match field {
+        Some(f) if e.field.is_none() => e.field(f),
+        _ => e,
+    }
+}
+
+/// An existing application named in a refusal is shown to its owner only (I7: never reveal
+/// someone else's application).
+async fn hide_others(gw: &Gateway, user: &str, r: Refusal) -> Refusal {
+    if let Refusal::ApplicationExists { application } = &r {
+        let owned = match application.parse::<AppId>() {
+            Ok(id) => gw
+                .engine
+                .application(&id, Caller::Citizen(user))
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        if !owned {
+            return Refusal::ApplicationExists {
+                application: String::new(),
+            };
+        }
+    }
+    r
+}
+
+pub(super) async fn apply(
+    gw: Gw,
+    req: HttpRequest,
+    citizen: Citizen,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    limit(&gw, &req, &citizen)?;
+    let b: ApplyBody = body(&req, payload, None).await?;
+    let key = request_key(&req, &citizen.user)?;
+    let now = gw.engine.now_ms();
+    let work = async {
+        let request = ApplicationRequest {
+            office: b.office.trim().to_string(),
+            user: citizen.user.clone(),
+            phone: citizen.phone.clone(),
+            vin: b.vin.clone(),
+            voucher: b.voucher.clone(),
+            notice_version: b.notice_version.clone(),
+        };
+        // Every rule of R4.2 first (in the API's order); only then the code, which a refusal
+        // above leaves untouched.
+        if let Err(r) = gw.engine.check_application(request.clone()).await {
+            return Err(apply_error(
+                hide_others(&gw, &citizen.user, r).await,
+                &b.vin,
+            ));
+        }
+        let code = b.sms_code.trim();
+        gw.sms
+            .verify(
+                &citizen.phone,
+                Purpose::Apply,
+                None,
+                code,
+                false,
+                gw.engine.now_ms(),
+            )
+            .await?;
+        let id = match gw.engine.create_application(request).await {
+            Ok(id) => id,
+            Err(r) => {
+                return Err(apply_error(
+                    hide_others(&gw, &citizen.user, r).await,
+                    &b.vin,
+                ))
+            }
+        };
+        if let Err(e) = gw
+            .sms
+            .verify(
+                &citizen.phone,
+                Purpose::Apply,
+                None,
+                code,
+                true,
+                gw.engine.now_ms(),
+            )
+            .await
+        {
+            tracing::warn!(application = %id, error = %e, "apply code not consumed");
+        }
+        let view = gw
+            .engine
+            .application(&id, Caller::Citizen(&citizen.user))
+            .await?;
+        Ok((
+            StatusCode::CREATED,
+            app_json(&gw, &id, &view, gw.engine.now_ms()),
+        ))
+    };
+    gw.idempotency.run(key, now, work).await.map(respond)
+}
+
+pub(super) async fn application(
+    gw: Gw,
+    req: HttpRequest,
+    citizen: Citizen,
+) -> ApiResult<HttpResponse> {
+    let id = app_id(&req)?;
+    let view = gw
+        .engine
+        .application(&id, Caller::Citizen(&citizen.user))
+        .await?;
+    Ok(HttpResponse::Ok().json(app_json(&gw, &id, &view, gw.engine.now_ms())))
+}

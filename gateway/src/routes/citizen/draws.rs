@@ -1,0 +1,153 @@
+//! POST /v1/applications/{id}/draws: a random draw (R4.6).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use platepool_engine::{Caller, Draw};
+use serde::{Deserialize, Serialize};
+
+use super::render::HoldOut;
+use super::request::{app_id, body, limit, quotas_of, respond, Gw};
+use crate::auth::Citizen;
+use crate::error::{ApiError, ApiResult};
+use crate::idempotency::request_key;
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Post,
+    "/v1/applications/{id}/draws",
+    Access::Citizen,
+    |r| r.to(draw),
+    Doc {
+        summary: "A random draw (R4.6)",
+        request: Some("DrawRequest"),
+        query: &[],
+        response: "DrawResult",
+        codes: &[201, 400, 401, 403, 404, 409, 413, 429, 503],
+    },
+)
+.shed(Shed::Office)];
+
+/// The answer to a draw (`201`), written straight from the engine's result.
+#[derive(Serialize)]
+struct DrawOut<'a> {
+    batch: HoldOut<'a>,
+    candidates: Option<HoldOut<'a>>,
+    exclude_four: bool,
+    random_left: u32,
+}
+
+impl<'a> DrawOut<'a> {
+    fn new(prefix: &'a str, d: &'a Draw, now_ms: u64, exclude_four: bool) -> DrawOut<'a> {
+        DrawOut {
+            batch: HoldOut {
+                prefix,
+                hold: &d.batch,
+                now_ms,
+            },
+            candidates: d.candidates.as_ref().map(|hold| HoldOut {
+                prefix,
+                hold,
+                now_ms,
+            }),
+            exclude_four,
+            random_left: d.random_left,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DrawBody {
+    #[serde(default)]
+    exclude_four: bool,
+}
+
+pub(super) async fn draw(
+    gw: Gw,
+    req: HttpRequest,
+    citizen: Citizen,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    limit(&gw, &req, &citizen)?;
+    let id = app_id(&req)?;
+    let b: DrawBody = body(&req, payload, Some(DrawBody::default())).await?;
+    let key = request_key(&req, &citizen.user)?;
+    let now = gw.engine.now_ms();
+    let draw = async {
+        gw.engine
+            .draw(&id, Caller::Citizen(&citizen.user), b.exclude_four)
+            .await
+            .map_err(ApiError::from)
+    };
+    let config = gw.engine.office_config(&id.office).ok();
+    let prefix = config.as_ref().map_or("", |c| c.prefix.as_str());
+    if key.is_none() {
+        // The hot path of an opening: the answer is serialised once, straight from the result.
+        let d = draw.await?;
+        let out = DrawOut::new(prefix, &d, gw.engine.now_ms(), b.exclude_four);
+        return Ok(HttpResponse::Created().json(out));
+    }
+    let work = async {
+        let d = draw.await?;
+        let out = DrawOut::new(prefix, &d, gw.engine.now_ms(), b.exclude_four);
+        let body = serde_json::to_value(out)
+            .map_err(|e| ApiError::unavailable(format!("answer not written: {e}")))?;
+        Ok((StatusCode::CREATED, body))
+    };
+    gw.idempotency
+        .run_guarded(key, now, quotas_of(&gw, &id, &citizen.user), work)
+        .await
+        .map(respond)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platepool_engine::{HoldView, Serial};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn a_draw_answer_is_written_as_documented() {
+        let s = |t: &str| Serial::parse(t).expect("serial");
+        let d = Draw {
+            batch: HoldView {
+                serials: vec![s("A1234"), s("B5678")],
+                expires_at_ms: 61_000,
+            },
+            candidates: Some(HoldView {
+                serials: vec![s("C0001")],
+                expires_at_ms: 301_000,
+            }),
+            random_left: 3,
+        };
+        let out = serde_json::to_value(DrawOut::new("粤K", &d, 1_000, true)).expect("json");
+        assert_eq!(
+            out,
+            json!({
+                "batch": {
+                    "plates": [
+                        {"serial": "A1234", "plate": "粤K·A1234"},
+                        {"serial": "B5678", "plate": "粤K·B5678"},
+                    ],
+                    "expires_at": "1970-01-01T00:01:01.000Z",
+                    "expires_in_ms": 60_000,
+                },
+                "candidates": {
+                    "plates": [{"serial": "C0001", "plate": "粤K·C0001"}],
+                    "expires_at": "1970-01-01T00:05:01.000Z",
+                    "expires_in_ms": 300_000,
+                },
+                "random_left": 3,
+                "exclude_four": true,
+            })
+        );
+        let none = Draw {
+            candidates: None,
+            ..d
+        };
+        let out = serde_json::to_value(DrawOut::new("粤K", &none, 1_000, false)).expect("json");
+        assert_eq!(out["candidates"], Value::Null);
+        assert_eq!(out["exclude_four"], false);
+    }
+}

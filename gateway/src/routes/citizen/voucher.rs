@@ -1,0 +1,103 @@
+//! GET /v1/applications/{id}/voucher: the printable pre-selection voucher (R4.8).
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use platepool_engine::plate::full_plate;
+use platepool_engine::{AppState, Caller};
+
+use super::render::masked_vin;
+use super::request::{app_id, Gw};
+use crate::auth::Citizen;
+use crate::error::{ApiError, ApiResult};
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Shed, Verb};
+use crate::voucher::Voucher;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Get,
+    "/v1/applications/{id}/voucher",
+    Access::Citizen,
+    |r| r.to(voucher),
+    Doc {
+        summary:
+            "The printable pre-selection voucher (HTML, or JSON with Accept: application/json)",
+        request: None,
+        query: &[],
+        response: "html",
+        codes: &[200, 401, 404, 409, 503],
+    },
+)
+.shed(Shed::Lag)];
+
+/// Does the client ask for JSON rather than the page?
+fn wants_json(req: &HttpRequest) -> bool {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    accept.contains("application/json") && !accept.contains("text/html")
+}
+
+pub(super) async fn voucher(gw: Gw, req: HttpRequest, citizen: Citizen) -> ApiResult<HttpResponse> {
+    let id = app_id(&req)?;
+    let view = gw
+        .engine
+        .application(&id, Caller::Citizen(&citizen.user))
+        .await?;
+    let r = &view.record;
+    let claim = match (&r.claim, r.state) {
+        (Some(c), AppState::Claimed | AppState::Issued) => c,
+        (Some(_), state) => {
+            return Err(ApiError::conflict(format!(
+                "the pre-selection is {}: there is no valid voucher",
+                state.as_str()
+            )))
+        }
+        (None, _) => {
+            return Err(ApiError::conflict(
+                "no number is pre-selected for this application yet",
+            ))
+        }
+    };
+    let (prefix, office_name) = match gw.engine.office_config(&id.office) {
+        Ok(c) => (c.prefix.clone(), c.name.clone()),
+        Err(_) => (String::new(), id.office.clone()),
+    };
+    let v = Voucher {
+        serial: claim.voucher_serial.clone(),
+        code: claim.voucher_code.clone(),
+        plate_serial: claim.serial.to_string(),
+        plate: full_plate(&prefix, claim.serial),
+        office: id.office.clone(),
+        office_name,
+        application: id.to_string(),
+        class: r.class.clone(),
+        vin_masked: masked_vin(&r.vin).unwrap_or_default(),
+        claimed_at_ms: claim.claimed_at_ms,
+        register_by_ms: claim.register_by_ms,
+        practice: view.practice || claim.void,
+        state: r.state.as_str().to_string(),
+    };
+    if wants_json(&req) {
+        return Ok(HttpResponse::Ok().json(v.json(gw.engine.now_ms())));
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        ))
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        ))
+        .insert_header((
+            header::HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            ),
+        ))
+        .body(v.html()))
+}

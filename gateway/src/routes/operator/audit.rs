@@ -1,0 +1,174 @@
+//! GET /v1/admin/audit: the audit trail, oldest first, paged.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use platepool_engine::calendar::rfc3339;
+use platepool_engine::{AppId, Engine};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::shared::{parse_time, query};
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiResult};
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
+use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[
+    Route::new(
+        Verb::Get,
+        "/v1/admin/audit",
+        Access::Operator,
+        |r| r.to(audit),
+        Doc {
+            summary: "The audit trail, oldest first, paged (without office: the cross-office trail: blacklistings, lifts, certificate imports)",
+            request: None,
+            query: &[("office", "the office"), ("since", "RFC 3339: entries at or after"), ("after", "entry id: entries after it (paging)"), ("limit", "1 to 1000, default 100")],
+            response: "AuditPage",
+            codes: &[200, 400, 401, 403, 404, 503],
+        },
+    ),
+];
+
+/// Audit entries per page: default and most.
+pub const AUDIT_PAGE_DEFAULT: usize = 100;
+pub const AUDIT_PAGE_MAX: usize = 1_000;
+/// Audit entries read per step while skipping those before `since`.
+const AUDIT_SCAN_STEP: usize = 1_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    office: Option<String>,
+    since: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+pub(super) async fn audit(
+    gw: web::Data<Gateway>,
+    op: Operator,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let _ = op;
+    let q: AuditQuery = query(&req)?;
+    let since_ms = q
+        .since
+        .as_deref()
+        .map(|t| parse_time(t, "since"))
+        .transpose()?
+        .unwrap_or(0);
+    let after: u64 = match q.after.as_deref() {
+        None | Some("") => 0,
+        Some(a) => a.parse().map_err(|_| {
+            ApiError::bad_request("after must be an entry id (a whole number)").field("after")
+        })?,
+    };
+    let limit: usize = match q.limit.as_deref() {
+        None | Some("") => AUDIT_PAGE_DEFAULT,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=AUDIT_PAGE_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be 1 to {AUDIT_PAGE_MAX}")).field("limit")
+            })?,
+    };
+    let entries: Vec<(u64, platepool_engine::AuditEntry)> = match &q.office {
+        Some(office) => {
+            gw.engine
+                .office_config(office)
+                .map_err(|e| ApiError::from(e).field("office"))?;
+            let engine = gw.engine.clone();
+            let office = office.clone();
+            web::block(move || scan_audit(&engine, &office, after, since_ms, limit))
+                .await
+                .map_err(|e| ApiError::unavailable(format!("audit read failed: {e}")))??
+        }
+        None => {
+            // The registry's own trail (blacklist lifts and other changes spanning offices).
+            let all = gw.engine.registry_audit().await?;
+            all.into_iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64 + 1, e))
+                .filter(|(id, e)| *id > after && e.at_ms >= since_ms)
+                .take(limit)
+                .collect()
+        }
+    };
+    let office = q.office.clone();
+    let prefix = office
+        .as_deref()
+        .and_then(|o| gw.engine.office_config(o).ok())
+        .map(|c| c.prefix.clone())
+        .unwrap_or_default();
+    let more = entries.len() == limit;
+    let next_after = entries.last().map_or(after, |(id, _)| *id);
+    let list: Vec<Value> = entries
+        .into_iter()
+        .map(|(id, e)| {
+            let application = match (&office, e.application) {
+                (Some(o), Some(seq)) => json!(AppId {
+                    office: o.clone(),
+                    seq
+                }
+                .to_string()),
+                _ => Value::Null,
+            };
+            let plate = e
+                .serial
+                .as_deref()
+                .filter(|_| !prefix.is_empty())
+                .map(|s| format!("{prefix}·{s}"));
+            json!({
+                "id": id,
+                "at": rfc3339(e.at_ms),
+                "who": e.who,
+                "action": e.action,
+                "application": application,
+                "serial": e.serial,
+                "plate": plate,
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "office": office,
+        "entries": list,
+        "next_after": next_after,
+        "more": more,
+    })))
+}
+
+/// Entries with ids above `after` and times at or after `since_ms`, oldest first, at most `limit`.
+fn scan_audit(
+    engine: &Engine,
+    office: &str,
+    after: u64,
+    since_ms: u64,
+    limit: usize,
+) -> ApiResult<Vec<(u64, platepool_engine::AuditEntry)>> {
+    let step = if since_ms == 0 {
+        limit
+    } else {
+        AUDIT_SCAN_STEP
+    };
+    let mut cursor = after;
+    let mut out = Vec::new();
+    loop {
+        let batch = engine.audit(office, cursor, step)?;
+        let n = batch.len();
+        for (id, e) in batch {
+            cursor = id;
+            if e.at_ms >= since_ms {
+                out.push((id, e));
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+        }
+        if n < step {
+            return Ok(out);
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! GET /v1/admin/sms/outbox: messages the built-in SMS outbox holds.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::shared::query;
+use crate::auth::{validate_phone, Operator};
+use crate::error::{ApiError, ApiResult};
+use crate::openapi::Doc;
+use crate::routes::table::{Access, Route, Verb};
+use crate::Gateway;
+
+/// The routes this file serves.
+pub(crate) const ROUTES: &[Route] = &[Route::new(
+    Verb::Get,
+    "/v1/admin/sms/outbox",
+    Access::Operator,
+    |r| r.to(outbox),
+    Doc {
+        summary: "Messages in the built-in SMS outbox, oldest first",
+        request: None,
+        query: &[("phone", "only this phone's messages")],
+        response: "[OutboxMessage]",
+        codes: &[200, 400, 401, 403, 503],
+    },
+)];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboxQuery {
+    phone: Option<String>,
+}
+
+pub(super) async fn outbox(
+    gw: web::Data<Gateway>,
+    op: Operator,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let _ = op;
+    let q: OutboxQuery = query(&req)?;
+    let phone = q.phone.as_deref().map(str::trim).filter(|p| !p.is_empty());
+    if let Some(p) = phone {
+        validate_phone(p).map_err(|m| ApiError::bad_request(m).field("phone"))?;
+    }
+    Ok(HttpResponse::Ok().json(gw.sms.outbox(phone)?))
+}
