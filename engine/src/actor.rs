@@ -541,7 +541,8 @@ impl OfficeActor {
         if self.health.failed.load(Ordering::SeqCst) {
             // Memory may hold changes the disk does not: reads are refused too (fail-stop).
             return Reply(Answer::Now(Err(Refusal::Unavailable(
-                "the office cannot persist changes; restart to recover".into(),
+                "the office cannot persist changes; it is being restarted from its durable state"
+                    .into(),
             ))));
         }
         let now = self.now();
