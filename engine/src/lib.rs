@@ -8,6 +8,7 @@
 pub mod actor;
 pub mod calendar;
 pub mod class;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod figures;
@@ -21,6 +22,7 @@ pub mod record;
 pub mod registry;
 pub mod rules;
 pub mod store;
+pub mod supervisor;
 pub mod vin;
 
 #[cfg(test)]

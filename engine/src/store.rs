@@ -243,7 +243,9 @@ impl Store {
         std::fs::write(&tmp, generation.to_string()).map_err(io)?;
         File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        File::open(&self.path).and_then(|d| d.sync_all()).map_err(io)?;
+        File::open(&self.path)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(())
     }
 
@@ -542,8 +544,11 @@ impl OfficeStore {
             if !(1..=crate::plate::SERIAL_LEN_MAX).contains(&len) {
                 return Err(corrupt());
             }
-            snap.numbers
-                .push((class.to_string(), Serial::from_code(code, len), state.1));
+            snap.numbers.push((
+                class.to_string(),
+                Serial::from_code(code, len).map_err(|_| corrupt())?,
+                state.1,
+            ));
         }
         Ok(snap)
     }

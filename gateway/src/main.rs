@@ -124,6 +124,10 @@ struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C [default: 30].
     #[arg(long)]
     shutdown_timeout_s: Option<u64>,
+    /// A wall-clock step larger than this (ms) is not followed until an operator confirms the
+    /// time (POST /v1/admin/clock/confirm) or the wall clock agrees again [default: 2000].
+    #[arg(long)]
+    clock_step_bound_ms: Option<u64>,
     /// Log lines as text or JSON [default: text].
     #[arg(long, value_enum)]
     log_format: Option<LogFormatArg>,
@@ -143,6 +147,8 @@ struct Flags {
     #[serde(skip_serializing_if = "Option::is_none")]
     shutdown_timeout_s: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    clock_step_bound_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<LogFormat>,
 }
 
@@ -154,6 +160,7 @@ impl From<&ServeArgs> for Flags {
             durability: a.durability.map(DurabilityName::from),
             workers: a.workers,
             shutdown_timeout_s: a.shutdown_timeout_s,
+            clock_step_bound_ms: a.clock_step_bound_ms,
             log_format: a.log_format.map(LogFormat::from),
         }
     }
@@ -267,6 +274,7 @@ struct Settings {
     durability: Durability,
     workers: usize,
     shutdown_timeout_s: u64,
+    clock_step_bound: std::time::Duration,
     log_format: LogFormat,
     demo: bool,
     gateway: GatewayConfig,
@@ -291,6 +299,10 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
             n => n,
         },
         shutdown_timeout_s: config.shutdown_timeout_s,
+        clock_step_bound: match config.clock_step_bound_ms {
+            0 => return Err("clock_step_bound_ms must be at least 1".into()),
+            ms => std::time::Duration::from_millis(ms),
+        },
         log_format: config.log_format,
         demo: args.demo,
         gateway,
@@ -328,6 +340,7 @@ async fn serve(s: Settings) -> Result<(), String> {
     std::fs::create_dir_all(&s.data_dir).map_err(|e| format!("{}: {e}", s.data_dir.display()))?;
     let mut engine_config = EngineConfig::new(&s.data_dir);
     engine_config.durability = s.durability;
+    engine_config.clock_step_bound = s.clock_step_bound;
     let engine = Engine::open(engine_config)
         .await
         .map_err(|e| format!("cannot open {}: {e}", s.data_dir.display()))?;

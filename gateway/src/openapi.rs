@@ -350,6 +350,8 @@ fn schemas() -> Value {
         "BlacklistEntry": object(&["user", "since", "until"], json!({
             "user": string(), "since": time(), "until": time(), "office": string(), "application": string(),
         })),
+        "Clock": object(&["now", "wall", "bound_ms", "steps", "degraded"], json!({"now": string(), "wall": string(), "bound_ms": int(), "steps": int(), "degraded": boolean(), "offset_ms": int(), "step_seen_at": string()})),
+        "ClockConfirmed": object(&["confirmed", "from", "to", "jump_ms"], json!({"confirmed": boolean(), "from": string(), "to": string(), "jump_ms": int()})),
         "Lifted": object(&["user", "lifted"], json!({"user": string(), "lifted": boolean()})),
     });
     if let Value::Object(m) = part {
@@ -455,6 +457,7 @@ mod tests {
             ("GET", "/metrics"),
             ("GET", "/v1/admin/blacklist"),
             ("POST", "/v1/admin/tokens"),
+            ("GET", "/v1/admin/clock"),
             ("POST", "/v1/logout"),
         ];
         for route in crate::routes::all() {

@@ -59,6 +59,9 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     pub shutdown_timeout_s: u64,
+    /// A wall-clock step larger than this (ms) is not followed until an operator confirms the
+    /// time or the wall clock agrees again (SPEC T1, engine `clock.rs`).
+    pub clock_step_bound_ms: u64,
     pub log_format: LogFormat,
     #[serde(flatten)]
     pub gateway: GatewayConfig,
@@ -72,6 +75,7 @@ impl Default for ServeConfig {
             durability: DurabilityName::Fsync,
             workers: 0,
             shutdown_timeout_s: 30,
+            clock_step_bound_ms: 2_000,
             log_format: LogFormat::Text,
             gateway: GatewayConfig::default(),
         }
@@ -85,6 +89,7 @@ pub const KEYS: &[&str] = &[
     "durability",
     "workers",
     "shutdown_timeout_s",
+    "clock_step_bound_ms",
     "log_format",
     "operator_token",
     "token_secret",

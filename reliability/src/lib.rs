@@ -16,6 +16,7 @@
 //! | opening window | [`fairness`] | bots at +50 ms against people at +800 ms, with and without the window |
 
 pub mod attacks;
+pub mod clock_steps;
 pub mod fairness;
 pub mod fuzz;
 pub mod http;
@@ -26,6 +27,7 @@ pub mod returning;
 pub mod server;
 pub mod sim;
 pub mod storage;
+pub mod supervision;
 
 use std::time::Duration;
 

@@ -7,6 +7,7 @@
 //! That is what makes deterministic tests, the model-checking test and recovery by replay possible.
 
 pub mod numbers;
+mod shift;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -584,10 +585,10 @@ impl OfficePool {
         codes.dedup();
         let len = def.serial_len();
         for &code in &codes {
-            if def.group_of(Serial::from_code(code, len)).is_none() {
+            if def.group_of(Serial::from_pool_code(code, len)).is_none() {
                 return Err(format!(
                     "{} fits no energy group of {}",
-                    Serial::from_code(code, len),
+                    Serial::from_pool_code(code, len),
                     def.name
                 ));
             }
@@ -613,7 +614,7 @@ impl OfficePool {
         let named = codes.len() as u64;
         let cp = &self.classes[class_ix];
         let len = cp.def.serial_len();
-        codes.retain(|&code| cp.find(Serial::from_code(code, len)).is_none());
+        codes.retain(|&code| cp.find(Serial::from_pool_code(code, len)).is_none());
         if codes.is_empty() {
             return Err(Refusal::InvalidRelease(match req.source {
                 ReleaseSource::Patterns(_) => "every number it names is already in the pool".into(),
@@ -628,7 +629,7 @@ impl OfficePool {
     pub fn preview_release(&self, req: &NewRelease) -> Result<ReleasePreview, Refusal> {
         let (class_ix, codes, named) = self.release_codes(req)?;
         let len = self.classes[class_ix].def.serial_len();
-        let serial = |code: &u32| Serial::from_code(*code, len);
+        let serial = |code: &u32| Serial::from_pool_code(*code, len);
         Ok(ReleasePreview {
             total: codes.len() as u64,
             named,

@@ -8,6 +8,7 @@
 //! to [`FILES`].
 
 pub mod citizen;
+pub mod clock;
 pub mod login;
 pub mod operator;
 pub mod public;
@@ -49,6 +50,7 @@ pub const FILES: &[&[Route]] = &[
     operator::audit::ROUTES,
     operator::tokens::ROUTES,
     operator::outbox::ROUTES,
+    clock::ROUTES,
 ];
 
 /// Every route of the API, in [`FILES`] order.
