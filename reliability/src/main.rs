@@ -17,7 +17,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use platepool_reliability::sim::shell::WriterMode;
 use platepool_reliability::{
-    attacks, fairness, fuzz, kill9, overload, report, sim, storage, Mode, Outcome,
+    attacks, fairness, fuzz, kill9, overload, power_loss, report, sim, storage, Mode, Outcome,
 };
 
 #[derive(Debug, Parser)]
@@ -35,7 +35,7 @@ struct Cli {
     /// Regenerate RELIABILITY.md at the repository root from this run.
     #[arg(long)]
     write_report: bool,
-    /// Only these campaigns (comma-separated): sim, kill9, storage, overload, fuzz, attacks, fairness.
+    /// Only these campaigns (comma-separated): sim, kill9, storage, overload, fuzz, attacks, fairness, power_loss.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where RELIABILITY.md goes [default: the workspace root].
@@ -72,8 +72,15 @@ enum Command {
     },
 }
 
-const ALL: [&str; 7] = [
-    "sim", "kill9", "storage", "overload", "fuzz", "attacks", "fairness",
+const ALL: [&str; 8] = [
+    "sim",
+    "kill9",
+    "storage",
+    "overload",
+    "fuzz",
+    "attacks",
+    "fairness",
+    "power_loss",
 ];
 
 fn main() -> ExitCode {
@@ -158,6 +165,7 @@ fn main() -> ExitCode {
                     "overload" => overload::campaign(mode),
                     "fuzz" => fuzz::campaign(mode),
                     "fairness" => fairness::campaign(mode),
+                    "power_loss" => power_loss::campaign(mode),
                     _ => attacks::campaign(mode),
                 };
                 o.print();
