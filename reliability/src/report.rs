@@ -395,7 +395,7 @@ entry (a file created, a rename's new name) only once its folder was fsynced lik
 at a line is rebuilt from the synced bytes and entries only (unsynced writes dropped, unsynced \
 removals undone) and opened by the binary. Found on the way and fixed: sled's `conf` was never \
 synced (a power loss after the first start could leave a folder sled cannot open), blobs (values \
-over ~128 KiB: a release of 100,000 listed serials) were written without a sync of the file or \
+over ~128 KiB: a release of 6,000 listed serials is one) were written without a sync of the file or \
 of `blobs/`, and the generation file's folder sync ignored its errors (vendor/README.md, \
 `Store::open`).\n\
 - Keyed retries after a kill -9: a retry that took over a killed run's marker and whose caller \

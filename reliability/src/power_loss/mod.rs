@@ -1,5 +1,5 @@
 //! Campaign 8: power loss. The real binary runs under strace ([`strace`]) from an empty data
-//! folder through the whole flow ([`flow`]: operator set-up with a 100,000-serial release,
+//! folder through the whole flow ([`flow`]: operator set-up with a 6,000-serial release,
 //! citizens from SMS to claim, a burst of concurrent draws committed together, a registration, a
 //! void, a withdrawal); the trace holds every byte written to the folder and every sync.
 //!
@@ -390,6 +390,7 @@ pub fn campaign_with(mode: Mode, build: bool) -> Outcome {
         "power_loss",
         "power loss: every answer finds its bytes synced; a folder cut at random instants keeps every acknowledged change (campaign 8)",
     );
+    let started = Instant::now();
     let plan = Plan::for_mode(mode);
     let bin = match crate::storage::binary(build) {
         Ok(b) => b,
@@ -494,6 +495,7 @@ pub fn campaign_with(mode: Mode, build: bool) -> Outcome {
             failures.first().cloned().unwrap_or_default()
         ),
     );
+    out.elapsed = started.elapsed();
     out
 }
 
