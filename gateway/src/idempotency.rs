@@ -382,7 +382,11 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_retry_dropped_while_taking_over_a_dead_runs_key_does_not_block_it() {
-        let (_dir, idem) = fresh();
+        // Durable syncs (an fdatasync each): the retry's new marker is still being synced when
+        // its caller goes away.
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::Fsync).expect("store");
+        let idem = Idempotency::new(&store).expect("idempotency");
         // After a crash: the killed run's marker.
         let leftover = Entry::Pending {
             since_ms: 1_000,
