@@ -17,8 +17,8 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use platepool_reliability::sim::shell::WriterMode;
 use platepool_reliability::{
-    attacks, clock_steps, fairness, fuzz, kill9, overload, report, sim, storage, supervision, Mode,
-    Outcome,
+    attacks, clock_steps, fairness, fuzz, kill9, overload, power_loss, report, sim, storage,
+    supervision, Mode, Outcome,
 };
 
 #[derive(Debug, Parser)]
@@ -37,7 +37,7 @@ struct Cli {
     #[arg(long)]
     write_report: bool,
     /// Only these campaigns (comma-separated): sim, kill9, storage, overload, fuzz, attacks, fairness,
-    /// clock, supervision.
+    /// clock, supervision, power_loss.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where RELIABILITY.md goes [default: the workspace root].
@@ -74,7 +74,7 @@ enum Command {
     },
 }
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 10] = [
     "sim",
     "kill9",
     "storage",
@@ -84,6 +84,7 @@ const ALL: [&str; 9] = [
     "fairness",
     "clock",
     "supervision",
+    "power_loss",
 ];
 
 fn main() -> ExitCode {
@@ -170,6 +171,7 @@ fn main() -> ExitCode {
                     "fairness" => fairness::campaign(mode),
                     "clock" => clock_steps::campaign(mode),
                     "supervision" => supervision::campaign(mode),
+                    "power_loss" => power_loss::campaign(mode),
                     _ => attacks::campaign(mode),
                 };
                 o.print();
