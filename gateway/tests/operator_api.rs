@@ -168,7 +168,10 @@ async fn every_operator_route_needs_the_operator_token() {
         assert_eq!(error_code(&b), "forbidden");
         checked += 1;
     }
-    assert_eq!(checked, 17, "the operator routes, the release preview and the clock among them");
+    assert_eq!(
+        checked, 17,
+        "the operator routes, the release preview and the clock among them"
+    );
 }
 
 #[actix_web::test]
