@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::LargeBody;
-use crate::openapi::Doc;
+use crate::openapi::{certificate_import, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -21,8 +21,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(import_certificates),
         Doc {
             summary: "Imports certificate records (CSV with header vin,voucher,class,energy, or a JSON array); bad rows are reported, good ones kept",
-            request: Some("CertificateImport"),
-            query: &[],
+            request: Some(certificate_import),
+            query: None,
             response: "ImportReport",
             codes: &[200, 400, 401, 403, 413, 503],
         },
