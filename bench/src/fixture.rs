@@ -47,7 +47,7 @@ const HOUR_MS: u64 = 3_600_000;
 const PERSIST_CHUNK: usize = 10_000;
 
 /// Rules that let one application draw and check many times in a row: quotas at their maximum,
-/// no interval between checks, holds that outlast a run, no opening window.
+/// no interval between checks or draws, holds that outlast a run, no opening window.
 pub fn rules() -> OfficeRules {
     OfficeRules {
         random_quota: QUOTA_MAX,
@@ -57,6 +57,7 @@ pub fn rules() -> OfficeRules {
         random_ttl_ms: HOUR_MS / 2,
         candidate_ttl_ms: HOUR_MS / 2,
         opening_window_ms: 0,
+        random_min_interval_ms: 0,
         ..OfficeRules::default()
     }
 }

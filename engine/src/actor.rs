@@ -5,7 +5,11 @@
 //! office's RNG. Whatever records the step left are queued to the office's writer thread (group
 //! commit) and the reply waits until they are durable (I2): the writer thread itself sends it,
 //! once the group's flush has returned. A call that changed nothing — a read or a refusal — is
-//! answered at once, never waiting for a flush.
+//! answered at once when everything the office handed its writer is durable; otherwise it waits
+//! for the groups in flight (a barrier through the writer, [`OfficeActor::barrier`]): what an
+//! answer shows is acknowledged state only, never a change a failed group commit may take back.
+//! After a failed commit the office answers nothing, reads included (503), until it is
+//! restarted from what is durable.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -234,6 +238,10 @@ pub struct OfficeActor {
     window_end_ms: Option<u64>,
     /// The office id, shared with every commit's future (no copy per call).
     office: Arc<str>,
+    /// Groups of records handed to the writer so far, and how many of them are durable (set by
+    /// the writer thread): while they differ, memory is ahead of the disk.
+    handed: u64,
+    durable: Arc<AtomicU64>,
 }
 
 /// A call held back by an opening window, ready to run.
@@ -268,6 +276,30 @@ impl OfficeActor {
             window: Vec::new(),
             window_end_ms: None,
             office: Arc::from(pool_id),
+            handed: 0,
+            durable: Arc::default(),
+        }
+    }
+
+    /// Whether every group handed to the writer is durable: memory shows acknowledged state.
+    fn settled(&self) -> bool {
+        self.durable.load(Ordering::SeqCst) >= self.handed
+    }
+
+    /// A commit of nothing that is told once every group handed before it is durable (the
+    /// writer answers its commits in order): an answer read from memory waits on it while
+    /// groups are in flight, and fails if one of them fails.
+    fn barrier(&self) -> Pending {
+        Pending {
+            records: Vec::new(),
+            events: Vec::new(),
+            sink: None,
+            writer: self.writer.clone(),
+            health: Arc::clone(&self.health),
+            office: Arc::clone(&self.office),
+            seq: self.handed,
+            durable: Arc::clone(&self.durable),
+            barrier: true,
         }
     }
 
@@ -283,6 +315,7 @@ impl OfficeActor {
         } else {
             self.events.clone()
         };
+        self.handed += 1;
         Some(Pending {
             records: effects.records,
             events: effects.events,
@@ -290,6 +323,9 @@ impl OfficeActor {
             writer: self.writer.clone(),
             health: Arc::clone(&self.health),
             office: Arc::clone(&self.office),
+            seq: self.handed,
+            durable: Arc::clone(&self.durable),
+            barrier: false,
         })
     }
 
@@ -341,6 +377,11 @@ struct Pending {
     writer: Writer,
     health: Arc<OfficeHealth>,
     office: Arc<str>,
+    /// The office's count of groups handed to the writer, this one included.
+    seq: u64,
+    durable: Arc<AtomicU64>,
+    /// A commit of no records that waits for the groups before it ([`OfficeActor::barrier`]).
+    barrier: bool,
 }
 
 impl Pending {
@@ -354,6 +395,9 @@ impl Pending {
             writer,
             health,
             office,
+            seq,
+            durable,
+            barrier,
         } = self;
         let handed = Instant::now();
         let finish = move |outcome: Result<(), crate::store::StoreError>| {
@@ -366,6 +410,7 @@ impl Pending {
                 then(Err(Refusal::Unavailable(e.to_string())));
                 return;
             }
+            durable.fetch_max(seq, Ordering::SeqCst);
             if let Some(sink) = sink {
                 for e in events {
                     let _ = sink.send((office.to_string(), e));
@@ -373,7 +418,7 @@ impl Pending {
             }
             then(Ok(()));
         };
-        if records.is_empty() {
+        if records.is_empty() && !barrier {
             finish(Ok(()));
         } else {
             writer.commit_then(records, finish);
@@ -452,27 +497,25 @@ impl<R: Send + 'static> actix::dev::MessageResponse<OfficeActor, Call<R>> for Re
 impl OfficeActor {
     /// Runs one call now: tick, the step, its commit; a write is answered after durability.
     fn execute<R: Send + 'static>(&mut self, msg: Call<R>, ctx: &mut Context<Self>) -> Reply<R> {
-        let failed = self.health.failed.load(Ordering::SeqCst);
-        if failed && !msg.read_only {
+        if self.health.failed.load(Ordering::SeqCst) {
+            // Memory may hold changes the disk does not: reads are refused too (fail-stop).
             return Reply(Answer::Now(Err(Refusal::Unavailable(
                 "the office cannot persist changes; restart to recover".into(),
             ))));
         }
         let now = self.clock.now_ms();
-        if !failed {
-            self.pool.tick(now);
-        }
+        self.pool.tick(now);
         let result = (msg.f)(&mut self.pool, now, &mut self.rng);
-        let pending = if failed { None } else { self.pending() };
+        let pending = self.pending();
         self.arm_timer(ctx);
         match pending {
-            None => Reply(Answer::Now(result)),
-            Some(pending) if msg.read_only => {
-                // Only the tick before the read changed anything (expiries): persist it, but do
-                // not make the reader wait for it.
-                pending.commit_then(|_| {});
-                Reply(Answer::Now(result))
-            }
+            None if self.settled() => Reply(Answer::Now(result)),
+            // A read or a refusal of state still in flight waits until that state is durable.
+            None => Reply(Answer::Durable {
+                result,
+                pending: self.barrier(),
+            }),
+            // A read whose tick changed something (expiries) waits for that change too.
             Some(pending) => Reply(Answer::Durable { result, pending }),
         }
     }

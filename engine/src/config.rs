@@ -20,6 +20,9 @@ pub const QUOTA_MAX: u32 = 1_000;
 pub const HOLD_TTL_MAX_MS: u64 = 24 * 3_600_000;
 /// Longest an opening window may last.
 pub const OPENING_WINDOW_MAX_MS: u64 = 60_000;
+/// Longest least time between two draws: longer than a batch lives would leave a citizen
+/// waiting with nothing to choose from.
+pub const RANDOM_MIN_INTERVAL_MAX_MS: u64 = 60_000;
 /// Most working days a pre-selection may stay valid.
 pub const VALIDITY_WORKING_DAYS_MAX: u32 = 60;
 /// Longest blacklist.
@@ -76,6 +79,10 @@ pub struct OfficeRules {
     pub maintenance: bool,
     /// Requests for a release in its first milliseconds are served in random order (0: off).
     pub opening_window_ms: u64,
+    /// Least time between two random draws of one application, started by every draw that
+    /// passes validation whether or not it finds numbers (R4.14): polling for numbers that come
+    /// back from expired holds gains a script nothing over a person clicking (0: off).
+    pub random_min_interval_ms: u64,
     /// Allowed custom shapes per class name; a class not named uses its class defaults.
     pub custom_patterns: BTreeMap<String, Vec<Pattern>>,
     pub deny: Vec<DenyRule>,
@@ -98,6 +105,7 @@ impl Default for OfficeRules {
             service_hours: None,
             maintenance: false,
             opening_window_ms: 1_000,
+            random_min_interval_ms: 1_000,
             custom_patterns: BTreeMap::new(),
             deny: Vec::new(),
         }
@@ -173,7 +181,7 @@ impl OfficeConfig {
             }
         }
         let r = &self.rules;
-        let ranges: [(&str, u64, u64, u64); 11] = [
+        let ranges: [(&str, u64, u64, u64); 12] = [
             ("custom_quota", r.custom_quota as u64, 0, QUOTA_MAX as u64),
             (
                 "custom_per_check",
@@ -219,6 +227,12 @@ impl OfficeConfig {
                 r.opening_window_ms,
                 0,
                 OPENING_WINDOW_MAX_MS,
+            ),
+            (
+                "random_min_interval_ms",
+                r.random_min_interval_ms,
+                0,
+                RANDOM_MIN_INTERVAL_MAX_MS,
             ),
         ];
         for (field, value, lo, hi) in ranges {
@@ -291,6 +305,7 @@ mod tests {
             (20, 5, 5, 10)
         );
         assert_eq!((r.random_ttl_ms, r.candidate_ttl_ms), (90_000, 180_000));
+        assert_eq!(r.random_min_interval_ms, 1_000);
         office().validate(&PlateClass::builtin()).expect("valid");
     }
 
@@ -312,6 +327,12 @@ mod tests {
         assert_eq!(
             c.validate(&catalog).expect_err("bad").field,
             "rules.random_batch"
+        );
+        let mut c = office();
+        c.rules.random_min_interval_ms = RANDOM_MIN_INTERVAL_MAX_MS + 1;
+        assert_eq!(
+            c.validate(&catalog).expect_err("bad").field,
+            "rules.random_min_interval_ms"
         );
         let mut c = office();
         c.classes.push("truck".into());

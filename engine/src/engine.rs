@@ -22,7 +22,8 @@ use crate::figures::{CallKind, OfficeCalls};
 use crate::outcome::Refusal;
 use crate::pattern::CharSet;
 use crate::pool::{
-    AppView, Check, ClassStats, Draw, Event, HoldView, NewRelease, OfficePool, PRACTICE_SEQ_BASE,
+    AppView, Check, ClassStats, Draw, Event, HoldView, NewRelease, OfficePool, ReleasePreview,
+    PRACTICE_SEQ_BASE,
 };
 use crate::record::{AppState, AuditEntry, Claim};
 use crate::registry::{
@@ -564,6 +565,18 @@ impl Engine {
             .call(Call::write(move |pool, now, _| {
                 pool.add_release(release, &who, now)
             }))
+            .await
+    }
+
+    /// What `add_release` would do with `release`, refused exactly as it would be, saving
+    /// nothing (a read: served while the office refuses writes).
+    pub async fn preview_release(
+        &self,
+        office: &str,
+        release: NewRelease,
+    ) -> Result<ReleasePreview, Refusal> {
+        self.office(office)?
+            .call(Call::read(move |pool, _| pool.preview_release(&release)))
             .await
     }
 

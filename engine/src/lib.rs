@@ -23,6 +23,9 @@ pub mod rules;
 pub mod store;
 pub mod vin;
 
+#[cfg(test)]
+mod acknowledged_reads;
+
 pub use class::{Energy, PlateClass};
 pub use config::{Notice, OfficeConfig, OfficeRules};
 pub use engine::{AppId, Caller, Engine, EngineConfig, EngineError};
@@ -30,7 +33,7 @@ pub use figures::{CallKind, CallSnapshot, OfficeCalls};
 pub use outcome::{Refusal, Unavailable};
 pub use pattern::{CharSet, Pattern, PatternError};
 pub use plate::{PlateError, Serial};
-pub use pool::{AppView, Check, Draw, HoldView, NewRelease};
+pub use pool::{AppView, Check, Draw, HoldView, NewRelease, ReleasePreview};
 pub use record::{AppRecord, AppState, AuditEntry, Claim, ReleaseRecord, ReleaseSource};
 pub use registry::{ApplicationRequest, CertificateRow, ImportPart, ImportReport};
 pub use store::Durability;

@@ -96,6 +96,10 @@ pub struct AppRecord {
     pub random_left: u32,
     /// When the last custom check that passed validation and the interval was made.
     pub last_check_at_ms: Option<u64>,
+    /// When the last random draw that passed validation and the interval was made, whether or
+    /// not it found numbers (R4.14).
+    #[serde(default)]
+    pub last_draw_at_ms: Option<u64>,
     /// When identity was last verified (R4.4), and until when it holds.
     pub verified_at_ms: Option<u64>,
     pub verified_until_ms: Option<u64>,
@@ -117,6 +121,35 @@ pub struct AppProgress {
     pub verified_until_ms: Option<u64>,
     pub state: AppState,
     pub closed_at_ms: Option<u64>,
+    /// Last: progress written before draws were paced is read as [`AppProgressV1`].
+    pub last_draw_at_ms: Option<u64>,
+}
+
+/// [`AppProgress`] as it was written before draws were paced (R4.14).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct AppProgressV1 {
+    pub custom_left: u32,
+    pub random_left: u32,
+    pub last_check_at_ms: Option<u64>,
+    pub verified_at_ms: Option<u64>,
+    pub verified_until_ms: Option<u64>,
+    pub state: AppState,
+    pub closed_at_ms: Option<u64>,
+}
+
+impl From<AppProgressV1> for AppProgress {
+    fn from(p: AppProgressV1) -> AppProgress {
+        AppProgress {
+            custom_left: p.custom_left,
+            random_left: p.random_left,
+            last_check_at_ms: p.last_check_at_ms,
+            verified_at_ms: p.verified_at_ms,
+            verified_until_ms: p.verified_until_ms,
+            state: p.state,
+            closed_at_ms: p.closed_at_ms,
+            last_draw_at_ms: None,
+        }
+    }
 }
 
 impl AppRecord {
@@ -129,6 +162,7 @@ impl AppRecord {
             verified_until_ms: self.verified_until_ms,
             state: self.state,
             closed_at_ms: self.closed_at_ms,
+            last_draw_at_ms: self.last_draw_at_ms,
         }
     }
 
@@ -140,6 +174,7 @@ impl AppRecord {
         self.verified_until_ms = p.verified_until_ms;
         self.state = p.state;
         self.closed_at_ms = p.closed_at_ms;
+        self.last_draw_at_ms = p.last_draw_at_ms;
     }
 }
 

@@ -45,7 +45,9 @@ use crate::config::OfficeConfig;
 use crate::kv::{decode, encode};
 pub use crate::kv::{Kv, KvSync};
 use crate::plate::Serial;
-use crate::record::{AppProgress, AppRecord, AuditEntry, NumberState, Record, ReleaseRecord};
+use crate::record::{
+    AppProgress, AppProgressV1, AppRecord, AuditEntry, NumberState, Record, ReleaseRecord,
+};
 
 /// An audit group's key is a fresh id shifted left by this many bits; its entries follow it.
 pub const AUDIT_ID_SHIFT: u32 = 16;
@@ -102,6 +104,65 @@ pub struct Store {
     sync_file: Arc<File>,
     /// The syncer every [`Kv`] of this store shares (group commit of their writes).
     kv_sync: Arc<KvSync>,
+    /// Tests hold a sync and fail it here (a flush failure on demand).
+    #[cfg(test)]
+    pub(crate) sync_gate: Arc<SyncGate>,
+}
+
+/// A sync failure on demand, for tests: once armed, the next [`Store::sync`] waits until the
+/// test releases it, then fails as a full or broken disk would.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct SyncGate {
+    state: std::sync::Mutex<GateState>,
+    changed: std::sync::Condvar,
+}
+
+#[cfg(test)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum GateState {
+    #[default]
+    Open,
+    Armed,
+    Holding,
+    Released,
+}
+
+#[cfg(test)]
+impl SyncGate {
+    pub(crate) fn arm(&self) {
+        *self.state.lock().expect("gate") = GateState::Armed;
+    }
+
+    /// Blocks until a sync waits at the gate.
+    pub(crate) fn wait_held(&self) {
+        let mut st = self.state.lock().expect("gate");
+        while *st != GateState::Holding {
+            st = self.changed.wait(st).expect("gate");
+        }
+    }
+
+    /// Lets the held sync go on, failing.
+    pub(crate) fn release_failing(&self) {
+        *self.state.lock().expect("gate") = GateState::Released;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) -> Result<(), StoreError> {
+        let mut st = self.state.lock().expect("gate");
+        match *st {
+            GateState::Open => Ok(()),
+            GateState::Released => Err(StoreError::Sync("injected: EIO".into())),
+            GateState::Armed | GateState::Holding => {
+                *st = GateState::Holding;
+                self.changed.notify_all();
+                while *st == GateState::Holding {
+                    st = self.changed.wait(st).expect("gate");
+                }
+                Err(StoreError::Sync("injected: EIO".into()))
+            }
+        }
+    }
 }
 
 /// A file beside sled's that records the database's generation at the last open and the last
@@ -114,6 +175,7 @@ const GENERATION_KEY: &[u8] = b"platepool/generation";
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+        let created = !dir.exists();
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Sled(format!("{}: {e}", dir.display())))?;
         let recorded = read_generation_file(dir)?;
@@ -153,13 +215,12 @@ impl Store {
             durability,
             sync_file: Arc::new(sync_file),
             kv_sync: Arc::default(),
+            #[cfg(test)]
+            sync_gate: Arc::default(),
         };
         store.sync()?;
         store.record_generation()?;
-        if let Ok(d) = File::open(dir) {
-            // The folder entry of a newly created database file must be durable too.
-            let _ = d.sync_all();
-        }
+        sync_folder(dir, created)?;
         Ok(store)
     }
 
@@ -182,15 +243,15 @@ impl Store {
         std::fs::write(&tmp, generation.to_string()).map_err(io)?;
         File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        if let Ok(d) = File::open(&self.path) {
-            let _ = d.sync_all();
-        }
+        File::open(&self.path).and_then(|d| d.sync_all()).map_err(io)?;
         Ok(())
     }
 
     /// Makes everything written so far durable, as [`Durability`] says. Each sync also stores
     /// the next generation, durable with it.
     pub fn sync(&self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        self.sync_gate.pass()?;
         // Atomic in sled, so the stored generation only ever grows.
         self.db.update_and_fetch(GENERATION_KEY, |old| {
             let n = old
@@ -253,6 +314,34 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+}
+
+/// Makes what sled created in `dir` when it opened durable before anything is acknowledged:
+/// its `conf` file (written once, when the folder is new, and never synced by sled), the
+/// entries of `conf`, `db`, `blobs/` and any snapshot in the folder, and the folder's own entry
+/// in its parent when it was just created. Without them a power loss right after the first
+/// start could leave a folder sled cannot open, with acknowledged changes inside.
+fn sync_folder(dir: &Path, created: bool) -> Result<(), StoreError> {
+    let sync = |path: &Path| {
+        File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::Sync(format!("{}: {e}", path.display())))
+    };
+    let conf = dir.join("conf");
+    if conf.exists() {
+        sync(&conf)?;
+    }
+    let blobs = dir.join("blobs");
+    if blobs.exists() {
+        sync(&blobs)?;
+    }
+    sync(dir)?;
+    if created {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync(parent)?;
+        }
+    }
+    Ok(())
 }
 
 fn generation_in(db: &sled::Db) -> Result<u64, StoreError> {
@@ -338,6 +427,12 @@ fn decode_binary<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, Sto
     }
 }
 
+/// Selection fields as written now, or as written before draws were paced (one field fewer).
+fn decode_progress(key: &[u8], value: &[u8]) -> Result<AppProgress, StoreError> {
+    decode_binary::<AppProgress>(key, value)
+        .or_else(|_| decode_binary::<AppProgressV1>(key, value).map(AppProgress::from))
+}
+
 /// What one group commit does to an office tree: the sled operations, in order (a later one for
 /// the same key wins), and how many audit ids it needs. Public so that benchmarks can replay
 /// exactly what the writer writes.
@@ -413,7 +508,7 @@ impl OfficeStore {
         // binary search.
         for item in self.tree.scan_prefix(b"q") {
             let (k, v) = item?;
-            let progress: AppProgress = decode_binary(&k, &v)?;
+            let progress = decode_progress(&k, &v)?;
             let seq = k
                 .get(1..)
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -552,8 +647,14 @@ impl OfficeStore {
             // have dropped its pages), and the later groups were built on it in memory.
             let result = match &failure {
                 Some(e) => Err(e.clone()),
+                // Only barriers (commits of nothing): every group before them is answered.
+                None if records.is_empty() => Ok(()),
                 None => self.write(&records).and_then(|()| self.store.sync()),
             };
+            if records.is_empty() {
+                answer(&mut group, &result);
+                continue;
+            }
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats
                 .records
@@ -562,15 +663,20 @@ impl OfficeStore {
                 stats.failed.store(true, Ordering::Relaxed);
                 failure.get_or_insert_with(|| e.clone());
             }
-            for c in group.drain(..) {
-                match c.done {
-                    Some(Done::Channel(done)) => {
-                        let _ = done.send(result.clone());
-                    }
-                    Some(Done::Call(then)) => then(result.clone()),
-                    None => {}
-                }
+            answer(&mut group, &result);
+        }
+    }
+}
+
+/// Tells every commit of a group how it went.
+fn answer(group: &mut Vec<Commit>, result: &Result<(), StoreError>) {
+    for c in group.drain(..) {
+        match c.done {
+            Some(Done::Channel(done)) => {
+                let _ = done.send(result.clone());
             }
+            Some(Done::Call(then)) => then(result.clone()),
+            None => {}
         }
     }
 }
@@ -676,6 +782,7 @@ mod tests {
             state: AppState::Confirmed,
             claim: None,
             closed_at_ms: None,
+            last_draw_at_ms: None,
         }
     }
 
@@ -742,6 +849,45 @@ mod tests {
             ])
             .expect("both");
         assert_eq!(office.load().expect("load").apps[0], a3);
+    }
+
+    #[test]
+    fn progress_written_before_draws_were_paced_still_loads() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::None).expect("open");
+        let office = store.office("o").expect("office");
+        let mut a = app(1, 5);
+        office
+            .commit_now(&[Record::App(Box::new(a.clone()))])
+            .expect("app");
+        a.random_left = 4;
+        let p = a.progress();
+        let old = AppProgressV1 {
+            custom_left: p.custom_left,
+            random_left: p.random_left,
+            last_check_at_ms: p.last_check_at_ms,
+            verified_at_ms: p.verified_at_ms,
+            verified_until_ms: p.verified_until_ms,
+            state: p.state,
+            closed_at_ms: p.closed_at_ms,
+        };
+        office
+            .tree
+            .insert(app_key(b'q', 1), encode_binary(&old))
+            .expect("old progress");
+        assert_eq!(office.load().expect("load").apps[0], a);
+        // And the draw's instant, written now, comes back (R4.14 survives a restart).
+        a.last_draw_at_ms = Some(77);
+        office
+            .commit_now(&[Record::Progress {
+                seq: 1,
+                progress: a.progress(),
+            }])
+            .expect("progress");
+        assert_eq!(
+            office.load().expect("load").apps[0].last_draw_at_ms,
+            Some(77)
+        );
     }
 
     #[test]

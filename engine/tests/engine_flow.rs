@@ -1056,3 +1056,70 @@ async fn a_dropped_engine_lets_go_of_its_folder() {
         drop(engine);
     }
 }
+
+/// R4.14: a draw starts the application's `random_min_interval_ms` whether or not it finds
+/// numbers; a draw sooner is refused with the time left, costs nothing, and the pacing survives
+/// a restart (the draw's instant is stored with the application's selection fields).
+#[test]
+fn draws_are_paced_even_when_they_find_nothing_and_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::new();
+    let config = engine_config(dir.path(), Durability::Flush, clock.clone(), 9);
+    let a = {
+        let (config, clock) = (config.clone(), clock.clone());
+        in_own_system(move || async move {
+            let engine = open_engine(config).await;
+            let mut office = office_config("茂名");
+            office.rules.opening_window_ms = 0;
+            office.rules.random_min_interval_ms = 60_000;
+            engine.put_office("maoming", office, OP).await.unwrap();
+            engine
+                .import_certificates(vec![cert(&vin("PA", 1), "P1", "small", "fuel")], OP)
+                .await
+                .unwrap();
+            let a = engine
+                .create_application(request("maoming", "paula", &vin("PA", 1), "P1"))
+                .await
+                .unwrap();
+            engine.verify_identity(&a, citizen("paula")).await.unwrap();
+            // Nothing released: the draw finds nothing, debits nothing, and starts the interval.
+            assert_eq!(
+                engine.draw(&a, citizen("paula"), false).await.err(),
+                Some(Refusal::NotAvailable)
+            );
+            clock.advance(10_000);
+            match engine.draw(&a, citizen("paula"), false).await {
+                Err(Refusal::TooSoon { retry_after_ms }) => {
+                    assert!(
+                        (49_000..=50_000).contains(&retry_after_ms),
+                        "{retry_after_ms}"
+                    )
+                }
+                other => panic!("expected too_soon, got {other:?}"),
+            }
+            let view = engine.application(&a, citizen("paula")).await.unwrap();
+            assert_eq!(view.record.random_left, 5, "nothing debited");
+            let now = engine.now_ms();
+            engine
+                .add_release("maoming", release("small", &["A000#"], now), OP)
+                .await
+                .unwrap();
+            a
+        })
+    };
+    // After a restart the interval the draw that found nothing started still runs.
+    in_own_system(move || async move {
+        let engine = open_engine(config).await;
+        assert!(matches!(
+            engine.draw(&a, citizen("paula"), false).await,
+            Err(Refusal::TooSoon { .. })
+        ));
+        clock.advance(50_000);
+        let draw = engine.draw(&a, citizen("paula"), false).await.unwrap();
+        assert_eq!((draw.batch.serials.len(), draw.random_left), (10, 4));
+        assert!(matches!(
+            engine.draw(&a, citizen("paula"), false).await,
+            Err(Refusal::TooSoon { .. })
+        ));
+    });
+}

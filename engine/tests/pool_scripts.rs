@@ -176,6 +176,32 @@ expect batch a2 disjoint a1
 expect stats small held=14 available=10
 ";
 
+// R4.14 draws are paced: every draw that passes validation starts the interval, found or not
+const DRAW_PACING: &str = r"
+office random_batch=2 random_quota=3 random_ttl=2s random_min_interval=1s
+at 0 release small A000[0-1] => release 1 2
+app a1 small fuel
+app a2 small fuel
+verify a1
+verify a2
+draw a1 => batch 2 r=2
+// nothing left for a2: refused, nothing debited, but the interval starts and is persisted
+at +100 draw a2 => refused not_available
+expect records: app a2 confirmed c=20 r=3
+expect app a2 r=3 state=confirmed
+// polling sooner gets the time left and changes nothing
+at +999 draw a2 => refused too_soon 1
+expect app a2 r=3 state=confirmed
+// a1's batch expires at 2s: the first draw after it takes the numbers back
+at 2s draw a2 => batch 2 r=2
+at +500 draw a2 => refused too_soon 500
+at +500 draw a2 => batch 2 r=1
+at +1 draw a2 => refused too_soon 999
+at +999 draw a2 => batch 2 r=0
+// a spent quota is told first, whatever the interval
+at +1 draw a2 => refused quota_spent
+";
+
 const CANDIDATES: &str = r"
 office random_batch=5 random_quota=3
 at 0 release small A00## => release 1 100
@@ -563,6 +589,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("custom_refusals_cost_nothing", CUSTOM_REFUSALS_COST_NOTHING),
     ("energy_groups", ENERGY_GROUPS),
     ("draw_batches", DRAW_BATCHES),
+    ("draw_pacing", DRAW_PACING),
     ("candidates", CANDIDATES),
     ("countdowns", COUNTDOWNS),
     ("random_only_period", RANDOM_ONLY_PERIOD),
@@ -595,6 +622,7 @@ script_tests! {
     custom_check_refusals_cost_nothing => CUSTOM_REFUSALS_COST_NOTHING,
     energy_groups_decide_the_numbers_offered => ENERGY_GROUPS,
     draws_take_min_of_batch_and_available_and_release_the_previous_batch => DRAW_BATCHES,
+    draws_are_paced_whether_or_not_they_find_numbers => DRAW_PACING,
     one_candidate_per_batch_and_claim_releases_every_other_hold => CANDIDATES,
     holds_expire_and_candidate_countdown_restarts_on_draw_and_pick => COUNTDOWNS,
     random_only_period_hides_numbers_from_custom_checks => RANDOM_ONLY_PERIOD,
@@ -861,7 +889,17 @@ impl Harness {
             Ok(text) => text.clone(),
             Err(r) => {
                 self.refusals.insert(variant(r));
-                if !effects.is_empty() {
+                // The one refusal that changes something: a paced draw that found nothing
+                // starts the interval (R4.14), and persists only that.
+                let paced_empty = words[0] == "draw"
+                    && *r == Refusal::NotAvailable
+                    && self.config.rules.random_min_interval_ms > 0
+                    && effects
+                        .records
+                        .iter()
+                        .all(|rec| matches!(rec, Record::Progress { .. }))
+                    && effects.events.is_empty();
+                if !effects.is_empty() && !paced_empty {
                     self.fail(format!(
                         "refused ({r}) but emitted {:?}",
                         self.summaries(&effects)
@@ -1471,6 +1509,7 @@ fn apply_setting(config: &mut OfficeConfig, setting: &str, whence: &str) {
         "custom_min_interval" => r.custom_min_interval_ms = ms(),
         "random_quota" => r.random_quota = number(),
         "random_batch" => r.random_batch = number(),
+        "random_min_interval" => r.random_min_interval_ms = ms(),
         "random_ttl" => r.random_ttl_ms = ms(),
         "candidate_ttl" => r.candidate_ttl_ms = ms(),
         "validity_working_days" => r.validity_working_days = number(),

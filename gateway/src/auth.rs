@@ -1,5 +1,6 @@
 //! Identity (SPEC S1): citizen tokens signed by the embedding platform with HMAC-SHA256, and the
-//! operator credential.
+//! operator credential. Citizen tokens may also be JWTs (`jwt.rs`, which dispatches between the
+//! two formats).
 //!
 //! A citizen token is `v1.<payload>.<signature>`: the payload is base64url (no padding) of
 //! `{"user","phone","exp"}` (`exp` in Unix seconds) and the signature is base64url of
@@ -151,14 +152,23 @@ impl FromRequest for Citizen {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready((|| {
             let gw = gateway(req)?;
-            let token = bearer(req)?;
+            // A bearer header wins; without one, the standalone login's session cookie, which
+            // state changes may use only from the page's own origin (session.rs).
+            let token = if req
+                .headers()
+                .contains_key(actix_web::http::header::AUTHORIZATION)
+            {
+                bearer(req)?
+            } else {
+                crate::session::token_from_cookie(req)?
+            };
             if constant_time_eq(token.as_bytes(), gw.config.operator_token.as_bytes()) {
                 return Err(ApiError::unauthorized(
                     "an operator token is not a citizen token",
                 ));
             }
             let now_s = gw.engine.now_ms() / 1000;
-            let claims = verify_token(&gw.config.token_secret, token, now_s)?;
+            let claims = gw.tokens.verify(token, now_s)?;
             Ok(Citizen {
                 user: claims.user,
                 phone: claims.phone,
@@ -194,7 +204,7 @@ impl FromRequest for Operator {
                 });
             }
             let now_s = gw.engine.now_ms() / 1000;
-            if verify_token(&gw.config.token_secret, token, now_s).is_ok() {
+            if gw.tokens.verify(token, now_s).is_ok() {
                 return Err(ApiError::forbidden(
                     "a citizen token cannot use the operator API",
                 ));

@@ -1,8 +1,7 @@
 //! Gateway configuration: secrets, rate limits, proxies, SMS. Values come from the embedding
 //! program, or for the binary from a TOML file and `PLATEPOOL_*` environment variables.
 
-use std::net::IpAddr;
-
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// Default per-user limit: no person pressing buttons reaches it (API.md: ≥ 5/s).
@@ -14,28 +13,58 @@ pub const RATE_LIMIT_IP_PER_S_DEFAULT: u32 = 500;
 pub const SHED_LOOP_LAG_MS_DEFAULT: u64 = 100;
 /// Shortest secret accepted for signing citizen tokens.
 pub const TOKEN_SECRET_LEN_MIN: usize = 16;
+/// Default slack on a JWT's `exp` and `iat`, for clocks a little apart.
+pub const JWT_LEEWAY_S_DEFAULT: u64 = 30;
+/// Largest slack accepted on a JWT's `exp` and `iat`.
+pub const JWT_LEEWAY_S_MAX: u64 = 300;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     /// The operator credential (`Authorization: Bearer <token>` on `/v1/admin/…`).
+    #[serde(deserialize_with = "crate::settings::text")]
     pub operator_token: String,
-    /// The HMAC-SHA256 secret the embedding platform signs citizen tokens with.
+    /// The HMAC-SHA256 secret the embedding platform signs citizen tokens with (`v1.` tokens
+    /// and HS256 JWTs).
+    #[serde(deserialize_with = "crate::settings::text")]
     pub token_secret: String,
+    /// The platform's public key for JWTs signed with RS256/EdDSA/ES256: PEM text, or the path
+    /// of a PEM file. `None`: only HS256 JWTs and `v1.` tokens.
+    pub jwt_public_key: Option<String>,
+    /// Seconds a JWT is still accepted after its `exp` (and may be issued ahead of our clock).
+    pub jwt_leeway_s: u64,
     /// Requests per second per citizen on selection calls; 0 turns the limit off.
     pub rate_limit_user_per_s: u32,
     /// Requests per second per client IP; 0 turns the limit off.
     pub rate_limit_ip_per_s: u32,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpAddr>,
-    /// Where a real deployment's SMS go (`POST` JSON `{"phone","purpose","text"}`); `None` keeps
-    /// them in the built-in outbox.
+    /// Proxies (CIDR ranges, or single addresses) whose `X-Forwarded-For` is believed; the
+    /// header is walked from the right through trusted hops (see `limits.rs`). A string of
+    /// comma-separated ranges is accepted too (the environment variable).
+    #[serde(deserialize_with = "crate::proxies::deserialize_ranges")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Where a real deployment's SMS go (`POST` JSON `{"phone","purpose","text","sent_at"}`,
+    /// signed, see docs/sms-webhook.md); `None` keeps them in the built-in outbox.
     pub sms_webhook: Option<String>,
+    /// The HMAC-SHA256 key each webhook request is signed with (required with `sms_webhook`).
+    #[serde(deserialize_with = "crate::settings::text")]
+    pub sms_webhook_secret: String,
+    /// PEM file of extra root certificates for an `https://` webhook (a private CA); the public
+    /// roots (webpki-roots) are always trusted.
+    pub sms_webhook_ca_file: Option<String>,
     /// Standalone mode: `POST /v1/admin/tokens` issues citizen tokens (demo, tests, load tests).
     pub allow_token_issue: bool,
     /// While a worker's event loop runs later than this (ms), selection and public requests
     /// get 503 `unavailable` at once instead of queueing (overload); 0 turns it off.
     pub shed_loop_lag_ms: u64,
+    /// Standalone mode: citizens sign in with phone + SMS code (`POST /v1/login`, SPEC S5) and
+    /// get the gateway's own token, also as the `platepool_session` cookie.
+    pub standalone_login: bool,
+    /// Always mark the session cookie `Secure` (it is whenever the request came over TLS).
+    pub cookie_secure: bool,
+    /// The key user ids of the standalone login are derived from phones with (HMAC-SHA256);
+    /// empty: `token_secret`. Set it before rotating `token_secret`, or every signed-in
+    /// citizen becomes a new user.
+    pub login_user_key: String,
 }
 
 impl Default for GatewayConfig {
@@ -43,12 +72,19 @@ impl Default for GatewayConfig {
         GatewayConfig {
             operator_token: String::new(),
             token_secret: String::new(),
+            jwt_public_key: None,
+            jwt_leeway_s: JWT_LEEWAY_S_DEFAULT,
             rate_limit_user_per_s: RATE_LIMIT_USER_PER_S_DEFAULT,
             rate_limit_ip_per_s: RATE_LIMIT_IP_PER_S_DEFAULT,
             trusted_proxies: Vec::new(),
             sms_webhook: None,
+            sms_webhook_secret: String::new(),
+            sms_webhook_ca_file: None,
             allow_token_issue: true,
             shed_loop_lag_ms: SHED_LOOP_LAG_MS_DEFAULT,
+            standalone_login: true,
+            cookie_secure: false,
+            login_user_key: String::new(),
         }
     }
 }
@@ -66,15 +102,30 @@ impl GatewayConfig {
                 "token_secret must have at least {TOKEN_SECRET_LEN_MIN} characters"
             ));
         }
-        if let Some(url) = &self.sms_webhook {
-            // The gateway speaks plain HTTP to the SMS service; TLS ends at a local relay.
-            if !url.starts_with("http://") {
-                return Err(
-                    "sms_webhook must be an http:// URL (terminate TLS at a local relay)".into(),
-                );
+        if self.jwt_leeway_s > JWT_LEEWAY_S_MAX {
+            return Err(format!(
+                "jwt_leeway_s must be at most {JWT_LEEWAY_S_MAX} seconds"
+            ));
+        }
+        if let Some(url) = self.sms_webhook() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err("sms_webhook must be an http:// or https:// URL".into());
+            }
+            if self.sms_webhook_secret.len() < TOKEN_SECRET_LEN_MIN {
+                return Err(format!(
+                    "sms_webhook_secret (the key webhook requests are signed with) must have at least {TOKEN_SECRET_LEN_MIN} characters"
+                ));
             }
         }
         Ok(())
+    }
+
+    /// The webhook URL, if one is set (an empty setting is none).
+    pub fn sms_webhook(&self) -> Option<&str> {
+        self.sms_webhook
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
     }
 
     /// Random secrets, for a standalone start without configured ones.

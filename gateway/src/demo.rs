@@ -54,6 +54,7 @@ pub fn office_config() -> Result<OfficeConfig, String> {
             "sms_confirm_delay_ms": 5000, "validity_working_days": 3,
             "holidays": ["2026-10-01", "2026-10-02", "2026-10-05", "2026-10-06", "2026-10-07", "2027-01-01"],
             "blacklist_days": 730, "service_hours": null, "maintenance": false, "opening_window_ms": 1000,
+            "random_min_interval_ms": 1000,
             "custom_patterns": {
                 "small": ["#####", "@####", "#@###", "##@##", "###@#", "####@", "@@###"],
                 "small_new_energy": ["[DF]#####", "[DF]@####"]

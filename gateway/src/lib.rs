@@ -2,23 +2,34 @@
 //!
 //! Embedded: `App::new().service(gateway.scope(""))` adds the whole API to someone else's
 //! actix-web app (any mount path; nothing global, so two gateways can live in one process).
+//! The reference web pages are one more call: `.service(gateway.pages_scope(""))` before the
+//! API's scope (citizen page at `/`, operator console at `/console/`, see [`pages`]).
 //! Standalone: the `platepool` binary (`platepool serve`).
 //!
 //! Handlers are thin: parse, authenticate, rate-limit, call the engine, map the outcome. Every
 //! engine outcome becomes an HTTP answer in one place ([`error`]).
 
 pub mod auth;
+pub mod certificate_csv;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod jwt;
 pub mod lag;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
+pub mod proxies;
+pub mod request_log;
 pub mod routes;
+pub mod session;
+pub mod settings;
 pub mod sms;
+pub mod sms_queue;
+pub mod sms_webhook;
 pub mod voucher;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +55,7 @@ pub fn route_keys() -> Vec<(&'static str, &'static str)> {
 pub struct Gateway {
     pub engine: Engine,
     pub config: Arc<GatewayConfig>,
+    pub tokens: Arc<jwt::TokenVerifier>,
     pub sms: Arc<sms::SmsService>,
     pub limits: Arc<limits::RateLimits>,
     pub idempotency: idempotency::Idempotency,
@@ -57,13 +69,19 @@ impl Gateway {
     pub fn new(engine: Engine, config: GatewayConfig) -> Result<Gateway, String> {
         config.validate()?;
         let store = engine.store().clone();
-        let sms = match &config.sms_webhook {
+        let sms = match config.sms_webhook() {
             Some(url) => {
-                sms::SmsService::with_sender(&store, Arc::new(sms::WebhookSender::new(url)))?
+                let sender = sms_webhook::WebhookSender::start(
+                    url,
+                    &config.sms_webhook_secret,
+                    config.sms_webhook_ca_file.as_deref(),
+                )?;
+                sms::SmsService::with_sender(&store, Arc::new(sender))?
             }
             None => sms::SmsService::with_outbox(&store)?,
         };
         Ok(Gateway {
+            tokens: Arc::new(jwt::TokenVerifier::new(&config)?),
             limits: Arc::new(limits::RateLimits::new(&config)),
             idempotency: idempotency::Idempotency::new(&store)?,
             metrics: Arc::new(metrics::Metrics::new(&route_keys())),
@@ -81,6 +99,13 @@ impl Gateway {
     /// Marks the gateway as stopping: `/readyz` answers 503 so balancers drain it.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The reference web front end (citizen page at `path/`, operator console at
+    /// `path/console/`), served from files compiled into the binary. It answers only its own
+    /// paths: register it before [`Gateway::scope`] when both are mounted at the same path.
+    pub fn pages_scope(&self, path: &str) -> impl actix_web::dev::HttpServiceFactory {
+        pages::scope(path)
     }
 
     /// The whole API as a scope mounted at `path` ("" for the root).
@@ -152,6 +177,8 @@ impl Gateway {
                     res
                 }))
             })
+            // Outermost: load refusals get a request id and an access line too.
+            .wrap(request_log::RequestLog::new(&self.config.trusted_proxies))
             .configure(routes::configure)
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
@@ -21,7 +22,7 @@ const SWEEP_EVERY: u64 = 100_000;
 pub struct RateLimits {
     user: Option<DefaultKeyedRateLimiter<String>>,
     ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    trusted_proxies: Vec<IpAddr>,
+    trusted_proxies: Vec<IpNet>,
     checks: AtomicU64,
     clock: DefaultClock,
 }
@@ -42,19 +43,10 @@ impl RateLimits {
         }
     }
 
-    /// The client's address: the peer's, or the last `X-Forwarded-For` hop a trusted proxy added.
+    /// The client's address: the peer's, or the first `X-Forwarded-For` hop from the right that
+    /// is not a trusted proxy (`proxies.rs`).
     pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
-        let peer = req.peer_addr().map(|a| a.ip());
-        match peer {
-            Some(p) if self.trusted_proxies.contains(&p) => req
-                .headers()
-                .get("X-Forwarded-For")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse().ok())
-                .or(peer),
-            _ => peer,
-        }
+        crate::proxies::client_ip(req, &self.trusted_proxies)
     }
 
     /// Counts one request of `user` (if known) from the request's IP.

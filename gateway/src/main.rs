@@ -3,16 +3,19 @@
 //! `platepool serve --addr 127.0.0.1:8080 --data-dir DIR [--demo] [--config FILE]` opens (and
 //! recovers) the engine in DIR and serves the HTTP API of `docs/API.md`. SIGTERM or Ctrl-C
 //! stops accepting, lets in-flight requests finish, flushes the engine and exits 0.
+//! `platepool config check FILE` prints the effective configuration (file < environment), secrets
+//! masked, or why it is not valid. Configuration layering lives in `settings.rs`.
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use actix_web::{web, App, HttpServer};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use platepool_engine::{Durability, Engine, EngineConfig};
 use platepool_gateway::auth::{sign_token, TokenClaims};
+use platepool_gateway::settings::{self, DurabilityName, LogFormat};
 use platepool_gateway::{demo, Gateway, GatewayConfig};
+use serde::Serialize;
 
 /// mimalloc: glibc's malloc serialises the frees that the writer thread makes of records the
 /// office actor allocated; with mimalloc durable draws ran 35–70 % faster in the same run.
@@ -20,23 +23,12 @@ use platepool_gateway::{demo, Gateway, GatewayConfig};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ENV_HELP: &str = "\
-Environment (overrides the --config file; command-line flags override both):
-  PLATEPOOL_OPERATOR_TOKEN         the operator credential (Authorization: Bearer …); random and printed when unset
-  PLATEPOOL_TOKEN_SECRET           HMAC-SHA256 secret citizen tokens are signed with; random and printed when unset
-  PLATEPOOL_RATE_LIMIT_USER_PER_S  requests per second per citizen on selection calls (0: off; default 10)
-  PLATEPOOL_RATE_LIMIT_IP_PER_S    requests per second per client IP (0: off; default 500)
-  PLATEPOOL_TRUSTED_PROXIES        comma-separated proxy IPs whose X-Forwarded-For is believed
-  PLATEPOOL_SMS_WEBHOOK            http:// URL SMS are posted to (default: the built-in outbox)
-  PLATEPOOL_ALLOW_TOKEN_ISSUE      true/false: POST /v1/admin/tokens issues citizen tokens (default true)
-  PLATEPOOL_SHED_LOOP_LAG_MS       while a worker's event loop runs this late (ms), selection calls get
-                                   503 unavailable at once instead of queueing (0: off; default 100)
-  PLATEPOOL_ADDR, PLATEPOOL_DATA_DIR, PLATEPOOL_DURABILITY, PLATEPOOL_WORKERS, PLATEPOOL_SHUTDOWN_TIMEOUT_S
-                                   as the flags of the same names
-  RUST_LOG                         log filter (default info), e.g. RUST_LOG=platepool_gateway=debug
-
-Config file (TOML): addr, data_dir, durability, workers, shutdown_timeout_s, and the gateway fields
-operator_token, token_secret, rate_limit_user_per_s, rate_limit_ip_per_s, trusted_proxies (array),
-sms_webhook, allow_token_issue, shed_loop_lag_ms.";
+Configuration: defaults < the --config TOML file < PLATEPOOL_<KEY> environment variables < these flags.
+platepool.example.toml (repository root) lists every key with its default and meaning; each key is also
+an environment variable, upper-cased after PLATEPOOL_ (PLATEPOOL_RATE_LIMIT_IP_PER_S, PLATEPOOL_TRUSTED_PROXIES
+as comma-separated CIDR ranges, …). `platepool config check FILE` prints the effective configuration.
+  PLATEPOOL_OPERATOR_TOKEN / PLATEPOOL_TOKEN_SECRET   random and printed when unset
+  RUST_LOG   log filter (default info), e.g. RUST_LOG=info,platepool::access=off silences the access log";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +48,19 @@ enum Command {
     Serve(ServeArgs),
     /// Prints a citizen token signed with PLATEPOOL_TOKEN_SECRET (for scripts and load tests).
     Token(TokenArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validates FILE with the PLATEPOOL_* environment over it and prints the effective
+    /// configuration, secrets masked; exits 1 when it is not valid.
+    Check {
+        /// The TOML file (see platepool.example.toml).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,12 +73,29 @@ enum DurabilityArg {
     None,
 }
 
-impl From<DurabilityArg> for Durability {
-    fn from(d: DurabilityArg) -> Durability {
+impl From<DurabilityArg> for DurabilityName {
+    fn from(d: DurabilityArg) -> DurabilityName {
         match d {
-            DurabilityArg::Fsync => Durability::Fsync,
-            DurabilityArg::Flush => Durability::Flush,
-            DurabilityArg::None => Durability::None,
+            DurabilityArg::Fsync => DurabilityName::Fsync,
+            DurabilityArg::Flush => DurabilityName::Flush,
+            DurabilityArg::None => DurabilityName::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormatArg {
+    /// Human-readable lines, the request's span (with its id) in front.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> LogFormat {
+        match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
         }
     }
 }
@@ -81,27 +103,60 @@ impl From<DurabilityArg> for Durability {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "PLATEPOOL_ADDR", value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT")]
     addr: Option<String>,
     /// Folder of the engine's data (created when missing) [default: ./platepool-data].
-    #[arg(long, env = "PLATEPOOL_DATA_DIR", value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Seeds the Maoming demo office, releases and vehicles on first start, and prints tokens,
     /// demo VINs and vouchers and example curl commands.
     #[arg(long)]
     demo: bool,
-    /// TOML file with the settings below and the gateway's (see the end of this help).
+    /// TOML file with any of the keys of platepool.example.toml.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// When a change is durable before it is acknowledged [default: fsync].
-    #[arg(long, env = "PLATEPOOL_DURABILITY", value_enum)]
+    #[arg(long, value_enum)]
     durability: Option<DurabilityArg>,
     /// HTTP worker threads [default: the number of cores].
-    #[arg(long, env = "PLATEPOOL_WORKERS")]
+    #[arg(long)]
     workers: Option<usize>,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C [default: 30].
-    #[arg(long, env = "PLATEPOOL_SHUTDOWN_TIMEOUT_S")]
+    #[arg(long)]
     shutdown_timeout_s: Option<u64>,
+    /// Log lines as text or JSON [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+/// The flags that were given, as the top layer of the configuration.
+#[derive(Debug, Default, Serialize)]
+struct Flags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    durability: Option<DurabilityName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown_timeout_s: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+}
+
+impl From<&ServeArgs> for Flags {
+    fn from(a: &ServeArgs) -> Flags {
+        Flags {
+            addr: a.addr.clone(),
+            data_dir: a.data_dir.clone(),
+            durability: a.durability.map(DurabilityName::from),
+            workers: a.workers,
+            shutdown_timeout_s: a.shutdown_timeout_s,
+            log_format: a.log_format.map(LogFormat::from),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -117,139 +172,42 @@ struct TokenArgs {
     ttl_s: u64,
 }
 
-/// Settings of the binary that are not the gateway's.
-#[derive(Debug, Default)]
-struct FileSettings {
-    addr: Option<String>,
-    data_dir: Option<PathBuf>,
-    durability: Option<Durability>,
-    workers: Option<usize>,
-    shutdown_timeout_s: Option<u64>,
-}
-
-/// Reads the TOML file: the binary's own keys, the rest is the gateway configuration.
-fn read_config_file(path: &Path) -> Result<(FileSettings, GatewayConfig), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let bad = |key: &str, what: &str| format!("{}: {key} must be {what}", path.display());
-    let mut settings = FileSettings::default();
-    if let Some(v) = table.remove("addr") {
-        settings.addr = Some(
-            v.as_str()
-                .ok_or_else(|| bad("addr", "a string"))?
-                .to_string(),
-        );
-    }
-    if let Some(v) = table.remove("data_dir") {
-        settings.data_dir = Some(PathBuf::from(
-            v.as_str().ok_or_else(|| bad("data_dir", "a string"))?,
-        ));
-    }
-    if let Some(v) = table.remove("durability") {
-        let d = match v.as_str() {
-            Some("fsync") => Durability::Fsync,
-            Some("flush") => Durability::Flush,
-            Some("none") => Durability::None,
-            _ => return Err(bad("durability", "\"fsync\", \"flush\" or \"none\"")),
-        };
-        settings.durability = Some(d);
-    }
-    if let Some(v) = table.remove("workers") {
-        let n = v
-            .as_integer()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| bad("workers", "a positive integer"))?;
-        settings.workers = Some(n as usize);
-    }
-    if let Some(v) = table.remove("shutdown_timeout_s") {
-        let n = v
-            .as_integer()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| bad("shutdown_timeout_s", "a whole number of seconds"))?;
-        settings.shutdown_timeout_s = Some(n as u64);
-    }
-    let gateway: GatewayConfig = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((settings, gateway))
-}
-
 fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// Applies the `PLATEPOOL_*` variables of the gateway configuration.
-fn apply_env(config: &mut GatewayConfig) -> Result<(), String> {
-    if let Some(v) = env_var("PLATEPOOL_OPERATOR_TOKEN") {
-        config.operator_token = v;
-    }
-    if let Some(v) = env_var("PLATEPOOL_TOKEN_SECRET") {
-        config.token_secret = v;
-    }
-    let number = |name: &str| -> Result<Option<u32>, String> {
-        env_var(name)
-            .map(|v| {
-                v.trim()
-                    .parse::<u32>()
-                    .map_err(|_| format!("{name} must be a whole number, not {v:?}"))
-            })
-            .transpose()
-    };
-    if let Some(n) = number("PLATEPOOL_RATE_LIMIT_USER_PER_S")? {
-        config.rate_limit_user_per_s = n;
-    }
-    if let Some(n) = number("PLATEPOOL_RATE_LIMIT_IP_PER_S")? {
-        config.rate_limit_ip_per_s = n;
-    }
-    if let Some(n) = number("PLATEPOOL_SHED_LOOP_LAG_MS")? {
-        config.shed_loop_lag_ms = u64::from(n);
-    }
-    if let Some(v) = env_var("PLATEPOOL_TRUSTED_PROXIES") {
-        config.trusted_proxies = v
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpAddr>()
-                    .map_err(|_| format!("PLATEPOOL_TRUSTED_PROXIES: {s:?} is not an IP address"))
-            })
-            .collect::<Result<_, _>>()?;
-    }
-    if let Some(v) = env_var("PLATEPOOL_SMS_WEBHOOK") {
-        config.sms_webhook = Some(v);
-    }
-    if let Some(v) = env_var("PLATEPOOL_ALLOW_TOKEN_ISSUE") {
-        config.allow_token_issue = match v.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => true,
-            "0" | "false" | "no" | "off" => false,
-            _ => {
-                return Err(format!(
-                    "PLATEPOOL_ALLOW_TOKEN_ISSUE must be true or false, not {v:?}"
-                ))
-            }
-        };
-    }
-    Ok(())
-}
-
-fn init_logs() {
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        // The current span's fields (the request id) on every line, flattened beside the event's.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            init_logs();
-            match serve(args) {
+            let s = match settings(&args) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("platepool: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            init_logs(s.log_format);
+            match serve(s) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("platepool: {e}");
@@ -267,6 +225,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Config(ConfigCommand::Check { file }) => {
+            match settings::load(Some(&file), &Flags::default()) {
+                Ok(config) => {
+                    println!(
+                        "# {}: valid; the effective configuration (file < environment):",
+                        file.display()
+                    );
+                    print!("{}", config.masked_toml());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("platepool: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -293,6 +267,7 @@ struct Settings {
     durability: Durability,
     workers: usize,
     shutdown_timeout_s: u64,
+    log_format: LogFormat,
     demo: bool,
     gateway: GatewayConfig,
     /// Which secrets were made up here (to print them).
@@ -300,36 +275,23 @@ struct Settings {
     random_token_secret: bool,
 }
 
-fn settings(args: ServeArgs) -> Result<Settings, String> {
-    let (file, mut gateway) = match &args.config {
-        Some(path) => read_config_file(path)?,
-        None => (FileSettings::default(), GatewayConfig::default()),
-    };
-    apply_env(&mut gateway)?;
-    let random_operator_token = gateway.operator_token.is_empty();
-    let random_token_secret = gateway.token_secret.is_empty();
-    let gateway = gateway.with_random_secrets();
+fn settings(args: &ServeArgs) -> Result<Settings, String> {
+    let config = settings::load(args.config.as_deref(), &Flags::from(args))?;
+    let random_operator_token = config.gateway.operator_token.is_empty();
+    let random_token_secret = config.gateway.token_secret.is_empty();
+    let gateway = config.gateway.with_random_secrets();
     gateway.validate()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(Settings {
-        addr: args
-            .addr
-            .or(file.addr)
-            .unwrap_or_else(|| "127.0.0.1:8080".into()),
-        data_dir: args
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("platepool-data")),
-        durability: args
-            .durability
-            .map(Durability::from)
-            .or(file.durability)
-            .unwrap_or_default(),
-        workers: args.workers.or(file.workers).unwrap_or(cores).max(1),
-        shutdown_timeout_s: args
-            .shutdown_timeout_s
-            .or(file.shutdown_timeout_s)
-            .unwrap_or(30),
+        addr: config.addr,
+        data_dir: config.data_dir,
+        durability: config.durability.into(),
+        workers: match config.workers {
+            0 => cores,
+            n => n,
+        },
+        shutdown_timeout_s: config.shutdown_timeout_s,
+        log_format: config.log_format,
         demo: args.demo,
         gateway,
         random_operator_token,
@@ -362,8 +324,7 @@ async fn stop_signal() {
 }
 
 #[actix_web::main]
-async fn serve(args: ServeArgs) -> Result<(), String> {
-    let s = settings(args)?;
+async fn serve(s: Settings) -> Result<(), String> {
     std::fs::create_dir_all(&s.data_dir).map_err(|e| format!("{}: {e}", s.data_dir.display()))?;
     let mut engine_config = EngineConfig::new(&s.data_dir);
     engine_config.durability = s.durability;
@@ -389,6 +350,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let app_gw = gw.clone();
     let server = HttpServer::new(move || {
         App::new()
+            // The pages answer only their own paths; the API's scope answers everything else.
+            .service(app_gw.pages_scope(""))
             .service(app_gw.scope(""))
             .default_service(web::to(platepool_gateway::not_found))
     })
@@ -430,6 +393,9 @@ fn print_banner(s: &Settings, bound: &str, demo: Option<&demo::DemoInfo>, engine
     out.push_str(&format!(
         "platepool serving on {base} (data in {})\n",
         s.data_dir.display()
+    ));
+    out.push_str(&format!(
+        "open {base}/ (the citizen's page) or {base}/console/ (the operator console)\n"
     ));
     if s.random_operator_token {
         out.push_str(&format!(

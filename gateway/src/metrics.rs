@@ -259,7 +259,13 @@ impl Metrics {
         }
         let mut health = engine.office_health();
         health.sort_by(|a, b| a.0.cmp(&b.0));
-        let gauges: [OfficeGauge; 7] = [
+        let gauges: [OfficeGauge; 8] = [
+            (
+                "platepool_office_healthy",
+                "gauge",
+                "1 while an office accepts writes; 0 after a write failed (it refuses writes until the process restarts and recovers).",
+                |h| f64::from(u8::from(!h.failed.load(Ordering::Relaxed))),
+            ),
             (
                 "platepool_office_mailbox_depth",
                 "gauge",

@@ -114,15 +114,17 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
                     "text/html": {"schema": {"type": "string"}},
                     "application/json": {"schema": reference("VoucherDocument")},
                 }),
+                "empty" => Value::Null,
                 name => json!({"application/json": {"schema": schema_of(name)}}),
             }
         } else {
             json!({"application/json": {"schema": reference("Error")}})
         };
-        responses.insert(
-            code.to_string(),
-            json!({"description": status_text(code), "content": body}),
-        );
+        let mut response = json!({"description": status_text(code)});
+        if !body.is_null() {
+            response["content"] = body;
+        }
+        responses.insert(code.to_string(), response);
     }
     let mut op = json!({
         "operationId": format!("{} {}", route.verb.as_str().to_ascii_lowercase(), route.path),
@@ -205,7 +207,7 @@ fn schemas() -> Schemas {
             "holidays": array(json!({"type": "string", "format": "date"})),
             "blacklist_days": int(),
             "service_hours": nullable(object(&["open", "close"], json!({"open": string(), "close": string()}))),
-            "maintenance": boolean(), "opening_window_ms": int(),
+            "maintenance": boolean(), "opening_window_ms": int(), "random_min_interval_ms": int(),
             "custom_patterns": {"type": "object", "additionalProperties": array(string())},
             "deny": array(string()),
         },
@@ -268,6 +270,7 @@ fn schemas() -> Schemas {
             "applications": array(reference("Application")),
             "resume": nullable(object(&["application", "stage", "step"], json!({"application": string(), "stage": int(), "step": int()}))),
         })),
+        "Login": object(&["token", "user", "expires_at"], json!({"token": string(), "user": string(), "expires_at": time(), "expires_in_ms": int()})),
         "SmsSent": object(&["sent_at", "confirm_after_ms", "expires_in_ms"], json!({"sent_at": time(), "confirm_after_ms": int(), "expires_in_ms": int()})),
         "Hold": hold,
         "Claim": claim,
@@ -302,6 +305,12 @@ fn schemas() -> Schemas {
         }))})),
         "ReleaseCreated": object(&["id", "total"], json!({
             "id": int(), "total": int(), "label": string(), "opens_at": time(), "custom_from": time(),
+        })),
+        "ReleasePreview": object(&["total", "named"], json!({
+            "office": string(), "class": string(), "total": int(), "named": int(), "already_in_pool": int(),
+            "sample": array(object(&["serial", "plate"], json!({"serial": string(), "plate": string()}))),
+            "last": nullable(object(&["serial", "plate"], json!({"serial": string(), "plate": string()}))),
+            "opens_at": time(), "custom_from": time(),
         })),
         "ReleaseWithdrawn": object(&["withdrawn"], json!({"id": int(), "withdrawn": int()})),
         "PlateWithdrawn": object(&["serial", "plate"], json!({"serial": string(), "plate": string(), "withdrawn": int()})),
@@ -427,7 +436,7 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "citizen": {"type": "http", "scheme": "bearer", "description": "a citizen token signed by the embedding platform: v1.<payload>.<HMAC-SHA256 signature>, or a JWT where configured"},
-                "session": {"type": "apiKey", "in": "cookie", "name": "platepool_session", "description": "the session cookie the gateway's own login sets (standalone mode), in place of the citizen header"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "platepool_session", "description": "the session cookie the gateway's own login sets (standalone mode), in place of the citizen header; state changes then only from the page's own origin"},
                 "operator": {"type": "http", "scheme": "bearer", "description": "the configured operator token"},
             },
             "schemas": components,
@@ -471,6 +480,7 @@ mod tests {
             ("GET", "/metrics"),
             ("GET", "/v1/admin/blacklist"),
             ("POST", "/v1/admin/tokens"),
+            ("POST", "/v1/logout"),
         ];
         for route in crate::routes::all() {
             let d = &route.doc;

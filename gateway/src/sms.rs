@@ -3,7 +3,9 @@
 //! Codes are 6 digits, single use, valid 5 minutes, dead after 5 wrong tries, one send per phone
 //! and purpose per 60 s, and stored only as a salted SHA-256. Messages go through an
 //! [`SmsSender`]: the built-in outbox (kept in sled, readable by operators) or a webhook to the
-//! platform's SMS service.
+//! platform's SMS service (`sms_webhook.rs`). Codes are sent while the request waits (its answer
+//! says whether the code went out); the claim message (R4.8) through a webhook is queued durably
+//! and sent by a background task with retries (`sms_queue.rs`), so the claim never waits for it.
 
 use std::sync::Arc;
 
@@ -18,6 +20,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::sms_queue::DeliveryQueue;
+pub use crate::sms_queue::SmsStats;
+pub use crate::sms_webhook::WebhookSender;
 
 /// How long a code lives.
 pub const CODE_TTL_MS: u64 = 5 * 60_000;
@@ -36,6 +41,8 @@ pub enum Purpose {
     Apply,
     /// Verifies identity before selection (R4.4).
     Identity,
+    /// Signs a citizen in to the standalone gateway (SPEC S5).
+    Login,
     /// Not a code: tells the pre-selected number (R4.8).
     Claimed,
 }
@@ -45,6 +52,7 @@ impl Purpose {
         match self {
             Purpose::Apply => "apply",
             Purpose::Identity => "identity",
+            Purpose::Login => "login",
             Purpose::Claimed => "claimed",
         }
     }
@@ -62,6 +70,12 @@ pub struct OutboxMessage {
 /// Delivers messages. The future runs on the request's worker thread (it need not be `Send`).
 pub trait SmsSender: Send + Sync + std::fmt::Debug {
     fn send(&self, message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>>;
+
+    /// Whether a message is delivered where it is sent, durably and at once (the outbox): then
+    /// nothing is queued for it.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// The default sender: keeps every message in sled for operators, tests and load tests.
@@ -100,6 +114,10 @@ impl OutboxSender {
 }
 
 impl SmsSender for OutboxSender {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     /// Stored at once; sent (the future resolves) once the message is durable.
     fn send(&self, message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>> {
         let id = match self.kv.generate_id() {
@@ -110,45 +128,6 @@ impl SmsSender for OutboxSender {
         key.extend_from_slice(&id.to_be_bytes());
         let stored = self.kv.put_async(&key, &message);
         Box::pin(async move { stored.await.map_err(|e| e.to_string()) })
-    }
-}
-
-/// Posts every message as JSON `{"phone","purpose","text","sent_at"}` to the platform's SMS
-/// service; any 2xx answer counts as sent.
-#[derive(Debug, Clone)]
-pub struct WebhookSender {
-    url: String,
-}
-
-/// How long the SMS service may take to answer.
-pub const WEBHOOK_TIMEOUT_MS: u64 = 5_000;
-
-impl WebhookSender {
-    pub fn new(url: &str) -> WebhookSender {
-        WebhookSender {
-            url: url.to_string(),
-        }
-    }
-}
-
-impl SmsSender for WebhookSender {
-    fn send(&self, message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>> {
-        let url = self.url.clone();
-        Box::pin(async move {
-            let client = awc::Client::builder()
-                .timeout(std::time::Duration::from_millis(WEBHOOK_TIMEOUT_MS))
-                .finish();
-            let resp = client
-                .post(&url)
-                .send_json(&message)
-                .await
-                .map_err(|e| format!("webhook {url}: {e}"))?;
-            if resp.status().is_success() {
-                Ok(())
-            } else {
-                Err(format!("webhook {url} answered {}", resp.status()))
-            }
-        })
     }
 }
 
@@ -188,6 +167,10 @@ pub struct SmsService {
     codes: Kv,
     sender: Arc<dyn SmsSender>,
     outbox: Option<OutboxSender>,
+    /// Messages sent, failed, queued (for `/metrics`).
+    stats: Arc<SmsStats>,
+    /// The durable queue of messages sent in the background (with a remote sender).
+    queue: Option<Arc<DeliveryQueue>>,
 }
 
 fn hash(salt: &str, code: &str) -> String {
@@ -201,7 +184,7 @@ fn code_key(phone: &str, purpose: Purpose) -> Vec<u8> {
 
 /// The marker of a message sent once per reference ([`SmsService::deliver_once`]); beside the
 /// codes (`c/…`) in the same tree.
-fn delivered_key(purpose: Purpose, reference: &str) -> Vec<u8> {
+pub(crate) fn delivered_key(purpose: Purpose, reference: &str) -> Vec<u8> {
     format!("d/{}/{reference}", purpose.as_str()).into_bytes()
 }
 
@@ -221,16 +204,44 @@ impl SmsService {
             codes: store.kv("sms_codes").map_err(|e| e.to_string())?,
             sender: Arc::new(outbox.clone()),
             outbox: Some(outbox),
+            stats: Arc::default(),
+            queue: None,
         })
     }
 
-    /// With another sender (a webhook); the outbox still records nothing then.
+    /// With another sender (a webhook); the outbox still records nothing then. A sender that
+    /// is not local gets the background delivery queue (started here, on its own thread).
     pub fn with_sender(store: &Store, sender: Arc<dyn SmsSender>) -> Result<SmsService, String> {
+        let codes = store.kv("sms_codes").map_err(|e| e.to_string())?;
+        let stats = Arc::new(SmsStats::default());
+        let queue = if sender.is_local() {
+            None
+        } else {
+            let queued = store.kv("sms_queue").map_err(|e| e.to_string())?;
+            Some(DeliveryQueue::start(
+                queued,
+                codes.clone(),
+                sender.clone(),
+                stats.clone(),
+            )?)
+        };
         Ok(SmsService {
-            codes: store.kv("sms_codes").map_err(|e| e.to_string())?,
+            codes,
             sender,
             outbox: None,
+            stats,
+            queue,
         })
+    }
+
+    /// Whether a sync of the gateway's store failed (every later durable write is refused).
+    pub fn storage_failed(&self) -> bool {
+        self.codes.sync_stats().failed
+    }
+
+    /// Messages sent and failed, and the queue's depth.
+    pub fn stats(&self) -> &SmsStats {
+        &self.stats
     }
 
     /// Messages in the built-in outbox (empty with another sender).
@@ -302,6 +313,7 @@ impl SmsService {
         let text = match purpose {
             Purpose::Apply => format!("【互联网预选号牌】您正在申请预选号牌，验证码 {code}，5分钟内有效，请勿告诉他人。"),
             Purpose::Identity => format!("【互联网预选号牌】您正在进行选号身份验证，验证码 {code}，5分钟内有效，请勿告诉他人。"),
+            Purpose::Login => format!("【互联网预选号牌】您正在登录预选号牌服务，验证码 {code}，5分钟内有效，请勿告诉他人。"),
             Purpose::Claimed => code,
         };
         if let Err(e) = self.deliver(phone, purpose, text, now_ms).await {
@@ -348,10 +360,9 @@ impl SmsService {
             text,
             sent_at: rfc3339(now_ms),
         };
-        self.sender
-            .send(message)
-            .await
-            .map_err(|e| ApiError::unavailable(format!("SMS cannot be sent: {e}")))
+        let sent = self.sender.send(message).await;
+        self.stats.count(&sent);
+        sent.map_err(|e| ApiError::unavailable(format!("SMS cannot be sent: {e}")))
     }
 
     /// [`SmsService::deliver`] once per `reference` (for a claim: its application and voucher
@@ -359,7 +370,11 @@ impl SmsService {
     /// is not sent again (markers are kept; one small record per claim). The
     /// marker is written after the send, so a crash in between sends the message twice rather
     /// than never — what a keyed retry of a claim whose first send was cut off after the claim
-    /// was durable needs. Answers whether it sent.
+    /// was durable needs. Answers whether it sent (or queued).
+    ///
+    /// With a remote sender the message is not sent here: it is queued durably (the answer waits
+    /// for that write only) and the background task sends it, retrying with backoff until the
+    /// SMS service takes it (`sms_queue.rs`).
     pub async fn deliver_once(
         &self,
         reference: &str,
@@ -371,6 +386,16 @@ impl SmsService {
         let key = delivered_key(purpose, reference);
         if self.codes.get::<u64>(&key).map_err(storage)?.is_some() {
             return Ok(false);
+        }
+        if let Some(queue) = &self.queue {
+            let message = OutboxMessage {
+                phone: phone.to_string(),
+                purpose,
+                text,
+                sent_at: rfc3339(now_ms),
+            };
+            queue.enqueue(reference, message).await.map_err(storage)?;
+            return Ok(true);
         }
         self.deliver(phone, purpose, text, now_ms).await?;
         self.codes.put_async(&key, &now_ms).await.map_err(storage)?;
@@ -478,6 +503,12 @@ mod tests {
     }
 
     impl SmsSender for Flaky {
+        /// Delivered inline, as the outbox is (a remote sender's claim messages are queued:
+        /// `tests/sms_delivery.rs`).
+        fn is_local(&self) -> bool {
+            true
+        }
+
         fn send(&self, message: OutboxMessage) -> LocalBoxFuture<'static, Result<(), String>> {
             if self.down.load(std::sync::atomic::Ordering::Relaxed) {
                 return Box::pin(async { Err("gateway down".to_string()) });

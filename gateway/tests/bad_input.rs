@@ -97,11 +97,13 @@ impl Fixture {
         let who = "operator:setup";
         let rules = OfficeRules {
             opening_window_ms: 0,
+            random_min_interval_ms: 0,
             deny: vec![DenyRule::ThreeIdenticalDigits],
             ..OfficeRules::default()
         };
         let tiny = OfficeRules {
             opening_window_ms: 0,
+            random_min_interval_ms: 0,
             custom_quota: 2,
             custom_per_check: 2,
             random_quota: 1,

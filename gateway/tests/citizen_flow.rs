@@ -42,6 +42,7 @@ impl World {
         let who = "operator:test";
         let rules = OfficeRules {
             opening_window_ms: 0,
+            random_min_interval_ms: 0,
             ..OfficeRules::default()
         };
         engine

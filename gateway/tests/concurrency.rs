@@ -390,6 +390,7 @@ async fn many_clients_one_small_pool() {
         candidate_ttl_ms: 600_000,
         sms_confirm_delay_ms: 0,
         opening_window_ms: 1_000,
+        random_min_interval_ms: 0,
         ..OfficeRules::default()
     };
     let office = support::office("抢号测试车管所", &["small"], rules);

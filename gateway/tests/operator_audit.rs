@@ -36,6 +36,7 @@ async fn world() -> World {
         custom_min_interval_ms: 0,
         opening_window_ms: 0,
         sms_confirm_delay_ms: 0,
+        random_min_interval_ms: 0,
         ..OfficeRules::default()
     };
     for (id, name) in [(MAOMING, "茂名市车辆管理所"), (GAOZHOU, "高州市车辆管理所")]

@@ -2,20 +2,28 @@
 //! for the platform's SMS service, and the gateway is driven through `POST /v1/sms` (API.md,
 //! SPEC S2). Pins that a code reaches the service and works, that a failed delivery answers 503
 //! and changes nothing (the retry sends at once), and that a keyed retry gets the first answer
-//! without a second message.
+//! without a second message. Every request the receiver gets must carry a valid signature
+//! (docs/sms-webhook.md), checked here with the receiver's own HMAC. The claim message (R4.8) is
+//! queued durably: it is accepted while the service fails, retried until the service takes it,
+//! sent once, counted in `/metrics`, and a queued message left by one sender is sent by the next.
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServerHandle, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
+use actix_web::HttpRequest;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use hmac::{Hmac, Mac};
 use platepool_engine::actor::Clock;
-use platepool_engine::OfficeRules;
+use platepool_engine::store::Store;
+use platepool_engine::{Durability, OfficeRules};
+use platepool_gateway::sms::{Purpose, SmsService};
+use platepool_gateway::sms_webhook::{WebhookSender, SIGNATURE_HEADER};
 use platepool_gateway::Gateway;
 use serde_json::{json, Value};
 
@@ -24,6 +32,7 @@ use support::{t0, vin, voucher_no, TestClock};
 
 const OFFICE: &str = "maoming";
 const PHONE: &str = "13800000001";
+const WEBHOOK_SECRET: &str = "sms-webhook-test-secret-0123";
 
 /// What the stand-in SMS service saw, and how it answers.
 #[derive(Debug)]
@@ -32,6 +41,10 @@ struct Inbox {
     received: Mutex<Vec<Value>>,
     /// The status the next deliveries get.
     answer: AtomicU16,
+    /// Requests whose signature did not verify, with why.
+    forged: Mutex<Vec<String>>,
+    /// While set, requests wait before they are answered (a stalled SMS service).
+    hold: AtomicBool,
 }
 
 impl Inbox {
@@ -42,14 +55,56 @@ impl Inbox {
     fn answer(&self, status: StatusCode) {
         self.answer.store(status.as_u16(), Ordering::SeqCst);
     }
+
+    fn forged(&self) -> Vec<String> {
+        self.forged.lock().expect("forged lock").clone()
+    }
 }
 
-async fn receive(inbox: web::Data<Inbox>, message: web::Json<Value>) -> HttpResponse {
-    inbox
-        .received
-        .lock()
-        .expect("inbox lock")
-        .push(message.into_inner());
+/// Checks `t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` as an SMS service would: the
+/// MAC, and a timestamp within 5 minutes of now.
+fn check_signature(header: Option<&str>, body: &[u8]) -> Result<(), String> {
+    let header = header.ok_or("no signature header")?;
+    let (t, v1) = header
+        .split_once(',')
+        .and_then(|(t, v)| Some((t.strip_prefix("t=")?, v.strip_prefix("v1=")?)))
+        .ok_or_else(|| format!("malformed signature {header:?}"))?;
+    let t: u64 = t.parse().map_err(|_| format!("bad timestamp {t:?}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    if t.abs_diff(now) > 300 {
+        return Err(format!("timestamp {t} too far from {now}"));
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).expect("key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let want: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if want != v1 {
+        return Err(format!("signature {v1} is not {want}"));
+    }
+    Ok(())
+}
+
+async fn receive(inbox: web::Data<Inbox>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let signature = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if let Err(why) = check_signature(signature, &body) {
+        inbox.forged.lock().expect("forged lock").push(why);
+    }
+    while inbox.hold.load(Ordering::SeqCst) {
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let message: Value = serde_json::from_slice(&body).expect("a JSON body");
+    inbox.received.lock().expect("inbox lock").push(message);
     let status =
         StatusCode::from_u16(inbox.answer.load(Ordering::SeqCst)).expect("a valid status was set");
     HttpResponse::build(status).finish()
@@ -67,6 +122,8 @@ impl Receiver {
         let inbox = Arc::new(Inbox {
             received: Mutex::new(Vec::new()),
             answer: AtomicU16::new(StatusCode::OK.as_u16()),
+            forged: Mutex::new(Vec::new()),
+            hold: AtomicBool::new(false),
         });
         let data = web::Data::from(inbox.clone());
         let server = HttpServer::new(move || {
@@ -90,7 +147,13 @@ impl Receiver {
         }
     }
 
+    /// Stops the receiver, after checking every request it got was signed.
     async fn stop(self) {
+        assert_eq!(
+            self.inbox.forged(),
+            Vec::<String>::new(),
+            "unsigned or forged requests"
+        );
         self.handle.stop(false).await;
     }
 }
@@ -132,6 +195,7 @@ impl World {
             .expect("release");
         let config = platepool_gateway::GatewayConfig {
             sms_webhook: Some(webhook.to_string()),
+            sms_webhook_secret: WEBHOOK_SECRET.into(),
             ..support::gateway_config()
         };
         let gw = support::gateway(&engine, config);
@@ -352,5 +416,217 @@ async fn a_keyed_retry_gets_the_first_answer_and_sends_nothing() {
         "{other:?}"
     );
     assert_eq!(receiver.inbox.received().len(), 1);
+    receiver.stop().await;
+}
+
+/// Waits (up to 30 s) until `done` holds.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "not within 30 s: {what}"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn webhook_sms(store: &Store, url: &str) -> SmsService {
+    let sender = WebhookSender::start(url, WEBHOOK_SECRET, None).expect("webhook client");
+    SmsService::with_sender(store, Arc::new(sender)).expect("sms service")
+}
+
+fn claimed_texts(inbox: &Inbox) -> Vec<String> {
+    inbox
+        .received()
+        .iter()
+        .filter(|m| m["purpose"] == "claimed")
+        .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[actix_rt::test]
+async fn the_claim_message_is_queued_retried_until_taken_and_sent_once() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), Durability::Fsync).expect("store");
+    let sms = webhook_sms(&store, &receiver.url);
+    let stats = sms.stats();
+
+    // The SMS service refuses: the message is accepted all the same (queued, on the disk).
+    receiver.inbox.answer(StatusCode::SERVICE_UNAVAILABLE);
+    let queued = sms
+        .deliver_once("A-1/V-1", PHONE, Purpose::Claimed, "claim A-1".into(), t0())
+        .await
+        .expect("queued");
+    assert!(queued);
+    eventually("two failed attempts", || {
+        stats.failures.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    assert_eq!(stats.queued.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.sent.load(Ordering::SeqCst), 0);
+    let mut metrics = String::new();
+    stats.render(&mut metrics);
+    assert!(
+        metrics.contains("platepool_sms_queue_depth 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("platepool_sms_failures_total 0\n"),
+        "{metrics}"
+    );
+
+    // The service is back: the next retry delivers it, once.
+    receiver.inbox.answer(StatusCode::OK);
+    eventually("the message delivered", || {
+        stats.sent.load(Ordering::SeqCst) == 1 && stats.queued.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    let texts = claimed_texts(&receiver.inbox);
+    assert!(
+        texts.len() >= 3,
+        "two refused tries and the taken one: {texts:?}"
+    );
+    assert!(texts.iter().all(|t| t == "claim A-1"), "{texts:?}");
+    let tries = texts.len();
+    // Sent once per reference: a retried claim queues nothing more.
+    let again = sms
+        .deliver_once("A-1/V-1", PHONE, Purpose::Claimed, "claim A-1".into(), t0())
+        .await
+        .expect("answered");
+    assert!(!again);
+    actix_rt::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(claimed_texts(&receiver.inbox).len(), tries);
+    receiver.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_queued_message_outlives_its_sender() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), Durability::Fsync).expect("store");
+    // Nothing listens: the message stays queued.
+    let first = webhook_sms(&store, &nowhere());
+    first
+        .deliver_once("A-2/V-2", PHONE, Purpose::Claimed, "claim A-2".into(), t0())
+        .await
+        .expect("queued");
+    eventually("a failed attempt", || {
+        first.stats().failures.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    drop(first);
+    // The next sender (as after a restart) finds it in the store and sends it.
+    let receiver = Receiver::start();
+    let second = webhook_sms(&store, &receiver.url);
+    eventually("the message sent by the next sender", || {
+        claimed_texts(&receiver.inbox) == ["claim A-2"]
+    })
+    .await;
+    eventually("the queue empty", || {
+        second.stats().queued.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    receiver.stop().await;
+}
+
+/// `GET /metrics`'s value of an unlabelled series.
+async fn metric<F, Fut, B>(s: &F, name: &str) -> f64
+where
+    F: Fn(TestRequest) -> Fut,
+    Fut: Future<Output = ServiceResponse<B>>,
+    B: MessageBody,
+{
+    let resp = s(TestRequest::get().uri("/metrics")).await;
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).expect("UTF-8");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+#[actix_rt::test]
+async fn a_claim_is_answered_while_the_sms_service_stalls_and_its_message_follows() {
+    let receiver = Receiver::start();
+    let w = World::new(&receiver.url).await;
+    let app = support::app!(w.gw);
+    let s = |r: TestRequest| test::call_service(&app, r.to_request());
+
+    // Apply, verify identity, draw and pick a number (codes through the webhook).
+    let sent = post(&s, &w, "/v1/sms", json!({"purpose": "apply"}), None).await;
+    assert_eq!(sent.status, StatusCode::OK, "{sent:?}");
+    let code = code_in(&receiver.inbox.received()[0], "apply");
+    let created = post(&s, &w, "/v1/applications", application_body(1, &code), None).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let id = created.body["id"].as_str().expect("id").to_string();
+    let body = json!({"purpose": "identity", "application": id});
+    let sent = post(&s, &w, "/v1/sms", body, None).await;
+    let code = code_in(&receiver.inbox.received()[1], "identity");
+    w.clock
+        .advance(sent.body["confirm_after_ms"].as_u64().expect("delay"));
+    let path = format!("/v1/applications/{id}/identity");
+    let verified = post(&s, &w, &path, json!({"sms_code": code}), None).await;
+    assert_eq!(verified.status, StatusCode::OK, "{verified:?}");
+    let drawn = post(
+        &s,
+        &w,
+        &format!("/v1/applications/{id}/draws"),
+        json!({"exclude_four": false}),
+        None,
+    )
+    .await;
+    assert_eq!(drawn.status, StatusCode::CREATED, "{drawn:?}");
+    let serial = drawn.body["batch"]["plates"][0]["serial"]
+        .as_str()
+        .expect("a drawn serial")
+        .to_string();
+    let picked = post(
+        &s,
+        &w,
+        &format!("/v1/applications/{id}/candidates"),
+        json!({"serial": serial}),
+        None,
+    )
+    .await;
+    assert_eq!(picked.status, StatusCode::OK, "{picked:?}");
+
+    // The SMS service stalls: the claim is answered all the same, its message queued.
+    receiver.inbox.hold.store(true, Ordering::SeqCst);
+    let claimed = post(
+        &s,
+        &w,
+        &format!("/v1/applications/{id}/claim"),
+        json!({"serial": serial}),
+        None,
+    )
+    .await;
+    assert_eq!(claimed.status, StatusCode::CREATED, "{claimed:?}");
+    assert_eq!(metric(&s, "platepool_sms_queue_depth").await, 1.0);
+    assert_eq!(
+        receiver.inbox.received().len(),
+        2,
+        "no claim message answered yet"
+    );
+
+    // The service comes back: the message follows (retried after the stalled attempt).
+    receiver.inbox.hold.store(false, Ordering::SeqCst);
+    eventually("the claim message delivered", || {
+        claimed_texts(&receiver.inbox).len() == 1
+    })
+    .await;
+    let text = &claimed_texts(&receiver.inbox)[0];
+    let voucher = claimed.body["claim"]["voucher"]["serial"]
+        .as_str()
+        .expect("the voucher serial");
+    assert!(text.contains(voucher), "{text} / {claimed:?}");
+    let started = std::time::Instant::now();
+    while metric(&s, "platepool_sms_queue_depth").await != 0.0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "queue not emptied"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(metric(&s, "platepool_sms_sent_total").await >= 3.0);
     receiver.stop().await;
 }

@@ -362,12 +362,14 @@ impl Buyer<'_> {
             };
             let retry_after = Duration::from_millis(answer.retry_after_ms().unwrap_or(1_000));
             match (answer.status, answer.code()) {
-                (429, Some("too_many_requests" | "too_soon")) => {
+                (429, Some(code @ ("too_many_requests" | "too_soon"))) => {
                     let cap = if self.is_bot() { u32::MAX } else { 30 };
                     if limited < cap {
                         limited += 1;
+                        // Every buyer honours an office interval (a draw or check sooner is
+                        // refused anyway, R4.14); bots press on against the rate limit.
                         self.next = done
-                            + if self.is_bot() {
+                            + if self.is_bot() && code == "too_many_requests" {
                                 Duration::from_millis(s.bot_retry_ms)
                             } else {
                                 retry_after
@@ -837,7 +839,14 @@ impl Buyer<'_> {
         // When the pool first looked empty, and how many claims the run had acknowledged then.
         let mut empty_since: Option<(Instant, u64)> = None;
         let patience = Duration::from_millis(s.rules.longest_holding_ms() + 1_000);
+        // Every draw answered, found or not, starts the office's interval (R4.14): the next
+        // one is not sent before it ends.
+        let interval = Duration::from_millis(s.rules.random_min_interval_ms);
+        let mut last_draw: Option<Instant> = None;
         while self.random_left > 0 {
+            if let Some(at) = last_draw {
+                self.wait_until(at + interval);
+            }
             let exclude_four = !self.is_bot() && self.rng.random_bool(s.exclude_four_share);
             let a = match self
                 .call(
@@ -862,6 +871,7 @@ impl Buyer<'_> {
                     continue;
                 }
             };
+            last_draw = Some(self.next);
             let first = !self.drew;
             self.drew = true;
             let batch = match (a.status, a.code()) {

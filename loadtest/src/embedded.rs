@@ -88,7 +88,7 @@ impl Embedded {
             config.rate_limit_ip_per_s = n;
         }
         if opts.trust_loopback {
-            config.trusted_proxies = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+            config.trusted_proxies = vec![IpAddr::V4(Ipv4Addr::LOCALHOST).into()];
         }
         let (operator_token, token_secret) =
             (config.operator_token.clone(), config.token_secret.clone());

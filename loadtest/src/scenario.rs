@@ -39,6 +39,8 @@ pub struct Rules {
     pub candidate_ttl_ms: u64,
     pub sms_confirm_delay_ms: u64,
     pub opening_window_ms: u64,
+    /// Least time between two draws of one application, found or not (R4.14).
+    pub random_min_interval_ms: u64,
     /// Deny rules for custom numbers, e.g. `["three_identical_digits"]`.
     pub deny: Vec<String>,
 }
@@ -55,6 +57,7 @@ impl Default for Rules {
             candidate_ttl_ms: 15_000,
             sms_confirm_delay_ms: 5_000,
             opening_window_ms: 1_000,
+            random_min_interval_ms: 1_000,
             deny: Vec::new(),
         }
     }
@@ -73,6 +76,7 @@ impl Rules {
             "candidate_ttl_ms": self.candidate_ttl_ms,
             "sms_confirm_delay_ms": self.sms_confirm_delay_ms,
             "opening_window_ms": self.opening_window_ms,
+            "random_min_interval_ms": self.random_min_interval_ms,
             "deny": self.deny,
         })
     }

@@ -5,7 +5,9 @@
 //! seeds each, and compares the bots' share of the lucky numbers claimed from each buyer's first
 //! draw (the one the opening's order decides) with their share of the buyers (margin: three
 //! binomial standard errors). Lucky numbers from later draws are reported beside it. Every
-//! rehearsal's audit must pass too.
+//! rehearsal's audit must pass too. Then numbers returning from expired holds
+//! ([`crate::returning`]): bots polling against people, with the draw interval (R4.14) and
+//! without it.
 
 use std::time::Instant;
 
@@ -44,9 +46,17 @@ fn all_share(s: &Side) -> String {
 
 pub fn campaign(mode: Mode) -> Outcome {
     let started = Instant::now();
+    let mut out = opening_window(mode);
+    crate::returning::judge(&mut out, mode);
+    out.elapsed = started.elapsed();
+    out
+}
+
+fn opening_window(mode: Mode) -> Outcome {
+    let started = Instant::now();
     let mut out = Outcome::new(
         "fairness",
-        "fairness of the opening window: bots at +50 ms against people at +800 ms",
+        "fairness of the opening window (bots at +50 ms against people at +800 ms) and of numbers returning from expired holds (bots polling against people)",
     );
     let n = repeats(mode);
     let embedded = match Embedded::start(&EmbeddedOptions::default()) {

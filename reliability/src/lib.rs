@@ -22,6 +22,7 @@ pub mod http;
 pub mod kill9;
 pub mod overload;
 pub mod report;
+pub mod returning;
 pub mod server;
 pub mod sim;
 pub mod storage;

@@ -65,6 +65,22 @@ pub struct NewRelease {
     pub source: ReleaseSource,
 }
 
+/// Numbers a release preview lists from the start of what would be added.
+pub const RELEASE_PREVIEW_SAMPLE: usize = 10;
+
+/// What a release would add (SPEC R5.2), computed without adding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasePreview {
+    /// Numbers the release would add: those it names that are not in the pool yet.
+    pub total: u64,
+    /// Distinct numbers the release names, those already in the pool included.
+    pub named: u64,
+    /// The first numbers it would add, in pool order.
+    pub sample: Vec<Serial>,
+    /// The last number it would add.
+    pub last: Option<Serial>,
+}
+
 /// What a step asks the rest of the system to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -115,6 +131,8 @@ pub struct AppView {
     pub batch_picked: bool,
     /// When the next custom check may be made.
     pub next_check_at_ms: u64,
+    /// When the next random draw may be made (R4.14).
+    pub next_draw_at_ms: u64,
 }
 
 /// A successful draw (R4.6).
@@ -514,7 +532,7 @@ impl OfficePool {
         self.config.classes.clone()
     }
 
-    /// The sorted, deduplicated codes a release names, minus numbers already released.
+    /// The sorted, deduplicated codes a release names (numbers already released included).
     fn expand(&self, class_ix: usize, source: &ReleaseSource) -> Result<Vec<u32>, String> {
         let cp = &self.classes[class_ix];
         let def = &cp.def;
@@ -574,8 +592,53 @@ impl OfficePool {
                 ));
             }
         }
-        codes.retain(|&code| cp.find(Serial::from_code(code, len)).is_none());
         Ok(codes)
+    }
+
+    /// Checks a release request as [`OfficePool::add_release`] does: the class index, the
+    /// numbers it names and the new ones among them (sorted codes), or why it is refused.
+    fn release_codes(&self, req: &NewRelease) -> Result<(usize, Vec<u32>, u64), Refusal> {
+        let class_ix = self
+            .class_index(&req.class)
+            .filter(|_| self.config.classes.contains(&req.class))
+            .ok_or_else(|| Refusal::UnknownClass(req.class.clone()))?;
+        if req.label.chars().count() > RELEASE_LABEL_LEN_MAX {
+            return Err(Refusal::InvalidRelease(format!(
+                "label is longer than {RELEASE_LABEL_LEN_MAX} characters"
+            )));
+        }
+        let mut codes = self
+            .expand(class_ix, &req.source)
+            .map_err(Refusal::InvalidRelease)?;
+        let named = codes.len() as u64;
+        let cp = &self.classes[class_ix];
+        let len = cp.def.serial_len();
+        codes.retain(|&code| cp.find(Serial::from_code(code, len)).is_none());
+        if codes.is_empty() {
+            return Err(Refusal::InvalidRelease(match req.source {
+                ReleaseSource::Patterns(_) => "every number it names is already in the pool".into(),
+                ReleaseSource::Serials(_) => "every serial it lists is already in the pool".into(),
+            }));
+        }
+        Ok((class_ix, codes, named))
+    }
+
+    /// What [`OfficePool::add_release`] would do with `req`, changing nothing: the same checks
+    /// and refusals, the count it would add, and the first and last numbers.
+    pub fn preview_release(&self, req: &NewRelease) -> Result<ReleasePreview, Refusal> {
+        let (class_ix, codes, named) = self.release_codes(req)?;
+        let len = self.classes[class_ix].def.serial_len();
+        let serial = |code: &u32| Serial::from_code(*code, len);
+        Ok(ReleasePreview {
+            total: codes.len() as u64,
+            named,
+            sample: codes
+                .iter()
+                .take(RELEASE_PREVIEW_SAMPLE)
+                .map(serial)
+                .collect(),
+            last: codes.last().map(serial),
+        })
     }
 
     /// Adds a release (R5.2). Its numbers appear at `opens_at_ms`; custom checks may take them
@@ -586,23 +649,7 @@ impl OfficePool {
         who: &str,
         now_ms: u64,
     ) -> Result<(u32, u64), Refusal> {
-        let class_ix = self
-            .class_index(&req.class)
-            .filter(|_| self.config.classes.contains(&req.class))
-            .ok_or_else(|| Refusal::UnknownClass(req.class.clone()))?;
-        if req.label.chars().count() > RELEASE_LABEL_LEN_MAX {
-            return Err(Refusal::InvalidRelease(format!(
-                "label is longer than {RELEASE_LABEL_LEN_MAX} characters"
-            )));
-        }
-        let codes = self
-            .expand(class_ix, &req.source)
-            .map_err(Refusal::InvalidRelease)?;
-        if codes.is_empty() {
-            return Err(Refusal::InvalidRelease(
-                "every number it names is already in the pool".into(),
-            ));
-        }
+        let (class_ix, codes, _) = self.release_codes(&req)?;
         let id = self.next_release;
         self.next_release += 1;
         let label = if req.label.trim().is_empty() {
@@ -861,6 +908,7 @@ impl OfficePool {
                 custom_left: rules.custom_quota,
                 random_left: rules.random_quota,
                 last_check_at_ms: None,
+                last_draw_at_ms: None,
                 verified_at_ms: None,
                 verified_until_ms: None,
                 state: AppState::Confirmed,
@@ -927,6 +975,7 @@ impl OfficePool {
             batch,
             candidates,
             next_check_at_ms: self.next_check_at(app),
+            next_draw_at_ms: self.next_draw_at(app),
         }
     }
 
@@ -974,6 +1023,13 @@ impl OfficePool {
             .or(app.rec.verified_at_ms)
             .unwrap_or(0);
         since + self.config.rules.custom_min_interval_ms
+    }
+
+    /// When the next draw may be made (R4.14): `random_min_interval_ms` after the last one.
+    fn next_draw_at(&self, app: &Application) -> u64 {
+        app.rec
+            .last_draw_at_ms
+            .map_or(0, |at| at + self.config.rules.random_min_interval_ms)
     }
 
     /// Takes an application out for a selection step after the common checks: it exists, may
@@ -1217,6 +1273,17 @@ impl OfficePool {
         if app.rec.random_left == 0 {
             return Err(Refusal::QuotaSpent);
         }
+        let next = self.next_draw_at(app);
+        if now_ms < next {
+            return Err(Refusal::TooSoon {
+                retry_after_ms: next - now_ms,
+            });
+        }
+        // Validated: from here on the draw happens and starts the next interval, whether or not
+        // it finds numbers (R4.14), so polling for numbers coming back gains nothing.
+        if self.config.rules.random_min_interval_ms > 0 {
+            app.rec.last_draw_at_ms = Some(now_ms);
+        }
         let c = app.class_ix;
         let returning = if app.practice {
             0
@@ -1229,6 +1296,9 @@ impl OfficePool {
                 .count()
         };
         if self.classes[c].drawable(app.group, exclude_four) + returning == 0 {
+            if self.config.rules.random_min_interval_ms > 0 {
+                self.persist_progress(app);
+            }
             return Err(Refusal::NotAvailable);
         }
         let rules = &self.config.rules;

@@ -74,7 +74,12 @@ pub fn office() -> OfficeConfig {
         name: "test office".into(),
         prefix: "粤K".into(),
         classes: vec!["small".into(), "small_new_energy".into()],
-        rules: OfficeRules::default(),
+        // Draws back to back, as most scripts and models make them; draw pacing (R4.14) has
+        // its own tests, which set the rule.
+        rules: OfficeRules {
+            random_min_interval_ms: 0,
+            ..OfficeRules::default()
+        },
         notice: Notice {
             version: NOTICE.into(),
             text: "terms".into(),

@@ -104,7 +104,12 @@ pub fn office_config(name: &str) -> OfficeConfig {
         name: name.to_string(),
         prefix: "粤K".into(),
         classes: vec!["small".into(), "small_new_energy".into()],
-        rules: OfficeRules::default(),
+        // Draws back to back, as most scripts and models make them; draw pacing (R4.14) has
+        // its own tests, which set the rule.
+        rules: OfficeRules {
+            random_min_interval_ms: 0,
+            ..OfficeRules::default()
+        },
         notice: Notice {
             version: "v1".into(),
             text: "业务须知".into(),

@@ -177,7 +177,17 @@ async fn readyz(gw: web::Data<Gateway>) -> ApiResult<HttpResponse> {
 }
 
 async fn metrics(gw: web::Data<Gateway>) -> HttpResponse {
-    let text = gw.metrics.render(&gw.engine).await;
+    let mut text = gw.metrics.render(&gw.engine).await;
+    gw.sms.stats().render(&mut text);
+    text.push_str(concat!(
+        "# HELP platepool_storage_failed 1 after a sync of the gateway's store (SMS codes, idempotency, outbox) failed: its durable writes are refused until restart.\n",
+        "# TYPE platepool_storage_failed gauge\n",
+    ));
+    text.push_str(if gw.sms.storage_failed() {
+        "platepool_storage_failed 1\n"
+    } else {
+        "platepool_storage_failed 0\n"
+    });
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

@@ -349,6 +349,7 @@ fn office_config(rng: &mut StdRng) -> OfficeConfig {
         candidate_ttl_ms: rng.random_range(30..=240) * 1_000,
         validity_working_days: rng.random_range(1..=3),
         opening_window_ms: 0,
+        random_min_interval_ms: rng.random_range(0..=2) * 1_000,
         deny: if rng.random_bool(0.5) {
             vec![DenyRule::ThreeIdenticalDigits]
         } else {

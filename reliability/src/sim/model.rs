@@ -34,6 +34,8 @@ pub struct MApp {
     pub verified_at: Option<u64>,
     pub verified_until: Option<u64>,
     pub last_check: Option<u64>,
+    /// When the last draw that passed validation was made (R4.14).
+    pub last_draw: Option<u64>,
 }
 
 impl MApp {
@@ -425,6 +427,7 @@ impl Auditor {
             verified_at: None,
             verified_until: None,
             last_check: None,
+            last_draw: None,
         };
         self.set_app(seq, app);
         Ok(())
@@ -488,8 +491,20 @@ impl Auditor {
         if app.random_left == 0 {
             return Self::expect_refusal(got, &Refusal::QuotaSpent);
         }
+        let interval = self.config.rules.random_min_interval_ms;
+        if app.last_draw.is_some_and(|at| now < at + interval) {
+            return Self::expect_refusal(got, &Refusal::TooSoon { retry_after_ms: 0 });
+        }
+        let mut app = app;
+        if interval > 0 {
+            app.last_draw = Some(now);
+        }
         let pool = self.drawable(seq, &app, no4, now);
         if pool.is_empty() {
+            // Found nothing: nothing debited, but the interval started (R4.14).
+            if interval > 0 {
+                self.set_app(seq, app);
+            }
             return Self::expect_refusal(got, &Refusal::NotAvailable);
         }
         let draw = match got {
@@ -553,7 +568,6 @@ impl Auditor {
             ));
         }
         self.holds.insert(seq, h);
-        let mut app = app;
         app.random_left -= 1;
         app.state = AppState::Selecting;
         self.set_app(seq, app);
@@ -996,14 +1010,15 @@ pub fn compare_record(seq: u64, app: &MApp, v: &AppView) -> Verdict {
         && r.verified_until_ms == app.verified_until
         && r.verified_at_ms == app.verified_at
         && r.last_check_at_ms == app.last_check
+        && r.last_draw_at_ms == app.last_draw
         && r.user == app.user;
     if same {
         Ok(())
     } else {
         Err(format!(
-            "application {seq}: pool has {} c={} r={} claim={claim:?} verified={:?}/{:?} last_check={:?}; model has {} c={} r={} claim={:?} verified={:?}/{:?} last_check={:?}",
-            r.state.as_str(), r.custom_left, r.random_left, r.verified_at_ms, r.verified_until_ms, r.last_check_at_ms,
-            app.state.as_str(), app.custom_left, app.random_left, app.claim, app.verified_at, app.verified_until, app.last_check
+            "application {seq}: pool has {} c={} r={} claim={claim:?} verified={:?}/{:?} last_check={:?} last_draw={:?}; model has {} c={} r={} claim={:?} verified={:?}/{:?} last_check={:?} last_draw={:?}",
+            r.state.as_str(), r.custom_left, r.random_left, r.verified_at_ms, r.verified_until_ms, r.last_check_at_ms, r.last_draw_at_ms,
+            app.state.as_str(), app.custom_left, app.random_left, app.claim, app.verified_at, app.verified_until, app.last_check, app.last_draw
         ))
     }
 }
