@@ -104,11 +104,7 @@ async fn a_claim_whose_group_commit_fails_is_never_shown() {
     let alice = Caller::Citizen("alice");
     let claim = {
         let (engine, id, serial) = (engine.clone(), id.clone(), serial.clone());
-        actix_rt::spawn(async move {
-            engine
-                .claim(&id, Caller::Citizen("alice"), &serial)
-                .await
-        })
+        actix_rt::spawn(async move { engine.claim(&id, Caller::Citizen("alice"), &serial).await })
     };
     // The claim's group is at the disk, held there.
     let waiter = std::sync::Arc::clone(&gate);
@@ -180,7 +176,10 @@ async fn a_claim_whose_group_commit_fails_is_never_shown() {
     let voucher = answers_soon(engine.voucher_application("MAOMING-20260101-1", "000000"))
         .await
         .expect("at once");
-    assert!(matches!(voucher, Err(Refusal::Unavailable(_))), "{voucher:?}");
+    assert!(
+        matches!(voucher, Err(Refusal::Unavailable(_))),
+        "{voucher:?}"
+    );
 }
 
 #[actix_rt::test]

@@ -243,7 +243,9 @@ impl Store {
         std::fs::write(&tmp, generation.to_string()).map_err(io)?;
         File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        File::open(&self.path).and_then(|d| d.sync_all()).map_err(io)?;
+        File::open(&self.path)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(())
     }
 
