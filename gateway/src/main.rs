@@ -1,7 +1,7 @@
 //! `platepool`: the standalone gateway.
 //!
 //! `platepool serve --addr 127.0.0.1:8080 --data-dir DIR [--demo] [--config FILE]` opens (and
-//! recovers) the engine in DIR and serves the HTTP API of `shared/API.md`. SIGTERM or Ctrl-C
+//! recovers) the engine in DIR and serves the HTTP API of `docs/API.md`. SIGTERM or Ctrl-C
 //! stops accepting, lets in-flight requests finish, flushes the engine and exits 0.
 //! `platepool config check FILE` prints the effective configuration (file < environment), secrets
 //! masked, or why it is not valid. Configuration layering lives in `settings.rs`.
@@ -43,7 +43,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serves the HTTP API (shared/API.md) over the engine in --data-dir.
+    /// Serves the HTTP API (docs/API.md) over the engine in --data-dir.
     #[command(after_help = ENV_HELP)]
     Serve(ServeArgs),
     /// Prints a citizen token signed with PLATEPOOL_TOKEN_SECRET (for scripts and load tests).

@@ -23,7 +23,7 @@ use sha2::Sha256;
 use crate::auth::{sign_token, validate_phone, TokenClaims};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::session;
 use crate::sms::Purpose;
@@ -43,8 +43,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(send_code),
         Doc {
             summary: "Sends a login code to a phone (standalone login, SPEC S5; no token needed)",
-            request: Some("LoginSmsRequest"),
-            query: &[],
+            request: Some(json_body::<PhoneBody>),
+            query: None,
             response: "SmsSent",
             codes: &[200, 400, 403, 404, 413, 429, 503],
         },
@@ -57,8 +57,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(login),
         Doc {
             summary: "Signs a citizen in with phone and SMS code: the gateway's token, also set as the HttpOnly, SameSite=Strict platepool_session cookie",
-            request: Some("LoginRequest"),
-            query: &[],
+            request: Some(json_body::<LoginBody>),
+            query: None,
             response: "Login",
             codes: &[200, 400, 403, 404, 413, 422, 429, 503],
         },
@@ -72,7 +72,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "Clears the session cookie",
             request: None,
-            query: &[],
+            query: None,
             response: "empty",
             codes: &[204, 403, 404],
         },
@@ -123,7 +123,8 @@ fn phone_field(raw: &str) -> ApiResult<String> {
     normalise_phone(raw).map_err(|m| ApiError::bad_request(m).field("phone"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct PhoneBody {
     phone: String,
 }
@@ -153,7 +154,8 @@ async fn send_code(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct LoginBody {
     phone: String,
     sms_code: String,

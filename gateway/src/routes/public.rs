@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::Gateway;
 
@@ -32,7 +32,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "Liveness: 200 while the process serves",
             request: None,
-            query: &[],
+            query: None,
             response: "Health",
             codes: &[200],
         },
@@ -45,7 +45,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "Readiness: 200 once every office is recovered (status degraded while the clock is), 503 while stopping or while an office has failed (named)",
             request: None,
-            query: &[],
+            query: None,
             response: "Ready",
             codes: &[200, 503],
         },
@@ -59,7 +59,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary:
                 "Prometheus metrics: requests, latencies, pool counts per office, mailbox depth",
             request: None,
-            query: &[],
+            query: None,
             response: "text",
             codes: &[200],
         },
@@ -72,7 +72,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "This document",
             request: None,
-            query: &[],
+            query: None,
             response: "Object",
             codes: &[200, 503],
         },
@@ -86,7 +86,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "The offices",
             request: None,
-            query: &[],
+            query: None,
             response: "[OfficeSummary]",
             codes: &[200, 503],
         },
@@ -100,7 +100,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "An office with its public rules",
             request: None,
-            query: &[],
+            query: None,
             response: "Office",
             codes: &[200, 404, 503],
         },
@@ -114,7 +114,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "The office's business notice (业务须知)",
             request: None,
-            query: &[],
+            query: None,
             response: "Notice",
             codes: &[200, 404, 503],
         },
@@ -128,7 +128,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "The pool notice (号池公示): releases and available numbers per class",
             request: None,
-            query: &[],
+            query: None,
             response: "PoolNotice",
             codes: &[200, 404, 503],
         },
@@ -141,8 +141,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(vin_check),
         Doc {
             summary: "Checks a VIN: length, characters, check digit",
-            request: Some("VinCheck"),
-            query: &[],
+            request: Some(json_body::<VinCheck>),
+            query: None,
             response: "VinCheckResult",
             codes: &[200, 400, 413, 429, 503],
         },
@@ -358,7 +358,8 @@ async fn pool(
         .body(body))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct VinCheck {
     vin: String,
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::auth::Operator;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::operator::releases::{new_release, release_refusal, ReleaseBody};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
@@ -32,8 +32,8 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(preview_release),
     Doc {
         summary: "What a release would add, saving nothing: checked exactly as the release (same refusals and fields); total is the count the release would answer",
-        request: Some("ReleaseRequest"),
-        query: &[],
+        request: Some(json_body::<ReleaseBody>),
+        query: None,
         response: "ReleasePreview",
         codes: &[200, 400, 401, 403, 404, 413, 503],
     },

@@ -12,7 +12,7 @@ use super::shared::{parse_serial, parse_time};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -25,8 +25,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(add_release),
         Doc {
             summary: "Releases numbers into the pool by patterns or explicit serials",
-            request: Some("ReleaseRequest"),
-            query: &[],
+            request: Some(json_body::<ReleaseBody>),
+            query: None,
             response: "ReleaseCreated",
             codes: &[201, 400, 401, 403, 404, 413, 503],
         },
@@ -39,21 +39,26 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "Withdraws a release's available numbers",
             request: None,
-            query: &[],
+            query: None,
             response: "ReleaseWithdrawn",
             codes: &[200, 401, 403, 404, 503],
         },
     ),
 ];
 
-/// A release request (`POST …/releases` and its preview, `routes/release_preview.rs`).
-#[derive(Debug, Deserialize)]
+/// A release request (`POST …/releases` and its preview, `routes/release_preview.rs`): either
+/// `patterns` or `serials`, not both.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReleaseBody {
     class: String,
     #[serde(default)]
     label: String,
+    /// RFC 3339; omitted: now.
+    #[schema(format = DateTime)]
     opens_at: Option<String>,
+    /// RFC 3339; omitted: custom selection may take the numbers from the opening.
+    #[schema(format = DateTime)]
     custom_from: Option<String>,
     patterns: Option<Vec<String>>,
     serials: Option<Vec<String>>,
