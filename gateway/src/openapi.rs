@@ -371,7 +371,7 @@ fn schemas() -> Schemas {
         "BlacklistEntry": object(&["user", "since", "until"], json!({
             "user": string(), "since": time(), "until": time(), "office": string(), "application": string(),
         })),
-        "Clock": object(&["now", "wall", "bound_ms", "steps", "degraded"], json!({"now": string(), "wall": string(), "bound_ms": int(), "steps": int(), "degraded": boolean(), "offset_ms": int(), "step_seen_at": string()})),
+        "Clock": object(&["now", "wall", "bound_ms", "steps", "degraded"], json!({"now": string(), "wall": string(), "bound_ms": int(), "steps": int(), "degraded": boolean(), "offset_ms": nullable(int()), "step_seen_at": nullable(string())})),
         "ClockConfirmed": object(&["confirmed", "from", "to", "jump_ms"], json!({"confirmed": boolean(), "from": string(), "to": string(), "jump_ms": int()})),
         "Lifted": object(&["user", "lifted"], json!({"user": string(), "lifted": boolean()})),
     });

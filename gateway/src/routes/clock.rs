@@ -24,7 +24,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "The engine's clock against the wall clock (SPEC T1): steps seen, whether degraded",
             request: None,
-            query: &[],
+            query: None,
             response: "Clock",
             codes: &[200, 401, 403],
         },
@@ -37,7 +37,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "Confirms the wall time after a step (audited): engine time jumps to it, holds keep their length",
             request: None,
-            query: &[],
+            query: None,
             response: "ClockConfirmed",
             codes: &[200, 401, 403, 409, 503],
         },
