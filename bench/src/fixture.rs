@@ -103,7 +103,7 @@ pub fn sized_patterns(numbers: u64) -> Vec<Pattern> {
         .iter()
         .map(|&k| CharSet::from_bits((1u64 << k) - 1))
         .collect();
-    vec![Pattern::from_sets(sets)]
+    vec![Pattern::from_sets(sets).expect("every radix is at least 1")]
 }
 
 /// What a workload operation returns: `Err` when it did not do what the workload expects.
@@ -237,7 +237,8 @@ pub fn build(plan: &Plan, sink: &mut dyn FnMut(Vec<Record>)) -> Built {
         for i in 0..plan.takers {
             let app = new_app(&mut pool, n, now);
             n += 1;
-            let serial = Serial::from_code(codes[i * stride + stride / 2], 5);
+            let serial =
+                Serial::from_code(codes[i * stride + stride / 2], 5).expect("a code of the pool");
             match pool.custom_check(app.id.seq, &[serial.to_string()], now, &mut rng) {
                 Ok(Check::Claimed(_)) => taken.push(serial),
                 other => panic!("taker {i} could not claim {serial}: {other:?}"),
@@ -808,7 +809,7 @@ impl Pure {
             self.codes
                 .iter()
                 .filter(|c| !out.contains(c))
-                .map(|&c| Serial::from_code(c, 5)),
+                .filter_map(|&c| Serial::from_code(c, 5).ok()),
         )
     }
 }

@@ -130,7 +130,7 @@ mod tests {
         let mut serials = Vec::new();
         for _ in 0..20_000 {
             let code = rng.random_range(0..34u32.pow(5));
-            let s = Serial::from_code(code, 5);
+            let s = Serial::from_code(code, 5).expect("a code below 34^5");
             if !index.contains(s) {
                 index.insert(s);
                 serials.push(s);

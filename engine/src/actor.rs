@@ -20,6 +20,7 @@ use crate::events::EventSender;
 use actix::prelude::*;
 use rand::rngs::StdRng;
 
+use crate::clock::ClockReading;
 use crate::figures::{CallFigures, CallKind, OfficeCalls};
 use crate::outcome::Refusal;
 use crate::pool::{Event, OfficePool};
@@ -44,9 +45,25 @@ pub const QUEUE_DEADLINE: Duration = Duration::from_secs(2);
 /// Slack added to the timer so it fires just after a deadline, not just before it.
 const TIMER_SLACK_MS: u64 = 1;
 
-/// Where time comes from. The system clock in production; tests may supply another.
+/// Where time comes from. The system clock in production; tests may supply another. The engine
+/// reads it through [`crate::clock::GuardedClock`] (SPEC T1).
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Wall time, epoch milliseconds.
     fn now_ms(&self) -> u64;
+
+    /// Milliseconds on a clock that never steps (any origin). The default is the wall clock
+    /// itself: right for test clocks whose time moves only when the test moves it.
+    fn monotonic_ms(&self) -> u64 {
+        self.now_ms()
+    }
+
+    /// The time with the sum of the clock jumps an operator confirmed so far (none here).
+    fn reading(&self) -> ClockReading {
+        ClockReading {
+            now_ms: self.now_ms(),
+            shift_ms: 0,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -55,6 +72,12 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         crate::calendar::now_ms()
+    }
+
+    fn monotonic_ms(&self) -> u64 {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
+        u64::try_from(elapsed).unwrap_or(u64::MAX)
     }
 }
 
@@ -232,7 +255,10 @@ pub struct OfficeActor {
     clock: Arc<dyn Clock>,
     health: Arc<OfficeHealth>,
     events: Option<EventSender>,
-    timer: Option<(SpawnHandle, u64)>,
+    /// The armed timer: its handle, the deadline it is for, and the clock shift it was armed in.
+    timer: Option<(SpawnHandle, u64, i64)>,
+    /// The confirmed clock jumps this office's holds have been shifted by (see [`Clock::reading`]).
+    shift_seen_ms: i64,
     /// Calls waiting for the end of an opening window, and when it ends.
     window: Vec<Deferred>,
     window_end_ms: Option<u64>,
@@ -265,6 +291,7 @@ impl OfficeActor {
         events: Option<EventSender>,
     ) -> OfficeActor {
         let pool_id = pool.id().to_string();
+        let shift_seen_ms = clock.reading().shift_ms;
         OfficeActor {
             pool,
             writer,
@@ -273,6 +300,7 @@ impl OfficeActor {
             health,
             events,
             timer: None,
+            shift_seen_ms,
             window: Vec::new(),
             window_end_ms: None,
             office: Arc::from(pool_id),
@@ -329,29 +357,42 @@ impl OfficeActor {
         })
     }
 
-    /// Arms the one timer at the pool's next deadline, if it is earlier than the armed one.
+    /// The engine's time. After an operator confirmed a clock jump, the pool's holds are first
+    /// shifted by it, so a hold keeps the length it was given (SPEC T1).
+    fn now(&mut self) -> u64 {
+        let reading = self.clock.reading();
+        if reading.shift_ms != self.shift_seen_ms {
+            self.pool.shift_holds(reading.shift_ms - self.shift_seen_ms);
+            self.shift_seen_ms = reading.shift_ms;
+        }
+        reading.now_ms
+    }
+
+    /// Arms the one timer at the pool's next deadline, if it is earlier than the armed one (or
+    /// the armed one was set before a confirmed clock jump).
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let now = self.now();
         let Some(next) = self.pool.next_deadline_ms() else {
             return;
         };
-        if let Some((handle, at)) = self.timer {
-            if at <= next {
+        if let Some((handle, at, shift)) = self.timer {
+            if at <= next && shift == self.shift_seen_ms {
                 return;
             }
             ctx.cancel_future(handle);
         }
-        let now = self.clock.now_ms();
         let wait = next.saturating_sub(now) + TIMER_SLACK_MS;
         let handle = ctx.run_later(Duration::from_millis(wait), |act, ctx| {
             act.timer = None;
             act.on_timer(ctx);
         });
-        self.timer = Some((handle, next));
+        self.timer = Some((handle, next, self.shift_seen_ms));
     }
 
     fn on_timer(&mut self, ctx: &mut Context<Self>) {
         if !self.health.failed.load(Ordering::SeqCst) {
-            self.pool.tick(self.clock.now_ms());
+            let now = self.now();
+            self.pool.tick(now);
             if let Some(pending) = self.pending() {
                 pending.commit_then(|_| {});
             }
@@ -500,10 +541,11 @@ impl OfficeActor {
         if self.health.failed.load(Ordering::SeqCst) {
             // Memory may hold changes the disk does not: reads are refused too (fail-stop).
             return Reply(Answer::Now(Err(Refusal::Unavailable(
-                "the office cannot persist changes; restart to recover".into(),
+                "the office cannot persist changes; it is being restarted from its durable state"
+                    .into(),
             ))));
         }
-        let now = self.clock.now_ms();
+        let now = self.now();
         self.pool.tick(now);
         let result = (msg.f)(&mut self.pool, now, &mut self.rng);
         let pending = self.pending();
@@ -535,7 +577,7 @@ impl OfficeActor {
         ));
         if self.window_end_ms.is_none_or(|e| e < end_ms) {
             self.window_end_ms = Some(end_ms);
-            let wait = end_ms.saturating_sub(self.clock.now_ms());
+            let wait = end_ms.saturating_sub(self.now());
             ctx.run_later(Duration::from_millis(wait), move |act, ctx| {
                 if act.window_end_ms == Some(end_ms) {
                     act.drain_window(ctx);
@@ -575,7 +617,7 @@ impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
             }
         }
         if let Some(seq) = msg.window_app {
-            let now = self.clock.now_ms();
+            let now = self.now();
             if let Some(end) = self.pool.opening_window_end(seq, now) {
                 return self.defer(msg, end, ctx);
             }

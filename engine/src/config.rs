@@ -114,6 +114,7 @@ impl Default for OfficeRules {
 
 /// The business notice (业务须知) a citizen accepts before applying.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct Notice {
     pub version: String,
     pub text: String,

@@ -17,12 +17,14 @@ use serde::Serialize;
 
 use crate::actor::{Call, Clock, OfficeHandle, SystemClock};
 use crate::class::{Energy, PlateClass};
+use crate::clock::{ClockConfirmation, ClockStatus, GuardedClock};
 use crate::config::{validate_office_id, OfficeConfig};
 use crate::figures::{CallKind, OfficeCalls};
 use crate::outcome::Refusal;
 use crate::pattern::CharSet;
 use crate::pool::{
-    AppView, Check, ClassStats, Draw, Event, HoldView, NewRelease, OfficePool, PRACTICE_SEQ_BASE,
+    AppView, Check, ClassStats, Draw, Event, HoldView, NewRelease, OfficePool, ReleasePreview,
+    PRACTICE_SEQ_BASE,
 };
 use crate::record::{AppState, AuditEntry, Claim};
 use crate::registry::{
@@ -31,6 +33,7 @@ use crate::registry::{
     RegistryCall,
 };
 use crate::store::{Durability, Store, StoreError};
+use crate::supervisor::{OfficeCondition, Supervision};
 
 /// An application's id: the office and its sequence number there, as `maoming-42` (practice
 /// applications: `maoming-p7`). The office is in the id so a call reaches its actor directly.
@@ -136,6 +139,9 @@ pub struct EngineConfig {
     /// [`crate::actor::IN_FLIGHT_MAX`] calls are in flight (tests whose own runtime competes
     /// with the offices, where a slow step would look like overload).
     pub shed_queue_delay: Option<std::time::Duration>,
+    /// A wall-clock step larger than this is not followed until confirmed (SPEC T1; default
+    /// [`crate::clock::CLOCK_STEP_BOUND`], 2 s; see `clock.rs`).
+    pub clock_step_bound: std::time::Duration,
 }
 
 impl EngineConfig {
@@ -147,6 +153,7 @@ impl EngineConfig {
             seed: None,
             clock: Arc::new(SystemClock),
             shed_queue_delay: Some(crate::actor::SHED_QUEUE_DELAY),
+            clock_step_bound: crate::clock::CLOCK_STEP_BOUND,
         }
     }
 }
@@ -197,6 +204,8 @@ struct Inner {
     blacklist: BlacklistMap,
     registry: Addr<Registry>,
     clock: Arc<dyn Clock>,
+    guard: Arc<GuardedClock>,
+    supervision: Arc<Supervision>,
     recovery: RecoveryReport,
 }
 
@@ -223,7 +232,11 @@ impl Engine {
             catalog.push(c);
         }
         let store = Store::open(&config.data_dir, config.durability)?;
-        let clock = config.clock.clone();
+        let guard = Arc::new(GuardedClock::new(
+            config.clock.clone(),
+            config.clock_step_bound,
+        ));
+        let clock: Arc<dyn Clock> = guard.clone();
         let now = clock.now_ms();
         let mut seeder = match config.seed {
             Some(s) => StdRng::seed_from_u64(s),
@@ -326,6 +339,12 @@ impl Engine {
         let blacklist = registry.blacklist.clone();
         let office_count = office_map.load().len();
         let registry = registry.start();
+        let supervision = Arc::new(Supervision::default());
+        crate::supervisor::spawn(
+            registry.downgrade(),
+            office_map.clone(),
+            supervision.clone(),
+        );
         // Weak: the registry holds the events' sender, so a strong address here would keep
         // both alive for ever, and with them the store, after the last engine handle is gone.
         let router = registry.downgrade();
@@ -377,6 +396,8 @@ impl Engine {
                 blacklist,
                 registry,
                 clock,
+                guard,
+                supervision,
                 recovery,
             }),
         })
@@ -388,6 +409,43 @@ impl Engine {
 
     pub fn now_ms(&self) -> u64 {
         self.inner.clock.now_ms()
+    }
+
+    /// The engine's clock against the wall clock (SPEC T1, `clock.rs`).
+    pub fn clock_status(&self) -> ClockStatus {
+        self.inner.guard.status()
+    }
+
+    /// An operator confirms the wall time after a step (SPEC T1): engine time jumps to it,
+    /// holds keep their length, and what the step made due becomes due. Recorded in the
+    /// registry's audit trail with who and the jump. 409 `conflict` when the clock is not
+    /// degraded.
+    pub async fn confirm_clock(&self, who: &str) -> Result<ClockConfirmation, Refusal> {
+        let guard = self.inner.guard.clone();
+        let who = who.to_string();
+        self.registry(move |r| {
+            let confirmed = guard.confirm().ok_or_else(|| {
+                Refusal::Conflict(
+                    "the wall clock agrees with engine time: nothing to confirm".into(),
+                )
+            })?;
+            let detail = format!(
+                "wall clock confirmed: engine time moved by {} ms, from {} to {}",
+                confirmed.jump_ms,
+                crate::calendar::rfc3339(confirmed.from_ms),
+                crate::calendar::rfc3339(confirmed.to_ms)
+            );
+            r.record_action(&who, "confirm_clock", detail)?;
+            Ok(confirmed)
+        })
+        .await?
+    }
+
+    /// Each office's health (failed or stopped, restarts by the supervisor), by office id.
+    pub fn office_conditions(&self) -> Vec<OfficeCondition> {
+        self.inner
+            .supervision
+            .conditions(&self.inner.offices.load())
     }
 
     pub fn catalog(&self) -> &[PlateClass] {
@@ -434,6 +492,12 @@ impl Engine {
 
     fn office(&self, office: &str) -> Result<OfficeHandle, Refusal> {
         self.office_entry(office).map(|e| e.handle)
+    }
+
+    /// The current actor of an office, to send it a [`Call`] of one's own (an embedding
+    /// program's extension; the engine's own checks of callers are not applied to it).
+    pub fn office_handle(&self, office: &str) -> Result<OfficeHandle, Refusal> {
+        self.office(office)
     }
 
     async fn registry<R: Send + 'static>(
@@ -564,6 +628,18 @@ impl Engine {
             .call(Call::write(move |pool, now, _| {
                 pool.add_release(release, &who, now)
             }))
+            .await
+    }
+
+    /// What `add_release` would do with `release`, refused exactly as it would be, saving
+    /// nothing (a read: served while the office refuses writes).
+    pub async fn preview_release(
+        &self,
+        office: &str,
+        release: NewRelease,
+    ) -> Result<ReleasePreview, Refusal> {
+        self.office(office)?
+            .call(Call::read(move |pool, _| pool.preview_release(&release)))
             .await
     }
 

@@ -57,7 +57,7 @@ mod tests {
             Event::Claimed {
                 app: 1,
                 phone: "1".into(),
-                serial: crate::plate::Serial::from_code(0, 5),
+                serial: crate::plate::Serial::from_code(0, 5).expect("a valid serial"),
                 register_by_ms: 1,
             },
         );

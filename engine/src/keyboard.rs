@@ -520,7 +520,10 @@ mod tests {
         let template = if !pool.is_empty() && rng.random_bool(0.85) {
             pool[rng.random_range(0..pool.len())].indices()
         } else {
-            space.nth(rng.random_range(0..space.count())).indices()
+            space
+                .nth(rng.random_range(0..space.count()))
+                .expect("an index below the count")
+                .indices()
         };
         let pick = |rng: &mut StdRng, q: usize| -> u8 {
             match rng.random_range(0..20) {
@@ -586,7 +589,9 @@ mod tests {
             let grow = if round < rounds / 2 { 0.7 } else { 0.3 };
             for _ in 0..batch {
                 if pool.is_empty() || rng.random_bool(grow) {
-                    let serial = space.nth(rng.random_range(0..space.count()));
+                    let serial = space
+                        .nth(rng.random_range(0..space.count()))
+                        .expect("an index below the count");
                     if set.insert(serial) {
                         assert!(!index.contains(serial));
                         index.insert(serial);
@@ -817,7 +822,11 @@ mod tests {
         let mut index = KeyboardIndex::new(&space);
         let mut chosen = HashSet::with_capacity(POOL);
         while chosen.len() < POOL {
-            chosen.insert(space.nth(rng.random_range(0..space.count())));
+            chosen.insert(
+                space
+                    .nth(rng.random_range(0..space.count()))
+                    .expect("an index below the count"),
+            );
         }
         let mut pool: Vec<Serial> = chosen.into_iter().collect();
 
@@ -859,7 +868,9 @@ mod tests {
         for _ in 0..UPDATES / 2 {
             let at = rng.random_range(0..pool.len());
             let fresh = loop {
-                let candidate = space.nth(rng.random_range(0..space.count()));
+                let candidate = space
+                    .nth(rng.random_range(0..space.count()))
+                    .expect("an index below the count");
                 if !pooled.contains(&candidate) {
                     break candidate;
                 }

@@ -8,6 +8,7 @@
 pub mod actor;
 pub mod calendar;
 pub mod class;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod events;
@@ -22,6 +23,7 @@ pub mod record;
 pub mod registry;
 pub mod rules;
 pub mod store;
+pub mod supervisor;
 pub mod vin;
 
 #[cfg(test)]
@@ -34,7 +36,7 @@ pub use figures::{CallKind, CallSnapshot, OfficeCalls};
 pub use outcome::{Refusal, Unavailable};
 pub use pattern::{CharSet, Pattern, PatternError};
 pub use plate::{PlateError, Serial};
-pub use pool::{AppView, Check, Draw, HoldView, NewRelease};
+pub use pool::{AppView, Check, Draw, HoldView, NewRelease, ReleasePreview};
 pub use record::{AppRecord, AppState, AuditEntry, Claim, ReleaseRecord, ReleaseSource};
 pub use registry::{ApplicationRequest, CertificateRow, ImportPart, ImportReport};
 pub use store::Durability;

@@ -20,9 +20,9 @@ impl CharSet {
     pub const DIGITS: CharSet = CharSet((1u64 << DIGITS_LEN) - 1);
     pub const LETTERS: CharSet = CharSet(CharSet::ANY.0 & !CharSet::DIGITS.0);
 
+    /// The set of one alphabet index; empty for an index beyond the alphabet.
     pub fn single(index: u8) -> CharSet {
-        debug_assert!((index as usize) < ALPHABET_LEN);
-        CharSet(1u64 << index)
+        CharSet(1u64.checked_shl(u32::from(index)).unwrap_or(0) & CharSet::ANY.0)
     }
     pub fn from_bits(bits: u64) -> CharSet {
         CharSet(bits & CharSet::ANY.0)
@@ -105,22 +105,35 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    /// Builds a pattern from its character sets (1..=SERIAL_LEN_MAX of them, none empty).
-    pub fn from_sets(positions: Vec<CharSet>) -> Pattern {
-        assert!(!positions.is_empty() && positions.len() <= SERIAL_LEN_MAX);
-        assert!(positions.iter().all(|p| !p.is_empty()));
-        Pattern { positions }
+    /// Builds a pattern from its character sets: 1 to [`SERIAL_LEN_MAX`] of them, none empty.
+    pub fn from_sets(positions: Vec<CharSet>) -> Result<Pattern, PatternError> {
+        if positions.is_empty() || positions.len() > SERIAL_LEN_MAX {
+            return Err(pattern_error(
+                positions.len().clamp(1, SERIAL_LEN_MAX + 1),
+                format!(
+                    "a pattern has 1 to {SERIAL_LEN_MAX} positions, not {}",
+                    positions.len()
+                ),
+            ));
+        }
+        if let Some(at) = positions.iter().position(|p| p.is_empty()) {
+            return Err(pattern_error(
+                at + 1,
+                "no character is allowed at this position",
+            ));
+        }
+        Ok(Pattern { positions })
     }
 
     /// The pattern matching exactly one serial.
     pub fn exact(serial: Serial) -> Pattern {
         let indices = serial.indices();
-        Pattern::from_sets(
-            indices[..serial.len()]
+        Pattern {
+            positions: indices[..serial.len()]
                 .iter()
                 .map(|&i| CharSet::single(i))
                 .collect(),
-        )
+        }
     }
 
     pub fn parse(text: &str) -> Result<Pattern, PatternError> {
@@ -266,16 +279,18 @@ impl Pattern {
             .then_some(Pattern { positions })
     }
 
-    /// The `n`-th matching serial in ascending order (`n < count()`).
-    pub fn nth(&self, mut n: u64) -> Serial {
-        assert!(n < self.count());
+    /// The `n`-th matching serial in ascending order; `None` from `count()` on.
+    pub fn nth(&self, mut n: u64) -> Option<Serial> {
+        if n >= self.count() {
+            return None;
+        }
         let mut indices = [0u8; SERIAL_LEN_MAX];
         for (slot, set) in indices[..self.len()].iter_mut().zip(&self.positions).rev() {
             let radix = set.len() as u64;
             *slot = set.nth((n % radix) as u32).unwrap_or(0);
             n /= radix;
         }
-        Serial::from_indices(&indices[..self.len()])
+        Serial::from_indices(&indices[..self.len()]).ok()
     }
 
     /// The rank of a matching serial in ascending order, the inverse of [`Pattern::nth`].
@@ -293,7 +308,7 @@ impl Pattern {
 
     /// Every matching serial in ascending order of code.
     pub fn iter(&self) -> impl Iterator<Item = Serial> + '_ {
-        (0..self.count()).map(move |n| self.nth(n))
+        (0..self.count()).filter_map(move |n| self.nth(n))
     }
 
     /// Appends every matching code to `out`, in ascending order, faster than [`Pattern::iter`].
@@ -364,6 +379,7 @@ impl<'de> Deserialize<'de> for Pattern {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -372,6 +388,26 @@ mod tests {
     }
     fn s(text: &str) -> Serial {
         Serial::parse(text).expect("valid serial")
+    }
+
+    #[test]
+    fn patterns_built_from_sets_out_of_range_are_errors_not_panics() {
+        assert_eq!(Pattern::from_sets(Vec::new()).unwrap_err().position, 1);
+        let too_long = vec![CharSet::DIGITS; SERIAL_LEN_MAX + 1];
+        assert_eq!(
+            Pattern::from_sets(too_long).unwrap_err().position,
+            SERIAL_LEN_MAX + 1
+        );
+        let hole = vec![CharSet::DIGITS, CharSet::EMPTY];
+        assert_eq!(Pattern::from_sets(hole).unwrap_err().position, 2);
+        let ok = Pattern::from_sets(vec![CharSet::DIGITS, CharSet::single(10)]).unwrap();
+        assert_eq!(ok, p("#A"));
+        assert_eq!(ok.nth(0), Some(s("0A")));
+        assert_eq!(ok.nth(9), Some(s("9A")));
+        assert_eq!(ok.nth(10), None);
+        assert_eq!(ok.nth(u64::MAX), None);
+        assert_eq!(CharSet::single(ALPHABET_LEN as u8), CharSet::EMPTY);
+        assert_eq!(CharSet::single(200), CharSet::EMPTY);
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum PlateError {
         found: char,
         reason: String,
     },
+    /// A serial built from numbers rather than text: an alphabet index or a code out of range.
+    #[error("{what} is out of range")]
+    OutOfRange { position: usize, what: String },
 }
 
 impl PlateError {
@@ -49,7 +52,8 @@ impl PlateError {
             PlateError::Empty => 1,
             PlateError::InvalidChar { position, .. }
             | PlateError::WrongLength { position, .. }
-            | PlateError::NotInClass { position, .. } => *position,
+            | PlateError::NotInClass { position, .. }
+            | PlateError::OutOfRange { position, .. } => *position,
         }
     }
 }
@@ -66,9 +70,23 @@ pub fn char_index(c: char) -> Option<u8> {
         .map(|i| i as u8)
 }
 
+/// A serial has 1 to [`SERIAL_LEN_MAX`] characters.
+fn check_len(len: usize) -> Result<(), PlateError> {
+    match len {
+        0 => Err(PlateError::Empty),
+        1..=SERIAL_LEN_MAX => Ok(()),
+        _ => Err(PlateError::WrongLength {
+            position: SERIAL_LEN_MAX + 1,
+            expected: SERIAL_LEN_MAX,
+            found: len,
+        }),
+    }
+}
+
 /// The character at an alphabet index.
+/// The character at an alphabet index; `?` for an index beyond the alphabet.
 pub fn index_char(index: u8) -> char {
-    ALPHABET[index as usize] as char
+    ALPHABET.get(index as usize).map_or('?', |&c| c as char)
 }
 
 /// True for characters a person may type between parts of a plate and that mean nothing.
@@ -99,25 +117,44 @@ pub struct Serial {
 }
 
 impl Serial {
-    /// Builds a serial from alphabet indices (each < [`ALPHABET_LEN`], at most
-    /// [`SERIAL_LEN_MAX`] of them).
-    pub fn from_indices(indices: &[u8]) -> Serial {
-        assert!(!indices.is_empty() && indices.len() <= SERIAL_LEN_MAX);
+    /// Builds a serial from alphabet indices (each < [`ALPHABET_LEN`], 1 to
+    /// [`SERIAL_LEN_MAX`] of them); anything else is an error.
+    pub fn from_indices(indices: &[u8]) -> Result<Serial, PlateError> {
+        check_len(indices.len())?;
         let mut code = 0u32;
-        for &i in indices {
-            assert!((i as usize) < ALPHABET_LEN);
+        for (n, &i) in indices.iter().enumerate() {
+            if i as usize >= ALPHABET_LEN {
+                return Err(PlateError::OutOfRange {
+                    position: n + 1,
+                    what: format!("alphabet index {i} (0 to {})", ALPHABET_LEN - 1),
+                });
+            }
             code = code * ALPHABET_LEN as u32 + i as u32;
         }
-        Serial {
+        Ok(Serial {
             code,
             len: indices.len() as u8,
-        }
+        })
     }
 
-    /// The serial with this code and length (the inverse of [`Serial::code`]).
-    pub fn from_code(code: u32, len: usize) -> Serial {
-        assert!((1..=SERIAL_LEN_MAX).contains(&len));
-        debug_assert!((code as u64) < (ALPHABET_LEN as u64).pow(len as u32));
+    /// The serial with this code and length (the inverse of [`Serial::code`]); a length
+    /// outside 1 to [`SERIAL_LEN_MAX`] or a code of more characters is an error.
+    pub fn from_code(code: u32, len: usize) -> Result<Serial, PlateError> {
+        check_len(len)?;
+        if u64::from(code) >= (ALPHABET_LEN as u64).pow(len as u32) {
+            return Err(PlateError::OutOfRange {
+                position: 1,
+                what: format!("code {code} for {len} characters"),
+            });
+        }
+        Ok(Serial::from_pool_code(code, len))
+    }
+
+    /// [`Serial::from_code`] for a code the engine made itself from a valid serial (a pool's
+    /// numbers), where checking again would cost the hot path for nothing.
+    pub(crate) fn from_pool_code(code: u32, len: usize) -> Serial {
+        debug_assert!((1..=SERIAL_LEN_MAX).contains(&len));
+        debug_assert!(u64::from(code) < (ALPHABET_LEN as u64).pow(len as u32));
         Serial {
             code,
             len: len as u8,
@@ -151,7 +188,7 @@ impl Serial {
                 found: len,
             });
         }
-        Ok(Serial::from_indices(&indices[..len]))
+        Serial::from_indices(&indices[..len])
     }
 
     /// Like [`Serial::parse`], but also accepts the full plate with the office prefix
@@ -251,8 +288,27 @@ pub fn full_plate(prefix: &str, serial: Serial) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serials_built_from_numbers_out_of_range_are_errors_not_panics() {
+        assert_eq!(Serial::from_indices(&[]), Err(PlateError::Empty));
+        assert!(matches!(
+            Serial::from_indices(&[0; SERIAL_LEN_MAX + 1]),
+            Err(PlateError::WrongLength { .. })
+        ));
+        assert!(matches!(
+            Serial::from_indices(&[0, ALPHABET_LEN as u8]),
+            Err(PlateError::OutOfRange { position: 2, .. })
+        ));
+        assert_eq!(Serial::from_code(0, 0), Err(PlateError::Empty));
+        assert!(Serial::from_code(0, SERIAL_LEN_MAX + 1).is_err());
+        assert!(Serial::from_code(34, 1).is_err());
+        assert_eq!(Serial::from_code(33, 1).unwrap().to_string(), "Z");
+        assert_eq!(index_char(200), '?');
+    }
 
     #[test]
     fn alphabet_is_sorted_and_has_no_i_or_o() {
@@ -265,7 +321,7 @@ mod tests {
     #[test]
     fn text_is_the_characters_of_the_indices() {
         for (code, len) in [(0, 1), (33, 1), (34, 2), (1_234_567, 5), (1_544_804_415, 6)] {
-            let s = Serial::from_code(code, len);
+            let s = Serial::from_code(code, len).unwrap();
             let by_index: String = s.indices()[..len].iter().map(|&i| index_char(i)).collect();
             assert_eq!(s.text().as_str(), by_index);
             assert_eq!(s.to_string(), by_index);
@@ -318,7 +374,7 @@ mod tests {
     fn code_round_trips_and_orders() {
         for text in ["00000", "ZZZZZ", "A1234", "DA1234", "F00001", "Z"] {
             let s = Serial::parse(text).expect("valid");
-            assert_eq!(Serial::from_code(s.code(), s.len()), s);
+            assert_eq!(Serial::from_code(s.code(), s.len()), Ok(s));
             assert_eq!(s.to_string(), text);
         }
         let a = Serial::parse("A0000").expect("valid");

@@ -133,6 +133,10 @@ pub struct ApplicationRequest {
 pub struct OfficeEntry {
     pub handle: OfficeHandle,
     pub config: Arc<OfficeConfig>,
+    /// The office's writer (a restart waits for it to finish what it was given) and the
+    /// arbiter its actor runs on (stopped when the office is restarted): see `supervisor.rs`.
+    pub(crate) writer: crate::store::Writer,
+    pub(crate) arbiter: actix::ArbiterHandle,
 }
 
 pub type OfficeMap = Arc<ArcSwap<HashMap<String, OfficeEntry>>>;
@@ -502,6 +506,20 @@ impl Registry {
         Ok((key, Some(Kv::encode(&entry))))
     }
 
+    /// Records an operator's action that changes no stored state of its own (a clock
+    /// confirmation) in the registry's audit trail, durably.
+    pub(crate) fn record_action(
+        &mut self,
+        who: &str,
+        action: &str,
+        detail: String,
+    ) -> Result<(), Refusal> {
+        let log = self.log_entry(who, action, detail)?;
+        self.kv
+            .commit_raw(vec![log])
+            .map_err(|e| Refusal::Unavailable(e.to_string()))
+    }
+
     /// The registry's own audit trail (blacklistings, lifts, certificate imports), oldest first.
     pub fn audit(&self) -> Result<Vec<AuditEntry>, Refusal> {
         self.kv
@@ -556,8 +574,8 @@ impl Registry {
             next.insert(
                 id.to_string(),
                 OfficeEntry {
-                    handle: entry.handle.clone(),
                     config: Arc::new(config),
+                    ..entry.clone()
                 },
             );
             self.offices.store(Arc::new(next));
@@ -609,12 +627,16 @@ pub(crate) fn start_office(
     let health = Arc::new(OfficeHealth::new(shed_after));
     let actor_health = health.clone();
     let arbiter = Arbiter::new();
+    let actor_writer = writer.clone();
     let addr = OfficeActor::start_in_arbiter(&arbiter.handle(), move |_| {
-        OfficeActor::new(pool, writer, rng, clock, actor_health, Some(events))
+        OfficeActor::new(pool, actor_writer, rng, clock, actor_health, Some(events))
     });
+    let arbiter_handle = arbiter.handle();
     arbiters.push(arbiter);
     Ok(OfficeEntry {
         handle: OfficeHandle { addr, health },
         config,
+        writer,
+        arbiter: arbiter_handle,
     })
 }

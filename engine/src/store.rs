@@ -544,8 +544,11 @@ impl OfficeStore {
             if !(1..=crate::plate::SERIAL_LEN_MAX).contains(&len) {
                 return Err(corrupt());
             }
-            snap.numbers
-                .push((class.to_string(), Serial::from_code(code, len), state.1));
+            snap.numbers.push((
+                class.to_string(),
+                Serial::from_code(code, len).map_err(|_| corrupt())?,
+                state.1,
+            ));
         }
         Ok(snap)
     }

@@ -156,7 +156,16 @@ impl FromRequest for Citizen {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready((|| {
             let gw = gateway(req)?;
-            let token = bearer(req)?;
+            // A bearer header wins; without one, the standalone login's session cookie, which
+            // state changes may use only from the page's own origin (session.rs).
+            let token = if req
+                .headers()
+                .contains_key(actix_web::http::header::AUTHORIZATION)
+            {
+                bearer(req)?
+            } else {
+                crate::session::token_from_cookie(req)?
+            };
             if gw.operators.current().find(token).is_some() {
                 return Err(ApiError::unauthorized(
                     "an operator token is not a citizen token",

@@ -72,6 +72,16 @@ pub struct GatewayConfig {
     pub outbox_retention_s: Option<u64>,
     /// Seconds between two sweeps of expired keys, messages and codes.
     pub sweep_interval_s: u64,
+    /// Standalone mode: citizens sign in with phone + SMS code (`POST /v1/login`, SPEC S5) and
+    /// get the gateway's own token, also as the `platepool_session` cookie.
+    pub standalone_login: bool,
+    /// Always mark the session cookie `Secure` (it is whenever the request came over TLS).
+    pub cookie_secure: bool,
+    /// The key user ids of the standalone login are derived from phones with (HMAC-SHA256);
+    /// empty: `token_secret`. Set it before rotating `token_secret`, or every signed-in
+    /// citizen becomes a new user.
+    #[serde(deserialize_with = "crate::settings::text")]
+    pub login_user_key: String,
 }
 
 impl Default for GatewayConfig {
@@ -93,6 +103,9 @@ impl Default for GatewayConfig {
             idempotency_ttl_s: IDEMPOTENCY_TTL_S_DEFAULT,
             outbox_retention_s: None,
             sweep_interval_s: SWEEP_INTERVAL_S_DEFAULT,
+            standalone_login: true,
+            cookie_secure: false,
+            login_user_key: String::new(),
         }
     }
 }

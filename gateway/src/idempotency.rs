@@ -6,9 +6,12 @@
 //! still running gets 409 `conflict`; after it, the stored answer, once that is durable too (a
 //! retry may read it in memory while the first request still waits for its sync). Answers that
 //! changed nothing and invite a retry (429, 5xx) are not kept, so the retry runs for real. A
-//! pending marker left by an earlier run of the process (a crash mid-request: each run marks
-//! its markers with a random instance id), by a request whose caller went away before it
-//! finished, or older than [`PENDING_STALE_MS`] no longer blocks the key. For calls that debit
+//! retry gets 409 `in_progress` only while a request with its key is running in this process
+//! (an in-memory set of the keys being handled, checked and filled under one lock with the
+//! marker's compare-and-swap): a pending marker left by an earlier run of the process (a crash
+//! mid-request: each run marks its markers with a random instance id) or by a request of this
+//! run that ended without storing an answer (its caller went away, even while the key was
+//! being re-marked after a crash) no longer blocks the key. For calls that debit
 //! a quota (draws, custom checks) the marker holds the application's state and quotas read
 //! before the call ran ([`Idempotency::run_guarded`]): the retry runs only if they are
 //! unchanged, and otherwise gets 409 `conflict` — the first attempt may have debited, and a
@@ -26,8 +29,6 @@ use crate::error::{ApiError, ApiResult};
 
 /// Longest key accepted.
 pub const KEY_LEN_MAX: usize = 128;
-/// A pending marker this old is taken to be left by a crash.
-pub const PENDING_STALE_MS: u64 = 60_000;
 pub const HEADER: &str = "Idempotency-Key";
 /// `reason` of a 409 `conflict` while the first request with the key runs: retry shortly.
 pub const REASON_IN_PROGRESS: &str = "in_progress";
@@ -60,6 +61,28 @@ pub struct Idempotency {
     pub(crate) kv: Kv,
     /// This run of the process: a marker of another run is a crash's leftover.
     instance: u64,
+    /// The store's folder, scoping this gateway's keys in [`running`].
+    scope: String,
+}
+
+/// The keys whose request is running in this process (scoped by store folder): only these
+/// answer a retry with 409 `in_progress`.
+fn running() -> std::sync::MutexGuard<'static, std::collections::HashSet<String>> {
+    static RUNNING: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    RUNNING
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A key marked running; unmarked when its request ends or is dropped.
+struct Running(String);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        running().remove(&self.0);
+    }
 }
 
 /// This run of the process, shared by every gateway in it (never 0, the value of old markers).
@@ -98,6 +121,7 @@ impl Idempotency {
         Ok(Idempotency {
             kv: store.kv("idempotency").map_err(|e| e.to_string())?,
             instance: instance(),
+            scope: store.path().display().to_string(),
         })
     }
 
@@ -144,61 +168,71 @@ impl Idempotency {
         let k = key.as_bytes();
         let storage = |e: platepool_engine::store::StoreError| ApiError::unavailable(e.to_string());
         let before = state.await;
-        let claimed = self
-            .kv
-            .insert_if_absent(k, &self.pending(now_ms, before.clone()))
-            .map_err(storage)?;
-        if claimed {
-            // Its place in the expiry order; durable with the answer (`crate::expiry`).
-            self.kv
-                .insert_if_absent(&crate::expiry::idempotency_index(now_ms, k), &())
+        let live_key = format!("{}\n{key}", self.scope);
+        // The marker's compare-and-swap and the running set change under one lock, so a key is
+        // running here exactly when a request of this process holds it.
+        let (_running, remark) = {
+            let mut live = running();
+            let claimed = self
+                .kv
+                .insert_if_absent(k, &self.pending(now_ms, before.clone()))
                 .map_err(storage)?;
-        }
-        if !claimed {
-            match self.kv.get::<Entry>(k).map_err(storage)? {
-                Some(Entry::Done { status, body }) => {
-                    self.kv.durable().await.map_err(storage)?;
-                    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                    return if status.is_success() {
-                        Ok((status, body))
-                    } else {
-                        Err(replayed_error(status, body))
-                    };
-                }
-                Some(Entry::Pending {
-                    since_ms, instance, ..
-                }) if instance == self.instance && since_ms + PENDING_STALE_MS > now_ms => {
-                    return Err(ApiError::conflict(
-                        "a request with this Idempotency-Key is still being handled",
-                    )
-                    .with("reason", Value::from(REASON_IN_PROGRESS)));
-                }
-                Some(Entry::Pending {
-                    before: Some(was), ..
-                }) if before.as_ref().is_some_and(|now| *now != was) => {
-                    return Err(ApiError::conflict(
-                        "the first request with this Idempotency-Key was interrupted and may have \
-                         been carried out: read the application for its state, and use a new key \
-                         for a new request",
-                    )
-                    .with("reason", Value::from(REASON_INTERRUPTED)));
-                }
-                _ => {
-                    self.kv
-                        .put_async(k, &self.pending(now_ms, before.clone()))
-                        .await
-                        .map_err(storage)?;
-                }
+            if claimed {
+                // Its place in the expiry order; durable with the answer (`crate::expiry`).
+                self.kv
+                    .insert_if_absent(&crate::expiry::idempotency_index(now_ms, k), &())
+                    .map_err(storage)?;
             }
-        }
-        // If the caller goes away while `work` runs (actix drops the handler), the marker is
-        // left for a retry to judge by `before`, instead of blocking the key as "in progress".
+            let remark = if claimed {
+                None
+            } else {
+                match self.kv.get::<Entry>(k).map_err(storage)? {
+                    Some(Entry::Done { status, body }) => {
+                        drop(live);
+                        self.kv.durable().await.map_err(storage)?;
+                        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                        return if status.is_success() {
+                            Ok((status, body))
+                        } else {
+                            Err(replayed_error(status, body))
+                        };
+                    }
+                    Some(Entry::Pending { .. }) if live.contains(&live_key) => {
+                        return Err(ApiError::conflict(
+                            "a request with this Idempotency-Key is still being handled",
+                        )
+                        .with("reason", Value::from(REASON_IN_PROGRESS)));
+                    }
+                    Some(Entry::Pending {
+                        before: Some(was), ..
+                    }) if before.as_ref().is_some_and(|now| *now != was) => {
+                        return Err(ApiError::conflict(
+                            "the first request with this Idempotency-Key was interrupted and may \
+                             have been carried out: read the application for its state, and use a \
+                             new key for a new request",
+                        )
+                        .with("reason", Value::from(REASON_INTERRUPTED)));
+                    }
+                    // A leftover (a dead run's, or a request of this run that ended unanswered):
+                    // this request takes the key over.
+                    _ => Some(self.kv.put_async(k, &self.pending(now_ms, before.clone()))),
+                }
+            };
+            live.insert(live_key.clone());
+            (Running(live_key), remark)
+        };
+        // From here on, if the caller goes away (actix drops the handler) — while the key is
+        // re-marked or while `work` runs — the marker is left for a retry to judge by `before`,
+        // and the key stops being running, instead of blocking it as "in progress".
         let mut guard = Abandoned {
             kv: &self.kv,
             key: k,
             instance: self.instance,
             armed: true,
         };
+        if let Some(remark) = remark {
+            remark.await.map_err(storage)?;
+        }
         let result = work.await;
         guard.armed = false;
         let keep = match &result {
@@ -328,14 +362,62 @@ mod tests {
             (StatusCode::OK, Some(true))
         );
         // A request of this run still in progress does block it.
-        idem.kv
-            .put(b"running", &idem.pending(1_000, None))
-            .expect("put");
-        let err = idem
-            .run(Some("running".into()), 2_000, async { ran() })
-            .await
-            .expect_err("still being handled");
+        let first = idem.run(
+            Some("running".into()),
+            1_000,
+            std::future::pending::<ApiResult<(StatusCode, Value)>>(),
+        );
+        tokio::pin!(first);
+        let err = tokio::select! {
+            biased;
+            _ = &mut first => panic!("the first request never finishes"),
+            second = idem.run(Some("running".into()), 2_000, async { ran() }) => {
+                second.expect_err("still being handled")
+            }
+        };
         assert_eq!(err.status, StatusCode::CONFLICT);
+        assert_eq!(err.body()["error"]["reason"], REASON_IN_PROGRESS);
+        // A marker of this run whose request is not running does not.
+        idem.kv
+            .put(b"left", &idem.pending(1_000, None))
+            .expect("put");
+        idem.run(Some("left".into()), 2_000, async { ran() })
+            .await
+            .expect("the retry runs");
+    }
+
+    #[actix_rt::test]
+    async fn a_retry_dropped_while_taking_over_a_dead_runs_key_does_not_block_it() {
+        // Durable syncs (an fdatasync each): the retry's new marker is still being synced when
+        // its caller goes away.
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path(), Durability::Fsync).expect("store");
+        let idem = Idempotency::new(&store).expect("idempotency");
+        // After a crash: the killed run's marker.
+        let leftover = Entry::Pending {
+            since_ms: 1_000,
+            instance: idem.instance ^ 2,
+            before: None,
+        };
+        idem.kv.put(b"k", &leftover).expect("put");
+        // The first retry takes the key over and its caller goes away at once (polled once:
+        // while its marker is being made durable, or while its work runs).
+        let first = idem.run(
+            Some("k".into()),
+            2_000,
+            std::future::pending::<ApiResult<(StatusCode, Value)>>(),
+        );
+        let dropped = actix_rt::time::timeout(std::time::Duration::ZERO, first).await;
+        assert!(dropped.is_err(), "the first retry never finishes");
+        // The next retry runs: nothing of this key is running any more.
+        let (status, body) = idem
+            .run(Some("k".into()), 2_100, async { ran() })
+            .await
+            .expect("not 409 in_progress");
+        assert_eq!(
+            (status, body["ran"].as_bool()),
+            (StatusCode::OK, Some(true))
+        );
     }
 
     #[actix_rt::test]

@@ -2,6 +2,8 @@
 //!
 //! Embedded: `App::new().service(gateway.scope(""))` adds the whole API to someone else's
 //! actix-web app (any mount path; nothing global, so two gateways can live in one process).
+//! The reference web pages are one more call: `.service(gateway.pages_scope(""))` before the
+//! API's scope (citizen page at `/`, operator console at `/console/`, see [`pages`]).
 //! Standalone: the `platepool` binary (`platepool serve`).
 //!
 //! Handlers are thin: parse, authenticate, rate-limit, call the engine, map the outcome. Every
@@ -21,10 +23,12 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod operators;
+pub mod pages;
 pub mod proxies;
 pub mod request_log;
 pub mod rotation;
 pub mod routes;
+pub mod session;
 pub mod settings;
 pub mod sms;
 pub mod sms_queue;
@@ -118,6 +122,13 @@ impl Gateway {
     /// Marks the gateway as stopping: `/readyz` answers 503 so balancers drain it.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The reference web front end (citizen page at `path/`, operator console at
+    /// `path/console/`), served from files compiled into the binary. It answers only its own
+    /// paths: register it before [`Gateway::scope`] when both are mounted at the same path.
+    pub fn pages_scope(&self, path: &str) -> impl actix_web::dev::HttpServiceFactory {
+        pages::scope(path)
     }
 
     /// The whole API as a scope mounted at `path` ("" for the root).

@@ -1,7 +1,7 @@
 //! `platepool`: the standalone gateway.
 //!
 //! `platepool serve --addr 127.0.0.1:8080 --data-dir DIR [--demo] [--config FILE]` opens (and
-//! recovers) the engine in DIR and serves the HTTP API of `shared/API.md`. SIGTERM or Ctrl-C
+//! recovers) the engine in DIR and serves the HTTP API of `docs/API.md`. SIGTERM or Ctrl-C
 //! stops accepting, lets in-flight requests finish, flushes the engine and exits 0.
 //! `platepool config check FILE` prints the effective configuration (file < environment), secrets
 //! masked, or why it is not valid. Configuration layering lives in `settings.rs`.
@@ -43,7 +43,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serves the HTTP API (shared/API.md) over the engine in --data-dir.
+    /// Serves the HTTP API (docs/API.md) over the engine in --data-dir.
     #[command(after_help = ENV_HELP)]
     Serve(ServeArgs),
     /// Prints a citizen token signed with PLATEPOOL_TOKEN_SECRET (for scripts and load tests).
@@ -127,6 +127,10 @@ struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C [default: 30].
     #[arg(long)]
     shutdown_timeout_s: Option<u64>,
+    /// A wall-clock step larger than this (ms) is not followed until an operator confirms the
+    /// time (POST /v1/admin/clock/confirm) or the wall clock agrees again [default: 2000].
+    #[arg(long)]
+    clock_step_bound_ms: Option<u64>,
     /// Log lines as text or JSON [default: text].
     #[arg(long, value_enum)]
     log_format: Option<LogFormatArg>,
@@ -146,6 +150,8 @@ struct Flags {
     #[serde(skip_serializing_if = "Option::is_none")]
     shutdown_timeout_s: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    clock_step_bound_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<LogFormat>,
 }
 
@@ -157,6 +163,7 @@ impl From<&ServeArgs> for Flags {
             durability: a.durability.map(DurabilityName::from),
             workers: a.workers,
             shutdown_timeout_s: a.shutdown_timeout_s,
+            clock_step_bound_ms: a.clock_step_bound_ms,
             log_format: a.log_format.map(LogFormat::from),
         }
     }
@@ -281,6 +288,7 @@ struct Settings {
     durability: Durability,
     workers: usize,
     shutdown_timeout_s: u64,
+    clock_step_bound: std::time::Duration,
     log_format: LogFormat,
     demo: bool,
     gateway: GatewayConfig,
@@ -313,6 +321,10 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
             n => n,
         },
         shutdown_timeout_s: config.shutdown_timeout_s,
+        clock_step_bound: match config.clock_step_bound_ms {
+            0 => return Err("clock_step_bound_ms must be at least 1".into()),
+            ms => std::time::Duration::from_millis(ms),
+        },
         log_format: config.log_format,
         demo: args.demo,
         config_file: args.config.clone(),
@@ -372,6 +384,7 @@ async fn serve(s: Settings) -> Result<(), String> {
     std::fs::create_dir_all(&s.data_dir).map_err(|e| format!("{}: {e}", s.data_dir.display()))?;
     let mut engine_config = EngineConfig::new(&s.data_dir);
     engine_config.durability = s.durability;
+    engine_config.clock_step_bound = s.clock_step_bound;
     let engine = Engine::open(engine_config)
         .await
         .map_err(|e| format!("cannot open {}: {e}", s.data_dir.display()))?;
@@ -403,6 +416,8 @@ async fn serve(s: Settings) -> Result<(), String> {
     let app_gw = gw.clone();
     let server = HttpServer::new(move || {
         App::new()
+            // The pages answer only their own paths; the API's scope answers everything else.
+            .service(app_gw.pages_scope(""))
             .service(app_gw.scope(""))
             .default_service(web::to(platepool_gateway::not_found))
     })
@@ -444,6 +459,9 @@ fn print_banner(s: &Settings, bound: &str, demo: Option<&demo::DemoInfo>, engine
     out.push_str(&format!(
         "platepool serving on {base} (data in {})\n",
         s.data_dir.display()
+    ));
+    out.push_str(&format!(
+        "open {base}/ (the citizen's page) or {base}/console/ (the operator console)\n"
     ));
     if s.random_operator_token {
         out.push_str(&format!(

@@ -259,13 +259,7 @@ impl Metrics {
         }
         let mut health = engine.office_health();
         health.sort_by(|a, b| a.0.cmp(&b.0));
-        let gauges: [OfficeGauge; 8] = [
-            (
-                "platepool_office_healthy",
-                "gauge",
-                "1 while an office accepts writes; 0 after a write failed (it refuses writes until the process restarts and recovers).",
-                |h| f64::from(u8::from(!h.failed.load(Ordering::Relaxed))),
-            ),
+        let gauges: [OfficeGauge; 7] = [
             (
                 "platepool_office_mailbox_depth",
                 "gauge",
@@ -316,6 +310,7 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{office=\"{office}\"}} {}", value(h));
             }
         }
+        render_health(&mut out, engine);
         let _ = writeln!(
             out,
             "# HELP platepool_office_call_duration_seconds Time from the engine call to the office's answer (mailbox, step, durable commit), by office and call."
@@ -383,6 +378,51 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Each office's health (healthy, restarts by the supervisor) and the engine's clock (SPEC T1).
+fn render_health(out: &mut String, engine: &Engine) {
+    let conditions = engine.office_conditions();
+    let _ = writeln!(out, "# HELP platepool_office_healthy 1 while an office serves; 0 while its writer has failed or its actor has stopped (until it is restarted).");
+    let _ = writeln!(out, "# TYPE platepool_office_healthy gauge");
+    for c in &conditions {
+        let _ = writeln!(
+            out,
+            "platepool_office_healthy{{office=\"{}\"}} {}",
+            c.office,
+            u8::from(c.healthy)
+        );
+    }
+    let _ = writeln!(out, "# HELP platepool_office_restarts_total Restarts of an office from its durable state after it failed.");
+    let _ = writeln!(out, "# TYPE platepool_office_restarts_total counter");
+    for c in &conditions {
+        let _ = writeln!(
+            out,
+            "platepool_office_restarts_total{{office=\"{}\"}} {}",
+            c.office, c.restarts
+        );
+    }
+    let clock = engine.clock_status();
+    let _ = writeln!(out, "# HELP platepool_clock_steps_total Wall-clock steps beyond the bound seen since start (SPEC T1).");
+    let _ = writeln!(out, "# TYPE platepool_clock_steps_total counter");
+    let _ = writeln!(out, "platepool_clock_steps_total {}", clock.steps);
+    let _ = writeln!(out, "# HELP platepool_clock_degraded 1 while a wall-clock step is not followed (engine time follows the monotonic clock until the wall clock agrees again or an operator confirms it).");
+    let _ = writeln!(out, "# TYPE platepool_clock_degraded gauge");
+    let _ = writeln!(
+        out,
+        "platepool_clock_degraded {}",
+        u8::from(clock.degraded.is_some())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP platepool_clock_offset_seconds Wall time minus engine time while degraded, else 0."
+    );
+    let _ = writeln!(out, "# TYPE platepool_clock_offset_seconds gauge");
+    let _ = writeln!(
+        out,
+        "platepool_clock_offset_seconds {}",
+        clock.degraded.map_or(0.0, |s| s.offset_ms as f64 / 1e3)
+    );
 }
 
 /// Does `path` match the route `pattern` (`/v1/applications/{id}/draws`)?

@@ -1,4 +1,4 @@
-//! The OpenAPI 3.0 document served at `GET /v1/openapi.json`.
+//! The OpenAPI 3.1 document served at `GET /v1/openapi.json`.
 //!
 //! The operations come from the route table ([`crate::routes::all`]): each route's method, path,
 //! access and [`Doc`] (summary, request body's schema, query parameters, the answer's schema and
@@ -10,19 +10,61 @@ use serde_json::{json, Map, Value};
 
 use crate::routes::{Access, Route};
 
+/// The schemas of the document's components, by name.
+pub type Schemas = Map<String, Value>;
+
 /// What the document says about a route beside its method, path and access.
 #[derive(Debug, Clone, Copy)]
 pub struct Doc {
     pub summary: &'static str,
-    /// Schema of the JSON request body (`CertificateImport` also takes CSV).
-    pub request: Option<&'static str>,
-    /// Query parameters: (name, description).
-    pub query: &'static [(&'static str, &'static str)],
+    /// The request body's content (see [`json_body`]), its schemas registered in the components.
+    pub request: Option<fn(&mut Schemas) -> Value>,
+    /// The query parameters, from the handler's query type (see [`query_params`]).
+    pub query: Option<fn() -> Vec<Value>>,
     /// Schema of the successful answer; `[Name]` is an array of `Name`; `text` is plain text and
     /// `html` an HTML page.
     pub response: &'static str,
     /// Status codes, the successful one first.
     pub codes: &'static [u16],
+}
+
+fn to_json<T: serde::Serialize>(value: T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// A JSON request body of the handler's body type `T`: its schema (with the constraints the
+/// handler enforces, and `additionalProperties: false` where the type refuses unknown fields)
+/// and those it refers to become components.
+pub fn json_body<T: utoipa::ToSchema>(schemas: &mut Schemas) -> Value {
+    let mut parts = Vec::new();
+    T::schemas(&mut parts);
+    for (name, schema) in parts {
+        schemas.insert(name, to_json(schema));
+    }
+    let name = T::name();
+    schemas.insert(name.to_string(), to_json(T::schema()));
+    json!({"application/json": {"schema": reference(&name)}})
+}
+
+/// The query parameters of the handler's query type `T`.
+pub fn query_params<T: utoipa::IntoParams>() -> Vec<Value> {
+    T::into_params(|| Some(utoipa::openapi::path::ParameterIn::Query))
+        .into_iter()
+        .map(to_json)
+        .collect()
+}
+
+/// The office configuration (`PUT /v1/admin/offices/{office}`), the engine's `OfficeConfig`.
+pub fn office_config(_: &mut Schemas) -> Value {
+    json!({"application/json": {"schema": reference("OfficeConfig")}})
+}
+
+/// Certificate records: CSV, or a JSON array of rows.
+pub fn certificate_import(_: &mut Schemas) -> Value {
+    json!({
+        "text/csv": {"schema": {"type": "string", "description": "header vin,voucher,class,energy, then one record per line"}},
+        "application/json": {"schema": {"type": "array", "items": reference("CertificateRow")}},
+    })
 }
 
 fn reference(name: &str) -> Value {
@@ -54,35 +96,35 @@ fn status_text(code: u16) -> &'static str {
     }
 }
 
-fn operation(route: &Route) -> Value {
+fn operation(route: &Route, schemas: &mut Schemas) -> Value {
     let d = &route.doc;
     let mut params: Vec<Value> = route
         .path
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}}))
         .collect();
-    params.extend(d.query.iter().map(|(name, description)| {
-        json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
-    }));
+    params.extend(d.query.map(|f| f()).unwrap_or_default());
     let mut responses = Map::new();
-    for (i, &code) in d.codes.iter().enumerate() {
-        let body = if i == 0 {
+    for &code in d.codes {
+        let body = if code < 300 {
             match d.response {
                 "text" => json!({"text/plain; version=0.0.4": {"schema": {"type": "string"}}}),
                 "html" => json!({
                     "text/html": {"schema": {"type": "string"}},
                     "application/json": {"schema": reference("VoucherDocument")},
                 }),
+                "empty" => Value::Null,
                 name => json!({"application/json": {"schema": schema_of(name)}}),
             }
         } else {
             json!({"application/json": {"schema": reference("Error")}})
         };
-        responses.insert(
-            code.to_string(),
-            json!({"description": status_text(code), "content": body}),
-        );
+        let mut response = json!({"description": status_text(code)});
+        if !body.is_null() {
+            response["content"] = body;
+        }
+        responses.insert(code.to_string(), response);
     }
     let mut op = json!({
         "operationId": format!("{} {}", route.verb.as_str().to_ascii_lowercase(), route.path),
@@ -92,22 +134,14 @@ fn operation(route: &Route) -> Value {
         "responses": responses,
         "security": match route.access {
             Access::Public => json!([]),
-            Access::Citizen => json!([{"citizen": []}]),
+            Access::Citizen => json!([{"citizen": []}, {"session": []}]),
             Access::Operator => json!([{"operator": []}]),
         },
     });
-    if let (Some(name), Value::Object(map)) = (d.request, &mut op) {
-        let content = if name == "CertificateImport" {
-            json!({
-                "text/csv": {"schema": {"type": "string", "description": "header vin,voucher,class,energy, then one record per line"}},
-                "application/json": {"schema": {"type": "array", "items": reference("CertificateRow")}},
-            })
-        } else {
-            json!({"application/json": {"schema": reference(name)}})
-        };
+    if let (Some(content), Value::Object(map)) = (d.request, &mut op) {
         map.insert(
             "requestBody".into(),
-            json!({"required": true, "content": content}),
+            json!({"required": true, "content": content(schemas)}),
         );
     }
     op
@@ -134,14 +168,16 @@ fn object(required: &[&str], properties: Value) -> Value {
 fn array(item: Value) -> Value {
     json!({"type": "array", "items": item})
 }
-fn nullable(mut v: Value) -> Value {
-    if let Value::Object(m) = &mut v {
-        m.insert("nullable".into(), json!(true));
-    }
+/// An object that refuses properties it does not list (`deny_unknown_fields`).
+fn strict(mut v: Value) -> Value {
+    v["additionalProperties"] = json!(false);
     v
 }
+fn nullable(v: Value) -> Value {
+    json!({"anyOf": [v, {"type": "null"}]})
+}
 
-fn schemas() -> Value {
+fn schemas() -> Schemas {
     let plate = object(
         &["serial", "plate"],
         json!({"serial": string(), "plate": string()}),
@@ -187,7 +223,7 @@ fn schemas() -> Value {
                     "code": {"type": "string", "enum": crate::error::CODES},
                     "message": string(),
                     "field": string(),
-                    "position": int(),
+                    "position": nullable(int()),
                     "retry_after_ms": int(),
                     "results": array(object(&["serial", "reason"], json!({"serial": string(), "reason": {"type": "string", "enum": ["taken", "held", "not_in_pool"]}}))),
                     "custom_left": int(),
@@ -200,8 +236,13 @@ fn schemas() -> Value {
         "OfficeSummary": object(&["id", "name", "prefix", "classes"], json!({
             "id": string(), "name": string(), "prefix": string(), "classes": array(string()),
         })),
-        "OfficeRules": rules,
+        "OfficeRules": strict(rules),
         "Notice": object(&["version", "text"], json!({"version": string(), "text": string()})),
+        "OfficeConfig": strict(object(&["name", "prefix", "classes"], json!({
+            "name": string(), "prefix": string(), "classes": array(string()),
+            "rules": reference("OfficeRules"),
+            "notice": strict(object(&["version", "text"], json!({"version": string(), "text": string()}))),
+        }))),
         "Office": object(&["name", "prefix", "classes"], json!({
             "id": string(), "name": string(), "prefix": string(), "classes": array(string()),
             "rules": reference("OfficeRules"), "notice": reference("Notice"),
@@ -221,7 +262,6 @@ fn schemas() -> Value {
         all.extend(m);
     }
     let part = json!({
-        "VinCheck": object(&["vin"], json!({"vin": string()})),
         "VinCheckResult": object(&["valid"], json!({
             "valid": boolean(), "reason": string(), "message": string(), "position": nullable(int()),
         })),
@@ -230,11 +270,8 @@ fn schemas() -> Value {
             "applications": array(reference("Application")),
             "resume": nullable(object(&["application", "stage", "step"], json!({"application": string(), "stage": int(), "step": int()}))),
         })),
-        "SmsRequest": object(&["purpose"], json!({"purpose": {"type": "string", "enum": ["apply", "identity"]}, "application": string()})),
+        "Login": object(&["token", "user", "expires_at"], json!({"token": string(), "user": string(), "expires_at": time(), "expires_in_ms": int()})),
         "SmsSent": object(&["sent_at", "confirm_after_ms", "expires_in_ms"], json!({"sent_at": time(), "confirm_after_ms": int(), "expires_in_ms": int()})),
-        "ApplicationRequest": object(&["office", "vin", "voucher", "notice_version", "sms_code"], json!({
-            "office": string(), "vin": string(), "voucher": string(), "notice_version": string(), "sms_code": string(),
-        })),
         "Hold": hold,
         "Claim": claim,
     });
@@ -248,18 +285,14 @@ fn schemas() -> Value {
             "custom_left": int(), "random_left": int(),
             "batch": nullable(reference("Hold")), "candidates": nullable(reference("Hold")), "claim": nullable(reference("Claim")),
         })),
-        "IdentityRequest": object(&["sms_code"], json!({"sms_code": string()})),
         "Verified": object(&["verified_until"], json!({"verified_until": time()})),
         "Keyboard": object(&["length", "positions"], json!({
             "length": int(),
             "positions": array(object(&["index", "enabled"], json!({"index": int(), "enabled": string()}))),
         })),
-        "CustomCheck": object(&["plates"], json!({"plates": array(string())})),
-        "DrawRequest": object(&[], json!({"exclude_four": boolean()})),
         "DrawResult": object(&["batch", "random_left"], json!({
             "batch": reference("Hold"), "candidates": nullable(reference("Hold")), "random_left": int(),
         })),
-        "SerialRequest": object(&["serial"], json!({"serial": string()})),
     });
     if let Value::Object(m) = part {
         all.extend(m);
@@ -270,13 +303,14 @@ fn schemas() -> Value {
         "VoucherDocument": object(&["voucher"], json!({"voucher": object(&["serial", "code", "plate", "office", "register_by"], json!({
             "serial": string(), "code": string(), "plate": string(), "office": string(), "register_by": time(),
         }))})),
-        "PracticeRequest": object(&["office", "class"], json!({"office": string(), "class": string(), "energy": string()})),
-        "ReleaseRequest": object(&["class"], json!({
-            "class": string(), "label": string(), "opens_at": time(), "custom_from": time(),
-            "patterns": array(string()), "serials": array(string()),
-        })),
         "ReleaseCreated": object(&["id", "total"], json!({
             "id": int(), "total": int(), "label": string(), "opens_at": time(), "custom_from": time(),
+        })),
+        "ReleasePreview": object(&["total", "named"], json!({
+            "office": string(), "class": string(), "total": int(), "named": int(), "already_in_pool": int(),
+            "sample": array(object(&["serial", "plate"], json!({"serial": string(), "plate": string()}))),
+            "last": nullable(object(&["serial", "plate"], json!({"serial": string(), "plate": string()}))),
+            "opens_at": time(), "custom_from": time(),
         })),
         "ReleaseWithdrawn": object(&["withdrawn"], json!({"id": int(), "withdrawn": int()})),
         "PlateWithdrawn": object(&["serial", "plate"], json!({"serial": string(), "plate": string(), "withdrawn": int()})),
@@ -293,8 +327,6 @@ fn schemas() -> Value {
             "imported": int(),
             "rejected": array(object(&["row", "reason"], json!({"row": int(), "reason": string(), "line": int()}))),
         })),
-        "RegistrationRequest": object(&["office", "serial"], json!({"office": string(), "serial": string()})),
-        "ReasonRequest": object(&["reason"], json!({"reason": string()})),
         "OperatorApplication": object(&["id", "office", "class", "vin", "user", "phone", "state"], json!({
             "id": string(), "office": string(), "class": string(), "energy": string(), "vin": string(),
             "user": string(), "phone": string(), "state": string(), "practice": boolean(),
@@ -339,6 +371,8 @@ fn schemas() -> Value {
         "BlacklistEntry": object(&["user", "since", "until"], json!({
             "user": string(), "since": time(), "until": time(), "office": string(), "application": string(),
         })),
+        "Clock": object(&["now", "wall", "bound_ms", "steps", "degraded"], json!({"now": string(), "wall": string(), "bound_ms": int(), "steps": int(), "degraded": boolean(), "offset_ms": nullable(int()), "step_seen_at": nullable(string())})),
+        "ClockConfirmed": object(&["confirmed", "from", "to", "jump_ms"], json!({"confirmed": boolean(), "from": string(), "to": string(), "jump_ms": int()})),
         "Lifted": object(&["user", "lifted"], json!({"user": string(), "lifted": boolean()})),
     });
     if let Value::Object(m) = part {
@@ -353,7 +387,6 @@ fn schemas() -> Value {
             }))),
             "next_after": int(), "more": boolean(),
         })),
-        "TokenRequest": object(&["user", "phone"], json!({"user": string(), "phone": string(), "ttl_s": int()})),
         "Token": object(&["token"], json!({"token": string(), "user": string(), "phone": string(), "expires_at": time()})),
         "OutboxMessage": object(&["phone", "purpose", "text", "sent_at"], json!({
             "phone": string(), "purpose": string(), "text": string(), "sent_at": time(),
@@ -363,7 +396,7 @@ fn schemas() -> Value {
     if let Value::Object(m) = part {
         all.extend(m);
     }
-    Value::Object(all)
+    all
 }
 
 fn tag(access: Access) -> &'static str {
@@ -377,16 +410,20 @@ fn tag(access: Access) -> &'static str {
 /// The document: every route of the route table, in its order.
 pub fn document() -> Value {
     let mut paths = Map::new();
+    let mut components = schemas();
     for route in crate::routes::all() {
         let entry = paths
             .entry(route.path.to_string())
             .or_insert_with(|| json!({}));
         if let Value::Object(m) = entry {
-            m.insert(route.verb.as_str().to_ascii_lowercase(), operation(route));
+            m.insert(
+                route.verb.as_str().to_ascii_lowercase(),
+                operation(route, &mut components),
+            );
         }
     }
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "platepool gateway",
             "version": env!("CARGO_PKG_VERSION"),
@@ -400,10 +437,11 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "citizen": {"type": "http", "scheme": "bearer", "description": "v1.<payload>.<HMAC-SHA256 signature>"},
+                "citizen": {"type": "http", "scheme": "bearer", "description": "a citizen token signed by the embedding platform: v1.<payload>.<HMAC-SHA256 signature>, or a JWT where configured"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "platepool_session", "description": "the session cookie the gateway's own login sets (standalone mode), in place of the citizen header; state changes then only from the page's own origin"},
                 "operator": {"type": "http", "scheme": "bearer", "description": "the configured operator token"},
             },
-            "schemas": schemas(),
+            "schemas": components,
         },
     })
 }
@@ -444,6 +482,8 @@ mod tests {
             ("GET", "/metrics"),
             ("GET", "/v1/admin/blacklist"),
             ("POST", "/v1/admin/tokens"),
+            ("GET", "/v1/admin/clock"),
+            ("POST", "/v1/logout"),
         ];
         for route in crate::routes::all() {
             let d = &route.doc;

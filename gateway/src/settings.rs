@@ -59,6 +59,9 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     pub shutdown_timeout_s: u64,
+    /// A wall-clock step larger than this (ms) is not followed until an operator confirms the
+    /// time or the wall clock agrees again (SPEC T1, engine `clock.rs`).
+    pub clock_step_bound_ms: u64,
     pub log_format: LogFormat,
     #[serde(flatten)]
     pub gateway: GatewayConfig,
@@ -72,6 +75,7 @@ impl Default for ServeConfig {
             durability: DurabilityName::Fsync,
             workers: 0,
             shutdown_timeout_s: 30,
+            clock_step_bound_ms: 2_000,
             log_format: LogFormat::Text,
             // The binary issues citizen tokens only when told (or with --demo): an operator
             // token that can act as any citizen is not a default (SPEC S4).
@@ -90,6 +94,7 @@ pub const KEYS: &[&str] = &[
     "durability",
     "workers",
     "shutdown_timeout_s",
+    "clock_step_bound_ms",
     "log_format",
     "operator_token",
     "token_secret",
@@ -107,10 +112,18 @@ pub const KEYS: &[&str] = &[
     "idempotency_ttl_s",
     "outbox_retention_s",
     "sweep_interval_s",
+    "standalone_login",
+    "cookie_secure",
+    "login_user_key",
 ];
 
 /// Keys whose values are secrets: masked when the configuration is printed.
-pub const SECRET_KEYS: &[&str] = &["operator_token", "token_secret", "sms_webhook_secret"];
+pub const SECRET_KEYS: &[&str] = &[
+    "operator_token",
+    "token_secret",
+    "sms_webhook_secret",
+    "login_user_key",
+];
 
 /// The prefix of the environment variables (`PLATEPOOL_RATE_LIMIT_IP_PER_S`, …).
 pub const ENV_PREFIX: &str = "PLATEPOOL_";
@@ -206,6 +219,10 @@ impl ServeConfig {
                     if s.is_empty() && *key == "sms_webhook_secret" {
                         out.push_str(&format!(
                             "{key} = \"\"  # unset (required with sms_webhook)\n"
+                        ));
+                    } else if s.is_empty() && *key == "login_user_key" {
+                        out.push_str(&format!(
+                            "{key} = \"\"  # unset: login user ids are keyed with token_secret\n"
                         ));
                     } else if s.is_empty() {
                         out.push_str(&format!(

@@ -41,6 +41,8 @@ pub enum Purpose {
     Apply,
     /// Verifies identity before selection (R4.4).
     Identity,
+    /// Signs a citizen in to the standalone gateway (SPEC S5).
+    Login,
     /// Not a code: tells the pre-selected number (R4.8).
     Claimed,
 }
@@ -50,6 +52,7 @@ impl Purpose {
         match self {
             Purpose::Apply => "apply",
             Purpose::Identity => "identity",
+            Purpose::Login => "login",
             Purpose::Claimed => "claimed",
         }
     }
@@ -325,6 +328,7 @@ impl SmsService {
         let text = match purpose {
             Purpose::Apply => format!("【互联网预选号牌】您正在申请预选号牌，验证码 {code}，5分钟内有效，请勿告诉他人。"),
             Purpose::Identity => format!("【互联网预选号牌】您正在进行选号身份验证，验证码 {code}，5分钟内有效，请勿告诉他人。"),
+            Purpose::Login => format!("【互联网预选号牌】您正在登录预选号牌服务，验证码 {code}，5分钟内有效，请勿告诉他人。"),
             Purpose::Claimed => code,
         };
         if let Err(e) = self.deliver(phone, purpose, text, now_ms).await {

@@ -21,14 +21,8 @@ use process::{get, require, Platepool};
 
 const INSTANCE: &str = "platepool:8080";
 /// Metric families the rules may name that the binary does not export (yet): `up` is
-/// Prometheus's own; the lease comes with cluster mode; the clock families come with the
-/// clock monitor.
-const NOT_EXPORTED: [&str; 4] = [
-    "up",
-    "platepool_lease_lost_total",
-    "platepool_clock_degraded",
-    "platepool_clock_steps_total",
-];
+/// Prometheus's own; the lease comes with cluster mode.
+const NOT_EXPORTED: [&str; 2] = ["up", "platepool_lease_lost_total"];
 
 fn rules_file() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/alerts.yml")

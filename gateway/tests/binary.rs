@@ -590,6 +590,15 @@ fn sigterm_flushes_and_exits_0_and_a_restart_keeps_the_state() {
     let vehicles = demo::vehicles();
     assert!(banner.contains(&vehicles[0].vin), "{banner}");
 
+    // The web pages the binary serves from itself, and the banner saying where to open them.
+    assert!(banner.contains("/console/"), "{banner}");
+    let page = server.step("citizen page", "GET", "/", None, None, 200);
+    assert!(
+        page.as_str().is_some_and(|h| h.contains("app.js")),
+        "{page}"
+    );
+    server.step("console page", "GET", "/console/", None, None, 200);
+
     // Public pages.
     server.step("healthz", "GET", "/healthz", None, None, 200);
     let b = server.step("offices", "GET", "/v1/offices", None, None, 200);

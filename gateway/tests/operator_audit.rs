@@ -96,12 +96,21 @@ fn phone(_user: &str) -> String {
     "13800138000".into()
 }
 
-/// Sends a request; answers (status, JSON body or Null).
+/// Sends a request; answers (status, JSON body or Null), checked against the OpenAPI document.
 macro_rules! call {
     ($app:expr, $req:expr) => {{
-        let resp = test::call_service(&$app, $req.to_request()).await;
+        let req = $req.to_request();
+        let (method, path) = (req.method().to_string(), req.uri().to_string());
+        let resp = test::call_service(&$app, req).await;
         let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let bytes = test::read_body(resp).await;
+        support::openapi::check(&method, &path, status.as_u16(), &content_type, &bytes);
         (
             status,
             serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),

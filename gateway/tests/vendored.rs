@@ -62,6 +62,13 @@ fn sled_is_the_patched_copy() {
         "pub const OWN_IO_THREAD_PREFIX: &str = \"pp-writer\";",
         1,
     );
+    // A blob and its folder entry are on the device before the log item pointing to it.
+    assert_patched(
+        "sled",
+        "src/pagecache/blob_io.rs",
+        "f.sync_all()?;\n    std::fs::File::open(path.parent().unwrap_or(path.as_path()))?.sync_all()?;",
+        1,
+    );
     let store = std::fs::read_to_string(root().join("engine/src/store.rs")).expect("store.rs");
     assert!(
         store.contains(".name(format!(\"pp-writer-{name}\"))"),

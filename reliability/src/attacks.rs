@@ -6,7 +6,9 @@
 //! (IDOR); SMS code brute force and replay; operator routes without the operator credential;
 //! a bot at ~1,000 requests/s against one application and against many (with spoofed
 //! `X-Forwarded-For`), counted against what a person pressing buttons can get; path and header
-//! tricks.
+//! tricks; the standalone login's session cookie ([`cookie`]: forged, expired, cross-site).
+
+mod cookie;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -415,6 +417,9 @@ fn functional(out: &mut Outcome) -> Result<(u64, u64), String> {
 
     // ---- SMS codes (S2) ----
     sms_attacks(&mut l, port)?;
+
+    // ---- the standalone login's session cookie (S5) ----
+    cookie::cookie_attacks(&mut l, port)?;
 
     // ---- operator routes without the operator credential ----
     let citizen = bearer(&good);

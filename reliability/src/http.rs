@@ -52,6 +52,15 @@ impl Conn {
         })
     }
 
+    /// The client's port of the connection (how a trace of the server names it).
+    pub fn local_port(&self) -> u16 {
+        self.reader
+            .get_ref()
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(0)
+    }
+
     /// Sends a request with exactly these headers (plus Host and Content-Length) and reads the
     /// answer. On a closed connection, reconnects once.
     pub fn send(

@@ -13,19 +13,23 @@
 //! | 4 overload | [`overload`] | 3× the measured maximum through the binary: refusals, latency, memory, recovery |
 //! | 5 fuzzing | [`fuzz`] | seeded structure-aware fuzzing of parsers, the keyboard, releases, JSON bodies |
 //! | 6 attacks | [`attacks`] | tokens, IDOR, SMS brute force, operator routes, bots, path and header tricks |
+//! | 8 power loss | [`power_loss`] | the binary under strace: every answer after its bytes are synced; folders cut at random instants keep every acknowledged change |
 //! | opening window | [`fairness`] | bots at +50 ms against people at +800 ms, with and without the window |
 
 pub mod attacks;
+pub mod clock_steps;
 pub mod fairness;
 pub mod fuzz;
 pub mod http;
 pub mod kill9;
 pub mod overload;
+pub mod power_loss;
 pub mod report;
 pub mod returning;
 pub mod server;
 pub mod sim;
 pub mod storage;
+pub mod supervision;
 
 use std::time::Duration;
 

@@ -17,7 +17,8 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use platepool_reliability::sim::shell::WriterMode;
 use platepool_reliability::{
-    attacks, fairness, fuzz, kill9, overload, report, sim, storage, Mode, Outcome,
+    attacks, clock_steps, fairness, fuzz, kill9, overload, power_loss, report, sim, storage,
+    supervision, Mode, Outcome,
 };
 
 #[derive(Debug, Parser)]
@@ -35,7 +36,8 @@ struct Cli {
     /// Regenerate RELIABILITY.md at the repository root from this run.
     #[arg(long)]
     write_report: bool,
-    /// Only these campaigns (comma-separated): sim, kill9, storage, overload, fuzz, attacks, fairness.
+    /// Only these campaigns (comma-separated): sim, kill9, storage, overload, fuzz, attacks, fairness,
+    /// clock, supervision, power_loss.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where RELIABILITY.md goes [default: the workspace root].
@@ -72,8 +74,17 @@ enum Command {
     },
 }
 
-const ALL: [&str; 7] = [
-    "sim", "kill9", "storage", "overload", "fuzz", "attacks", "fairness",
+const ALL: [&str; 10] = [
+    "sim",
+    "kill9",
+    "storage",
+    "overload",
+    "fuzz",
+    "attacks",
+    "fairness",
+    "clock",
+    "supervision",
+    "power_loss",
 ];
 
 fn main() -> ExitCode {
@@ -158,6 +169,9 @@ fn main() -> ExitCode {
                     "overload" => overload::campaign(mode),
                     "fuzz" => fuzz::campaign(mode),
                     "fairness" => fairness::campaign(mode),
+                    "clock" => clock_steps::campaign(mode),
+                    "supervision" => supervision::campaign(mode),
+                    "power_loss" => power_loss::campaign(mode),
                     _ => attacks::campaign(mode),
                 };
                 o.print();

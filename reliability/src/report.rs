@@ -385,6 +385,25 @@ buyer waits only on reason `in_progress`. Nothing was lost either way (I2 held; 
 in GET /v1/me). Such a retry also sends the success SMS if the killed send had not (a durable \
 marker per claim, written after the send: `SmsService::deliver_once`), so a kill between the \
 claim's sync and its SMS no longer loses the message; it is never sent twice.\n\
+- Power loss (campaign 8): the binary runs under strace (`-f -yy -xx`, Debian's package, installed \
+by `.ci/install-strace.sh`) from an empty folder; the trace holds every byte written to the data \
+folder, every sync and every HTTP answer written to a socket. The instant of an acknowledgement is \
+the line where the socket write of its `HTTP/1.1 …` begins. A byte counts as on the device only once \
+an fsync or fdatasync of its file *began after* its write ended and *ended before* the instant; a new \
+entry (a file created, a rename's new name) only once its folder was fsynced likewise; \
+`sync_file_range` (what sled's own flush ends in) counts for nothing. The folder after a power loss \
+at a line is rebuilt from the synced bytes and entries only (unsynced writes dropped, unsynced \
+removals undone) and opened by the binary. Found on the way and fixed: sled's `conf` was never \
+synced (a power loss after the first start could leave a folder sled cannot open), blobs (values \
+over ~128 KiB: a release of 6,000 listed serials is one) were written without a sync of the file or \
+of `blobs/`, and the generation file's folder sync ignored its errors (vendor/README.md, \
+`Store::open`).\n\
+- Keyed retries after a kill -9: a retry that took over a killed run's marker and whose caller \
+went away while the new marker was being made durable left a marker of the new run that no \
+request was handling; every later retry got 409 `in_progress` until the marker was 60 s old. \
+A marker now blocks only while a request with its key runs in the process (a set of running \
+keys changed under one lock with the marker's compare-and-swap), so a retry after a restart \
+is answered at once (`reliability/tests/keyed_retry_after_kill.rs`).\n\
 - Opening window: the rush scenario is the loadtest's (`platepool-loadtest --embedded \
 --compare-window --repeats N`). Bots are half the buyers, so a fair window gives them half the lucky \
 numbers; the margin is three binomial standard errors over all lucky numbers of the configuration.\n\
@@ -404,10 +423,11 @@ const TRAILER: &str = "## How to run\n\n\
 - `cargo run -p platepool-reliability -- --short` — every campaign, CI-sized (about three minutes on two cores).\n\
 - `cargo run --release -p platepool-reliability -- --long` — operator-sized: ≥ 10 million simulated operations over ≥ 1,000 seeds, ≥ 10 million executions per fuzz target, a minute of bot traffic per attack, 50+ kill -9 cycles, 30 s at 3× the maximum over 17,000 connections, 10 rush rehearsals per window setting; hours.\n\
 - `cargo run --release -p platepool-reliability -- --long --only kill9,overload,fairness --write-report` — the binary-level long campaigns alone (minutes); a long run rewrites the long-mode sections of the campaigns it ran and keeps the others (each names its run).\n\
-- `… -- --short --write-report` regenerates this file (keeping its long-mode section); `--only sim,fuzz` runs some campaigns (sim, kill9, storage, overload, fuzz, attacks, fairness).\n\
+- `… -- --short --write-report` regenerates this file (keeping its long-mode section); `--only sim,fuzz` runs some campaigns (sim, kill9, storage, overload, fuzz, attacks, fairness, clock, supervision, power_loss).\n\
 - `cargo run -p platepool-reliability -- sim --seed N [--trace]` replays one simulation seed exactly.\n\
 - `cargo run -p platepool-reliability -- fuzz --target NAME --execs N` runs one fuzz target; its corpus is `reliability/corpus/NAME/`.\n\
-- The storage campaign mounts a loop-device ext4 and a tmpfs (root); where mounting is refused it says \"skipped: cannot mount\".\n";
+- The storage campaign mounts a loop-device ext4 and a tmpfs (root); where mounting is refused it says \"skipped: cannot mount\".\n\
+- The clock campaign runs the binary under libfaketime (Debian's `faketime`, `.ci/install-faketime.sh`); without it the campaign fails.\n";
 
 #[cfg(test)]
 mod tests {

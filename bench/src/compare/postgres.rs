@@ -269,7 +269,8 @@ impl PgBackend {
         for chunk in codes.chunks(LOAD_CHUNK) {
             let serials: Vec<String> = chunk
                 .iter()
-                .map(|&c| Serial::from_code(c, 5).to_string())
+                .filter_map(|&c| Serial::from_code(c, 5).ok())
+                .map(|s| s.to_string())
                 .collect();
             let mut cols: Vec<Vec<i16>> = (0..5).map(|_| Vec::with_capacity(chunk.len())).collect();
             for s in &serials {

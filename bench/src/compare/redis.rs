@@ -281,7 +281,8 @@ impl RedisBackend {
             taken.iter().chain(&held).map(String::as_str).collect();
         let avail: Vec<String> = codes
             .iter()
-            .map(|&c| Serial::from_code(c, 5).to_string())
+            .filter_map(|&c| Serial::from_code(c, 5).ok())
+            .map(|s| s.to_string())
             .filter(|s| !out.contains(s.as_str()))
             .collect();
         for chunk in avail.chunks(LOAD_CHUNK) {

@@ -7,6 +7,7 @@
 //! That is what makes deterministic tests, the model-checking test and recovery by replay possible.
 
 pub mod numbers;
+mod shift;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -63,6 +64,22 @@ pub struct NewRelease {
     pub opens_at_ms: u64,
     pub custom_from_ms: Option<u64>,
     pub source: ReleaseSource,
+}
+
+/// Numbers a release preview lists from the start of what would be added.
+pub const RELEASE_PREVIEW_SAMPLE: usize = 10;
+
+/// What a release would add (SPEC R5.2), computed without adding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasePreview {
+    /// Numbers the release would add: those it names that are not in the pool yet.
+    pub total: u64,
+    /// Distinct numbers the release names, those already in the pool included.
+    pub named: u64,
+    /// The first numbers it would add, in pool order.
+    pub sample: Vec<Serial>,
+    /// The last number it would add.
+    pub last: Option<Serial>,
 }
 
 /// What a step asks the rest of the system to do.
@@ -516,7 +533,7 @@ impl OfficePool {
         self.config.classes.clone()
     }
 
-    /// The sorted, deduplicated codes a release names, minus numbers already released.
+    /// The sorted, deduplicated codes a release names (numbers already released included).
     fn expand(&self, class_ix: usize, source: &ReleaseSource) -> Result<Vec<u32>, String> {
         let cp = &self.classes[class_ix];
         let def = &cp.def;
@@ -568,16 +585,61 @@ impl OfficePool {
         codes.dedup();
         let len = def.serial_len();
         for &code in &codes {
-            if def.group_of(Serial::from_code(code, len)).is_none() {
+            if def.group_of(Serial::from_pool_code(code, len)).is_none() {
                 return Err(format!(
                     "{} fits no energy group of {}",
-                    Serial::from_code(code, len),
+                    Serial::from_pool_code(code, len),
                     def.name
                 ));
             }
         }
-        codes.retain(|&code| cp.find(Serial::from_code(code, len)).is_none());
         Ok(codes)
+    }
+
+    /// Checks a release request as [`OfficePool::add_release`] does: the class index, the
+    /// numbers it names and the new ones among them (sorted codes), or why it is refused.
+    fn release_codes(&self, req: &NewRelease) -> Result<(usize, Vec<u32>, u64), Refusal> {
+        let class_ix = self
+            .class_index(&req.class)
+            .filter(|_| self.config.classes.contains(&req.class))
+            .ok_or_else(|| Refusal::UnknownClass(req.class.clone()))?;
+        if req.label.chars().count() > RELEASE_LABEL_LEN_MAX {
+            return Err(Refusal::InvalidRelease(format!(
+                "label is longer than {RELEASE_LABEL_LEN_MAX} characters"
+            )));
+        }
+        let mut codes = self
+            .expand(class_ix, &req.source)
+            .map_err(Refusal::InvalidRelease)?;
+        let named = codes.len() as u64;
+        let cp = &self.classes[class_ix];
+        let len = cp.def.serial_len();
+        codes.retain(|&code| cp.find(Serial::from_pool_code(code, len)).is_none());
+        if codes.is_empty() {
+            return Err(Refusal::InvalidRelease(match req.source {
+                ReleaseSource::Patterns(_) => "every number it names is already in the pool".into(),
+                ReleaseSource::Serials(_) => "every serial it lists is already in the pool".into(),
+            }));
+        }
+        Ok((class_ix, codes, named))
+    }
+
+    /// What [`OfficePool::add_release`] would do with `req`, changing nothing: the same checks
+    /// and refusals, the count it would add, and the first and last numbers.
+    pub fn preview_release(&self, req: &NewRelease) -> Result<ReleasePreview, Refusal> {
+        let (class_ix, codes, named) = self.release_codes(req)?;
+        let len = self.classes[class_ix].def.serial_len();
+        let serial = |code: &u32| Serial::from_pool_code(*code, len);
+        Ok(ReleasePreview {
+            total: codes.len() as u64,
+            named,
+            sample: codes
+                .iter()
+                .take(RELEASE_PREVIEW_SAMPLE)
+                .map(serial)
+                .collect(),
+            last: codes.last().map(serial),
+        })
     }
 
     /// Adds a release (R5.2). Its numbers appear at `opens_at_ms`; custom checks may take them
@@ -588,23 +650,7 @@ impl OfficePool {
         who: &str,
         now_ms: u64,
     ) -> Result<(u32, u64), Refusal> {
-        let class_ix = self
-            .class_index(&req.class)
-            .filter(|_| self.config.classes.contains(&req.class))
-            .ok_or_else(|| Refusal::UnknownClass(req.class.clone()))?;
-        if req.label.chars().count() > RELEASE_LABEL_LEN_MAX {
-            return Err(Refusal::InvalidRelease(format!(
-                "label is longer than {RELEASE_LABEL_LEN_MAX} characters"
-            )));
-        }
-        let codes = self
-            .expand(class_ix, &req.source)
-            .map_err(Refusal::InvalidRelease)?;
-        if codes.is_empty() {
-            return Err(Refusal::InvalidRelease(
-                "every number it names is already in the pool".into(),
-            ));
-        }
+        let (class_ix, codes, _) = self.release_codes(&req)?;
         let id = self.next_release;
         self.next_release += 1;
         let label = if req.label.trim().is_empty() {

@@ -184,7 +184,7 @@ impl ClassPool {
     }
 
     pub fn serial(&self, idx: u32) -> Serial {
-        Serial::from_code(self.nums[idx as usize].code, self.def.serial_len())
+        Serial::from_pool_code(self.nums[idx as usize].code, self.def.serial_len())
     }
 
     pub fn status(&self, idx: u32) -> Status {
@@ -238,7 +238,7 @@ impl ClassPool {
         let len = self.def.serial_len();
         self.nums.reserve(codes.len());
         for &code in &codes {
-            let serial = Serial::from_code(code, len);
+            let serial = Serial::from_pool_code(code, len);
             let group = self.def.group_of(serial).unwrap_or(0) as u8;
             let mut bits = Status::Pending as u8 | (group << GROUP_SHIFT);
             if self.composition.check(serial).is_ok() {

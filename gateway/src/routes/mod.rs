@@ -8,8 +8,11 @@
 //! to [`FILES`].
 
 pub mod citizen;
+pub mod clock;
+pub mod login;
 pub mod operator;
 pub mod public;
+pub mod release_preview;
 mod router;
 pub mod table;
 
@@ -22,6 +25,7 @@ pub use table::{Access, Route, Shed, Verb};
 /// Every route file's table, in the order the metrics list the routes.
 pub const FILES: &[&[Route]] = &[
     public::ROUTES,
+    login::ROUTES,
     citizen::me::ROUTES,
     citizen::sms::ROUTES,
     citizen::applications::ROUTES,
@@ -33,6 +37,8 @@ pub const FILES: &[&[Route]] = &[
     citizen::voucher::ROUTES,
     citizen::practice::ROUTES,
     operator::offices::ROUTES,
+    // Before `operator::releases`: see `release_preview::ROUTES`.
+    release_preview::ROUTES,
     operator::releases::ROUTES,
     operator::plates::ROUTES,
     operator::certificates::ROUTES,
@@ -44,6 +50,7 @@ pub const FILES: &[&[Route]] = &[
     operator::audit::ROUTES,
     operator::tokens::ROUTES,
     operator::outbox::ROUTES,
+    clock::ROUTES,
 ];
 
 /// Every route of the API, in [`FILES`] order.

@@ -5,6 +5,8 @@
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod openapi;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 

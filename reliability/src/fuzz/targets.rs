@@ -151,7 +151,7 @@ fn pattern(bytes: &[u8]) -> ExecResult {
             if !p.matches(*s) {
                 return Err(format!("{s} enumerated but does not match"));
             }
-            if p.rank(*s) != Some(i as u64) || p.nth(i as u64) != *s {
+            if p.rank(*s) != Some(i as u64) || p.nth(i as u64) != Some(*s) {
                 return Err(format!(
                     "rank/nth of {s} disagree with the enumeration at {i}"
                 ));
@@ -163,7 +163,9 @@ fn pattern(bytes: &[u8]) -> ExecResult {
         }
     } else {
         for i in [0, count / 2, count - 1] {
-            let s = p.nth(i);
+            let Some(s) = p.nth(i) else {
+                return Err(format!("nth({i}) is missing below count {count}"));
+            };
             if !p.matches(s) || p.rank(s) != Some(i) {
                 return Err(format!("nth({i}) = {s} does not rank back"));
             }
@@ -240,7 +242,7 @@ fn keyboard(bytes: &[u8]) -> ExecResult {
         let sets: Vec<CharSet> = (0..len)
             .map(|_| charset(&mut u))
             .collect::<arbitrary::Result<_>>()?;
-        let space = Pattern::from_sets(sets);
+        let space = Pattern::from_sets(sets).map_err(|_| arbitrary::Error::IncorrectFormat)?;
         let mut index = KeyboardIndex::new(&space);
         let mut members: BTreeSet<Serial> = BTreeSet::new();
         let all: Vec<Serial> = space.iter().collect();
@@ -409,7 +411,7 @@ fn release(bytes: &[u8]) -> ExecResult {
             let serials: Vec<Serial> = texts
                 .iter()
                 .filter_map(|t| Pattern::parse(t).ok())
-                .map(|p| p.nth(0))
+                .filter_map(|p| p.nth(0))
                 .collect();
             Ok((class.into(), ReleaseSource::Serials(serials), texts, big))
         }

@@ -1004,7 +1004,9 @@ impl Run {
         let space = group
             .cloned()
             .unwrap_or_else(|| self.auditor.catalog[class].shape.clone());
-        space.nth(self.rng.random_range(0..space.count()))
+        space
+            .nth(self.rng.random_range(0..space.count()))
+            .expect("an index below the pattern's count")
     }
 
     fn held_by(&mut self, seq: u64, cands: bool) -> Option<Serial> {

@@ -11,7 +11,7 @@ use super::request::{app_id, body, limit, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 use crate::Gateway;
@@ -25,8 +25,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(apply),
         Doc {
             summary: "Opens an application (stage 1, R4.2)",
-            request: Some("ApplicationRequest"),
-            query: &[],
+            request: Some(json_body::<ApplyBody>),
+            query: None,
             response: "Application",
             codes: &[201, 400, 401, 403, 404, 409, 413, 422, 429, 503],
         },
@@ -40,7 +40,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "One of the citizen's applications",
             request: None,
-            query: &[],
+            query: None,
             response: "Application",
             codes: &[200, 401, 404, 503],
         },
@@ -48,11 +48,14 @@ pub(crate) const ROUTES: &[Route] = &[
     .shed(Shed::Lag),
 ];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct ApplyBody {
     office: String,
+    /// 17 characters, checked with its check digit (400 `invalid_vin`).
     vin: String,
     voucher: String,
+    /// The `version` of the office's notice the citizen accepted.
     notice_version: String,
     sms_code: String,
 }

@@ -14,7 +14,7 @@ use super::request::{app_id, body, limit, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{refusal_with_field, ApiResult};
 use crate::idempotency::request_key;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 use crate::Gateway;
@@ -28,8 +28,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(pick_candidate),
         Doc {
             summary: "Moves a drawn number into the candidate list",
-            request: Some("SerialRequest"),
-            query: &[],
+            request: Some(json_body::<SerialBody>),
+            query: None,
             response: "Candidates",
             codes: &[200, 400, 401, 403, 404, 409, 413, 429, 503],
         },
@@ -42,8 +42,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(claim),
         Doc {
             summary: "Claims a live candidate: the pre-selection",
-            request: Some("SerialRequest"),
-            query: &[],
+            request: Some(json_body::<SerialBody>),
+            query: None,
             response: "ClaimResult",
             codes: &[201, 400, 401, 403, 404, 409, 413, 429, 503],
         },
@@ -112,7 +112,8 @@ async fn claim_sms(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct SerialBody {
     serial: String,
 }

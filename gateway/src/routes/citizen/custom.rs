@@ -14,7 +14,7 @@ use super::request::{app_id, body, limit, ms_left, quotas_of, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{refusal_with_field, ApiError, ApiResult};
 use crate::idempotency::request_key;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 
 /// The routes this file serves.
@@ -25,16 +25,19 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(custom),
     Doc {
         summary: "A custom check of 1 to custom_per_check numbers (R4.5)",
-        request: Some("CustomCheck"),
-        query: &[],
+        request: Some(json_body::<CustomBody>),
+        query: None,
         response: "ClaimResult",
         codes: &[200, 400, 401, 403, 404, 409, 413, 429, 503],
     },
 )
 .shed(Shed::Office)];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct CustomBody {
+    /// Serials, 1 to the office's `custom_per_check` (more: 400 `bad_request`).
+    #[schema(min_items = 1)]
     plates: Vec<String>,
 }
 

@@ -10,7 +10,7 @@ use super::request::{app_id, body, limit, quotas_of, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 
 /// The routes this file serves.
@@ -21,8 +21,8 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(draw),
     Doc {
         summary: "A random draw (R4.6)",
-        request: Some("DrawRequest"),
-        query: &[],
+        request: Some(json_body::<DrawBody>),
+        query: None,
         response: "DrawResult",
         codes: &[201, 400, 401, 403, 404, 409, 413, 429, 503],
     },
@@ -57,7 +57,9 @@ impl<'a> DrawOut<'a> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// An empty body is `{"exclude_four": false}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct DrawBody {
     #[serde(default)]
     exclude_four: bool,

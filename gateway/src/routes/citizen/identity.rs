@@ -12,7 +12,7 @@ use super::request::{app_id, body, limit, ms_left, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::ApiResult;
 use crate::idempotency::request_key;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 
@@ -24,15 +24,16 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(identity),
     Doc {
         summary: "Verifies identity with an SMS code (R4.4)",
-        request: Some("IdentityRequest"),
-        query: &[],
+        request: Some(json_body::<IdentityBody>),
+        query: None,
         response: "Verified",
         codes: &[200, 400, 401, 403, 404, 409, 413, 422, 429, 503],
     },
 )
 .shed(Shed::Office)];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct IdentityBody {
     sms_code: String,
 }

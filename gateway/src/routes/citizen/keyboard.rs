@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::request::{app_id, limit, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::Doc;
+use crate::openapi::{query_params, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 
 /// The routes this file serves.
@@ -20,18 +20,17 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     Doc {
         summary: "The virtual keyboard: enabled characters per position (R4.5, I8)",
         request: None,
-        query: &[(
-            "entered",
-            "the characters entered so far; _ marks a free position",
-        )],
+        query: Some(query_params::<KeyboardQuery>),
         response: "Keyboard",
         codes: &[200, 400, 401, 404, 429, 503],
     },
 )
 .shed(Shed::Lag)];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct KeyboardQuery {
+    /// The characters entered so far; `_` marks a free position.
     #[serde(default)]
     entered: String,
 }

@@ -21,7 +21,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     Doc {
         summary: "The citizen, their applications and where to resume (R4.9)",
         request: None,
-        query: &[],
+        query: None,
         response: "Me",
         codes: &[200, 401, 503],
     },

@@ -10,7 +10,7 @@ use super::request::{body, limit, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 
 /// The routes this file serves.
@@ -21,19 +21,21 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(practice),
     Doc {
         summary: "Opens a practice application (模拟选号, R4.13)",
-        request: Some("PracticeRequest"),
-        query: &[],
+        request: Some(json_body::<PracticeBody>),
+        query: None,
         response: "Application",
         codes: &[201, 400, 401, 404, 409, 413, 429, 503],
     },
 )
 .shed(Shed::Lag)];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct PracticeBody {
     office: String,
     class: String,
     #[serde(default)]
+    #[schema(pattern = "^(fuel|bev|phev|fcev)$")]
     energy: Option<String>,
 }
 

@@ -12,7 +12,7 @@ use super::request::{body, limit, respond, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 use crate::Gateway;
@@ -25,22 +25,24 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(send_sms),
     Doc {
         summary: "Sends an SMS code for applying or for identity",
-        request: Some("SmsRequest"),
-        query: &[],
+        request: Some(json_body::<SmsBody>),
+        query: None,
         response: "SmsSent",
         codes: &[200, 400, 401, 403, 404, 409, 413, 429, 503],
     },
 )
 .shed(Shed::Lag)];
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum CodePurpose {
     Apply,
     Identity,
 }
 
-#[derive(Debug, Deserialize)]
+/// `application` (an application id) is required with `purpose: "identity"`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct SmsBody {
     purpose: CodePurpose,
     #[serde(default)]

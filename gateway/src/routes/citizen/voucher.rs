@@ -23,7 +23,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary:
             "The printable pre-selection voucher (HTML, or JSON with Accept: application/json)",
         request: None,
-        query: &[],
+        query: None,
         response: "html",
         codes: &[200, 401, 404, 409, 503],
     },

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::shared::{application_json, parse_serial, query};
 use crate::auth::{validate_user, Operator};
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::Doc;
+use crate::openapi::{query_params, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -25,21 +25,28 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "Looks applications up by VIN, by plate serial and office, by user, or confirms a printed voucher by its serial and verification code (404 not_found when they are not one claim's voucher, never saying which part was wrong); unmasked",
             request: None,
-            query: &[("vin", "a VIN"), ("serial", "a plate serial (with office)"), ("office", "the office (required with serial, a filter otherwise)"), ("user", "a user id"), ("voucher", "a pre-selection voucher serial (凭证编号), e.g. MAOMING-20261124-12 (with code)"), ("code", "the voucher's verification code (验证码), 8 digits (with voucher)")],
+            query: Some(query_params::<LookupQuery>),
             response: "[OperatorApplication]",
             codes: &[200, 400, 401, 403, 404, 503],
         },
     ),
 ];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct LookupQuery {
+    /// A VIN.
     vin: Option<String>,
+    /// A plate serial (with office).
     serial: Option<String>,
+    /// The office (required with serial, a filter otherwise).
     office: Option<String>,
+    /// A user id.
     user: Option<String>,
+    /// A pre-selection voucher serial (凭证编号), e.g. MAOMING-20261124-12 (with code).
     voucher: Option<String>,
+    /// The voucher's verification code (验证码), 8 digits (with voucher).
     code: Option<String>,
 }
 

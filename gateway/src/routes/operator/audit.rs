@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::shared::{parse_time, query};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::Doc;
+use crate::openapi::{query_params, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -23,7 +23,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "The audit trail, oldest first, paged (without office: the cross-office trail: blacklistings, lifts, certificate imports)",
             request: None,
-            query: &[("office", "the office"), ("since", "RFC 3339: entries at or after"), ("after", "entry id: entries after it (paging)"), ("limit", "1 to 1000, default 100")],
+            query: Some(query_params::<AuditQuery>),
             response: "AuditPage",
             codes: &[200, 400, 401, 403, 404, 503],
         },
@@ -36,12 +36,20 @@ pub const AUDIT_PAGE_MAX: usize = 1_000;
 /// Audit entries read per step while skipping those before `since`.
 const AUDIT_SCAN_STEP: usize = 1_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// The office; omitted: the cross-office trail.
     office: Option<String>,
+    /// RFC 3339: entries at or after (empty: from the start).
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Entry id: entries after it (paging).
+    #[param(pattern = "^[0-9]{0,18}$")]
     after: Option<String>,
+    /// 1 to 1000, default 100.
+    #[param(pattern = "^([1-9][0-9]{0,2}|1000)?$")]
     limit: Option<String>,
 }
 
@@ -55,6 +63,7 @@ pub(super) async fn audit(
     let since_ms = q
         .since
         .as_deref()
+        .filter(|t| !t.is_empty())
         .map(|t| parse_time(t, "since"))
         .transpose()?
         .unwrap_or(0);

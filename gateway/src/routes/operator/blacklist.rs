@@ -8,7 +8,7 @@ use super::shared::{required_text, ReasonBody, REASON_LEN_MAX};
 use crate::auth::{validate_user, Operator};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -22,7 +22,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "Blacklisted users",
             request: None,
-            query: &[],
+            query: None,
             response: "[BlacklistEntry]",
             codes: &[200, 401, 403],
         },
@@ -34,8 +34,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(lift_blacklist),
         Doc {
             summary: "Lifts a blacklist entry, with a reason",
-            request: Some("ReasonRequest"),
-            query: &[],
+            request: Some(json_body::<ReasonBody>),
+            query: None,
             response: "Lifted",
             codes: &[200, 400, 401, 403, 404, 409, 413, 503],
         },
@@ -71,7 +71,7 @@ pub(super) async fn lift_blacklist(
     if validate_user(&user).is_err() || gw.engine.blacklisted_until(&user).is_none() {
         return Err(ApiError::not_found(format!("{user} is not blacklisted")));
     }
-    let reason = required_text(body.0.reason, "reason", REASON_LEN_MAX)?;
+    let reason = required_text(Some(body.0.reason), "reason", REASON_LEN_MAX)?;
     gw.engine.lift_blacklist(&user, &op.who, &reason).await?;
     tracing::info!(user = %user, who = %op.who, reason = %reason, "blacklist lifted");
     Ok(HttpResponse::Ok().json(json!({"user": user, "lifted": true, "reason": reason})))

@@ -9,7 +9,7 @@ use crate::auth::Operator;
 use crate::certificate_csv::{parse_csv, ParsedRows, Rejected};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::LargeBody;
-use crate::openapi::Doc;
+use crate::openapi::{certificate_import, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -22,8 +22,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(import_certificates),
         Doc {
             summary: "Imports certificate records (CSV with header vin,voucher,class,energy, or a JSON array); bad rows are reported, good ones kept",
-            request: Some("CertificateImport"),
-            query: &[],
+            request: Some(certificate_import),
+            query: None,
             response: "ImportReport",
             codes: &[200, 400, 401, 403, 413, 503],
         },

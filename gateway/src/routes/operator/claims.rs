@@ -8,7 +8,7 @@ use super::shared::{
 use crate::auth::Operator;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -20,8 +20,8 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(void),
     Doc {
         summary: "Voids a live pre-selection at the owner's request (R4.11)",
-        request: Some("ReasonRequest"),
-        query: &[],
+        request: Some(json_body::<ReasonBody>),
+        query: None,
         response: "OperatorApplication",
         codes: &[200, 400, 401, 403, 404, 409, 413, 503],
     },
@@ -36,7 +36,7 @@ pub(super) async fn void(
     let (office, serial) = path.into_inner();
     let config = gw.engine.office_config(&office)?;
     let serial = parse_serial(&serial, &config.prefix, "serial")?;
-    let reason = required_text(body.0.reason, "reason", REASON_LEN_MAX)?;
+    let reason = required_text(Some(body.0.reason), "reason", REASON_LEN_MAX)?;
     let id = gw
         .engine
         .void(&office, &serial.to_string(), &reason, &op.who)

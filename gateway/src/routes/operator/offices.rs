@@ -7,7 +7,7 @@ use platepool_engine::OfficeConfig;
 use crate::auth::Operator;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
-use crate::openapi::Doc;
+use crate::openapi::{office_config, Doc};
 use crate::routes::public::office_document;
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
@@ -20,8 +20,8 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(put_office),
     Doc {
         summary: "Creates (201) or reconfigures (200) an office",
-        request: Some("Office"),
-        query: &[],
+        request: Some(office_config),
+        query: None,
         response: "Office",
         codes: &[200, 201, 400, 401, 403, 413, 503],
     },

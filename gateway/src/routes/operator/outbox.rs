@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::shared::query;
 use crate::auth::{validate_phone, Operator};
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::Doc;
+use crate::openapi::{query_params, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -19,15 +19,18 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     Doc {
         summary: "Messages in the built-in SMS outbox, oldest first",
         request: None,
-        query: &[("phone", "only this phone's messages")],
+        query: Some(query_params::<OutboxQuery>),
         response: "[OutboxMessage]",
         codes: &[200, 400, 401, 403, 503],
     },
 )];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct OutboxQuery {
+    /// Only this phone's messages.
+    #[param(pattern = r"^\+?[0-9]{5,20}$")]
     phone: Option<String>,
 }
 

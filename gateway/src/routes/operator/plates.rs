@@ -20,7 +20,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     Doc {
         summary: "Withdraws one available number",
         request: None,
-        query: &[],
+        query: None,
         response: "PlateWithdrawn",
         codes: &[200, 400, 401, 403, 404, 409, 503],
     },

@@ -7,7 +7,7 @@ use super::shared::{application_answer, parse_serial, with_serial_field};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -19,14 +19,15 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(register),
     Doc {
         summary: "Confirms the registration of a pre-selected number (R4.10)",
-        request: Some("RegistrationRequest"),
-        query: &[],
+        request: Some(json_body::<RegistrationBody>),
+        query: None,
         response: "OperatorApplication",
         codes: &[200, 400, 401, 403, 404, 409, 413, 503],
     },
 )];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RegistrationBody {
     office: String,
     serial: String,

@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use platepool_engine::calendar::rfc3339;
 use platepool_engine::pool::{RELEASE_PATTERNS_MAX, RELEASE_SERIALS_MAX};
-use platepool_engine::{NewRelease, OfficeConfig, Pattern, Refusal, ReleaseSource};
+use platepool_engine::{Engine, NewRelease, OfficeConfig, Pattern, Refusal, ReleaseSource};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -12,7 +12,7 @@ use super::shared::{parse_serial, parse_time};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -25,8 +25,8 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(add_release),
         Doc {
             summary: "Releases numbers into the pool by patterns or explicit serials",
-            request: Some("ReleaseRequest"),
-            query: &[],
+            request: Some(json_body::<ReleaseBody>),
+            query: None,
             response: "ReleaseCreated",
             codes: &[201, 400, 401, 403, 404, 413, 503],
         },
@@ -39,20 +39,26 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "Withdraws a release's available numbers",
             request: None,
-            query: &[],
+            query: None,
             response: "ReleaseWithdrawn",
             codes: &[200, 401, 403, 404, 503],
         },
     ),
 ];
 
-#[derive(Debug, Deserialize)]
+/// A release request (`POST …/releases` and its preview, `routes/release_preview.rs`): either
+/// `patterns` or `serials`, not both.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ReleaseBody {
+pub(crate) struct ReleaseBody {
     class: String,
     #[serde(default)]
     label: String,
+    /// RFC 3339; omitted: now.
+    #[schema(format = DateTime)]
     opens_at: Option<String>,
+    /// RFC 3339; omitted: custom selection may take the numbers from the opening.
+    #[schema(format = DateTime)]
     custom_from: Option<String>,
     patterns: Option<Vec<String>>,
     serials: Option<Vec<String>>,
@@ -108,17 +114,22 @@ fn release_source(body: &ReleaseBody, config: &OfficeConfig) -> ApiResult<Releas
 }
 
 /// A refused release: the engine names the pattern or serial at fault at the start of its message.
-fn release_refusal(r: Refusal) -> ApiError {
+pub(crate) fn release_refusal(r: Refusal) -> ApiError {
     match r {
         Refusal::InvalidRelease(message) => {
             let field = message
                 .split_once(':')
                 .map(|(head, _)| head)
-                .filter(|head| head.starts_with("patterns[") || head.starts_with("serials["))
+                .filter(|head| {
+                    head.starts_with("patterns[")
+                        || head.starts_with("serials[")
+                        || *head == "label"
+                })
                 .map(str::to_string);
             let e = ApiError::bad_request(format!("release: {message}"));
             match field {
                 Some(f) => e.field(f),
+                None if message.starts_with("label ") => e.field("label"),
                 None => e.field(if message.contains("serial") {
                     "serials"
                 } else {
@@ -133,15 +144,14 @@ fn release_refusal(r: Refusal) -> ApiError {
     }
 }
 
-pub(super) async fn add_release(
-    gw: web::Data<Gateway>,
-    op: Operator,
-    path: web::Path<String>,
-    body: ApiJson<ReleaseBody>,
-) -> ApiResult<HttpResponse> {
-    let office = path.into_inner();
-    let config = gw.engine.office_config(&office)?;
-    let body = body.0;
+/// The engine's release request from the API's body: the class, the times and every pattern or
+/// serial checked here, the rest by the engine (which `add_release` and its preview share).
+pub(crate) fn new_release(
+    engine: &Engine,
+    office: &str,
+    body: &ReleaseBody,
+) -> ApiResult<NewRelease> {
+    let config = engine.office_config(office)?;
     if !config.classes.iter().any(|c| c == &body.class) {
         return Err(ApiError::bad_request(format!(
             "the office does not serve class {}; it serves {}",
@@ -152,21 +162,33 @@ pub(super) async fn add_release(
     }
     let opens_at_ms = match &body.opens_at {
         Some(t) => parse_time(t, "opens_at")?,
-        None => gw.engine.now_ms(),
+        None => engine.now_ms(),
     };
     let custom_from_ms = body
         .custom_from
         .as_deref()
         .map(|t| parse_time(t, "custom_from"))
         .transpose()?;
-    let source = release_source(&body, &config)?;
-    let release = NewRelease {
+    let source = release_source(body, &config)?;
+    Ok(NewRelease {
         class: body.class.clone(),
         label: body.label.clone(),
         opens_at_ms,
         custom_from_ms,
         source,
-    };
+    })
+}
+
+pub(super) async fn add_release(
+    gw: web::Data<Gateway>,
+    op: Operator,
+    path: web::Path<String>,
+    body: ApiJson<ReleaseBody>,
+) -> ApiResult<HttpResponse> {
+    let office = path.into_inner();
+    let body = body.0;
+    let release = new_release(&gw.engine, &office, &body)?;
+    let (opens_at_ms, custom_from_ms) = (release.opens_at_ms, release.custom_from_ms);
     let (id, total) = gw
         .engine
         .add_release(&office, release, &op.who)

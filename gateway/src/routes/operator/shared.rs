@@ -108,7 +108,10 @@ pub(super) fn with_serial_field(r: Refusal, field: &str) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct ReasonBody {
-    pub(super) reason: Option<String>,
+    /// 1 to [`REASON_LEN_MAX`] characters, not all spaces.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
+    pub(super) reason: String,
 }

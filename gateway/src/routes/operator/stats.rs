@@ -25,7 +25,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Doc {
             summary: "Figures per class and release, mailbox depth, the office's draws and checks per second and their latency (window and since start), and the gateway-wide request rates and latency under gateway",
             request: None,
-            query: &[],
+            query: None,
             response: "Stats",
             codes: &[200, 401, 403, 404, 503],
         },

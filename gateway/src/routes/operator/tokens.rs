@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::auth::{sign_token, validate_phone, validate_user, Operator, TokenClaims};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::Doc;
+use crate::openapi::{json_body, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -20,8 +20,8 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(issue_token),
     Doc {
         summary: "Issues a citizen token (demo, tests, load tests; when allow_token_issue)",
-        request: Some("TokenRequest"),
-        query: &[],
+        request: Some(json_body::<TokenBody>),
+        query: None,
         response: "Token",
         codes: &[200, 400, 401, 403, 413],
     },
@@ -31,11 +31,15 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
 pub const TOKEN_TTL_DEFAULT_S: u64 = 3_600;
 pub const TOKEN_TTL_MAX_S: u64 = 30 * 86_400;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenBody {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.@-]+$")]
     user: String,
+    #[schema(pattern = r"^\+?[0-9]{5,20}$")]
     phone: String,
+    /// Seconds, default 3600.
+    #[schema(minimum = 1, maximum = 2592000)]
     ttl_s: Option<u64>,
 }
 

@@ -90,12 +90,14 @@ pub(crate) fn write_blob<T: Serialize>(
     io_fail!(config, "write_blob write kind_byte");
     f.write_all(kind_buf)?;
     io_fail!(config, "write_blob write buf");
-    f.write_all(&data)
-        .map(|r| {
-            trace!("successfully wrote blob at {:?}", path);
-            r
-        })
-        .map_err(|e| e.into())
+    f.write_all(&data)?;
+    // platepool patch: the blob and its directory entry are on the device before the log
+    // item pointing to it is written, so a log that survives a power loss never points to a
+    // blob that did not (the published crate leaves both to the page cache).
+    f.sync_all()?;
+    std::fs::File::open(path.parent().unwrap_or(path.as_path()))?.sync_all()?;
+    trace!("successfully wrote blob at {:?}", path);
+    Ok(())
 }
 
 pub(crate) fn gc_blobs(config: &Config, stable_lsn: Lsn) -> Result<()> {

@@ -1,0 +1,194 @@
+//! SPEC T1 through the engine on a fake clock whose wall time a test steps apart from its
+//! monotonic time: a step of +30 days lapses no claim and blacklists nobody, a hold made before
+//! it expires on the monotonic clock; after an operator's audited confirmation the lapse comes
+//! due and holds keep their length; a step of −1 hour stretches no hold.
+#![allow(clippy::unwrap_used)]
+
+mod common_engine;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use common_engine::*;
+use platepool_engine::calendar::local_to_ms;
+use platepool_engine::clock::FakeClock;
+use platepool_engine::{
+    AppId, AppState, Caller, Durability, Engine, NewRelease, Pattern, Refusal, ReleaseSource,
+};
+
+const OP: &str = "operator:clock";
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+const TTL_MS: u64 = 90_000;
+
+/// Monday 2 March 2026, 10:00 office local time.
+fn monday_10am() -> u64 {
+    local_to_ms(
+        NaiveDate::from_ymd_opt(2026, 3, 2)
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap(),
+    )
+}
+
+fn citizen(user: &str) -> Caller<'_> {
+    Caller::Citizen(user)
+}
+
+/// How long `id`'s batch has left, `None` without one.
+async fn batch_left(engine: &Engine, id: &AppId) -> Option<u64> {
+    let view = engine.application(id, Caller::Operator).await.unwrap();
+    view.batch
+        .map(|b| b.expires_at_ms.saturating_sub(engine.now_ms()))
+}
+
+async fn state(engine: &Engine, id: &AppId) -> AppState {
+    engine
+        .application(id, Caller::Operator)
+        .await
+        .unwrap()
+        .record
+        .state
+}
+
+/// An office with one open release, a claim by erin and a live batch held by frank.
+async fn setup(engine: &Engine) -> (AppId, AppId) {
+    engine
+        .put_office("maoming", office_config("茂名"), OP)
+        .await
+        .unwrap();
+    let release = NewRelease {
+        class: "small".into(),
+        label: String::new(),
+        opens_at_ms: engine.now_ms() - 10_000,
+        custom_from_ms: None,
+        source: ReleaseSource::Patterns(vec![Pattern::parse("A0###").unwrap()]),
+    };
+    engine.add_release("maoming", release, OP).await.unwrap();
+    let rows = vec![
+        cert(&vin("ER", 1), "E1", "small", "fuel"),
+        cert(&vin("FR", 1), "F1", "small", "fuel"),
+    ];
+    engine.import_certificates(rows, OP).await.unwrap();
+    let erin = engine
+        .create_application(request("maoming", "erin", &vin("ER", 1), "E1"))
+        .await
+        .unwrap();
+    let frank = engine
+        .create_application(request("maoming", "frank", &vin("FR", 1), "F1"))
+        .await
+        .unwrap();
+    engine
+        .verify_identity(&erin, citizen("erin"))
+        .await
+        .unwrap();
+    let draw = engine.draw(&erin, citizen("erin"), false).await.unwrap();
+    let s = draw.batch.serials[0].to_string();
+    engine
+        .pick_candidate(&erin, citizen("erin"), &s)
+        .await
+        .unwrap();
+    engine.claim(&erin, citizen("erin"), &s).await.unwrap();
+    engine
+        .verify_identity(&frank, citizen("frank"))
+        .await
+        .unwrap();
+    engine.draw(&frank, citizen("frank"), false).await.unwrap();
+    (erin, frank)
+}
+
+#[test]
+fn a_forward_step_lapses_nothing_until_confirmed_and_holds_keep_their_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeClock::at(monday_10am()));
+    let config = engine_config(dir.path(), Durability::Flush, fake.clone(), 7);
+    in_own_system(move || async move {
+        let engine = open_engine(config).await;
+        let (erin, frank) = setup(&engine).await;
+        assert_eq!(batch_left(&engine, &frank).await, Some(TTL_MS));
+
+        // +30 days on the wall clock alone, then one second of real time.
+        fake.step_wall(30 * DAY_MS);
+        fake.advance(1_000);
+        let status = engine.clock_status();
+        assert_eq!(status.steps, 1, "{status:?}");
+        assert_eq!(status.degraded.unwrap().offset_ms, 30 * DAY_MS);
+        assert_eq!(engine.now_ms(), monday_10am() + 1_000);
+        assert_eq!(
+            state(&engine, &erin).await,
+            AppState::Claimed,
+            "no lapse from a step"
+        );
+        assert_eq!(engine.blacklisted_until("erin"), None);
+        assert_eq!(batch_left(&engine, &frank).await, Some(TTL_MS - 1_000));
+        // The hold expires on the monotonic clock: not before, not after.
+        fake.advance(TTL_MS - 2_000);
+        assert_eq!(batch_left(&engine, &frank).await, Some(1_000));
+        fake.advance(1_000);
+        assert_eq!(batch_left(&engine, &frank).await, None);
+
+        // A new batch, then the operator confirms the wall time.
+        engine.draw(&frank, citizen("frank"), false).await.unwrap();
+        fake.advance(5_000);
+        let confirmed = engine.confirm_clock(OP).await.unwrap();
+        assert_eq!(confirmed.jump_ms, 30 * DAY_MS);
+        assert_eq!(engine.clock_status().degraded, None);
+        let audit = engine.registry_audit().await.unwrap();
+        let entry = audit.iter().find(|e| e.action == "confirm_clock").unwrap();
+        assert_eq!(entry.who, OP);
+        assert!(entry.detail.contains("2592000000 ms"), "{}", entry.detail);
+        assert_eq!(
+            engine.confirm_clock(OP).await.err().map(|e| e.code()),
+            Some("conflict"),
+            "nothing left to confirm"
+        );
+        // The hold kept its length across the jump; the claim is past its deadline now.
+        assert_eq!(batch_left(&engine, &frank).await, Some(TTL_MS - 5_000));
+        assert_eq!(state(&engine, &erin).await, AppState::Lapsed);
+        assert!(
+            eventually(Duration::from_secs(5), || engine
+                .blacklisted_until("erin")
+                .is_some())
+            .await
+        );
+    });
+}
+
+#[test]
+fn a_backward_step_stretches_no_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeClock::at(monday_10am()));
+    let config = engine_config(dir.path(), Durability::Flush, fake.clone(), 8);
+    in_own_system(move || async move {
+        let engine = open_engine(config).await;
+        let (erin, frank) = setup(&engine).await;
+        fake.step_wall(-HOUR_MS);
+        fake.advance(1_000);
+        // Not 3,601 s left: the hour the wall clock went back is not added.
+        assert_eq!(batch_left(&engine, &frank).await, Some(TTL_MS - 1_000));
+        assert_eq!(engine.clock_status().degraded.unwrap().offset_ms, -HOUR_MS);
+        fake.advance(TTL_MS - 1_000);
+        assert_eq!(
+            batch_left(&engine, &frank).await,
+            None,
+            "back in the pool (I4)"
+        );
+        // Custom checks wait their interval on the monotonic clock too.
+        let next = engine
+            .application(&frank, Caller::Operator)
+            .await
+            .unwrap()
+            .next_check_at_ms;
+        assert!(next <= engine.now_ms(), "{next}");
+        // The wall clock is set right again: the clock agrees and is no longer degraded.
+        fake.step_wall(HOUR_MS);
+        let status = engine.clock_status();
+        assert_eq!((status.steps, status.degraded), (1, None));
+        assert_eq!(state(&engine, &erin).await, AppState::Claimed);
+        assert!(matches!(
+            engine.confirm_clock(OP).await,
+            Err(Refusal::Conflict(_))
+        ));
+    });
+}

@@ -1,0 +1,424 @@
+//! The calls the power-loss campaign and the fsync test send the binary: an office, a release of
+//! patterns and one of 6,000 listed serials (a sled blob), certificate records, then citizens through the
+//! whole flow (SMS, application, identity), a burst of concurrent draws (one group commit of
+//! many draws), candidates, claims, a registration, a void and a withdrawal. Each request
+//! remembers its connection's port (how the trace names it) and what its answer acknowledged,
+//! so that a folder rebuilt from the trace can be checked against every answer given before.
+
+use std::time::Duration;
+
+use platepool_engine::vin::Vin;
+use serde_json::{json, Value};
+
+use crate::fuzz::http::{token, OPERATOR};
+use crate::http::{Answer, Conn};
+
+pub const OFFICE: &str = "pl";
+/// Serials of the listed release: about as many as a 64 KiB body holds (the limit of operator
+/// calls); its stored record is already over sled's blob threshold.
+pub const LISTED_SERIALS: usize = 6_000;
+
+/// A change an answer acknowledged, as it can be read back.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    Office,
+    Release {
+        id: u64,
+        total: u64,
+    },
+    Application {
+        id: String,
+        token: String,
+    },
+    /// The application's random quota was at most this after the draw.
+    Drawn {
+        id: String,
+        token: String,
+        random_left: u64,
+    },
+    Claimed {
+        id: String,
+        token: String,
+        serial: String,
+    },
+    Issued {
+        id: String,
+        token: String,
+    },
+    Voided {
+        id: String,
+        token: String,
+    },
+    Withdrawn {
+        serial: String,
+    },
+    /// An SMS message in the outbox for the phone (at least this many).
+    Sms {
+        phone: String,
+        count: usize,
+    },
+}
+
+/// One request the client sent and the answer it got.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub what: String,
+    pub client_port: u16,
+    pub status: u16,
+    pub expect: Option<Expect>,
+    /// Sent while other requests were in flight (the burst of draws): other requests' writes
+    /// may be unsynced at its answer, so its own changes are checked after power losses instead.
+    pub concurrent: bool,
+}
+
+/// A citizen of the flow: phone, token, application id.
+#[derive(Debug, Clone)]
+pub struct Citizen {
+    pub phone: String,
+    pub token: String,
+    pub app: String,
+}
+
+fn vin(n: u32) -> String {
+    Vin::with_check_digit(&format!("LSVPL{n:03}X12345678"))
+        .map(Vin::into_string)
+        .unwrap_or_default()
+}
+
+/// Sends one request on a fresh connection, returning the answer and the connection's port.
+pub fn send(
+    port: u16,
+    auth: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(Answer, u16), String> {
+    let mut conn = Conn::open(port).map_err(|e| format!("{method} {path}: {e}"))?;
+    let client_port = conn.local_port();
+    let bearer = format!("Bearer {auth}");
+    let text = body.map(Value::to_string);
+    let answer = conn
+        .send(
+            method,
+            path,
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+                ("Connection", "close"),
+            ],
+            text.as_deref().map(str::as_bytes),
+        )
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+    Ok((answer, client_port))
+}
+
+/// The flow's record: every request in order.
+#[derive(Debug, Default)]
+pub struct Flow {
+    pub requests: Vec<Request>,
+    /// Draws of the burst that were not answered 201, with their answer.
+    pub failures: Vec<String>,
+}
+
+impl Flow {
+    /// Sends a request that must answer `want`; records it with what it acknowledged.
+    fn call(
+        &mut self,
+        port: u16,
+        auth: &str,
+        (method, path): (&str, &str),
+        body: Option<&Value>,
+        want: u16,
+        expect: impl FnOnce(&Value) -> Option<Expect>,
+    ) -> Result<Value, String> {
+        let (a, client_port) = send(port, auth, method, path, body)?;
+        let v = a.json();
+        let expect = (a.status == want).then(|| expect(&v)).flatten();
+        self.requests.push(Request {
+            what: format!("{method} {path}"),
+            client_port,
+            status: a.status,
+            expect,
+            concurrent: false,
+        });
+        if a.status != want {
+            return Err(format!(
+                "{method} {path}: {} (wanted {want}): {}",
+                a.status,
+                a.text()
+            ));
+        }
+        Ok(v)
+    }
+
+    fn last_code(&mut self, port: u16, phone: &str) -> Result<String, String> {
+        let v = self.call(
+            port,
+            OPERATOR,
+            ("GET", &format!("/v1/admin/sms/outbox?phone={phone}")),
+            None,
+            200,
+            |_| None,
+        )?;
+        let text = v
+            .as_array()
+            .and_then(|l| l.last())
+            .and_then(|m| m["text"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let chars: Vec<char> = text.chars().collect();
+        chars
+            .windows(6)
+            .map(|w| w.iter().collect::<String>())
+            .find(|w| w.chars().all(|c| c.is_ascii_digit()))
+            .ok_or_else(|| format!("no code in the outbox for {phone}: {v}"))
+    }
+
+    /// Sends one SMS of `purpose` and returns its code.
+    fn sms(&mut self, port: u16, c: &Citizen, body: Value, sent: usize) -> Result<String, String> {
+        let phone = c.phone.clone();
+        self.call(
+            port,
+            &c.token,
+            ("POST", "/v1/sms"),
+            Some(&body),
+            200,
+            |_| Some(Expect::Sms { phone, count: sent }),
+        )?;
+        self.last_code(port, &c.phone)
+    }
+
+    /// The operator's side: office, two releases, certificates for `citizens`.
+    pub fn operator_setup(&mut self, port: u16, citizens: u32) -> Result<(), String> {
+        let office = json!({
+            "name": "power loss office", "prefix": "粤K", "classes": ["small"],
+            "rules": {"sms_confirm_delay_ms": 0, "opening_window_ms": 0,
+                      "custom_min_interval_ms": 0},
+            "notice": {"version": "v1", "text": "terms"}
+        });
+        let path = format!("/v1/admin/offices/{OFFICE}");
+        self.call(port, OPERATOR, ("PUT", &path), Some(&office), 201, |_| {
+            Some(Expect::Office)
+        })?;
+        let releases = format!("/v1/admin/offices/{OFFICE}/releases");
+        let release = |v: &Value| {
+            Some(Expect::Release {
+                id: v["id"].as_u64()?,
+                total: v["total"].as_u64()?,
+            })
+        };
+        let patterns = json!({"class": "small", "label": "A", "patterns": ["A####"]});
+        self.call(
+            port,
+            OPERATOR,
+            ("POST", &releases),
+            Some(&patterns),
+            201,
+            release,
+        )?;
+        let serials: Vec<String> = "BCDEFGHJKL"
+            .chars()
+            .flat_map(|l| (0..10_000).map(move |n| format!("{l}{n:04}")))
+            .take(LISTED_SERIALS)
+            .collect();
+        let listed = json!({"class": "small", "label": "listed", "serials": serials});
+        self.call(
+            port,
+            OPERATOR,
+            ("POST", &releases),
+            Some(&listed),
+            201,
+            release,
+        )?;
+        let rows: Vec<Value> = (1..=citizens)
+            .map(|n| json!({"vin": vin(n), "voucher": format!("PL{n:06}"), "class": "small", "energy": "fuel"}))
+            .collect();
+        self.call(
+            port,
+            OPERATOR,
+            ("POST", "/v1/admin/certificates"),
+            Some(&Value::Array(rows)),
+            200,
+            |_| None,
+        )?;
+        Ok(())
+    }
+
+    /// Citizen `n` (1 ..= the certificates imported) through SMS, application, identity.
+    pub fn citizen(&mut self, port: u16, n: u32) -> Result<Citizen, String> {
+        let phone = format!("1370000{n:04}");
+        let exp = platepool_engine::calendar::now_ms() / 1000 + 3_600;
+        let mut c = Citizen {
+            token: token(&format!("pl{n}"), &phone, exp),
+            phone,
+            app: String::new(),
+        };
+        let code = self.sms(port, &c, json!({"purpose": "apply"}), 1)?;
+        let body = json!({"office": OFFICE, "vin": vin(n), "voucher": format!("PL{n:06}"),
+                          "notice_version": "v1", "sms_code": code});
+        let tok = c.token.clone();
+        let v = self.call(
+            port,
+            &c.token,
+            ("POST", "/v1/applications"),
+            Some(&body),
+            201,
+            |v| {
+                Some(Expect::Application {
+                    id: v["id"].as_str()?.to_string(),
+                    token: tok,
+                })
+            },
+        )?;
+        c.app = v["id"].as_str().unwrap_or_default().to_string();
+        let code = self.sms(
+            port,
+            &c,
+            json!({"purpose": "identity", "application": c.app}),
+            2,
+        )?;
+        self.call(
+            port,
+            &c.token,
+            ("POST", &format!("/v1/applications/{}/identity", c.app)),
+            Some(&json!({"sms_code": code})),
+            200,
+            |_| None,
+        )?;
+        Ok(c)
+    }
+
+    /// Every citizen draws at once (threads): the office commits the draws in few groups.
+    fn draw_burst(&mut self, port: u16, citizens: &[Citizen]) -> Vec<Option<Value>> {
+        let handles: Vec<_> = citizens
+            .iter()
+            .cloned()
+            .map(|c| {
+                std::thread::spawn(move || {
+                    let path = format!("/v1/applications/{}/draws", c.app);
+                    let body = json!({"exclude_four": false});
+                    let sent = send(port, &c.token, "POST", &path, Some(&body));
+                    (c, sent)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            let Ok((c, sent)) = h.join() else {
+                out.push(None);
+                continue;
+            };
+            match sent {
+                Ok((a, client_port)) => {
+                    let v = a.json();
+                    let expect = (a.status == 201).then(|| Expect::Drawn {
+                        id: c.app.clone(),
+                        token: c.token.clone(),
+                        random_left: v["random_left"].as_u64().unwrap_or(u64::MAX),
+                    });
+                    self.requests.push(Request {
+                        what: format!("POST /v1/applications/{}/draws", c.app),
+                        client_port,
+                        status: a.status,
+                        expect,
+                        concurrent: true,
+                    });
+                    if a.status != 201 {
+                        self.failures
+                            .push(format!("draw of {}: {} {}", c.app, a.status, a.text()));
+                    }
+                    out.push((a.status == 201).then_some(v));
+                }
+                Err(e) => {
+                    self.failures.push(e);
+                    out.push(None);
+                }
+            }
+        }
+        out
+    }
+
+    /// The whole flow: `citizens` applicants, their draws at once, then picks and claims, a
+    /// registration, a void and a withdrawal.
+    pub fn run(&mut self, port: u16, citizens: u32) -> Result<(), String> {
+        self.operator_setup(port, citizens)?;
+        let people: Vec<Citizen> = (1..=citizens)
+            .map(|n| self.citizen(port, n))
+            .collect::<Result<_, _>>()?;
+        let draws = self.draw_burst(port, &people);
+        let mut claimed = Vec::new();
+        for (c, draw) in people.iter().zip(&draws).take(3) {
+            let plate = draw.as_ref().map(|d| &d["batch"]["plates"][0]);
+            let Some(serial) = plate.and_then(|p| p.as_str().or_else(|| p["serial"].as_str()))
+            else {
+                return Err(format!("no draw for {}: {:?}", c.app, self.failures));
+            };
+            let serial = serial.rsplit('·').next().unwrap_or(serial).to_string();
+            let base = format!("/v1/applications/{}", c.app);
+            let body = json!({"serial": serial});
+            self.call(
+                port,
+                &c.token,
+                ("POST", &format!("{base}/candidates")),
+                Some(&body),
+                200,
+                |_| None,
+            )?;
+            let (id, tok, s) = (c.app.clone(), c.token.clone(), serial.clone());
+            self.call(
+                port,
+                &c.token,
+                ("POST", &format!("{base}/claim")),
+                Some(&body),
+                201,
+                |_| {
+                    Some(Expect::Claimed {
+                        id,
+                        token: tok,
+                        serial: s,
+                    })
+                },
+            )?;
+            claimed.push((c.clone(), serial));
+        }
+        if let Some((c, serial)) = claimed.first() {
+            let (id, tok) = (c.app.clone(), c.token.clone());
+            self.call(
+                port,
+                OPERATOR,
+                ("POST", "/v1/admin/registrations"),
+                Some(&json!({"office": OFFICE, "serial": serial})),
+                200,
+                |_| Some(Expect::Issued { id, token: tok }),
+            )?;
+        }
+        if let Some((c, serial)) = claimed.get(1) {
+            let (id, tok) = (c.app.clone(), c.token.clone());
+            self.call(
+                port,
+                OPERATOR,
+                (
+                    "POST",
+                    &format!("/v1/admin/offices/{OFFICE}/claims/{serial}/void"),
+                ),
+                Some(&json!({"reason": "owner asked"})),
+                200,
+                |_| Some(Expect::Voided { id, token: tok }),
+            )?;
+        }
+        let serial = "B5999".to_string();
+        self.call(
+            port,
+            OPERATOR,
+            (
+                "DELETE",
+                &format!("/v1/admin/offices/{OFFICE}/plates/{serial}"),
+            ),
+            Some(&json!({})),
+            200,
+            |_| Some(Expect::Withdrawn { serial }),
+        )?;
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(())
+    }
+}
