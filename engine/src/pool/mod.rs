@@ -316,9 +316,11 @@ impl OfficePool {
             let class_ix = pool
                 .class_index(&rec.class)
                 .ok_or_else(|| format!("release {} names unknown class {}", rec.id, rec.class))?;
-            let codes = pool
+            let named = pool
                 .expand(class_ix, &rec.source)
                 .map_err(|e| format!("release {}: {e}", rec.id))?;
+            // As when it was added: numbers an earlier release holds stay that release's.
+            let codes = pool.not_in_pool(class_ix, named);
             pool.classes[class_ix].add_segment(rec.id, codes);
             pool.next_release = pool.next_release.max(rec.id + 1);
             pool.schedule_release(&rec);
@@ -596,6 +598,15 @@ impl OfficePool {
         Ok(codes)
     }
 
+    /// The codes of `codes` that no release of the class holds yet (a release adds only those,
+    /// at `add_release` and again at `restore`).
+    fn not_in_pool(&self, class_ix: usize, mut codes: Vec<u32>) -> Vec<u32> {
+        let cp = &self.classes[class_ix];
+        let len = cp.def.serial_len();
+        codes.retain(|&code| cp.find(Serial::from_pool_code(code, len)).is_none());
+        codes
+    }
+
     /// Checks a release request as [`OfficePool::add_release`] does: the class index, the
     /// numbers it names and the new ones among them (sorted codes), or why it is refused.
     fn release_codes(&self, req: &NewRelease) -> Result<(usize, Vec<u32>, u64), Refusal> {
@@ -608,13 +619,11 @@ impl OfficePool {
                 "label is longer than {RELEASE_LABEL_LEN_MAX} characters"
             )));
         }
-        let mut codes = self
+        let named_codes = self
             .expand(class_ix, &req.source)
             .map_err(Refusal::InvalidRelease)?;
-        let named = codes.len() as u64;
-        let cp = &self.classes[class_ix];
-        let len = cp.def.serial_len();
-        codes.retain(|&code| cp.find(Serial::from_pool_code(code, len)).is_none());
+        let named = named_codes.len() as u64;
+        let codes = self.not_in_pool(class_ix, named_codes);
         if codes.is_empty() {
             return Err(Refusal::InvalidRelease(match req.source {
                 ReleaseSource::Patterns(_) => "every number it names is already in the pool".into(),
