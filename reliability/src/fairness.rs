@@ -20,7 +20,7 @@ use crate::{Mode, Outcome};
 /// Rehearsals per configuration.
 pub fn repeats(mode: Mode) -> u32 {
     match mode {
-        Mode::Short => 2,
+        Mode::Short => 4,
         Mode::Long => 10,
     }
 }
