@@ -28,9 +28,9 @@ use crate::pool::{
 };
 use crate::record::{AppState, AuditEntry, Claim};
 use crate::registry::{
-    start_office, ApplicationRequest, BlacklistEntry, BlacklistMap, CertificateRow,
-    CreateApplication, ImportPart, ImportReport, OfficeEntry, OfficeMap, PutOffice, Registry,
-    RegistryCall,
+    open_application, start_office, ApplicationRequest, BlacklistEntry, BlacklistMap, Certificate,
+    CertificateRow, ImportPart, ImportReport, OfficeEntry, OfficeMap, Pending, PutOffice, Registry,
+    RegistryCall, RegistryWrite,
 };
 use crate::store::{Durability, Store, StoreError};
 use crate::supervisor::{OfficeCondition, Supervision};
@@ -249,9 +249,11 @@ impl Engine {
             .into_iter()
             .map(|(_, e)| (e.user.clone(), e))
             .collect();
+        let certs = crate::registry::open_log(&store, &kv).await?;
         let mut registry = Registry {
             store: store.clone(),
             kv,
+            certs,
             catalog: catalog.clone(),
             offices: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             blacklist: Arc::new(ArcSwap::from_pointee(blacklist)),
@@ -327,12 +329,12 @@ impl Engine {
             offices.insert(id.clone(), entry);
         }
         for entry in lapsed {
-            registry
-                .blacklist_user(entry)
-                .map_err(|e| EngineError::Recovery {
-                    office: "registry".into(),
-                    message: e.to_string(),
-                })?;
+            let recovery = |e: Refusal| EngineError::Recovery {
+                office: "registry".into(),
+                message: e.to_string(),
+            };
+            let pending = registry.blacklist_user(entry).map_err(recovery)?;
+            pending.complete(&mut registry).await.map_err(recovery)?;
         }
         registry.offices.store(Arc::new(offices));
         let office_map = registry.offices.clone();
@@ -370,15 +372,16 @@ impl Engine {
                     let Some(router) = router.upgrade() else {
                         break;
                     };
-                    let _ = router
-                        .send(RegistryCall(Box::new(move |r: &mut Registry| {
+                    let blacklisted = router
+                        .send(RegistryWrite(Box::new(move |r: &mut Registry| {
                             let mut entry = entry;
                             entry.since_ms = r.clock.now_ms();
-                            if let Err(e) = r.blacklist_user(entry) {
-                                tracing::error!(error = %e, "blacklisting failed");
-                            }
+                            r.blacklist_user(entry)
                         })))
                         .await;
+                    if let Ok(Err(e)) = blacklisted {
+                        tracing::error!(error = %e, "blacklisting failed");
+                    }
                 }
             }
         });
@@ -423,7 +426,7 @@ impl Engine {
     pub async fn confirm_clock(&self, who: &str) -> Result<ClockConfirmation, Refusal> {
         let guard = self.inner.guard.clone();
         let who = who.to_string();
-        self.registry(move |r| {
+        self.registry_write(move |r| {
             let confirmed = guard.confirm().ok_or_else(|| {
                 Refusal::Conflict(
                     "the wall clock agrees with engine time: nothing to confirm".into(),
@@ -435,10 +438,12 @@ impl Engine {
                 crate::calendar::rfc3339(confirmed.from_ms),
                 crate::calendar::rfc3339(confirmed.to_ms)
             );
-            r.record_action(&who, "confirm_clock", detail)?;
-            Ok(confirmed)
+            let recorded = r.record_action(&who, "confirm_clock", detail)?;
+            Ok(Pending::new(recorded.into_durable(), move |_| {
+                Ok(confirmed)
+            }))
         })
-        .await?
+        .await
     }
 
     /// Each office's health (failed or stopped, restarts by the supervisor), by office id.
@@ -509,6 +514,19 @@ impl Engine {
             .send(RegistryCall(Box::new(f)))
             .await
             .map_err(|_| Refusal::Unavailable("registry is not running".into()))
+    }
+
+    /// A registry write (see `registry::Pending`): answered once durable, the registry serving
+    /// others meanwhile.
+    async fn registry_write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> Result<Pending<R>, Refusal> + Send + 'static,
+    ) -> Result<R, Refusal> {
+        self.inner
+            .registry
+            .send(RegistryWrite(Box::new(f)))
+            .await
+            .map_err(|_| Refusal::Unavailable("registry is not running".into()))?
     }
 
     // ------------------------------------------------------------------------------------------
@@ -752,31 +770,32 @@ impl Engine {
         part: ImportPart,
     ) -> Result<ImportReport, Refusal> {
         let who = who.to_string();
-        self.registry(move |r| r.import_certificates(rows, &who, part))
-            .await?
+        self.registry_write(move |r| r.import_certificates(rows, &who, part))
+            .await
+    }
+
+    /// The certificate record of a VIN (R5.3), as imported last; `None` when there is none or
+    /// the VIN is malformed.
+    pub async fn certificate(&self, vin: &str) -> Result<Option<Certificate>, Refusal> {
+        let Ok(vin) = crate::vin::check_vin(vin) else {
+            return Ok(None);
+        };
+        let vin = vin.as_str().to_string();
+        self.registry(move |r| r.certificate(&vin)).await?
     }
 
     /// Runs every check of R4.2 without creating anything (before the SMS code is checked).
     pub async fn check_application(&self, req: ApplicationRequest) -> Result<(), Refusal> {
-        self.inner
-            .registry
-            .send(CreateApplication { req, dry_run: true })
+        open_application(&self.inner.registry, req, true)
             .await
-            .map_err(|_| Refusal::Unavailable("registry is not running".into()))?
             .map(|_| ())
     }
 
     /// Opens an application (R4.2), checking everything again.
     pub async fn create_application(&self, req: ApplicationRequest) -> Result<AppId, Refusal> {
-        self.inner
-            .registry
-            .send(CreateApplication {
-                req,
-                dry_run: false,
-            })
-            .await
-            .map_err(|_| Refusal::Unavailable("registry is not running".into()))?
-            .and_then(|id| id.ok_or_else(|| Refusal::Unavailable("no application created".into())))
+        open_application(&self.inner.registry, req, false)
+            .await?
+            .ok_or_else(|| Refusal::Unavailable("no application created".into()))
     }
 
     /// Opens a practice application (R4.13).
@@ -827,8 +846,8 @@ impl Engine {
 
     pub async fn lift_blacklist(&self, user: &str, who: &str, reason: &str) -> Result<(), Refusal> {
         let (user, who, reason) = (user.to_string(), who.to_string(), reason.to_string());
-        self.registry(move |r| r.lift_blacklist(&user, &who, &reason))
-            .await?
+        self.registry_write(move |r| r.lift_blacklist(&user, &who, &reason))
+            .await
     }
 
     pub async fn registry_audit(&self) -> Result<Vec<AuditEntry>, Refusal> {

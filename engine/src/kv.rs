@@ -1,40 +1,37 @@
-//! A small durable key-value tree: the registry's certificates and blacklist, and the gateway's
+//! A small durable key-value tree: the registry's blacklist and audit trail, and the gateway's
 //! own state (SMS codes and outbox, idempotency keys).
 //!
-//! **Group commit.** A write applies to sled in memory at once, so reads, compare-and-swap and
-//! [`Kv::update`] keep sled's atomic semantics; then the caller waits until the write is durable.
-//! Every `Kv` of one [`Store`] shares one syncer thread fed by a crossbeam channel: it takes every
-//! request waiting, calls [`Store::sync`] once, and answers them all. N concurrent writers cost
-//! one flush + fdatasync, not N, and no caller does the sync on its own thread.
+//! **Group commit** (`group_commit.rs`). A write applies to sled in memory at once, so reads,
+//! compare-and-swap and [`Kv::update`] keep sled's atomic semantics; then the caller waits until
+//! the write is durable. Every `Kv` of one [`Store`] shares one syncer thread fed by a crossbeam
+//! channel: it takes every request waiting, calls [`Store::sync`] once, and answers them all. N
+//! concurrent writers cost one flush + fdatasync, not N, and no caller does the sync on its own
+//! thread.
 //!
 //! The blocking methods (`put`, `update`, `remove`, `commit`, `commit_raw`) are for threads that
-//! may block (the registry actor, start-up); the `*_async` methods return a future for the
-//! gateway's workers, which must never wait for a disk.
+//! may block (start-up, tests); the `*_async` methods return a future for the gateway's workers
+//! and the registry actor, which must never wait for a disk.
 //!
 //! **Fail-stop.** After one failed sync, every later durable write is refused before it touches
 //! memory, and every write still waiting gets the error: memory may be ahead of the disk, so
 //! nothing more is acknowledged until the process restarts and reads back what is durable.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::thread;
 
-use crossbeam_channel::{Receiver, Sender};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::group_commit::{settle, GroupSyncer, SyncFn, SyncState};
 use crate::store::{Store, StoreError};
 
 /// Most requests one sync answers; the rest wait for the next one.
-pub const KV_GROUP_MAX: usize = 4_096;
+pub const KV_GROUP_MAX: usize = crate::group_commit::GROUP_MAX;
 /// Most requests waiting for the syncer: a writer beyond it blocks until a sync drains the
 /// queue (back-pressure rather than a queue that grows without bound while the disk stalls).
-pub const KV_WAITING_MAX: usize = 65_536;
-
-/// Makes everything written so far durable ([`Store::sync`], or a stand-in in tests).
-type SyncFn = Box<dyn FnMut() -> Result<(), StoreError> + Send>;
+pub const KV_WAITING_MAX: usize = crate::group_commit::WAITING_MAX;
 
 /// What every `Kv` of one [`Store`] shares: the syncer thread (started with the first `Kv`,
 /// stopped with the last) and the counters and failure that outlive it.
@@ -57,151 +54,7 @@ pub struct KvSyncStats {
     pub failed: bool,
 }
 
-#[derive(Debug, Default)]
-struct SyncState {
-    /// Durable writes applied to memory so far; a write counts itself after it is applied.
-    applied: AtomicU64,
-    /// `applied` as read just before the last successful sync: every write up to it is durable.
-    durable: AtomicU64,
-    syncs: AtomicU64,
-    failed: AtomicBool,
-    /// The first failed sync's error, repeated to every later write.
-    failure: Mutex<Option<StoreError>>,
-}
-
-impl SyncState {
-    /// Refuses a durable write once a sync has failed (fail-stop).
-    fn check(&self) -> Result<(), StoreError> {
-        if !self.failed.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
-        Err(failure.clone().unwrap_or(StoreError::WriterStopped))
-    }
-
-    fn fail(&self, e: &StoreError) {
-        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
-        failure.get_or_insert_with(|| e.clone());
-        self.failed.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Who to tell when a request's writes are durable.
-enum Reply {
-    Blocking(Sender<Result<(), StoreError>>),
-    Async(oneshot::Sender<Result<(), StoreError>>),
-}
-
-impl Reply {
-    fn send(self, result: Result<(), StoreError>) {
-        // A caller that gave up waiting is no error.
-        match self {
-            Reply::Blocking(tx) => {
-                let _ = tx.send(result);
-            }
-            Reply::Async(tx) => {
-                let _ = tx.send(result);
-            }
-        }
-    }
-}
-
-/// The sending side of the syncer thread.
-#[derive(Debug)]
-struct Syncer {
-    /// `None` once dropping, or if the thread could not start (every request is then refused).
-    tx: Option<Sender<Reply>>,
-    thread: Option<thread::JoinHandle<()>>,
-    state: Arc<SyncState>,
-}
-
-impl Syncer {
-    fn start(state: Arc<SyncState>, sync: SyncFn) -> Syncer {
-        let (tx, rx) = crossbeam_channel::bounded::<Reply>(KV_WAITING_MAX);
-        let thread_state = Arc::clone(&state);
-        let spawned = thread::Builder::new()
-            .name("pp-kv-syncer".into())
-            .spawn(move || sync_loop(&rx, &thread_state, sync));
-        match spawned {
-            Ok(thread) => Syncer {
-                tx: Some(tx),
-                thread: Some(thread),
-                state,
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the Kv syncer thread");
-                state.fail(&StoreError::Sync(format!(
-                    "cannot start the Kv syncer thread: {e}"
-                )));
-                Syncer {
-                    tx: None,
-                    thread: None,
-                    state,
-                }
-            }
-        }
-    }
-
-    fn request(&self, reply: Reply) {
-        match &self.tx {
-            Some(tx) => {
-                if let Err(e) = tx.send(reply) {
-                    e.into_inner().send(Err(StoreError::WriterStopped));
-                }
-            }
-            None => reply.send(Err(StoreError::WriterStopped)),
-        }
-    }
-
-    /// Blocks until every write applied so far is durable.
-    fn wait(&self) -> Result<(), StoreError> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.request(Reply::Blocking(tx));
-        rx.recv().unwrap_or(Err(StoreError::WriterStopped))
-    }
-
-    /// Answers when every write applied so far is durable.
-    fn wait_async(&self) -> oneshot::Receiver<Result<(), StoreError>> {
-        let (tx, rx) = oneshot::channel();
-        self.request(Reply::Async(tx));
-        rx
-    }
-}
-
-impl Drop for Syncer {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread once it has answered what is queued; joining it
-        // releases its `Store` (and so sled's lock on the folder) before the last `Kv` is gone.
-        self.tx = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn sync_loop(rx: &Receiver<Reply>, state: &SyncState, mut sync: SyncFn) {
-    let mut group: Vec<Reply> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        group.push(first);
-        group.extend(rx.try_iter().take(KV_GROUP_MAX - 1));
-        // Every request taken was sent after its write counted itself, so `upto` covers them.
-        let upto = state.applied.load(Ordering::SeqCst);
-        let result = state.check().and_then(|()| sync());
-        match &result {
-            Ok(()) => {
-                state.syncs.fetch_add(1, Ordering::Relaxed);
-                state.durable.fetch_max(upto, Ordering::SeqCst);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "Kv sync failed: refusing every later durable write");
-                state.fail(e);
-            }
-        }
-        for reply in group.drain(..) {
-            reply.send(result.clone());
-        }
-    }
-}
+type Syncer = GroupSyncer;
 
 impl KvSync {
     /// The running syncer, started (with `sync`) if no `Kv` holds one.
@@ -210,7 +63,14 @@ impl KvSync {
         if let Some(syncer) = slot.upgrade() {
             return syncer;
         }
-        let syncer = Arc::new(Syncer::start(Arc::clone(&self.state), sync()));
+        // Named as the office writers are: vendor/sled runs the log writes a `pp-writer` thread
+        // seals on that thread, instead of handing each to its IO pool and sleeping until a
+        // pool thread is done (vendor/README.md) — the syncer's flush is the same call.
+        let syncer = Arc::new(Syncer::start(
+            "pp-writer-kv",
+            Arc::clone(&self.state),
+            sync(),
+        ));
         *slot = Arc::downgrade(&syncer);
         syncer
     }
@@ -242,16 +102,15 @@ type Applied<R> = (
     Option<oneshot::Receiver<Result<(), StoreError>>>,
 );
 
-/// `applied`, once its sync has answered.
-async fn settle<R>(
-    applied: Result<R, StoreError>,
-    durable: Option<oneshot::Receiver<Result<(), StoreError>>>,
-) -> Result<R, StoreError> {
-    let out = applied?;
-    if let Some(durable) = durable {
-        durable.await.unwrap_or(Err(StoreError::WriterStopped))?;
+fn raw_batch(changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (k, v) in changes {
+        match v {
+            Some(v) => batch.insert(k, v),
+            None => batch.remove(k),
+        }
     }
-    Ok(out)
+    batch
 }
 
 fn batch<T: Serialize>(changes: &[(Vec<u8>, Option<T>)]) -> sled::Batch {
@@ -337,11 +196,7 @@ impl Kv {
 
     /// Applies a durable write to memory, unless a sync has failed.
     fn apply<R>(&self, write: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let state = &self.syncer.state;
-        state.check()?;
-        let out = write()?;
-        state.applied.fetch_add(1, Ordering::SeqCst);
-        Ok(out)
+        self.syncer.state.apply(write)
     }
 
     /// Applies a write and blocks until it is durable.
@@ -364,18 +219,7 @@ impl Kv {
     /// Resolves once everything written so far (by any `Kv` of the store) is durable: for a
     /// reader about to acknowledge what another request wrote. At once when nothing is waiting.
     pub fn durable(&self) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let state = &self.syncer.state;
-        let ready = match state.check() {
-            Err(e) => Some(Err(e)),
-            Ok(())
-                if state.durable.load(Ordering::SeqCst) >= state.applied.load(Ordering::SeqCst) =>
-            {
-                Some(Ok(()))
-            }
-            Ok(()) => None,
-        };
-        let wait = ready.is_none().then(|| self.syncer.wait_async());
-        settle(ready.unwrap_or(Ok(())), wait)
+        self.syncer.durable()
     }
 
     /// Applies puts (`Some`) and removes (`None`) atomically and makes them durable.
@@ -386,14 +230,19 @@ impl Kv {
 
     /// Writes raw bytes (already encoded) atomically and durably.
     pub fn commit_raw(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in changes {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
+        let batch = raw_batch(changes);
         self.apply_wait(|| Ok(self.tree.apply_batch(batch)?))
+    }
+
+    /// [`Kv::commit_raw`] for callers that must not block: applied at once (readable, not
+    /// acknowledged), the future resolves once the group sync that covers it has returned.
+    pub fn commit_raw_async(
+        &self,
+        changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let batch = raw_batch(changes);
+        let (applied, durable) = self.apply_async(|| Ok(self.tree.apply_batch(batch)?));
+        settle(applied, durable)
     }
 
     pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -523,9 +372,12 @@ impl Kv {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::sync::Barrier;
+    use std::thread;
     use std::time::Duration;
+
+    use crossbeam_channel::Sender;
 
     use super::*;
     use crate::store::Durability;
@@ -537,7 +389,7 @@ mod tests {
         let state = Arc::new(SyncState::default());
         Kv {
             store: kv.store.clone(),
-            syncer: Arc::new(Syncer::start(state, Box::new(sync))),
+            syncer: Arc::new(Syncer::start("pp-kv-test", state, Box::new(sync))),
             tree: kv.tree.clone(),
         }
     }
@@ -552,7 +404,7 @@ mod tests {
     }
 
     fn queued(kv: &Kv) -> usize {
-        kv.syncer.tx.as_ref().map_or(0, Sender::len)
+        kv.syncer.queued()
     }
 
     fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -743,6 +595,49 @@ mod tests {
         });
         assert_eq!(kv.get::<u32>(&key(1)).expect("get"), Some(1));
         assert!(kv.sync_stats().failed);
+    }
+
+    #[test]
+    fn a_failed_sync_fails_every_writer_of_its_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::None).expect("open");
+        let (open, gate) = crossbeam_channel::unbounded::<bool>();
+        let kv = with_sync(&store.kv("t").expect("kv"), move || match gate.recv() {
+            Ok(true) => Ok(()),
+            _ => Err(StoreError::Sync("injected: EIO".into())),
+        });
+        let failures = AtomicUsize::new(0);
+        thread::scope(|s| {
+            let (kv0, failures0) = (&kv, &failures);
+            s.spawn(move || {
+                if kv0.put(&key(0), &0).is_err() {
+                    failures0.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            wait_until("the first put is being synced", || {
+                kv.sync_stats().writes == 1 && queued(&kv) == 0
+            });
+            for i in 1..THREADS {
+                let (kv, failures) = (&kv, &failures);
+                s.spawn(move || {
+                    if kv.put(&key(i), &i).is_err() {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+            wait_until("every other put is queued", || queued(&kv) == THREADS - 1);
+            // The first group syncs; the second, of every other writer, fails.
+            open.send(true).expect("first sync");
+            open.send(false).expect("second sync");
+        });
+        assert_eq!(
+            failures.load(Ordering::SeqCst),
+            THREADS - 1,
+            "every writer of the failed group gets the failure, the first none"
+        );
+        let stats = kv.sync_stats();
+        assert_eq!((stats.syncs, stats.failed), (1, true));
+        assert!(kv.put(&key(999), &1).is_err(), "refused after the failure");
     }
 
     /// Wall time of 64 concurrent durable puts, per round, with the old path (each caller runs

@@ -13,6 +13,7 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod figures;
+pub(crate) mod group_commit;
 pub mod keyboard;
 pub mod kv;
 pub mod outcome;
