@@ -128,5 +128,33 @@ def main():
             print(f"  {100.0 * c / total:5.1f}%  {st}")
 
 
+
+
+def syscalls(path):
+    """`perf trace -s` per thread, grouped like the stacks: msec spent in each blocking call."""
+    totals = defaultdict(Counter)
+    threads = defaultdict(set)
+    name = None
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = re.match(r"^ (\S.*?) \((\d+)\), \d+ events", line)
+            if m:
+                name = group(m.group(1))
+                threads[name].add(m.group(2))
+                continue
+            parts = line.split()
+            if name and len(parts) >= 5 and re.match(r"^[a-z_0-9]+$", parts[0]):
+                try:
+                    totals[name][parts[0]] += float(parts[3])
+                except ValueError:
+                    pass
+    for g in sorted(totals, key=lambda g: -sum(totals[g].values())):
+        calls = ", ".join(f"{c} {ms:.0f}" for c, ms in totals[g].most_common(5))
+        print(f"{g:<18} ({len(threads[g])} thr)  {calls}")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1] == "--syscalls":
+        syscalls(sys.argv[2])
+    else:
+        main()

@@ -5,7 +5,8 @@
 #   bench/opening-waits.sh LOADTEST_BINARY OUT_DIR [more loadtest arguments]
 #
 # While the rehearsal runs (engine, gateway and load generator in one process) it takes:
-#   - stacks.txt: every thread's stack every SAMPLE_EVERY seconds (gdb, "poor man's profiler"),
+#   - stacks.txt: every thread's stack, SAMPLES times SAMPLE_EVERY seconds apart (gdb, "poor
+#     man's profiler"),
 #     summarised by bench/opening-waits-summary.py into what each thread group was blocked in;
 #   - syscalls-{stage1,opening}.txt: `perf trace -s`, 4 s of stage 1 (from 2 s after the first
 #     arrival) and of the opening burst (from 17 s): per thread, the time spent in futex (locks,
@@ -19,15 +20,19 @@ set -euo pipefail
 bin=${1:?loadtest binary}
 out=${2:?output folder}
 shift 2
-SAMPLE_EVERY=${SAMPLE_EVERY:-1}
+SAMPLE_EVERY=${SAMPLE_EVERY:-2}
+SAMPLES=${SAMPLES:-15}
 mkdir -p "$out"
 command -v gdb >/dev/null || { echo "gdb is missing" >&2; exit 1; }
 command -v perf >/dev/null || { echo "perf is missing" >&2; exit 1; }
 
 { date -u +%FT%TZ; uptime; nproc; } >"$out/load.txt"
-"$bin" --embedded --preset opening --json "$out/report.json" "$@" >"$out/loadtest.txt" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' INT TERM
+timeout "${RUN_TIMEOUT:-300}" "$bin" --embedded --preset opening --json "$out/report.json" "$@" \
+    >"$out/loadtest.txt" 2>&1 &
+wrapper=$!
+sleep 0.5
+pid=$(pgrep -P $wrapper -n || echo $wrapper)
+trap 'kill $wrapper 2>/dev/null || true' INT TERM
 
 # The rehearsal prepares (office, release, certificates, tokens) before its first arrival; its
 # progress lines ("[  5.0 s] buyers … arrived") count from the first arrival.
@@ -58,16 +63,24 @@ window() {
 ) &
 windows=$!
 
-: >"$out/stacks.txt"
-while kill -0 $pid 2>/dev/null; do
-    now=$(date +%s.%N)
-    echo "=== sample $(echo "$now - $start" | bc)" >>"$out/stacks.txt"
-    timeout 20 gdb -p $pid -batch -nx -q \
-        -ex "set pagination off" -ex "set print thread-events off" \
-        -ex "thread apply all bt 40" >>"$out/stacks.txt" 2>/dev/null || true
-    sleep "$SAMPLE_EVERY"
-done
-wait $pid || echo "loadtest exit status $?" >>"$out/load.txt"
+# One gdb session for every sample: it reads the binary's symbols once, then attaches, prints
+# every thread's stack and detaches SAMPLES times (each pause is a few milliseconds; re-reading
+# a 90 MB binary's symbols per attach would stop the process for seconds).
+{
+    echo "set pagination off"
+    echo "set print thread-events off"
+    echo "set confirm off"
+    echo "file $bin"
+    for _ in $(seq 1 "$SAMPLES"); do
+        echo "attach $pid"
+        echo "python import time; print('=== sample %.1f' % (time.time() - $start))"
+        echo "thread apply all bt 30"
+        echo "detach"
+        echo "shell sleep $SAMPLE_EVERY"
+    done
+} >"$out/gdb.cmd"
+timeout 600 gdb -batch -nx -q -x "$out/gdb.cmd" >"$out/stacks.txt" 2>/dev/null || true
+wait $wrapper || echo "loadtest exit status $?" >>"$out/load.txt"
 wait $windows || true
 for name in stage1 opening; do
     if [ -f "$out/sched-$name.data" ]; then

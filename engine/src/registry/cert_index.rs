@@ -51,8 +51,8 @@ impl CertIndex {
             + self.recent.capacity() * 17
             + self
                 .overflow
-                .iter()
-                .map(|(k, _)| k.capacity() + 33)
+                .keys()
+                .map(|k| k.capacity() + 33)
                 .sum::<usize>()
     }
 

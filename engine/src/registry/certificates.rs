@@ -98,6 +98,9 @@ fn unavailable(e: StoreError) -> Refusal {
     Refusal::Unavailable(e.to_string())
 }
 
+/// A put (`Some`) or remove (`None`) in the registry's tree.
+type Change = (Vec<u8>, Option<Vec<u8>>);
+
 fn import_mark(batch: u64) -> Vec<u8> {
     let mut key = IMPORT_MARK_PREFIX.to_vec();
     key.extend_from_slice(&batch.to_be_bytes());
@@ -111,7 +114,7 @@ fn import_changes(
     batch: u64,
     end: u64,
     log: Option<(Vec<u8>, Vec<u8>)>,
-) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+) -> Result<Vec<Change>, StoreError> {
     let recorded = kv.get::<u64>(LOG_END_KEY)?.unwrap_or(0);
     let mut changes = vec![
         (import_mark(batch), Some(Kv::encode(&end))),

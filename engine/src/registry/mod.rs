@@ -149,8 +149,13 @@ impl<R: Send + 'static> Handler<RegistryCall<R>> for Registry {
 /// the write's effect) and gives the caller's answer.
 pub struct Pending<R> {
     durable: Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>,
-    finish: Box<dyn FnOnce(&mut Registry) -> Result<R, Refusal> + Send>,
+    finish: Finish<R>,
 }
+
+/// What a [`Pending`] write does on the registry's thread once durable.
+type Finish<R> = Box<dyn FnOnce(&mut Registry) -> Result<R, Refusal> + Send>;
+/// What a [`RegistryWrite`] does on the registry's thread: apply, and say what to wait for.
+type Apply<R> = Box<dyn FnOnce(&mut Registry) -> Result<Pending<R>, Refusal> + Send>;
 
 impl<R> std::fmt::Debug for Pending<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -188,9 +193,7 @@ impl<R> Pending<R> {
 
 /// A write to the registry (see [`Pending`]): the registry handles other messages while it
 /// waits for its sync.
-pub struct RegistryWrite<R>(
-    pub(crate) Box<dyn FnOnce(&mut Registry) -> Result<Pending<R>, Refusal> + Send>,
-);
+pub struct RegistryWrite<R>(pub(crate) Apply<R>);
 
 impl<R> std::fmt::Debug for RegistryWrite<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
