@@ -119,7 +119,7 @@ async fn certificates_kept_in_the_database_move_into_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let old: Vec<Certificate> = (0..3)
         .map(|n| Certificate {
-            vin: vin("OL", n),
+            vin: vin("AL", n),
             voucher: format!("OLD{n}"),
             class: "small".into(),
             energy: Energy::Fuel,
