@@ -626,6 +626,38 @@ impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
     }
 }
 
+/// Stops an office actor once the calls queued before it are handled (a restart replaces it).
+#[derive(Debug)]
+pub struct StopOffice;
+
+impl Message for StopOffice {
+    type Result = ();
+}
+
+impl Handler<StopOffice> for OfficeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopOffice, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// The arbiter (thread) a new office actor runs on. Office actors share a fixed set of
+/// arbiters, one per core, started as offices need them and then given in turn: the threads do
+/// not grow with the offices. One actor still owns each office's pool and runs its calls one at
+/// a time (SPEC); a panic in one ends that actor only (the supervisor restarts its office).
+pub(crate) fn office_arbiter(arbiters: &mut Vec<Arbiter>) -> ArbiterHandle {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if arbiters.len() < cores {
+        let arbiter = Arbiter::new();
+        let handle = arbiter.handle();
+        arbiters.push(arbiter);
+        return handle;
+    }
+    arbiters[NEXT.fetch_add(1, Ordering::Relaxed) % arbiters.len()].handle()
+}
+
 /// The address of an office actor with its health counters.
 #[derive(Clone, Debug)]
 pub struct OfficeHandle {
@@ -665,6 +697,12 @@ impl OfficeHandle {
 
     pub fn mailbox_depth(&self) -> usize {
         self.health.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Stops the actor after the calls already queued (it answers them as it would); its
+    /// arbiter goes on running the other offices' actors.
+    pub fn stop(&self) {
+        self.addr.do_send(StopOffice);
     }
 }
 
