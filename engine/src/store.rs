@@ -271,6 +271,12 @@ impl Store {
         }
     }
 
+    /// The writer threads of the offices ([`crate::writer`]).
+    #[cfg(test)]
+    pub(crate) fn writer_threads(&self) -> &WriterThreads {
+        &self.writers
+    }
+
     /// Ids of every office in the store.
     pub fn office_ids(&self) -> Vec<String> {
         self.db

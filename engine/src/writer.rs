@@ -263,3 +263,99 @@ fn write_and_sync(batches: &mut [Batch]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Notice, OfficeConfig, OfficeRules};
+    use crate::store::{Durability, Store};
+
+    fn config(name: &str) -> Record {
+        Record::Config(Box::new(OfficeConfig {
+            name: name.into(),
+            prefix: "粤K".into(),
+            classes: vec!["small".into()],
+            rules: OfficeRules::default(),
+            notice: Notice {
+                version: "v1".into(),
+                text: "业务须知".into(),
+            },
+        }))
+    }
+
+    fn durable(writer: &Writer, records: Vec<Record>) -> Result<(), StoreError> {
+        writer
+            .commit(records)
+            .blocking_recv()
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    #[test]
+    fn offices_share_the_writer_threads_and_fail_one_at_a_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), Durability::Flush).expect("store opens");
+        let offices: Vec<_> = (0..12)
+            .map(|i| store.office(&format!("o{i}")).expect("office tree"))
+            .collect();
+        let writers: Vec<Writer> = offices
+            .iter()
+            .map(|o| o.start_writer("unused").expect("writer"))
+            .collect();
+        let threads = thread::available_parallelism().map_or(1, |n| n.get());
+        let queues = store_threads(&store);
+        assert_eq!(
+            queues, threads,
+            "one writer thread per core, not per office"
+        );
+        for (i, w) in writers.iter().enumerate() {
+            durable(w, vec![config(&format!("office {i}"))]).expect("commit");
+        }
+        // Office 3's group fails (as a failed write or sync would mark it): its later commits
+        // and barriers are refused, the other offices on the same threads go on.
+        writers[3]
+            .office
+            .fail(&StoreError::Sync("disk full".into()));
+        let refused = durable(&writers[3], vec![config("after the failure")]);
+        assert!(matches!(refused, Err(StoreError::Sync(_))), "{refused:?}");
+        assert!(
+            durable(&writers[3], Vec::new()).is_err(),
+            "a barrier is refused too"
+        );
+        for (i, w) in writers.iter().enumerate().filter(|(i, _)| *i != 3) {
+            durable(w, vec![config(&format!("again {i}"))]).expect("other offices commit");
+            durable(w, Vec::new()).expect("and pass barriers");
+        }
+        let kept = offices[3].load().expect("load").config.expect("config");
+        assert_eq!(
+            kept.name, "office 3",
+            "nothing after the failure was written"
+        );
+        assert_eq!(
+            offices[4]
+                .load()
+                .expect("load")
+                .config
+                .expect("config")
+                .name,
+            "again 4"
+        );
+        // A restart's new writer for the office starts without the failure.
+        let fresh = offices[3].start_writer("unused").expect("writer");
+        durable(&fresh, vec![config("restarted")]).expect("commit after restart");
+        assert_eq!(
+            offices[3]
+                .load()
+                .expect("load")
+                .config
+                .expect("config")
+                .name,
+            "restarted"
+        );
+        assert!(writers[3].stats.failed.load(Ordering::Relaxed));
+        assert_eq!(writers[4].stats.commits.load(Ordering::Relaxed), 2);
+    }
+
+    fn store_threads(store: &Store) -> usize {
+        store.writer_threads().queues().map_or(0, <[_]>::len)
+    }
+}
