@@ -90,13 +90,19 @@ struct Figures {
     rss_bytes: u64,
     threads: u64,
     settled_rss_bytes: u64,
+    /// `Engine::office_memory_bytes` summed over the offices.
+    accounted_bytes: u64,
 }
 
 impl Figures {
     fn line(&self) -> String {
         format!(
-            "seconds={} rss={} threads={} settled_rss={}",
-            self.seconds, self.rss_bytes, self.threads, self.settled_rss_bytes
+            "seconds={} rss={} threads={} settled_rss={} accounted={}",
+            self.seconds,
+            self.rss_bytes,
+            self.threads,
+            self.settled_rss_bytes,
+            self.accounted_bytes
         )
     }
 
@@ -110,6 +116,7 @@ impl Figures {
                 "rss" => f.rss_bytes = value.parse().ok()?,
                 "threads" => f.threads = value.parse().ok()?,
                 "settled_rss" => f.settled_rss_bytes = value.parse().ok()?,
+                "accounted" => f.accounted_bytes = value.parse().ok()?,
                 _ => {}
             }
         }
@@ -196,23 +203,28 @@ fn build_child(dir: &Path, offices: usize, numbers: u64) -> Figures {
             rss_bytes: vm_rss(),
             threads: threads(),
             settled_rss_bytes: 0,
+            accounted_bytes: 0,
         };
         engine.shutdown().await.expect("engine shuts down");
         figures
     })
 }
 
-/// Child: reopens `dir` (a restart) and measures the engine once ready, and again after a
-/// while (anything the offices do after being ready).
+/// Child: reopens `dir` (a restart) and measures the engine once ready, and again once every
+/// office built its keyboards (what the offices do after being ready).
 fn open_child(dir: &Path, offices: usize) -> Figures {
     in_system(async move {
         let (engine, took) = open_engine(dir).await;
         assert_eq!(engine.recovery().offices, offices, "every office recovered");
         let rss_bytes = vm_rss();
         let threads = threads();
-        // Every office answers (its actor runs) before the settled reading.
+        // Every office answers with its keyboards built before the settled reading.
+        let mut accounted_bytes = 0;
         for i in 0..offices {
-            engine.stats(&office_id(i)).await.expect("office answers");
+            accounted_bytes += engine
+                .office_memory_bytes(&office_id(i))
+                .await
+                .expect("office answers") as u64;
         }
         actix_rt::time::sleep(Duration::from_secs(2)).await;
         let figures = Figures {
@@ -220,6 +232,7 @@ fn open_child(dir: &Path, offices: usize) -> Figures {
             rss_bytes,
             threads,
             settled_rss_bytes: vm_rss(),
+            accounted_bytes,
         };
         engine.shutdown().await.expect("engine shuts down");
         figures
@@ -330,7 +343,7 @@ fn main() {
         let per_office = median.settled_rss_bytes as f64 / offices as f64;
         let _ = writeln!(
             rows,
-            "| {offices} × {} | {:.1} s, {}, {} threads | {:.2} s (all: {}) | {} | {} | {:.2} MiB ({:.1} B per number) | {} |",
+            "| {offices} × {} | {:.1} s, {}, {} threads | {:.2} s (all: {}) | {} | {} | {:.2} MiB ({:.1} B per number; pool and indexes {:.1} B) | {} |",
             o.numbers,
             build.seconds,
             mib(build.rss_bytes),
@@ -345,6 +358,7 @@ fn main() {
             mib(median.settled_rss_bytes),
             per_office / (1024.0 * 1024.0),
             per_office / o.numbers as f64,
+            median.accounted_bytes as f64 / offices as f64 / o.numbers as f64,
             median.threads,
         );
     }
@@ -377,12 +391,12 @@ fn main() {
     );
     let _ = writeln!(
         report,
-        "Each office: `put_office` (classes `small` and `small_new_energy`, default rules), then one release of `[first k letters]####` (k × 10,000 `small` numbers, all open and on the keyboard). Built in one process through the engine, durable (fsync); then the folder is reopened {} times in fresh processes, as after a restart: ready = `Engine::open` returned (every office recovered, its actor running); RSS = VmRSS at ready and 2 s later, after every office answered a call (median open by time). Certificates are not part of this report.\n",
+        "Each office: `put_office` (classes `small` and `small_new_energy`, default rules), then one release of `[first k letters]####` (k × 10,000 `small` numbers, all open and on the keyboard). Built in one process through the engine, durable (fsync); then the folder is reopened {} times in fresh processes, as after a restart: ready = `Engine::open` returned (every office recovered, its actor running); RSS = VmRSS at ready, and 2 s after every office answered `Engine::office_memory_bytes` with its keyboards built (per office: that RSS over the offices; the pool and indexes: what `numbers_memory_bytes` accounts). The median open by time is shown. Certificates are not part of this report.\n",
         o.opens
     );
     let _ = writeln!(
         report,
-        "| offices × numbers | build: time, RSS, threads | ready after restart (median) | RSS at ready | RSS 2 s later | per office | threads |\n|---|---|---|---|---|---|---|"
+        "| offices × numbers | build: time, RSS, threads | ready after restart (median) | RSS at ready | RSS, keyboards built | per office | threads |\n|---|---|---|---|---|---|---|"
     );
     report.push_str(&rows);
     if o.write {

@@ -765,6 +765,17 @@ impl Engine {
         })
     }
 
+    /// Heap bytes of an office's numbers and their indexes, its keyboards built first (memory
+    /// reports and benchmarks).
+    pub async fn office_memory_bytes(&self, office: &str) -> Result<usize, Refusal> {
+        self.office(office)?
+            .call(Call::read(|pool, _| {
+                pool.refresh_keyboards();
+                Ok(pool.numbers_memory_bytes())
+            }))
+            .await
+    }
+
     pub async fn stats(&self, office: &str) -> Result<Vec<ClassStats>, Refusal> {
         self.office(office)?
             .call(Call::read(|pool, _| Ok(pool.stats())))

@@ -266,8 +266,9 @@ impl ClassPool {
         for &code in &codes {
             let serial = Serial::from_pool_code(code, len);
             let group = self.def.group_of(serial).unwrap_or(0) as u8;
-            for (p, set) in self.hulls[group as usize].iter_mut().enumerate() {
-                set.insert(serial.index_at(p));
+            let indices = serial.indices();
+            for (set, &index) in self.hulls[group as usize].iter_mut().zip(&indices) {
+                set.insert(index);
             }
             let mut bits = Status::Pending as u8 | (group << GROUP_SHIFT);
             if self.composition.check(serial).is_ok() {

@@ -114,11 +114,13 @@ impl OfficePool {
                 pool.apps.insert(seq, app);
             }
         }
-        pool.refresh_keyboards();
+        // The keyboards are built by the office's actor once it runs (or at the first keyboard
+        // read), not here: a restart is ready sooner.
         Ok(pool)
     }
 
-    /// Brings every keyboard index up to date now rather than at its next query (start-up).
+    /// Brings every keyboard index up to date now rather than at its next query (the office
+    /// actor calls it shortly after it starts; see `actor.rs`).
     pub fn refresh_keyboards(&self) {
         for cp in &self.classes {
             cp.refresh_keyboard();
