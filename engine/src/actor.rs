@@ -44,9 +44,9 @@ pub const SHED_MIN_DEPTH: usize = 64;
 pub const QUEUE_DEADLINE: Duration = Duration::from_secs(2);
 /// Slack added to the timer so it fires just after a deadline, not just before it.
 const TIMER_SLACK_MS: u64 = 1;
-/// How long after it starts an office builds its keyboard indexes, unless a keyboard read
-/// needs them sooner: not while a restart is being answered (the calls of clients coming back
-/// go first), and not at the first keystroke of an opening either.
+/// How long after the engine is ready the offices build their keyboard indexes, one office at
+/// a time, unless a keyboard read needs them sooner: not while a restart is being recovered or
+/// its first calls answered, and not at the first keystroke of an opening either.
 pub const KEYBOARD_WARM_UP_AFTER: Duration = Duration::from_secs(1);
 
 /// Where time comes from. The system clock in production; tests may supply another. The engine
@@ -411,9 +411,6 @@ impl Actor for OfficeActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         self.on_timer(ctx);
-        ctx.run_later(KEYBOARD_WARM_UP_AFTER, |act, _| {
-            act.pool.refresh_keyboards()
-        });
     }
 }
 
@@ -630,6 +627,22 @@ impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
             }
         }
         self.execute(msg, ctx)
+    }
+}
+
+/// Builds an office's keyboard indexes now (see [`KEYBOARD_WARM_UP_AFTER`]).
+#[derive(Debug)]
+pub struct WarmKeyboards;
+
+impl Message for WarmKeyboards {
+    type Result = ();
+}
+
+impl Handler<WarmKeyboards> for OfficeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: WarmKeyboards, _: &mut Self::Context) {
+        self.pool.refresh_keyboards();
     }
 }
 

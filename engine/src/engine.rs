@@ -395,6 +395,21 @@ impl Engine {
         let office_map = registry.offices.clone();
         let blacklist = registry.blacklist.clone();
         let office_count = office_map.load().len();
+        // Keyboards are built after recovery, one office at a time (see `KEYBOARD_WARM_UP_AFTER`).
+        // Weak: an engine dropped meanwhile lets its offices and the folder go.
+        let warm: Vec<_> = office_map
+            .load()
+            .values()
+            .map(|e| e.handle.addr.downgrade())
+            .collect();
+        actix::spawn(async move {
+            tokio::time::sleep(crate::actor::KEYBOARD_WARM_UP_AFTER).await;
+            for office in warm {
+                if let Some(addr) = office.upgrade() {
+                    let _ = addr.send(crate::actor::WarmKeyboards).await;
+                }
+            }
+        });
         let registry = registry.start();
         let supervision = Arc::new(Supervision::default());
         crate::supervisor::spawn(

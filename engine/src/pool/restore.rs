@@ -114,13 +114,13 @@ impl OfficePool {
                 pool.apps.insert(seq, app);
             }
         }
-        // The keyboards are built by the office's actor once it runs (or at the first keyboard
-        // read), not here: a restart is ready sooner.
+        // The keyboards are built once the engine is ready (or at the first keyboard read), not
+        // here: a restart is ready sooner.
         Ok(pool)
     }
 
-    /// Brings every keyboard index up to date now rather than at its next query (the office
-    /// actor calls it shortly after it starts; see `actor.rs`).
+    /// Brings every keyboard index up to date now rather than at its next query (the engine
+    /// has each office do so shortly after recovery; see `actor::KEYBOARD_WARM_UP_AFTER`).
     pub fn refresh_keyboards(&self) {
         for cp in &self.classes {
             cp.refresh_keyboard();
