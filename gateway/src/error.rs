@@ -412,7 +412,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Declares the error codes once: [`ErrorCode`] for the document, [`CODES`] for code.
 macro_rules! error_codes {
-    ($($variant:ident = $text:literal,)*) => {
+    ($($variant:ident = $text:tt,)*) => {
         /// Every error code of the contract (API.md "Conventions").
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum ErrorCode {
@@ -525,5 +525,8 @@ mod tests {
             assert_eq!(serde_json::to_value(parsed).expect("json"), json!(code));
         }
         assert_eq!(static_code("not_held"), "not_held");
+        let schema = serde_json::to_value(<ErrorCode as utoipa::PartialSchema>::schema())
+            .expect("schema");
+        assert_eq!(schema["enum"], json!(CODES), "{schema}");
     }
 }

@@ -157,7 +157,7 @@ where
     Fut: Future<Output = ServiceResponse<B>>,
     B: MessageBody,
 {
-    let mut req = TestRequest::default().method(method).uri(path);
+    let mut req = TestRequest::default().method(method.clone()).uri(path);
     if let Some(t) = token {
         req = req.insert_header(("Authorization", format!("Bearer {t}")));
     }
