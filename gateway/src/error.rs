@@ -19,8 +19,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
-    /// Fields beside `code` inside `error` (`results`, `retry_after_ms`, `position`, …).
-    pub extra: ErrorExtra,
+    /// Fields beside `code` inside `error` (`results`, `retry_after_ms`, `position`, …); boxed,
+    /// as most errors carry none and a `Result` should stay small.
+    pub extra: Box<ErrorExtra>,
 }
 
 /// The body of every error answer: `{"error": {"code", "message", "field"?, …}}`.
@@ -185,7 +186,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
-            extra: ErrorExtra::default(),
+            extra: Box::default(),
         }
     }
 
@@ -275,7 +276,7 @@ impl ApiError {
                 code: self.code.to_string(),
                 message: self.message.clone(),
                 field: self.field.clone(),
-                extra: self.extra.clone(),
+                extra: (*self.extra).clone(),
             },
         }
     }
@@ -525,8 +526,8 @@ mod tests {
             assert_eq!(serde_json::to_value(parsed).expect("json"), json!(code));
         }
         assert_eq!(static_code("not_held"), "not_held");
-        let schema = serde_json::to_value(<ErrorCode as utoipa::PartialSchema>::schema())
-            .expect("schema");
+        let schema =
+            serde_json::to_value(<ErrorCode as utoipa::PartialSchema>::schema()).expect("schema");
         assert_eq!(schema["enum"], json!(CODES), "{schema}");
     }
 }
