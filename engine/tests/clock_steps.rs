@@ -1,7 +1,8 @@
 //! SPEC T1 through the engine on a fake clock whose wall time a test steps apart from its
 //! monotonic time: a step of +30 days lapses no claim and blacklists nobody, a hold made before
 //! it expires on the monotonic clock; after an operator's audited confirmation the lapse comes
-//! due and holds keep their length; a step of −1 hour stretches no hold.
+//! due and holds keep their length; a step of −1 hour stretches no hold; a confirmed −1 hour
+//! keeps the rate rules' intervals at their length, across a restart too.
 #![allow(clippy::unwrap_used)]
 
 mod common_engine;
@@ -14,7 +15,8 @@ use common_engine::*;
 use platepool_engine::calendar::local_to_ms;
 use platepool_engine::clock::FakeClock;
 use platepool_engine::{
-    AppId, AppState, Caller, Durability, Engine, NewRelease, Pattern, Refusal, ReleaseSource,
+    AppId, AppState, Caller, Durability, Engine, NewRelease, OfficeConfig, Pattern, Refusal,
+    ReleaseSource,
 };
 
 const OP: &str = "operator:clock";
@@ -54,10 +56,12 @@ async fn state(engine: &Engine, id: &AppId) -> AppState {
 
 /// An office with one open release, a claim by erin and a live batch held by frank.
 async fn setup(engine: &Engine) -> (AppId, AppId) {
-    engine
-        .put_office("maoming", office_config("茂名"), OP)
-        .await
-        .unwrap();
+    setup_office(engine, office_config("茂名")).await
+}
+
+/// [`setup`] with the office configured as `office` says.
+async fn setup_office(engine: &Engine, office: OfficeConfig) -> (AppId, AppId) {
+    engine.put_office("maoming", office, OP).await.unwrap();
     let release = NewRelease {
         class: "small".into(),
         label: String::new(),
@@ -190,5 +194,78 @@ fn a_backward_step_stretches_no_hold() {
             engine.confirm_clock(OP).await,
             Err(Refusal::Conflict(_))
         ));
+    });
+}
+
+/// Least time between two draws in [`a_confirmed_step_back_keeps_the_intervals_of_rate_rules`].
+const DRAW_INTERVAL_MS: u64 = 60_000;
+
+/// How long until frank may draw again: `Some(wait)` when refused as too soon, `None` when the
+/// draw is made.
+async fn draw_wait(engine: &Engine, frank: &AppId) -> Option<u64> {
+    match engine.draw(frank, citizen("frank"), false).await {
+        Ok(_) => None,
+        Err(Refusal::TooSoon { retry_after_ms }) => Some(retry_after_ms),
+        Err(e) => panic!("draw: {e:?}"),
+    }
+}
+
+#[test]
+fn a_confirmed_step_back_keeps_the_intervals_of_rate_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeClock::at(monday_10am()));
+    let config = engine_config(dir.path(), Durability::Flush, fake.clone(), 9);
+    let again = config.clone();
+    let step = Arc::clone(&fake);
+    let frank = in_own_system(move || async move {
+        let engine = open_engine(config).await;
+        let mut office = office_config("茂名");
+        office.rules.random_min_interval_ms = DRAW_INTERVAL_MS;
+        let (_, frank) = setup_office(&engine, office).await;
+        // Numbers released for 08:00, still open after the clock is set back an hour (the
+        // setup's release is for 10:00).
+        let early = NewRelease {
+            class: "small".into(),
+            label: String::new(),
+            opens_at_ms: monday_10am() - 2 * HOUR_MS as u64,
+            custom_from_ms: None,
+            source: ReleaseSource::Patterns(vec![Pattern::parse("B0###").unwrap()]),
+        };
+        engine.add_release("maoming", early, OP).await.unwrap();
+        // frank drew and verified at 10:00; the wall clock was an hour fast and is set back.
+        step.step_wall(-HOUR_MS);
+        step.advance(1_000);
+        let confirmed = engine.confirm_clock(OP).await.unwrap();
+        assert_eq!(confirmed.jump_ms, -HOUR_MS);
+        let now = engine.now_ms();
+        assert_eq!(now, monday_10am() + 1_000 - HOUR_MS as u64);
+        let view = engine.application(&frank, Caller::Operator).await.unwrap();
+        // The intervals count from times moved by the jump: not an hour and a minute away.
+        assert_eq!(view.next_draw_at_ms, now - 1_000 + DRAW_INTERVAL_MS);
+        assert!(
+            view.next_check_at_ms <= now + 8_000,
+            "next custom check {} ms away",
+            view.next_check_at_ms - now
+        );
+        let until = view.record.verified_until_ms.unwrap();
+        let verified = view.record.verified_at_ms.unwrap();
+        assert_eq!(verified, now - 1_000, "identity verified a second ago");
+        assert!(until > now && until - verified < 2 * HOUR_MS as u64);
+        assert_eq!(
+            draw_wait(&engine, &frank).await,
+            Some(DRAW_INTERVAL_MS - 1_000)
+        );
+        frank
+    });
+    // A restart reads the moved times back.
+    in_own_system(move || async move {
+        let engine = open_engine(again).await;
+        assert_eq!(engine.clock_status().degraded, None);
+        assert_eq!(
+            draw_wait(&engine, &frank).await,
+            Some(DRAW_INTERVAL_MS - 1_000)
+        );
+        fake.advance(DRAW_INTERVAL_MS - 1_000);
+        assert_eq!(draw_wait(&engine, &frank).await, None, "drawn on time");
     });
 }
