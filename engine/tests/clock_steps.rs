@@ -10,29 +10,14 @@ mod common_engine;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use common_engine::*;
-use platepool_engine::calendar::local_to_ms;
 use platepool_engine::clock::FakeClock;
-use platepool_engine::{
-    AppId, AppState, Caller, Durability, Engine, NewRelease, OfficeConfig, Pattern, Refusal,
-    ReleaseSource,
-};
+use platepool_engine::{AppId, AppState, Caller, Durability, Engine, OfficeConfig, Refusal};
 
 const OP: &str = "operator:clock";
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 const TTL_MS: u64 = 90_000;
-
-/// Monday 2 March 2026, 10:00 office local time.
-fn monday_10am() -> u64 {
-    local_to_ms(
-        NaiveDate::from_ymd_opt(2026, 3, 2)
-            .unwrap()
-            .and_hms_opt(10, 0, 0)
-            .unwrap(),
-    )
-}
 
 fn citizen(user: &str) -> Caller<'_> {
     Caller::Citizen(user)
@@ -61,43 +46,10 @@ async fn setup(engine: &Engine) -> (AppId, AppId) {
 
 /// [`setup`] with the office configured as `office` says.
 async fn setup_office(engine: &Engine, office: OfficeConfig) -> (AppId, AppId) {
-    engine.put_office("maoming", office, OP).await.unwrap();
-    let release = NewRelease {
-        class: "small".into(),
-        label: String::new(),
-        opens_at_ms: engine.now_ms() - 10_000,
-        custom_from_ms: None,
-        source: ReleaseSource::Patterns(vec![Pattern::parse("A0###").unwrap()]),
-    };
-    engine.add_release("maoming", release, OP).await.unwrap();
-    let rows = vec![
-        cert(&vin("ER", 1), "E1", "small", "fuel"),
-        cert(&vin("FR", 1), "F1", "small", "fuel"),
-    ];
-    engine.import_certificates(rows, OP).await.unwrap();
-    let erin = engine
-        .create_application(request("maoming", "erin", &vin("ER", 1), "E1"))
-        .await
-        .unwrap();
-    let frank = engine
-        .create_application(request("maoming", "frank", &vin("FR", 1), "F1"))
-        .await
-        .unwrap();
-    engine
-        .verify_identity(&erin, citizen("erin"))
-        .await
-        .unwrap();
-    let draw = engine.draw(&erin, citizen("erin"), false).await.unwrap();
-    let s = draw.batch.serials[0].to_string();
-    engine
-        .pick_candidate(&erin, citizen("erin"), &s)
-        .await
-        .unwrap();
-    engine.claim(&erin, citizen("erin"), &s).await.unwrap();
-    engine
-        .verify_identity(&frank, citizen("frank"))
-        .await
-        .unwrap();
+    office_with_release(engine, "maoming", office, &["A0###"], OP).await;
+    let erin = verified_application(engine, "maoming", "erin", &vin("ER", 1), "E1").await;
+    let frank = verified_application(engine, "maoming", "frank", &vin("FR", 1), "F1").await;
+    draw_and_claim(engine, &erin, "erin").await;
     engine.draw(&frank, citizen("frank"), false).await.unwrap();
     (erin, frank)
 }
@@ -224,13 +176,7 @@ fn a_confirmed_step_back_keeps_the_intervals_of_rate_rules() {
         let (_, frank) = setup_office(&engine, office).await;
         // Numbers released for 08:00, still open after the clock is set back an hour (the
         // setup's release is for 10:00).
-        let early = NewRelease {
-            class: "small".into(),
-            label: String::new(),
-            opens_at_ms: monday_10am() - 2 * HOUR_MS as u64,
-            custom_from_ms: None,
-            source: ReleaseSource::Patterns(vec![Pattern::parse("B0###").unwrap()]),
-        };
+        let early = release("small", &["B0###"], monday_10am() - 2 * HOUR_MS as u64);
         engine.add_release("maoming", early, OP).await.unwrap();
         // frank drew and verified at 10:00; the wall clock was an hour fast and is set back.
         step.step_wall(-HOUR_MS);
