@@ -35,12 +35,8 @@ pub struct Burst {
     pub clients: u32,
 }
 
-impl Burst {
-    /// Draws each citizen may make: the burst's share, and one more each for the claims.
-    fn quota(&self) -> u32 {
-        self.draws.div_ceil(self.citizens.max(1)) + 1
-    }
-}
+/// Draws each application may make: the most an office allows, more than any burst's share.
+const RANDOM_QUOTA: u32 = platepool_engine::config::QUOTA_MAX;
 /// A change an answer acknowledged, as it can be read back.
 #[derive(Debug, Clone)]
 pub enum Expect {
@@ -211,14 +207,13 @@ impl Flow {
         self.last_code(port, &c.phone)
     }
 
-    /// The operator's side: office, two releases, certificates for the burst's citizens.
-    pub fn operator_setup(&mut self, port: u16, burst: &Burst) -> Result<(), String> {
-        let citizens = burst.citizens;
+    /// The operator's side: office, two releases, certificates for `citizens`.
+    pub fn operator_setup(&mut self, port: u16, citizens: u32) -> Result<(), String> {
         let office = json!({
             "name": "power loss office", "prefix": "粤K", "classes": ["small"],
             "rules": {"sms_confirm_delay_ms": 0, "opening_window_ms": 0,
                       "custom_min_interval_ms": 0, "random_min_interval_ms": 0,
-                      "random_quota": burst.quota()},
+                      "random_quota": RANDOM_QUOTA},
             "notice": {"version": "v1", "text": "terms"}
         });
         let path = format!("/v1/admin/offices/{OFFICE}");
@@ -441,7 +436,7 @@ impl Flow {
     /// The whole flow: the burst's citizens, the large release, the burst of draws, then picks
     /// and claims, a registration, a void and a withdrawal.
     pub fn run(&mut self, port: u16, burst: &Burst) -> Result<(), String> {
-        self.operator_setup(port, burst)?;
+        self.operator_setup(port, burst.citizens)?;
         let people: Vec<Citizen> = (1..=burst.citizens)
             .map(|n| self.citizen(port, n))
             .collect::<Result<_, _>>()?;
