@@ -25,6 +25,7 @@ pub mod rules;
 pub mod store;
 pub mod supervisor;
 pub mod vin;
+pub mod writer;
 
 #[cfg(test)]
 mod acknowledged_reads;
