@@ -44,6 +44,10 @@ pub const SHED_MIN_DEPTH: usize = 64;
 pub const QUEUE_DEADLINE: Duration = Duration::from_secs(2);
 /// Slack added to the timer so it fires just after a deadline, not just before it.
 const TIMER_SLACK_MS: u64 = 1;
+/// How long after the engine is ready the offices build their keyboard indexes, one office at
+/// a time, unless a keyboard read needs them sooner: not while a restart is being recovered or
+/// its first calls answered, and not at the first keystroke of an opening either.
+pub const KEYBOARD_WARM_UP_AFTER: Duration = Duration::from_secs(1);
 
 /// Where time comes from. The system clock in production; tests may supply another. The engine
 /// reads it through [`crate::clock::GuardedClock`] (SPEC T1).
@@ -626,6 +630,54 @@ impl<R: Send + 'static> Handler<Call<R>> for OfficeActor {
     }
 }
 
+/// Builds an office's keyboard indexes now (see [`KEYBOARD_WARM_UP_AFTER`]).
+#[derive(Debug)]
+pub struct WarmKeyboards;
+
+impl Message for WarmKeyboards {
+    type Result = ();
+}
+
+impl Handler<WarmKeyboards> for OfficeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: WarmKeyboards, _: &mut Self::Context) {
+        self.pool.refresh_keyboards();
+    }
+}
+
+/// Stops an office actor once the calls queued before it are handled (a restart replaces it).
+#[derive(Debug)]
+pub struct StopOffice;
+
+impl Message for StopOffice {
+    type Result = ();
+}
+
+impl Handler<StopOffice> for OfficeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopOffice, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// The arbiter (thread) a new office actor runs on. Office actors share a fixed set of
+/// arbiters, one per core, started as offices need them and then given in turn: the threads do
+/// not grow with the offices. One actor still owns each office's pool and runs its calls one at
+/// a time (SPEC); a panic in one ends that actor only (the supervisor restarts its office).
+pub(crate) fn office_arbiter(arbiters: &mut Vec<Arbiter>) -> ArbiterHandle {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if arbiters.len() < cores {
+        let arbiter = Arbiter::new();
+        let handle = arbiter.handle();
+        arbiters.push(arbiter);
+        return handle;
+    }
+    arbiters[NEXT.fetch_add(1, Ordering::Relaxed) % arbiters.len()].handle()
+}
+
 /// The address of an office actor with its health counters.
 #[derive(Clone, Debug)]
 pub struct OfficeHandle {
@@ -665,6 +717,12 @@ impl OfficeHandle {
 
     pub fn mailbox_depth(&self) -> usize {
         self.health.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Stops the actor after the calls already queued (it answers them as it would); its
+    /// arbiter goes on running the other offices' actors.
+    pub fn stop(&self) {
+        self.addr.do_send(StopOffice);
     }
 }
 

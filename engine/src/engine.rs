@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,7 +33,7 @@ use crate::registry::{
     CreateApplication, ImportPart, ImportReport, OfficeEntry, OfficeMap, PutOffice, Registry,
     RegistryCall,
 };
-use crate::store::{Durability, Store, StoreError};
+use crate::store::{Durability, OfficeStore, Store, StoreError};
 use crate::supervisor::{OfficeCondition, Supervision};
 
 /// An application's id: the office and its sequence number there, as `maoming-42` (practice
@@ -168,6 +169,77 @@ pub enum EngineError {
     Class(String),
 }
 
+/// Reads back and restores every office (I9), on as many threads as there are cores: each
+/// office is independent until its actor starts. In the order of `ids`.
+fn restore_offices(
+    store: &Store,
+    catalog: &[PlateClass],
+    ids: Vec<String>,
+    now: u64,
+) -> Result<Vec<(String, OfficeStore, OfficePool)>, EngineError> {
+    type Restored = Result<(OfficeStore, OfficePool), EngineError>;
+    let restore_one = |id: &String| -> Restored {
+        let recovery = |message: String| EngineError::Recovery {
+            office: id.clone(),
+            message,
+        };
+        let office_store = store.office(id)?;
+        let snap = office_store.load()?;
+        let config = snap
+            .config
+            .ok_or_else(|| recovery("no configuration stored".into()))?;
+        let pool = OfficePool::restore(
+            id,
+            config,
+            catalog.to_vec(),
+            snap.releases,
+            snap.numbers,
+            snap.apps,
+            now,
+        )
+        .map_err(recovery)?;
+        Ok((office_store, pool))
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(ids.len());
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<Option<Restored>> = (0..ids.len()).map(|_| None).collect();
+    let results: Vec<Vec<(usize, Restored)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(id) = ids.get(i) else {
+                            break mine;
+                        };
+                        mine.push((i, restore_one(id)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    for (i, result) in results.into_iter().flatten() {
+        done[i] = Some(result);
+    }
+    ids.into_iter()
+        .zip(done)
+        .map(|(id, result)| {
+            let (office_store, pool) = result.ok_or_else(|| EngineError::Recovery {
+                office: id.clone(),
+                message: "not restored".into(),
+            })??;
+            Ok((id, office_store, pool))
+        })
+        .collect()
+}
+
 /// What recovery found, for logs and `/readyz`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecoveryReport {
@@ -269,26 +341,11 @@ impl Engine {
         let mut lapsed = Vec::new();
         let mut office_ids = store.office_ids();
         office_ids.sort();
-        for id in office_ids {
+        for (id, office_store, pool) in restore_offices(&store, &catalog, office_ids, now)? {
             let recovery = |message: String| EngineError::Recovery {
                 office: id.clone(),
                 message,
             };
-            let office_store = store.office(&id)?;
-            let snap = office_store.load()?;
-            let Some(office_config) = snap.config else {
-                return Err(recovery("no configuration stored".into()));
-            };
-            let pool = OfficePool::restore(
-                &id,
-                office_config,
-                catalog.clone(),
-                snap.releases,
-                snap.numbers,
-                snap.apps,
-                now,
-            )
-            .map_err(recovery)?;
             let blacklist_ms = pool.config().rules.blacklist_days as u64 * 86_400_000;
             // Creation order, as the user and VIN indexes promise (the pool keeps a hash map).
             let mut apps: Vec<_> = pool.applications().collect();
@@ -338,6 +395,21 @@ impl Engine {
         let office_map = registry.offices.clone();
         let blacklist = registry.blacklist.clone();
         let office_count = office_map.load().len();
+        // Keyboards are built after recovery, one office at a time (see `KEYBOARD_WARM_UP_AFTER`).
+        // Weak: an engine dropped meanwhile lets its offices and the folder go.
+        let warm: Vec<_> = office_map
+            .load()
+            .values()
+            .map(|e| e.handle.addr.downgrade())
+            .collect();
+        actix::spawn(async move {
+            tokio::time::sleep(crate::actor::KEYBOARD_WARM_UP_AFTER).await;
+            for office in warm {
+                if let Some(addr) = office.upgrade() {
+                    let _ = addr.send(crate::actor::WarmKeyboards).await;
+                }
+            }
+        });
         let registry = registry.start();
         let supervision = Arc::new(Supervision::default());
         crate::supervisor::spawn(
@@ -706,6 +778,17 @@ impl Engine {
             office: office.to_string(),
             seq,
         })
+    }
+
+    /// Heap bytes of an office's numbers and their indexes, its keyboards built first (memory
+    /// reports and benchmarks).
+    pub async fn office_memory_bytes(&self, office: &str) -> Result<usize, Refusal> {
+        self.office(office)?
+            .call(Call::read(|pool, _| {
+                pool.refresh_keyboards();
+                Ok(pool.numbers_memory_bytes())
+            }))
+            .await
     }
 
     pub async fn stats(&self, office: &str) -> Result<Vec<ClassStats>, Refusal> {

@@ -27,6 +27,7 @@ pub mod store;
 pub mod supervisor;
 pub mod verify;
 pub mod vin;
+pub mod writer;
 
 #[cfg(test)]
 mod acknowledged_reads;

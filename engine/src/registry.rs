@@ -133,10 +133,9 @@ pub struct ApplicationRequest {
 pub struct OfficeEntry {
     pub handle: OfficeHandle,
     pub config: Arc<OfficeConfig>,
-    /// The office's writer (a restart waits for it to finish what it was given) and the
-    /// arbiter its actor runs on (stopped when the office is restarted): see `supervisor.rs`.
+    /// The office's writer (a restart waits for it to finish what it was given): see
+    /// `supervisor.rs`.
     pub(crate) writer: crate::store::Writer,
-    pub(crate) arbiter: actix::ArbiterHandle,
 }
 
 pub type OfficeMap = Arc<ArcSwap<HashMap<String, OfficeEntry>>>;
@@ -609,7 +608,7 @@ pub enum PutOffice {
     Existing(OfficeEntry, Box<OfficeConfig>),
 }
 
-/// Starts an office's writer and actor on an arbiter (thread) of its own.
+/// Starts an office's writer and actor on the shared writer threads and arbiters.
 pub(crate) fn start_office(
     pool: OfficePool,
     office_store: &crate::store::OfficeStore,
@@ -626,17 +625,14 @@ pub(crate) fn start_office(
         .map_err(|e| Refusal::Unavailable(e.to_string()))?;
     let health = Arc::new(OfficeHealth::new(shed_after));
     let actor_health = health.clone();
-    let arbiter = Arbiter::new();
     let actor_writer = writer.clone();
-    let addr = OfficeActor::start_in_arbiter(&arbiter.handle(), move |_| {
+    let arbiter = crate::actor::office_arbiter(arbiters);
+    let addr = OfficeActor::start_in_arbiter(&arbiter, move |_| {
         OfficeActor::new(pool, actor_writer, rng, clock, actor_health, Some(events))
     });
-    let arbiter_handle = arbiter.handle();
-    arbiters.push(arbiter);
     Ok(OfficeEntry {
         handle: OfficeHandle { addr, health },
         config,
         writer,
-        arbiter: arbiter_handle,
     })
 }

@@ -27,19 +27,16 @@
 //! process crash and a power loss. [`Durability::Flush`] skips the fdatasync (survives a process
 //! crash, not a power loss); [`Durability::None`] relies on sled's background flush (tests only).
 //!
-//! **Group commit.** Each office has a writer thread fed by a crossbeam channel. It takes every
-//! commit waiting, writes them as one sled batch, flushes once, then answers them all.
+//! **Group commit.** Each office has a [`Writer`] on one of the store's writer threads (one per
+//! core, shared by every office; see [`crate::writer`]). A thread takes every commit waiting,
+//! writes each office's as one sled batch, flushes once, then answers them all.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::thread;
 
-use crossbeam_channel::{Receiver, Sender};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use crate::config::OfficeConfig;
 use crate::kv::{decode, encode};
@@ -56,10 +53,8 @@ const AUDIT_GROUP_MAX: usize = 1 << AUDIT_ID_SHIFT;
 /// First byte of a binary value (JSON values start with `{`, `[` or `"`).
 const BINARY_V1: u8 = 0xB1;
 
-/// Most commits one group commit takes; the rest wait for the next one.
-pub const GROUP_COMMIT_MAX: usize = 4_096;
-/// Capacity of a writer's queue: past it, callers wait (the actor's mailbox bounds it first).
-pub const WRITER_QUEUE_CAPACITY: usize = 65_536;
+use crate::writer::WriterThreads;
+pub use crate::writer::{Writer, WriterStats, GROUP_COMMIT_MAX, WRITER_QUEUE_CAPACITY};
 
 const OFFICE_TREE_PREFIX: &str = "office/";
 const REGISTRY_TREE: &str = "registry";
@@ -107,6 +102,8 @@ pub struct Store {
     /// Every write to sled holds it shared while it applies; a backup holds it alone while it
     /// reads, so the copy falls between two writes (`backup.rs`).
     write_gate: Arc<RwLock<()>>,
+    /// The writer threads every office's group commits go to.
+    writers: Arc<WriterThreads>,
     /// Tests hold a sync and fail it here (a flush failure on demand).
     #[cfg(test)]
     pub(crate) sync_gate: Arc<SyncGate>,
@@ -219,6 +216,7 @@ impl Store {
             sync_file: Arc::new(sync_file),
             kv_sync: Arc::default(),
             write_gate: Arc::default(),
+            writers: Arc::default(),
             #[cfg(test)]
             sync_gate: Arc::default(),
         };
@@ -275,6 +273,12 @@ impl Store {
                     .map_err(|e| StoreError::Sync(e.to_string()))
             }
         }
+    }
+
+    /// The writer threads of the offices ([`crate::writer`]).
+    #[cfg(test)]
+    pub(crate) fn writer_threads(&self) -> &WriterThreads {
+        &self.writers
     }
 
     /// Ids of every office in the store.
@@ -634,7 +638,7 @@ impl OfficeStore {
     }
 
     /// Writes records as one atomic batch, without waiting for durability.
-    fn write(&self, records: &[Record]) -> Result<(), StoreError> {
+    pub(crate) fn write(&self, records: &[Record]) -> Result<(), StoreError> {
         let group = encode_group(records, || self.store.generate_id())?;
         let mut batch = sled::Batch::default();
         for (k, v) in group.ops {
@@ -654,150 +658,14 @@ impl OfficeStore {
         self.store.sync()
     }
 
-    /// Starts this office's writer thread.
-    pub fn start_writer(&self, name: &str) -> Result<Writer, StoreError> {
-        let (tx, rx) = crossbeam_channel::bounded::<Commit>(WRITER_QUEUE_CAPACITY);
-        let this = self.clone();
-        let stats = Arc::new(WriterStats::default());
-        let thread_stats = stats.clone();
-        thread::Builder::new()
-            // The name matters to vendor/sled: its `pp-writer` threads write the log buffers
-            // they seal themselves (vendor/README.md).
-            .name(format!("pp-writer-{name}"))
-            .spawn(move || this.writer_loop(rx, &thread_stats))
-            .map_err(|e| StoreError::Sled(format!("cannot start writer thread: {e}")))?;
-        Ok(Writer { tx, stats })
+    /// This office's writer, on one of the store's writer threads (started with the first).
+    pub fn start_writer(&self, _name: &str) -> Result<Writer, StoreError> {
+        self.store.writers.writer(self.clone())
     }
 
-    fn writer_loop(&self, rx: Receiver<Commit>, stats: &WriterStats) {
-        let mut group: Vec<Commit> = Vec::new();
-        let mut records: Vec<Record> = Vec::new();
-        let mut failure: Option<StoreError> = None;
-        while let Ok(first) = rx.recv() {
-            group.push(first);
-            while group.len() < GROUP_COMMIT_MAX {
-                match rx.try_recv() {
-                    Ok(c) => group.push(c),
-                    Err(_) => break,
-                }
-            }
-            records.clear();
-            for c in &mut group {
-                records.append(&mut c.records);
-            }
-            // Fail-stop: after one failed write or sync, nothing later is written or confirmed.
-            // A later sync that succeeds does not make the failed group durable (the kernel may
-            // have dropped its pages), and the later groups were built on it in memory.
-            let result = match &failure {
-                Some(e) => Err(e.clone()),
-                // Only barriers (commits of nothing): every group before them is answered.
-                None if records.is_empty() => Ok(()),
-                None => self.write(&records).and_then(|()| self.store.sync()),
-            };
-            if records.is_empty() {
-                answer(&mut group, &result);
-                continue;
-            }
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats
-                .records
-                .fetch_add(records.len() as u64, Ordering::Relaxed);
-            if let Err(e) = &result {
-                stats.failed.store(true, Ordering::Relaxed);
-                failure.get_or_insert_with(|| e.clone());
-            }
-            answer(&mut group, &result);
-        }
-    }
-}
-
-/// Tells every commit of a group how it went.
-fn answer(group: &mut Vec<Commit>, result: &Result<(), StoreError>) {
-    for c in group.drain(..) {
-        match c.done {
-            Some(Done::Channel(done)) => {
-                let _ = done.send(result.clone());
-            }
-            Some(Done::Call(then)) => then(result.clone()),
-            None => {}
-        }
-    }
-}
-
-/// Records to make durable, and who to tell when they are.
-#[derive(Debug)]
-pub struct Commit {
-    pub records: Vec<Record>,
-    pub done: Option<Done>,
-}
-
-/// How a commit's outcome is told.
-pub enum Done {
-    /// Sent on a channel.
-    Channel(oneshot::Sender<Result<(), StoreError>>),
-    /// Called on the writer thread once the group is durable (or failed): the office actor
-    /// answers its callers from here, without a trip back through its own thread.
-    Call(Box<dyn FnOnce(Result<(), StoreError>) + Send>),
-}
-
-impl std::fmt::Debug for Done {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Done::Channel(_) => "Done::Channel",
-            Done::Call(_) => "Done::Call",
-        })
-    }
-}
-
-/// Counters of a writer, for metrics and benchmarks.
-#[derive(Debug, Default)]
-pub struct WriterStats {
-    /// Group commits made (each one sled batch and one flush).
-    pub commits: AtomicU64,
-    pub records: AtomicU64,
-    /// A write or sync failed: memory may be ahead of the disk.
-    pub failed: AtomicBool,
-}
-
-/// The sending side of an office's writer thread.
-#[derive(Clone, Debug)]
-pub struct Writer {
-    tx: Sender<Commit>,
-    pub stats: Arc<WriterStats>,
-}
-
-impl Writer {
-    /// Queues records; the receiver answers once they are durable (or could not be written).
-    pub fn commit(&self, records: Vec<Record>) -> oneshot::Receiver<Result<(), StoreError>> {
-        let (done, rx) = oneshot::channel();
-        self.send(records, Done::Channel(done));
-        rx
-    }
-
-    /// Queues records; `then` runs on the writer thread once they are durable (or could not be
-    /// written), or at once if the writer has stopped.
-    pub fn commit_then(
-        &self,
-        records: Vec<Record>,
-        then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
-    ) {
-        self.send(records, Done::Call(Box::new(then)));
-    }
-
-    fn send(&self, records: Vec<Record>, done: Done) {
-        let commit = Commit {
-            records,
-            done: Some(done),
-        };
-        if let Err(e) = self.tx.send(commit) {
-            match e.into_inner().done {
-                Some(Done::Channel(done)) => {
-                    let _ = done.send(Err(StoreError::WriterStopped));
-                }
-                Some(Done::Call(then)) => then(Err(StoreError::WriterStopped)),
-                None => {}
-            }
-        }
+    /// The store the office is in.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 }
 

@@ -7,7 +7,7 @@
 //! acknowledged can become durable after the state is read back; then the registry reads the
 //! office's records, restores its pool exactly as at start-up (I9: holds back in the pool,
 //! claims and quotas as acknowledged), starts a new actor and writer and swaps them in. The old
-//! actor's arbiter is stopped. An office that fails again within [`STABLE_AFTER`] of a restart
+//! actor is stopped (its arbiter runs other offices' actors too). An office that fails again within [`STABLE_AFTER`] of a restart
 //! waits twice as long before the next one, up to [`RESTART_BACKOFF_MAX`].
 
 use std::collections::HashMap;
@@ -191,7 +191,7 @@ async fn restart(
         .get(office)
         .cloned()
         .ok_or(Refusal::UnknownOffice)?;
-    old.arbiter.stop();
+    old.handle.stop();
     // Everything the old incarnation handed its writer is written (or refused) before the
     // state is read back. A writer that failed answers at once.
     let _ = old.writer.commit(Vec::new()).await;

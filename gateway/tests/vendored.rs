@@ -69,9 +69,9 @@ fn sled_is_the_patched_copy() {
         "f.sync_all()?;\n    std::fs::File::open(path.parent().unwrap_or(path.as_path()))?.sync_all()?;",
         1,
     );
-    let store = std::fs::read_to_string(root().join("engine/src/store.rs")).expect("store.rs");
+    let writer = std::fs::read_to_string(root().join("engine/src/writer.rs")).expect("writer.rs");
     assert!(
-        store.contains(".name(format!(\"pp-writer-{name}\"))"),
+        writer.contains(".name(format!(\"pp-writer-{i}\"))"),
         "the writer threads are no longer named pp-writer-…: vendor/sled would not know them"
     );
 }

@@ -5,9 +5,18 @@
 //! of dense indices, sorted by serial code within a segment, so a lookup is a binary search and
 //! nothing is ever re-numbered. Per number the pool keeps 13 bytes and a bit: its code (4), its
 //! status byte (1) and its slot in the sampler (4), packed together so that a random pick touches
-//! one cache line; the sampler's entry (4); and whether the keyboard counts it (1 bit). The
-//! keyboard index is fixed size per energy group. Holders of held and
-//! claimed numbers live with the applications.
+//! one cache line; the sampler's entry (4); and whether the keyboard counts it (1 bit). Holders
+//! of held and claimed numbers live with the applications.
+//!
+//! **The keyboard index covers the released numbers' hull, not the class's serial space.** Its
+//! arrays are sized to the space they index (see [`crate::keyboard`]): over a group's whole
+//! space (`*****`, 34^5 serials) that is about 12 MB per office, whatever it released. Each
+//! group's index covers instead the smallest pattern holding every number the office released
+//! into the group (per position, the characters seen there): a release of `[A-J]####` is indexed
+//! over 100,000 serials, not 45 million, so an office costs in proportion to its numbers. The
+//! answers are the same, since a serial outside the hull is never in the pool. A release that
+//! widens the hull has the indexes rebuilt at the next read. Numbers scattered over the whole
+//! space still give a hull as large as the space.
 //!
 //! **The keyboard is brought up to date lazily.** Updating it costs one cell per subset of
 //! positions (about 30 scattered memory writes), and a random draw moves 20 numbers (10 held, the
@@ -24,7 +33,7 @@ use rand::Rng;
 
 use crate::class::PlateClass;
 use crate::keyboard::KeyboardIndex;
-use crate::pattern::CharSet;
+use crate::pattern::{CharSet, Pattern};
 use crate::plate::Serial;
 use crate::rules::CompositionRules;
 
@@ -116,6 +125,9 @@ pub struct ClassPool {
     segments: Vec<Segment>,
     /// Available numbers by (energy group, contains the digit 4): bucket `group * 2 + has_four`.
     buckets: Vec<Vec<u32>>,
+    /// Per energy group, per position: the characters of the numbers released into the group
+    /// (the space its keyboard index covers; see the module documentation).
+    hulls: Vec<Vec<CharSet>>,
     /// The keyboard, reconciled with the statuses when read (see the module documentation).
     /// Reads take `&self`, hence the cell; the pool is owned by one actor and never shared.
     keyboard: RefCell<LazyKeyboard>,
@@ -151,16 +163,29 @@ impl LazyKeyboard {
     fn is_indexed(&self, idx: u32) -> bool {
         self.indexed[idx as usize / 64] & (1 << (idx % 64)) != 0
     }
+
+    /// Drops every index (their spaces changed): the next read builds them again from the
+    /// statuses.
+    fn rebuild(&mut self) {
+        for group in &mut self.groups {
+            *group = None;
+        }
+        self.indexed.fill(0);
+        self.dirty = Vec::new();
+        self.all_dirty = true;
+    }
 }
 
 impl ClassPool {
     pub fn new(def: PlateClass, composition: CompositionRules) -> ClassPool {
         let groups = def.groups.len();
+        let serial_len = def.serial_len();
         ClassPool {
             def,
             nums: Vec::new(),
             segments: Vec::new(),
             buckets: vec![Vec::new(); groups * 2],
+            hulls: vec![vec![CharSet::EMPTY; serial_len]; groups],
             keyboard: RefCell::new(LazyKeyboard {
                 groups: (0..groups).map(|_| None).collect(),
                 indexed: Vec::new(),
@@ -237,9 +262,14 @@ impl ClassPool {
         let start = self.len();
         let len = self.def.serial_len();
         self.nums.reserve(codes.len());
+        let hulls_before = self.hulls.clone();
         for &code in &codes {
             let serial = Serial::from_pool_code(code, len);
             let group = self.def.group_of(serial).unwrap_or(0) as u8;
+            let indices = serial.indices();
+            for (set, &index) in self.hulls[group as usize].iter_mut().zip(&indices) {
+                set.insert(index);
+            }
             let mut bits = Status::Pending as u8 | (group << GROUP_SHIFT);
             if self.composition.check(serial).is_ok() {
                 bits |= ALLOWED;
@@ -253,10 +283,11 @@ impl ClassPool {
                 bits,
             });
         }
-        self.keyboard
-            .get_mut()
-            .indexed
-            .resize(self.nums.len().div_ceil(64), 0);
+        let keyboard = self.keyboard.get_mut();
+        keyboard.indexed.resize(self.nums.len().div_ceil(64), 0);
+        if self.hulls != hulls_before {
+            keyboard.rebuild();
+        }
         let min_code = codes.first().copied().unwrap_or(u32::MAX);
         let max_code = codes.last().copied().unwrap_or(0);
         let n = codes.len() as u32;
@@ -381,8 +412,8 @@ impl ClassPool {
             }
             let serial = self.serial(idx);
             let group = self.group(idx);
-            let space = &self.def.groups[group].pattern;
-            let index = kb.groups[group].get_or_insert_with(|| KeyboardIndex::new(space));
+            let index =
+                kb.groups[group].get_or_insert_with(|| KeyboardIndex::new(&self.hull(group)));
             if want {
                 index.insert(serial);
             } else {
@@ -405,6 +436,13 @@ impl ClassPool {
             kb.dirty = dirty;
             kb.dirty.clear();
         }
+    }
+
+    /// The space a group's keyboard index covers: the hull of the numbers released into it (the
+    /// group's own pattern while it has none).
+    fn hull(&self, group: usize) -> Pattern {
+        Pattern::from_sets(self.hulls[group].clone())
+            .unwrap_or_else(|_| self.def.groups[group].pattern.clone())
     }
 
     /// How many available numbers a draw for `group` could take.
@@ -468,9 +506,39 @@ impl ClassPool {
     pub fn keyboard(&self, group: usize, entered: &[Option<u8>]) -> Vec<CharSet> {
         self.refresh_keyboard();
         let kb = self.keyboard.borrow();
-        match &kb.groups[group] {
-            Some(index) => index.query(entered),
-            None => vec![CharSet::EMPTY; self.def.serial_len()],
+        let empty = vec![CharSet::EMPTY; self.def.serial_len()];
+        let Some(index) = &kb.groups[group] else {
+            return empty;
+        };
+        // The index covers the hull: a character typed outside it is in no number of the pool,
+        // so only its own position (which ignores its own entry) can offer anything. One
+        // outside the group's space empties every position, as an index over it would.
+        let space = &self.def.groups[group].pattern;
+        let hull = &self.hulls[group];
+        let mut outside = None;
+        for (position, entry) in entered.iter().enumerate() {
+            let Some(typed) = *entry else {
+                continue;
+            };
+            if position >= space.len() || !space.at(position).contains(typed) {
+                return empty;
+            }
+            if !hull[position].contains(typed) {
+                if outside.is_some() {
+                    return empty;
+                }
+                outside = Some(position);
+            }
+        }
+        match outside {
+            None => index.query(entered),
+            Some(position) => {
+                let mut others = entered.to_vec();
+                others[position] = None;
+                let mut out = empty;
+                out[position] = index.query(&others)[position];
+                out
+            }
         }
     }
 
@@ -675,6 +743,65 @@ mod tests {
             assert_eq!(cp.keyboard(0, &q), brute(&cp, &q), "{q:?}");
         }
         assert!(!cp.keyboard.borrow().all_dirty);
+        cp.check_invariants();
+    }
+
+    /// Queries with characters typed outside the released numbers' hull, at one or two
+    /// positions, besides the usual ones.
+    fn queries_outside_the_hull(cp: &ClassPool, rng: &mut StdRng) -> Vec<Vec<Option<u8>>> {
+        let z = crate::plate::char_index('Z').expect("Z");
+        let mut out = queries(cp, rng);
+        for q in out.clone() {
+            let mut one = q.clone();
+            one[0] = Some(z);
+            out.push(one.clone());
+            one[3] = Some(z);
+            out.push(one);
+        }
+        out
+    }
+
+    #[test]
+    fn the_keyboard_covers_the_hull_of_the_released_numbers_and_answers_as_over_the_space() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut cp = pool("AB###");
+        let small = cp.memory_bytes();
+        // An index over the whole `*****` space would be about 12 MB.
+        assert!(small < 200_000, "{small} bytes for 1,000 numbers");
+        for q in queries_outside_the_hull(&cp, &mut rng) {
+            assert_eq!(cp.keyboard(0, &q), brute(&cp, &q), "{q:?}");
+        }
+        // A release that widens the hull: the index is rebuilt over the new one.
+        let mut codes = Vec::new();
+        Pattern::parse("C[A-D]#[0-4]#")
+            .expect("pattern")
+            .extend_codes(&mut codes);
+        codes.sort_unstable();
+        cp.add_segment(2, codes);
+        cp.open_segment(1);
+        cp.open_segment_for_custom(1);
+        for _ in 0..300 {
+            let idx = rng.random_range(0..cp.len());
+            if cp.status(idx) == Status::Available {
+                cp.set_status(idx, Status::Claimed);
+            }
+        }
+        for q in queries_outside_the_hull(&cp, &mut rng) {
+            assert_eq!(cp.keyboard(0, &q), brute(&cp, &q), "{q:?}");
+        }
+        assert!(cp.memory_bytes() > small);
+        cp.check_invariants();
+    }
+
+    #[test]
+    fn a_hull_of_one_number_has_no_varying_position() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut cp = pool("AB123");
+        for q in queries_outside_the_hull(&cp, &mut rng) {
+            assert_eq!(cp.keyboard(0, &q), brute(&cp, &q), "{q:?}");
+        }
+        cp.set_status(0, Status::Held);
+        assert_eq!(cp.keyboard(0, &[None; 5]), vec![CharSet::EMPTY; 5]);
         cp.check_invariants();
     }
 
