@@ -157,7 +157,7 @@ where
     Fut: Future<Output = ServiceResponse<B>>,
     B: MessageBody,
 {
-    let mut req = TestRequest::default().method(method).uri(path);
+    let mut req = TestRequest::default().method(method.clone()).uri(path);
     if let Some(t) = token {
         req = req.insert_header(("Authorization", format!("Bearer {t}")));
     }
@@ -168,14 +168,11 @@ where
         req = req.set_json(b);
     }
     let resp = s(req).await;
-    let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let bytes = test::read_body(resp).await;
+    let support::openapi::Read {
+        status,
+        content_type,
+        body: bytes,
+    } = support::openapi::read_checked(&[""], method.as_str(), path, resp).await;
     let text = String::from_utf8_lossy(&bytes).to_string();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Resp {

@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 
 use actix_web::test;
 use platepool_engine::OfficeRules;
+use platepool_gateway::routes::Access;
 use platepool_gateway::sms::Purpose;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -253,16 +254,34 @@ fn broken(doc: &Value, schema: &Value, body: &Value) -> Vec<(String, Value)> {
 // ---------------------------------------------------------------------------------------------
 // The app
 
-/// Sends a request; panics unless the answer matches the document and is no 5xx. Answers
-/// (status, JSON body or Null).
+/// How a request says who sends it.
+#[derive(Debug, Clone, Copy)]
+enum Credential<'a> {
+    /// `Authorization: Bearer` (a citizen's or the operator's token).
+    Bearer(&'a str),
+    /// The standalone login's session cookie (SPEC S5) with the token, sent as the citizen's
+    /// page sends it: from its own origin (`Sec-Fetch-Site: same-origin`).
+    Session(&'a str),
+}
+
+/// Sends a request with a [`Credential`]; panics unless the answer matches the document and is
+/// no 5xx. Answers (status, JSON body or Null).
 macro_rules! send {
-    ($app:expr, $method:expr, $path:expr, $token:expr, $body:expr) => {{
+    ($app:expr, $method:expr, $path:expr, $credential:expr, $body:expr) => {{
         let (method, path, body): (&str, &str, Option<&Value>) = ($method, $path, $body);
         let verb = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = test::TestRequest::default()
-            .method(verb)
-            .uri(path)
-            .insert_header(("Authorization", format!("Bearer {}", $token)));
+        let mut req = test::TestRequest::default().method(verb).uri(path);
+        req = match $credential {
+            Credential::Bearer(token) => {
+                req.insert_header(("Authorization", format!("Bearer {token}")))
+            }
+            Credential::Session(token) => req
+                .insert_header((
+                    "Cookie",
+                    format!("{}={token}", platepool_gateway::session::COOKIE_NAME),
+                ))
+                .insert_header(("Sec-Fetch-Site", "same-origin")),
+        };
         if let Some(body) = body {
             req = req.set_json(body);
         }
@@ -388,7 +407,8 @@ async fn requests_generated_from_the_document() {
     engine.import_certificates(rows, who).await.expect("import");
     let gw = support::gateway(&engine, support::gateway_config());
     let app = support::app!(gw);
-    let citizen = support::token("citizen-1", PHONE, engine.now_ms() / 1000 + 3_600);
+    let token = support::token("citizen-1", PHONE, engine.now_ms() / 1000 + 3_600);
+    let citizen = Credential::Bearer(&token);
 
     let (s, _) = send!(
         app,
@@ -402,25 +422,27 @@ async fn requests_generated_from_the_document() {
         "office": OFFICE, "vin": support::vin(1), "voucher": voucher_no(1),
         "notice_version": "v1", "sms_code": support::last_code(&gw, PHONE, Purpose::Apply),
     });
-    let (s, app_body) = send!(app, "POST", "/v1/applications", &citizen, Some(&apply));
+    let (s, app_body) = send!(app, "POST", "/v1/applications", citizen, Some(&apply));
     assert_eq!(s, 201, "{app_body}");
     let id = app_body["id"].as_str().expect("id").to_string();
     let sms = json!({"purpose": "identity", "application": id});
-    let (s, _) = send!(app, "POST", "/v1/sms", &citizen, Some(&sms));
+    let (s, _) = send!(app, "POST", "/v1/sms", citizen, Some(&sms));
     assert_eq!(s, 200);
     let code_body = json!({"sms_code": support::last_code(&gw, PHONE, Purpose::Identity)});
     let identity = format!("/v1/applications/{id}/identity");
-    let (s, b) = send!(app, "POST", &identity, &citizen, Some(&code_body));
+    let (s, b) = send!(app, "POST", &identity, citizen, Some(&code_body));
     assert_eq!(s, 200, "{b}");
 
     let doc = contract().doc.clone();
-    let mut sent = 0;
+    let (mut sent, mut sessions) = (0, 0);
     for route in platepool_gateway::routes::all() {
         let (method, pattern) = route.key();
         let op = &doc["paths"][pattern][method.to_ascii_lowercase()];
-        let token = match route.access {
-            platepool_gateway::routes::Access::Operator => OPERATOR.to_string(),
-            _ => citizen.clone(),
+        // Citizen routes alternate the bearer token and the session cookie, case by case.
+        let credentials = match route.access {
+            Access::Operator => vec![Credential::Bearer(OPERATOR)],
+            Access::Citizen => vec![citizen, Credential::Session(&token)],
+            Access::Public => vec![citizen],
         };
         let application = if pattern.contains("/releases/") {
             "1"
@@ -437,15 +459,23 @@ async fn requests_generated_from_the_document() {
         let bodies = has_body.then(|| valid(&doc, &body_schema));
         let queries = query_schema(op).map(|q| valid(&doc, &q));
         let strict = FULLY_DESCRIBED.contains(&(method, pattern));
-        for _ in 0..cases {
+        for case in 0..cases {
+            let credential = credentials[case % credentials.len()];
             let query = queries
                 .as_ref()
                 .map(|q| query_string(draw(&mut runner, q).as_object().expect("object")))
                 .unwrap_or_default();
             let body = bodies.as_ref().map(|b| draw(&mut runner, b));
             let target = format!("{path}{query}");
-            let (status, answer) = send!(app, method, &target, &token, body.as_ref());
+            let (status, answer) = send!(app, method, &target, credential, body.as_ref());
             sent += 1;
+            if let Credential::Session(_) = credential {
+                sessions += 1;
+                assert!(
+                    status != 401 && code(&answer) != "forbidden",
+                    "seed {seed}: {method} {target} with the session cookie: {answer}"
+                );
+            }
             if strict {
                 assert!(
                     !(status == 400 && code(&answer) == "bad_request"),
@@ -455,7 +485,7 @@ async fn requests_generated_from_the_document() {
             }
             let Some(body) = body else { continue };
             for (what, bad) in broken(&doc, &body_schema, &body) {
-                let (status, answer) = send!(app, method, &path, &token, Some(&bad));
+                let (status, answer) = send!(app, method, &path, credential, Some(&bad));
                 sent += 1;
                 assert_eq!(
                     (status, code(&answer)),
@@ -466,4 +496,8 @@ async fn requests_generated_from_the_document() {
         }
     }
     assert!(sent > 35 * cases, "{sent} requests");
+    assert!(
+        sessions >= 10 * (cases / 2),
+        "{sessions} with the session cookie"
+    );
 }

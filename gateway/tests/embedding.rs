@@ -8,6 +8,8 @@ use platepool_engine::{Durability, Engine, EngineConfig};
 use platepool_gateway::{Gateway, GatewayConfig};
 use serde_json::{json, Value};
 
+mod support;
+
 /// What the host app answers for paths nobody serves (told apart from the gateway's JSON 404).
 const HOST_404: &str = "host: no such page";
 const HOST_HELLO: &str = "hello from the host";
@@ -70,13 +72,19 @@ fn request(
     req
 }
 
-/// One request: (status, body as JSON, or as a JSON string when it is not JSON).
+/// The paths the tests below mount a gateway at: answers under them are checked against the
+/// OpenAPI document, the others are the host's.
+const MOUNTS: &[&str] = &["/plates", "/a", "/b"];
+
+/// One request: (status, body as JSON, or as a JSON string when it is not JSON); an answer of
+/// a gateway is checked against the OpenAPI document.
 macro_rules! call {
     ($app:expr, $method:expr, $path:expr, $token:expr, $body:expr $(,)?) => {{
-        let req = request($method, $path, $token, $body).to_request();
+        let (method, path): (&str, &str) = ($method, $path);
+        let req = request(method, path, $token, $body).to_request();
         let resp = test::call_service(&$app, req).await;
-        let status = resp.status().as_u16();
-        let bytes = test::read_body(resp).await;
+        let read = support::openapi::read_checked(MOUNTS, method, path, resp).await;
+        let (status, bytes) = (read.status.as_u16(), read.body);
         let text = String::from_utf8_lossy(&bytes).to_string();
         (
             status,

@@ -5,12 +5,12 @@
 
 use actix_web::{web, HttpResponse};
 use platepool_engine::calendar::rfc3339;
-use platepool_engine::clock::ClockStatus;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::auth::Operator;
 use crate::error::ApiResult;
-use crate::openapi::Doc;
+use crate::openapi::{json_answer, Answer, Doc};
+use crate::routes::answers::ClockAnswer;
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -25,7 +25,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "The engine's clock against the wall clock (SPEC T1): steps seen, whether degraded",
             request: None,
             query: None,
-            response: "Clock",
+            response: Answer::Json(json_answer::<ClockAnswer>),
             codes: &[200, 401, 403],
         },
     ),
@@ -38,27 +38,25 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Confirms the wall time after a step (audited): engine time jumps to it, holds keep their length",
             request: None,
             query: None,
-            response: "ClockConfirmed",
+            response: Answer::Json(json_answer::<ClockConfirmed>),
             codes: &[200, 401, 403, 409, 503],
         },
     ),
 ];
 
-/// The clock as `/readyz` and `GET /v1/admin/clock` show it.
-pub fn clock_json(status: &ClockStatus) -> Value {
-    json!({
-        "now": rfc3339(status.now_ms),
-        "wall": rfc3339(status.wall_ms),
-        "bound_ms": status.bound_ms,
-        "steps": status.steps,
-        "degraded": status.degraded.is_some(),
-        "offset_ms": status.degraded.map(|s| s.offset_ms),
-        "step_seen_at": status.degraded.map(|s| rfc3339(s.seen_at_ms)),
-    })
+async fn status(_op: Operator, gw: web::Data<Gateway>) -> HttpResponse {
+    HttpResponse::Ok().json(ClockAnswer::from(&gw.engine.clock_status()))
 }
 
-async fn status(_op: Operator, gw: web::Data<Gateway>) -> HttpResponse {
-    HttpResponse::Ok().json(clock_json(&gw.engine.clock_status()))
+/// The wall time confirmed: engine time went from `from` to `to`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ClockConfirmed {
+    confirmed: bool,
+    #[schema(format = DateTime)]
+    from: String,
+    #[schema(format = DateTime)]
+    to: String,
+    jump_ms: i64,
 }
 
 /// Engine time jumps to the wall clock; holds keep their length. 409 `conflict` when the clock
@@ -66,10 +64,10 @@ async fn status(_op: Operator, gw: web::Data<Gateway>) -> HttpResponse {
 async fn confirm(op: Operator, gw: web::Data<Gateway>) -> ApiResult<HttpResponse> {
     let confirmed = gw.engine.confirm_clock(&op.who).await?;
     tracing::warn!(who = %op.who, jump_ms = confirmed.jump_ms, "wall clock confirmed by an operator");
-    Ok(HttpResponse::Ok().json(json!({
-        "confirmed": true,
-        "from": rfc3339(confirmed.from_ms),
-        "to": rfc3339(confirmed.to_ms),
-        "jump_ms": confirmed.jump_ms,
-    })))
+    Ok(HttpResponse::Ok().json(ClockConfirmed {
+        confirmed: true,
+        from: rfc3339(confirmed.from_ms),
+        to: rfc3339(confirmed.to_ms),
+        jump_ms: confirmed.jump_ms,
+    }))
 }

@@ -16,14 +16,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hmac::{Hmac, Mac};
 use platepool_engine::calendar::rfc3339;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::auth::{sign_token, validate_phone, TokenClaims};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::SmsSent;
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::session;
 use crate::sms::Purpose;
@@ -45,7 +45,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Sends a login code to a phone (standalone login, SPEC S5; no token needed)",
             request: Some(json_body::<PhoneBody>),
             query: None,
-            response: "SmsSent",
+            response: Answer::Json(json_answer::<SmsSent>),
             codes: &[200, 400, 403, 404, 413, 429, 503],
         },
     )
@@ -59,7 +59,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Signs a citizen in with phone and SMS code: the gateway's token, also set as the HttpOnly, SameSite=Strict platepool_session cookie",
             request: Some(json_body::<LoginBody>),
             query: None,
-            response: "Login",
+            response: Answer::Json(json_answer::<LoginAnswer>),
             codes: &[200, 400, 403, 404, 413, 422, 429, 503],
         },
     )
@@ -73,7 +73,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Clears the session cookie",
             request: None,
             query: None,
-            response: "empty",
+            response: Answer::Empty,
             codes: &[204, 403, 404],
         },
     ),
@@ -144,14 +144,7 @@ async fn send_code(
         .sms
         .send_code(&phone, Purpose::Login, None, 0, now)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "sent_at": sent.sent_at,
-        "confirm_after_ms": sent.confirm_after_ms,
-        "confirm_at": rfc3339(now + sent.confirm_after_ms),
-        "expires_in_ms": sent.expires_in_ms,
-        "expires_at": rfc3339(now + sent.expires_in_ms),
-        "purpose": Purpose::Login.as_str(),
-    })))
+    Ok(HttpResponse::Ok().json(SmsSent::new(sent, Purpose::Login, now)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -159,6 +152,17 @@ async fn send_code(
 struct LoginBody {
     phone: String,
     sms_code: String,
+}
+
+/// A signed-in citizen: the token (also the session cookie) and until when it holds.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Login)]
+struct LoginAnswer {
+    token: String,
+    user: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+    expires_in_ms: u64,
 }
 
 /// `POST /v1/login {"phone","sms_code"}` → `{"token","user","expires_at"}` and the cookie.
@@ -193,12 +197,12 @@ async fn login(
     Ok(HttpResponse::build(StatusCode::OK)
         .insert_header((header::SET_COOKIE, cookie))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "token": token,
-            "user": user,
-            "expires_at": rfc3339(exp * 1000),
-            "expires_in_ms": (exp * 1000).saturating_sub(now),
-        })))
+        .json(LoginAnswer {
+            token,
+            user,
+            expires_at: rfc3339(exp * 1000),
+            expires_in_ms: (exp * 1000).saturating_sub(now),
+        }))
 }
 
 /// `POST /v1/logout`: clears the cookie (204). Tokens are stateless: a copy of the token kept

@@ -7,6 +7,7 @@
 //! A new route file: write it with its `ROUTES`, declare its module below and add its `ROUTES`
 //! to [`FILES`].
 
+pub mod answers;
 pub mod citizen;
 pub mod clock;
 pub mod login;

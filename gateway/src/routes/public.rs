@@ -9,16 +9,15 @@ use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use platepool_engine::calendar::rfc3339;
-use platepool_engine::pool::ClassStats;
 use platepool_engine::vin::check_vin;
-use platepool_engine::{Engine, OfficeConfig};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FailedOffice};
 use crate::extract::ApiJson;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{any_object, json_answer, json_body, json_list, Answer, Doc};
+use crate::routes::answers::{
+    ClockAnswer, NoticeDoc, OfficeDocument, OfficeSummaryAnswer, PoolNotice,
+};
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::Gateway;
 
@@ -33,7 +32,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Liveness: 200 while the process serves",
             request: None,
             query: None,
-            response: "Health",
+            response: Answer::Json(json_answer::<Health>),
             codes: &[200],
         },
     ),
@@ -46,7 +45,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Readiness: 200 once every office is recovered (status degraded while the clock is), 503 while stopping or while an office has failed (named)",
             request: None,
             query: None,
-            response: "Ready",
+            response: Answer::Json(json_answer::<Ready>),
             codes: &[200, 503],
         },
     ),
@@ -60,7 +59,7 @@ pub(crate) const ROUTES: &[Route] = &[
                 "Prometheus metrics: requests, latencies, pool counts per office, mailbox depth",
             request: None,
             query: None,
-            response: "text",
+            response: Answer::Metrics,
             codes: &[200],
         },
     ),
@@ -73,7 +72,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "This document",
             request: None,
             query: None,
-            response: "Object",
+            response: Answer::Json(any_object),
             codes: &[200, 503],
         },
     )
@@ -87,7 +86,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "The offices",
             request: None,
             query: None,
-            response: "[OfficeSummary]",
+            response: Answer::Json(json_list::<OfficeSummaryAnswer>),
             codes: &[200, 503],
         },
     )
@@ -101,7 +100,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "An office with its public rules",
             request: None,
             query: None,
-            response: "Office",
+            response: Answer::Json(json_answer::<OfficeDocument>),
             codes: &[200, 404, 503],
         },
     )
@@ -115,7 +114,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "The office's business notice (业务须知)",
             request: None,
             query: None,
-            response: "Notice",
+            response: Answer::Json(json_answer::<NoticeDoc>),
             codes: &[200, 404, 503],
         },
     )
@@ -129,7 +128,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "The pool notice (号池公示): releases and available numbers per class",
             request: None,
             query: None,
-            response: "PoolNotice",
+            response: Answer::Json(json_answer::<PoolNotice>),
             codes: &[200, 404, 503],
         },
     )
@@ -143,7 +142,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Checks a VIN: length, characters, check digit",
             request: Some(json_body::<VinCheck>),
             query: None,
-            response: "VinCheckResult",
+            response: Answer::Json(json_answer::<VinCheckResult>),
             codes: &[200, 400, 413, 429, 503],
         },
     )
@@ -156,8 +155,34 @@ pub(crate) const ROUTES: &[Route] = &[
 /// keeps them out of the office actor's mailbox, where the draws are.
 pub const POOL_NOTICE_MAX_AGE: Duration = Duration::from_millis(100);
 
+/// `GET /healthz`: `{"status": "ok"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Health {
+    status: &'static str,
+}
+
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// `GET /readyz` while every office serves.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Ready {
+    /// `ready`, or `degraded` while the wall clock has stepped (SPEC T1).
+    #[schema(value_type = String, pattern = "^(ready|degraded)$")]
+    status: &'static str,
+    clock: ClockAnswer,
+    offices: usize,
+    recovered: Recovered,
+}
+
+/// What the engine recovered at start-up.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Recovered {
+    offices: usize,
+    applications: usize,
+    #[schema(value_type = u64)]
+    millis: u128,
 }
 
 /// 200 once every office is recovered; 503 while stopping, or while an office has failed (its
@@ -173,33 +198,43 @@ async fn readyz(gw: web::Data<Gateway>) -> ApiResult<HttpResponse> {
         return Err(ApiError::unavailable("not ready: the gateway is stopping"));
     }
     let clock = gw.engine.clock_status();
-    let failed: Vec<Value> = gw
+    let failed: Vec<FailedOffice> = gw
         .engine
         .office_conditions()
         .into_iter()
         .filter(|c| !c.healthy)
-        .map(|c| json!({"office": c.office, "reason": c.reason, "restarts": c.restarts}))
+        .map(|c| FailedOffice {
+            office: c.office,
+            reason: c.reason,
+            restarts: c.restarts,
+        })
         .collect();
     if !failed.is_empty() {
-        let names: Vec<&str> = failed.iter().filter_map(|f| f["office"].as_str()).collect();
-        return Err(ApiError::unavailable(format!(
+        let names: Vec<&str> = failed.iter().map(|f| f.office.as_str()).collect();
+        let message = format!(
             "not ready: office {} cannot serve; restarting it from its durable state",
             names.join(", ")
-        ))
-        .with("failed_offices", Value::Array(failed))
-        .with("clock", crate::routes::clock::clock_json(&clock)));
+        );
+        return Err(ApiError::unavailable(message).extra(|x| {
+            x.failed_offices = Some(failed);
+            x.clock = Some(ClockAnswer::from(&clock));
+        }));
     }
     let recovery = gw.engine.recovery();
-    Ok(HttpResponse::Ok().json(json!({
-        "status": if clock.degraded.is_some() { "degraded" } else { "ready" },
-        "clock": crate::routes::clock::clock_json(&clock),
-        "offices": gw.engine.offices().len(),
-        "recovered": {
-            "offices": recovery.offices,
-            "applications": recovery.applications,
-            "millis": recovery.millis,
+    Ok(HttpResponse::Ok().json(Ready {
+        status: if clock.degraded.is_some() {
+            "degraded"
+        } else {
+            "ready"
         },
-    })))
+        clock: ClockAnswer::from(&clock),
+        offices: gw.engine.offices().len(),
+        recovered: Recovered {
+            offices: recovery.offices,
+            applications: recovery.applications,
+            millis: recovery.millis,
+        },
+    }))
 }
 
 async fn metrics(gw: web::Data<Gateway>) -> HttpResponse {
@@ -226,53 +261,23 @@ async fn openapi() -> HttpResponse {
 }
 
 async fn offices(gw: web::Data<Gateway>) -> HttpResponse {
-    HttpResponse::Ok().json(gw.engine.offices())
-}
-
-/// The office document of API.md "Documents" (`PUT /v1/admin/offices/{office}` body, with `id`).
-/// An office configuration holds no secrets, so the public answer is the same document, plus the
-/// custom-number shapes in force per class (the configured ones or the class defaults).
-pub fn office_document(engine: &Engine, id: &str, config: &OfficeConfig) -> Value {
-    let mut doc = serde_json::to_value(config).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut doc {
-        map.insert("id".into(), json!(id));
-        let classes: Vec<Value> = config
-            .classes
-            .iter()
-            .filter_map(|name| engine.catalog().iter().find(|c| &c.name == name))
-            .map(|class| {
-                let rules = config.composition_rules(class);
-                json!({
-                    "class": class.name,
-                    "serial_length": class.serial_len(),
-                    "shape": class.shape.to_string(),
-                    "custom_patterns": rules.allowed().iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "deny": rules.deny().iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "groups": class.groups.iter().map(|g| json!({
-                        "name": g.name,
-                        "pattern": g.pattern.to_string(),
-                        "energies": g.energies,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        map.insert("class_details".into(), Value::Array(classes));
-    }
-    doc
+    let offices: Vec<OfficeSummaryAnswer> =
+        gw.engine.offices().into_iter().map(Into::into).collect();
+    HttpResponse::Ok().json(offices)
 }
 
 async fn office(gw: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = path.into_inner();
     let config = gw.engine.office_config(&id)?;
-    Ok(HttpResponse::Ok().json(office_document(&gw.engine, &id, &config)))
+    Ok(HttpResponse::Ok().json(OfficeDocument::new(&gw.engine, &id, &config)?))
 }
 
 async fn notice(gw: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let config = gw.engine.office_config(&path.into_inner())?;
-    Ok(HttpResponse::Ok().json(json!({
-        "version": config.notice.version,
-        "text": config.notice.text,
-    })))
+    Ok(HttpResponse::Ok().json(NoticeDoc {
+        version: config.notice.version.clone(),
+        text: config.notice.text.clone(),
+    }))
 }
 
 /// One worker's recent pool notices, per office, as the JSON bytes sent: a cached answer costs
@@ -280,48 +285,6 @@ async fn notice(gw: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<Ht
 #[derive(Debug, Default)]
 pub struct PoolNoticeCache {
     entries: RefCell<HashMap<String, (Instant, Bytes)>>,
-}
-
-/// The pool notice of API.md from the office's figures at `as_of_ms`.
-pub fn pool_notice(office: &str, as_of_ms: u64, stats: &[ClassStats]) -> Value {
-    let classes: Vec<Value> = stats
-        .iter()
-        .map(|c| {
-            let releases: Vec<Value> = c
-                .releases
-                .iter()
-                .map(|r| {
-                    let open = r.opens_at_ms <= as_of_ms;
-                    // Before its opening a release's numbers are neither visible nor drawable.
-                    let available = if open && !r.withdrawn {
-                        r.counts.available
-                    } else {
-                        0
-                    };
-                    json!({
-                        "id": r.id,
-                        "label": r.label,
-                        "opens_at": rfc3339(r.opens_at_ms),
-                        "custom_from": rfc3339(r.custom_from_ms),
-                        "total": r.total,
-                        "available": available,
-                        "open": open,
-                        "withdrawn": r.withdrawn,
-                    })
-                })
-                .collect();
-            json!({
-                "class": c.class,
-                "available": c.counts.available,
-                "releases": releases,
-            })
-        })
-        .collect();
-    json!({
-        "office": office,
-        "as_of": rfc3339(as_of_ms),
-        "classes": classes,
-    })
 }
 
 async fn pool(
@@ -343,7 +306,7 @@ async fn pool(
             let as_of_ms = gw.engine.now_ms();
             let stats = gw.engine.stats(&office).await?;
             let body = Bytes::from(
-                serde_json::to_vec(&pool_notice(&office, as_of_ms, &stats))
+                serde_json::to_vec(&PoolNotice::new(&office, as_of_ms, &stats))
                     .map_err(|e| ApiError::unavailable(format!("pool notice: {e}")))?,
             );
             let mut entries = cache.entries.borrow_mut();
@@ -364,6 +327,25 @@ struct VinCheck {
     vin: String,
 }
 
+/// `POST /v1/vin/check`: valid, or why not.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = VinCheckResult)]
+struct VinCheckResult {
+    valid: bool,
+    /// The VIN as read (valid ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vin: Option<String>,
+    /// Why not, in a word (invalid ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    /// 1-based position at fault (invalid ones; null when the VIN is wrong as a whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>)]
+    position: Option<Option<usize>>,
+}
+
 async fn vin_check(
     gw: web::Data<Gateway>,
     req: HttpRequest,
@@ -371,13 +353,20 @@ async fn vin_check(
 ) -> ApiResult<HttpResponse> {
     gw.limits.check(&req, None)?;
     let answer = match check_vin(&body.0.vin) {
-        Ok(vin) => json!({"valid": true, "vin": vin.as_str()}),
-        Err(e) => json!({
-            "valid": false,
-            "reason": e.reason_code(),
-            "message": e.to_string(),
-            "position": e.position,
-        }),
+        Ok(vin) => VinCheckResult {
+            valid: true,
+            vin: Some(vin.as_str().to_string()),
+            reason: None,
+            message: None,
+            position: None,
+        },
+        Err(e) => VinCheckResult {
+            valid: false,
+            vin: None,
+            reason: Some(e.reason_code()),
+            message: Some(e.to_string()),
+            position: Some(e.position),
+        },
     };
     Ok(HttpResponse::build(StatusCode::OK).json(answer))
 }

@@ -11,13 +11,13 @@
 
 use actix_web::{web, HttpResponse};
 use platepool_engine::calendar::rfc3339;
-use platepool_engine::plate::full_plate;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::auth::Operator;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::PlateAnswer;
 use crate::routes::operator::releases::{new_release, release_refusal, ReleaseBody};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
@@ -34,10 +34,31 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "What a release would add, saving nothing: checked exactly as the release (same refusals and fields); total is the count the release would answer",
         request: Some(json_body::<ReleaseBody>),
         query: None,
-        response: "ReleasePreview",
+        response: Answer::Json(json_answer::<ReleasePreviewAnswer>),
         codes: &[200, 400, 401, 403, 404, 413, 503],
     },
 )];
+
+/// What a release would add (see the module's text).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ReleasePreview)]
+struct ReleasePreviewAnswer {
+    office: String,
+    class: String,
+    /// The numbers the release would add: those named, less those in the pool already.
+    total: u64,
+    /// Distinct numbers the body names.
+    named: u64,
+    already_in_pool: u64,
+    /// The first numbers it would add.
+    sample: Vec<PlateAnswer>,
+    /// The last number it would add.
+    last: Option<PlateAnswer>,
+    #[schema(format = DateTime)]
+    opens_at: String,
+    #[schema(format = DateTime)]
+    custom_from: String,
+}
 
 async fn preview_release(
     gw: web::Data<Gateway>,
@@ -59,16 +80,16 @@ async fn preview_release(
         .preview_release(&office, release)
         .await
         .map_err(release_refusal)?;
-    let numbered = |s: &platepool_engine::Serial| json!({"serial": s.to_string(), "plate": full_plate(&prefix, *s)});
-    Ok(HttpResponse::Ok().json(json!({
-        "office": office,
-        "class": class,
-        "total": preview.total,
-        "named": preview.named,
-        "already_in_pool": preview.named - preview.total,
-        "sample": preview.sample.iter().map(numbered).collect::<Vec<_>>(),
-        "last": preview.last.as_ref().map(numbered),
-        "opens_at": rfc3339(opens_at_ms),
-        "custom_from": rfc3339(custom_from_ms),
-    })))
+    let numbered = |s: &platepool_engine::Serial| PlateAnswer::new(&prefix, *s);
+    Ok(HttpResponse::Ok().json(ReleasePreviewAnswer {
+        office,
+        class,
+        total: preview.total,
+        named: preview.named,
+        already_in_pool: preview.named - preview.total,
+        sample: preview.sample.iter().map(numbered).collect(),
+        last: preview.last.as_ref().map(numbered),
+        opens_at: rfc3339(opens_at_ms),
+        custom_from: rfc3339(custom_from_ms),
+    }))
 }

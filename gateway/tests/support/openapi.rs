@@ -4,6 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use actix_web::body::MessageBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use platepool_gateway::metrics::Metrics;
 use platepool_gateway::route_keys;
 use serde_json::{json, Value};
@@ -39,6 +43,45 @@ pub fn contract() -> &'static Contract {
 /// Panics unless the answer matches the document (see [`Contract::check`]).
 pub fn check(method: &str, path: &str, status: u16, content_type: &str, body: &[u8]) {
     contract().check(method, path, status, content_type, body);
+}
+
+/// An answer read by [`read_checked`].
+#[derive(Debug)]
+pub struct Read {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+/// Reads `resp`, the answer to `method` `path`, and panics unless it matches the document (see
+/// [`Contract::check`]). `mounts` are the paths the gateway's scope is mounted at in the app
+/// (`""`: at the root); the answer to a path under none of them is the host app's own and is
+/// not checked.
+pub async fn read_checked<B: MessageBody>(
+    mounts: &[&str],
+    method: &str,
+    path: &str,
+    resp: ServiceResponse<B>,
+) -> Read {
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = actix_web::test::read_body(resp).await;
+    let below = mounts
+        .iter()
+        .find_map(|m| path.strip_prefix(m).filter(|rest| rest.starts_with('/')));
+    if let Some(path) = below {
+        check(method, path, status.as_u16(), &content_type, &body);
+    }
+    Read {
+        status,
+        content_type,
+        body,
+    }
 }
 
 impl Contract {

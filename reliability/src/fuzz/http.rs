@@ -15,6 +15,7 @@ use platepool_engine::{
     NewRelease, Notice, OfficeConfig, OfficeRules, Pattern, ReleaseSource,
 };
 use platepool_gateway::auth::{sign_token, TokenClaims};
+use platepool_gateway::routes::Access;
 use platepool_gateway::{Gateway, GatewayConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,7 +24,7 @@ use serde_json::Value;
 use super::{load_corpus, next_input, panic_text, save_crash, Stats, SLOW_EXEC};
 
 pub const TARGET: &str = "json_bodies";
-pub const WHAT: &str = "random and mutated JSON bodies on every JSON route, through the app factory: 2xx or a documented 4xx, never 5xx";
+pub const WHAT: &str = "random and mutated JSON bodies on every JSON route of the gateway's route table, through the app factory: 2xx or a documented 4xx, never 5xx";
 
 pub const OPERATOR: &str = "reliability-operator-token-0123456789";
 /// A clerk of another office than [`OFFICE`], and an auditor (SPEC S4).
@@ -291,7 +292,7 @@ impl World {
     }
 }
 
-/// The JSON routes: method, path (with `{app}` for the citizen's application), who calls.
+/// Who calls a route: the credential the fuzzer sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Who {
     Nobody,
@@ -299,28 +300,38 @@ pub enum Who {
     Operator,
 }
 
-pub const ROUTES: &[(&str, &str, Who)] = &[
-    ("POST", "/v1/vin/check", Who::Nobody),
-    ("POST", "/v1/sms", Who::Citizen),
-    ("POST", "/v1/applications", Who::Citizen),
-    ("POST", "/v1/applications/{app}/identity", Who::Citizen),
-    ("POST", "/v1/applications/{app}/custom", Who::Citizen),
-    ("POST", "/v1/applications/{app}/draws", Who::Citizen),
-    ("POST", "/v1/applications/{app}/candidates", Who::Citizen),
-    ("POST", "/v1/applications/{app}/claim", Who::Citizen),
-    ("POST", "/v1/practice", Who::Citizen),
-    ("PUT", "/v1/admin/offices/fz", Who::Operator),
-    ("POST", "/v1/admin/offices/maoming/releases", Who::Operator),
-    ("POST", "/v1/admin/certificates", Who::Operator),
-    ("POST", "/v1/admin/registrations", Who::Operator),
-    (
-        "POST",
-        "/v1/admin/offices/maoming/claims/A0001/void",
-        Who::Operator,
-    ),
-    ("DELETE", "/v1/admin/blacklist/u1", Who::Operator),
-    ("POST", "/v1/admin/tokens", Who::Operator),
-];
+/// The JSON routes, from the gateway's route table: every route that takes a body, in the
+/// table's order, as (method, path pattern, who calls).
+pub fn routes() -> Vec<(&'static str, &'static str, Who)> {
+    platepool_gateway::routes::all()
+        .iter()
+        .filter(|r| r.doc.request.is_some())
+        .map(|r| {
+            let who = match r.access {
+                Access::Public => Who::Nobody,
+                Access::Citizen => Who::Citizen,
+                Access::Operator => Who::Operator,
+            };
+            (r.verb.as_str(), r.path, who)
+        })
+        .collect()
+}
+
+/// The path sent for a route pattern: the citizen's application, the world's office (a new one,
+/// `fz`, where an office is configured, so the world's own stays as it was), a number of its
+/// pool, a citizen.
+fn concrete(method: &str, pattern: &str, app: &AppId) -> String {
+    let office = if method == "PUT" && pattern == "/v1/admin/offices/{office}" {
+        "fz"
+    } else {
+        OFFICE
+    };
+    pattern
+        .replace("{id}", &app.to_string())
+        .replace("{office}", office)
+        .replace("{serial}", "A0001")
+        .replace("{user}", "u1")
+}
 
 /// Numbers a fuzzed release may name before the input is skipped (large releases take seconds
 /// and say nothing new about parsing).
@@ -418,6 +429,10 @@ async fn fuzz_async(execs: u64, seed: u64) -> Result<Stats, String> {
     )
     .await?;
     let mut app = test::init_service(App::new().service(world.gw.scope(""))).await;
+    let routes = routes();
+    if routes.is_empty() {
+        return Err("the gateway's route table has no route with a JSON body".into());
+    }
     for n in 0..execs {
         if n > 0 && n % WORLD_EXECS == 0 {
             // Stop the old engine's office actors, writer threads and sled before the next:
@@ -441,9 +456,9 @@ async fn fuzz_async(execs: u64, seed: u64) -> Result<Stats, String> {
             stats.execs = n + 1;
             continue;
         };
-        let (method, path, who) = ROUTES[(sel & 0x7f) as usize % ROUTES.len()];
-        let path = path.replace("{app}", &world.app.to_string());
-        if path.ends_with("/releases") && too_big_release(body) {
+        let (method, pattern, who) = routes[(sel & 0x7f) as usize % routes.len()];
+        let path = concrete(method, pattern, &world.app);
+        if pattern.contains("/releases") && too_big_release(body) {
             stats.execs = n + 1;
             continue;
         }
@@ -517,4 +532,36 @@ async fn fuzz_async(execs: u64, seed: u64) -> Result<Stats, String> {
     drop(app);
     world.engine.shutdown().await.map_err(|e| e.to_string())?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_json_route_of_the_gateway_is_fuzzed_at_a_concrete_path() {
+        let routes = routes();
+        for route in [
+            ("POST", "/v1/vin/check", Who::Nobody),
+            ("POST", "/v1/applications/{id}/draws", Who::Citizen),
+            ("PUT", "/v1/admin/offices/{office}", Who::Operator),
+            ("POST", "/v1/admin/certificates", Who::Operator),
+        ] {
+            assert!(routes.contains(&route), "{route:?} in {routes:?}");
+        }
+        assert!(!routes.iter().any(|(m, _, _)| *m == "GET"), "{routes:?}");
+        let app: AppId = "maoming-7".parse().expect("application id");
+        for (method, pattern, _) in &routes {
+            let path = concrete(method, pattern, &app);
+            assert!(!path.contains(['{', '}']), "{method} {pattern} → {path}");
+        }
+        assert_eq!(
+            concrete("PUT", "/v1/admin/offices/{office}", &app),
+            "/v1/admin/offices/fz"
+        );
+        assert_eq!(
+            concrete("POST", "/v1/applications/{id}/claim", &app),
+            "/v1/applications/maoming-7/claim"
+        );
+    }
 }

@@ -4,14 +4,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::{AppId, ApplicationRequest, Caller, Refusal};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::render::app_json;
-use super::request::{app_id, body, limit, respond, Gw};
+use super::render::application_answer;
+use super::request::{answer_once, app_id, body, limit, unguarded, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::ApplicationAnswer;
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 use crate::Gateway;
@@ -27,7 +27,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Opens an application (stage 1, R4.2)",
             request: Some(json_body::<ApplyBody>),
             query: None,
-            response: "Application",
+            response: Answer::Json(json_answer::<ApplicationAnswer>),
             codes: &[201, 400, 401, 403, 404, 409, 413, 422, 429, 503],
         },
     )
@@ -41,7 +41,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "One of the citizen's applications",
             request: None,
             query: None,
-            response: "Application",
+            response: Answer::Json(json_answer::<ApplicationAnswer>),
             codes: &[200, 401, 404, 503],
         },
     )
@@ -73,9 +73,9 @@ fn apply_error(r: Refusal, vin: &str) -> ApiError {
     let mut e = ApiError::from(r);
     if invalid_vin {
         if let Err(v) = platepool_engine::vin::check_vin(vin) {
-            e = e.with("reason", json!(v.reason_code()));
+            e = e.extra(|x| x.reason = Some(v.reason_code().to_string()));
             if let Some(p) = v.position {
-                e = e.with("position", json!(p));
+                e = e.position(Some(p));
             }
         }
     }
@@ -173,10 +173,10 @@ pub(super) async fn apply(
             .await?;
         Ok((
             StatusCode::CREATED,
-            app_json(&gw, &id, &view, gw.engine.now_ms()),
+            application_answer(&gw, &id, &view, gw.engine.now_ms()),
         ))
     };
-    gw.idempotency.run(key, now, work).await.map(respond)
+    answer_once(&gw, key, now, unguarded(), work).await
 }
 
 pub(super) async fn application(
@@ -189,5 +189,5 @@ pub(super) async fn application(
         .engine
         .application(&id, Caller::Citizen(&citizen.user))
         .await?;
-    Ok(HttpResponse::Ok().json(app_json(&gw, &id, &view, gw.engine.now_ms())))
+    Ok(HttpResponse::Ok().json(application_answer(&gw, &id, &view, gw.engine.now_ms())))
 }

@@ -6,15 +6,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::calendar::local_datetime;
 use platepool_engine::plate::full_plate;
 use platepool_engine::{AppId, AppState, AppView, Caller, Claim, Refusal, Serial};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
-use super::render::{app_phone, claim_json, hold_json, prefix_of};
-use super::request::{app_id, body, limit, respond, Gw};
+use super::render::{app_phone, prefix_of};
+use super::request::{answer_once, unguarded, AppCall, Gw};
 use crate::auth::Citizen;
 use crate::error::{refusal_with_field, ApiResult};
-use crate::idempotency::request_key;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::{ApplicationState, ClaimAnswer, HoldAnswer};
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 use crate::Gateway;
@@ -30,7 +29,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Moves a drawn number into the candidate list",
             request: Some(json_body::<SerialBody>),
             query: None,
-            response: "Candidates",
+            response: Answer::Json(json_answer::<CandidatesAnswer>),
             codes: &[200, 400, 401, 403, 404, 409, 413, 429, 503],
         },
     )
@@ -44,7 +43,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Claims a live candidate: the pre-selection",
             request: Some(json_body::<SerialBody>),
             query: None,
-            response: "ClaimResult",
+            response: Answer::Json(json_answer::<ClaimResult>),
             codes: &[201, 400, 401, 403, 404, 409, 413, 429, 503],
         },
     )
@@ -114,8 +113,22 @@ async fn claim_sms(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SerialBody {
+pub(super) struct SerialBody {
     serial: String,
+}
+
+/// `POST …/candidates`: `{"candidates": …}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Candidates)]
+pub(super) struct CandidatesAnswer {
+    candidates: HoldAnswer,
+}
+
+/// `POST …/claim`: the pre-selection and the application's state after it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct ClaimResult {
+    claim: ClaimAnswer,
+    state: Option<ApplicationState>,
 }
 
 pub(super) async fn pick_candidate(
@@ -124,36 +137,29 @@ pub(super) async fn pick_candidate(
     citizen: Citizen,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    limit(&gw, &req, &citizen)?;
-    let id = app_id(&req)?;
-    let b: SerialBody = body(&req, payload, None).await?;
-    let key = request_key(&req, &citizen.user)?;
-    let now = gw.engine.now_ms();
-    let keyed = key.is_some();
+    let call: AppCall<SerialBody> = AppCall::read(&gw, &req, &citizen, payload, None).await?;
     let work = async {
-        let held = match gw
-            .engine
-            .pick_candidate(&id, Caller::Citizen(&citizen.user), &b.serial)
-            .await
-        {
+        let caller = Caller::Citizen(&citizen.user);
+        let serial = &call.body.serial;
+        let held = match gw.engine.pick_candidate(&call.id, caller, serial).await {
             Ok(held) => held,
             Err(refusal) => {
-                let before = match &refusal {
-                    Refusal::Conflict(_) if keyed => {
-                        picked_before(&gw, &id, &citizen, &b.serial).await
-                    }
-                    _ => None,
-                };
-                return before.ok_or_else(|| refusal_with_field(refusal, "serial"));
+                // Already a candidate: the first send with the key moved it there.
+                let repeat = matches!(refusal, Refusal::Conflict(_));
+                let now = gw.engine.now_ms();
+                let (_, answer) = done_before(&gw, &call, &citizen, refusal, repeat, |v, p, s| {
+                    let held = v.candidates.as_ref().filter(|c| c.serials.contains(&s))?;
+                    Some(HoldAnswer::new(p, held, now))
+                })
+                .await?;
+                return Ok((StatusCode::OK, CandidatesAnswer { candidates: answer }));
             }
         };
-        let prefix = prefix_of(&gw, &id.office);
-        Ok((
-            StatusCode::OK,
-            json!({ "candidates": hold_json(&prefix, &held, gw.engine.now_ms()) }),
-        ))
+        let prefix = prefix_of(&gw, &call.id.office);
+        let candidates = HoldAnswer::new(&prefix, &held, gw.engine.now_ms());
+        Ok((StatusCode::OK, CandidatesAnswer { candidates }))
     };
-    gw.idempotency.run(key, now, work).await.map(respond)
+    answer_once(&gw, call.key.clone(), call.now_ms, unguarded(), work).await
 }
 
 pub(super) async fn claim(
@@ -162,101 +168,76 @@ pub(super) async fn claim(
     citizen: Citizen,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    limit(&gw, &req, &citizen)?;
-    let id = app_id(&req)?;
-    let b: SerialBody = body(&req, payload, None).await?;
-    let key = request_key(&req, &citizen.user)?;
-    let now = gw.engine.now_ms();
-    let keyed = key.is_some();
+    let call: AppCall<SerialBody> = AppCall::read(&gw, &req, &citizen, payload, None).await?;
     let work = async {
-        let claim = match gw
-            .engine
-            .claim(&id, Caller::Citizen(&citizen.user), &b.serial)
-            .await
-        {
+        let id = &call.id;
+        let caller = Caller::Citizen(&citizen.user);
+        let claim = match gw.engine.claim(id, caller, &call.body.serial).await {
             Ok(claim) => claim,
             Err(refusal) => {
-                let before = match &refusal {
-                    Refusal::WrongState { state }
-                        if keyed && *state == AppState::Claimed.as_str() =>
-                    {
-                        claimed_before(&gw, &id, &citizen, &b.serial).await
-                    }
-                    _ => None,
-                };
-                return before.ok_or_else(|| refusal_with_field(refusal, "serial"));
+                // Claimed already: the first send with the key claimed this very number.
+                let repeat = matches!(&refusal, Refusal::WrongState { state }
+                    if *state == AppState::Claimed.as_str());
+                let now = gw.engine.now_ms();
+                let (view, (claim, answer)) =
+                    done_before(&gw, &call, &citizen, refusal, repeat, |v, p, s| {
+                        let claim = v.record.claim.as_ref().filter(|c| c.serial == s)?;
+                        let answer = ClaimResult {
+                            claim: ClaimAnswer::for_citizen(p, claim, now),
+                            state: Some(v.record.state.into()),
+                        };
+                        Some((claim.clone(), answer))
+                    })
+                    .await?;
+                // Sent if the first send was cut off before it, never twice.
+                claim_sms(&gw, id, &citizen, Some(&view), &claim).await;
+                return Ok((StatusCode::CREATED, answer));
             }
         };
-        let view = after_claim(&gw, &id, &citizen, &claim).await;
+        let view = after_claim(&gw, id, &citizen, &claim).await;
         let prefix = prefix_of(&gw, &id.office);
         Ok((
             StatusCode::CREATED,
-            json!({
-                "claim": claim_json(&prefix, &claim, gw.engine.now_ms()),
-                "state": view.as_ref().map(|v| v.record.state.as_str()),
-            }),
+            ClaimResult {
+                claim: ClaimAnswer::for_citizen(&prefix, &claim, gw.engine.now_ms()),
+                state: view.as_ref().map(|v| v.record.state.into()),
+            },
         ))
     };
-    gw.idempotency.run(key, now, work).await.map(respond)
+    answer_once(&gw, call.key.clone(), call.now_ms, unguarded(), work).await
 }
 
-/// The caller's application, its office's prefix and the serial it asked for (for
-/// [`picked_before`] and [`claimed_before`]).
-async fn view_with_serial(
+/// A keyed pick or claim refused with `refusal`, where `repeat` says the refusal is what a
+/// repeat of the call gets: when `found` finds in the application (given its office's prefix
+/// and the serial asked for) that the call was already carried out — the first send with the
+/// key did it and was cut off before its answer was kept (a crash, a caller gone) — the retry
+/// gets the answer the first would have given (API.md: a retry returns the first answer), not
+/// a 409 for what it did itself. Otherwise the refusal, naming the field.
+async fn done_before<A>(
     gw: &Gateway,
-    id: &AppId,
+    call: &AppCall<SerialBody>,
     citizen: &Citizen,
-    serial: &str,
-) -> Option<(AppView, String, Serial)> {
-    let view = gw
+    refusal: Refusal,
+    repeat: bool,
+    found: impl FnOnce(&AppView, &str, Serial) -> Option<A>,
+) -> ApiResult<(AppView, A)> {
+    let refused = refusal_with_field(refusal, "serial");
+    if !(repeat && call.keyed()) {
+        return Err(refused);
+    }
+    let Ok(view) = gw
         .engine
-        .application(id, Caller::Citizen(&citizen.user))
+        .application(&call.id, Caller::Citizen(&citizen.user))
         .await
-        .ok()?;
-    let prefix = prefix_of(gw, &id.office);
-    let asked = Serial::parse_with_prefix(serial, &prefix).ok()?;
-    Some((view, prefix, asked))
-}
-
-/// A keyed pick refused because the number is already one of the application's candidates: the
-/// first send with the key moved it there and its answer was not kept (a caller gone), so this
-/// retry gets the candidates as the first send would have.
-async fn picked_before(
-    gw: &Gateway,
-    id: &AppId,
-    citizen: &Citizen,
-    serial: &str,
-) -> Option<(StatusCode, Value)> {
-    let (view, prefix, asked) = view_with_serial(gw, id, citizen, serial).await?;
-    let held = view
-        .candidates
-        .as_ref()
-        .filter(|c| c.serials.contains(&asked))?;
-    Some((
-        StatusCode::OK,
-        json!({ "candidates": hold_json(&prefix, held, gw.engine.now_ms()) }),
-    ))
-}
-
-/// A keyed claim refused because the application already holds this very number: the first
-/// send with the key claimed it and was cut off before its answer was stored (a crash, a caller
-/// gone), so this retry gets the answer the first would have given (API.md: a retry returns
-/// the first answer) instead of 409 `conflict` for a claim it made itself. The success SMS is
-/// sent if the first send was cut off before it, never twice ([`claim_sms`]).
-async fn claimed_before(
-    gw: &Gateway,
-    id: &AppId,
-    citizen: &Citizen,
-    serial: &str,
-) -> Option<(StatusCode, Value)> {
-    let (view, prefix, asked) = view_with_serial(gw, id, citizen, serial).await?;
-    let claim = view.record.claim.as_ref().filter(|c| c.serial == asked)?;
-    claim_sms(gw, id, citizen, Some(&view), claim).await;
-    Some((
-        StatusCode::CREATED,
-        json!({
-            "claim": claim_json(&prefix, claim, gw.engine.now_ms()),
-            "state": view.record.state.as_str(),
-        }),
-    ))
+    else {
+        return Err(refused);
+    };
+    let prefix = prefix_of(gw, &call.id.office);
+    let Ok(asked) = Serial::parse_with_prefix(&call.body.serial, &prefix) else {
+        return Err(refused);
+    };
+    match found(&view, &prefix, asked) {
+        Some(answer) => Ok((view, answer)),
+        None => Err(refused),
+    }
 }

@@ -3,18 +3,18 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::calendar::rfc3339;
+use platepool_engine::outcome::Unavailable;
 use platepool_engine::plate::full_plate;
 use platepool_engine::{Caller, Check};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::claim::after_claim;
-use super::render::{claim_json, prefix_of};
-use super::request::{app_id, body, limit, ms_left, quotas_of, respond, Gw};
+use super::render::prefix_of;
+use super::request::{answer_once, quotas_of, AppCall, Gw};
 use crate::auth::Citizen;
-use crate::error::{refusal_with_field, ApiError, ApiResult};
-use crate::idempotency::request_key;
-use crate::openapi::{json_body, Doc};
+use crate::error::{refusal_with_field, ApiError, ApiResult, CheckReason, CheckResult};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::{ms_left, ApplicationState, ClaimAnswer};
 use crate::routes::table::{Access, Route, Shed, Verb};
 
 /// The routes this file serves.
@@ -27,7 +27,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "A custom check of 1 to custom_per_check numbers (R4.5)",
         request: Some(json_body::<CustomBody>),
         query: None,
-        response: "ClaimResult",
+        response: Answer::Json(json_answer::<CustomClaimAnswer>),
         codes: &[200, 400, 401, 403, 404, 409, 413, 429, 503],
     },
 )
@@ -41,22 +41,34 @@ struct CustomBody {
     plates: Vec<String>,
 }
 
+/// A custom check that took a number: the claim and the application after it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CustomClaim)]
+pub(super) struct CustomClaimAnswer {
+    claim: ClaimAnswer,
+    custom_left: Option<u32>,
+    random_left: Option<u32>,
+    state: Option<ApplicationState>,
+}
+
 pub(super) async fn custom(
     gw: Gw,
     req: HttpRequest,
     citizen: Citizen,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    limit(&gw, &req, &citizen)?;
-    let id = app_id(&req)?;
-    let b: CustomBody = body(&req, payload, None).await?;
-    let key = request_key(&req, &citizen.user)?;
-    let now = gw.engine.now_ms();
+    let AppCall {
+        id,
+        body: CustomBody { plates },
+        key,
+        now_ms,
+    } = AppCall::read(&gw, &req, &citizen, payload, None).await?;
+    let id = &id;
     let work = async {
         let caller = Caller::Citizen(&citizen.user);
         let check = gw
             .engine
-            .custom_check(&id, caller, b.plates)
+            .custom_check(id, caller, plates)
             .await
             .map_err(|r| {
                 let e = refusal_with_field(r, "plates");
@@ -69,16 +81,16 @@ pub(super) async fn custom(
         let prefix = prefix_of(&gw, &id.office);
         match check {
             Check::Claimed(claim) => {
-                let view = after_claim(&gw, &id, &citizen, &claim).await;
+                let view = after_claim(&gw, id, &citizen, &claim).await;
                 let now = gw.engine.now_ms();
                 Ok((
                     StatusCode::OK,
-                    json!({
-                        "claim": claim_json(&prefix, &claim, now),
-                        "custom_left": view.as_ref().map(|v| v.record.custom_left),
-                        "random_left": view.as_ref().map(|v| v.record.random_left),
-                        "state": view.as_ref().map(|v| v.record.state.as_str()),
-                    }),
+                    CustomClaimAnswer {
+                        claim: ClaimAnswer::for_citizen(&prefix, &claim, now),
+                        custom_left: view.as_ref().map(|v| v.record.custom_left),
+                        random_left: view.as_ref().map(|v| v.record.random_left),
+                        state: view.as_ref().map(|v| v.record.state.into()),
+                    },
                 ))
             }
             Check::NoneAvailable {
@@ -87,14 +99,16 @@ pub(super) async fn custom(
                 next_check_at_ms,
             } => {
                 let now = gw.engine.now_ms();
-                let results: Vec<Value> = results
+                let results = results
                     .iter()
-                    .map(|(s, reason)| {
-                        json!({
-                            "serial": s.to_string(),
-                            "plate": full_plate(&prefix, *s),
-                            "reason": reason.as_str(),
-                        })
+                    .map(|(s, reason)| CheckResult {
+                        serial: s.to_string(),
+                        plate: full_plate(&prefix, *s),
+                        reason: match reason {
+                            Unavailable::Taken => CheckReason::Taken,
+                            Unavailable::Held => CheckReason::Held,
+                            Unavailable::NotInPool => CheckReason::NotInPool,
+                        },
                     })
                     .collect();
                 let mut e = ApiError::new(
@@ -102,24 +116,25 @@ pub(super) async fn custom(
                     "not_available",
                     "none of the numbers is available; each one checked was debited",
                 )
-                .with("results", json!(results))
-                .with("custom_left", json!(custom_left))
-                .with("next_check_in_ms", json!(ms_left(next_check_at_ms, now)))
-                .with("next_check_at", json!(rfc3339(next_check_at_ms)));
+                .extra(|x| {
+                    x.results = Some(results);
+                    x.custom_left = Some(custom_left);
+                    x.next_check_in_ms = Some(ms_left(next_check_at_ms, now));
+                    x.next_check_at = Some(rfc3339(next_check_at_ms));
+                });
                 if custom_left == 0 {
                     // Custom quota spent: say where the flow goes next (R4.5, R4.7).
-                    if let Ok(v) = gw.engine.application(&id, caller).await {
-                        e = e
-                            .with("random_left", json!(v.record.random_left))
-                            .with("state", json!(v.record.state.as_str()));
+                    if let Ok(v) = gw.engine.application(id, caller).await {
+                        e = e.extra(|x| {
+                            x.random_left = Some(v.record.random_left);
+                            x.state = Some(v.record.state.as_str().to_string());
+                        });
                     }
                 }
                 Err(e)
             }
         }
     };
-    gw.idempotency
-        .run_guarded(key, now, quotas_of(&gw, &id, &citizen.user), work)
-        .await
-        .map(respond)
+    let state = quotas_of(&gw, id, &citizen.user);
+    answer_once(&gw, key, now_ms, state, work).await
 }

@@ -5,12 +5,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::{Caller, Draw};
 use serde::{Deserialize, Serialize};
 
-use super::render::HoldOut;
-use super::request::{app_id, body, limit, quotas_of, respond, Gw};
+use super::request::{answer_once, quotas_of, AppCall, Gw};
 use crate::auth::Citizen;
-use crate::error::{ApiError, ApiResult};
-use crate::idempotency::request_key;
-use crate::openapi::{json_body, Doc};
+use crate::error::ApiResult;
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::HoldAnswer;
 use crate::routes::table::{Access, Route, Shed, Verb};
 
 /// The routes this file serves.
@@ -23,34 +22,32 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "A random draw (R4.6)",
         request: Some(json_body::<DrawBody>),
         query: None,
-        response: "DrawResult",
+        response: Answer::Json(json_answer::<DrawAnswer>),
         codes: &[201, 400, 401, 403, 404, 409, 413, 429, 503],
     },
 )
 .shed(Shed::Office)];
 
-/// The answer to a draw (`201`), written straight from the engine's result.
-#[derive(Serialize)]
-struct DrawOut<'a> {
-    batch: HoldOut<'a>,
-    candidates: Option<HoldOut<'a>>,
+/// The answer to a draw (`201`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = DrawResult)]
+struct DrawAnswer {
+    /// The numbers drawn: min(random_batch, available).
+    batch: HoldAnswer,
+    /// The candidate list, if any.
+    candidates: Option<HoldAnswer>,
     exclude_four: bool,
     random_left: u32,
 }
 
-impl<'a> DrawOut<'a> {
-    fn new(prefix: &'a str, d: &'a Draw, now_ms: u64, exclude_four: bool) -> DrawOut<'a> {
-        DrawOut {
-            batch: HoldOut {
-                prefix,
-                hold: &d.batch,
-                now_ms,
-            },
-            candidates: d.candidates.as_ref().map(|hold| HoldOut {
-                prefix,
-                hold,
-                now_ms,
-            }),
+impl DrawAnswer {
+    fn new(prefix: &str, d: &Draw, now_ms: u64, exclude_four: bool) -> DrawAnswer {
+        DrawAnswer {
+            batch: HoldAnswer::new(prefix, &d.batch, now_ms),
+            candidates: d
+                .candidates
+                .as_ref()
+                .map(|hold| HoldAnswer::new(prefix, hold, now_ms)),
             exclude_four,
             random_left: d.random_left,
         }
@@ -71,36 +68,22 @@ pub(super) async fn draw(
     citizen: Citizen,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    limit(&gw, &req, &citizen)?;
-    let id = app_id(&req)?;
-    let b: DrawBody = body(&req, payload, Some(DrawBody::default())).await?;
-    let key = request_key(&req, &citizen.user)?;
-    let now = gw.engine.now_ms();
-    let draw = async {
-        gw.engine
-            .draw(&id, Caller::Citizen(&citizen.user), b.exclude_four)
-            .await
-            .map_err(ApiError::from)
-    };
-    let config = gw.engine.office_config(&id.office).ok();
-    let prefix = config.as_ref().map_or("", |c| c.prefix.as_str());
-    if key.is_none() {
-        // The hot path of an opening: the answer is serialised once, straight from the result.
-        let d = draw.await?;
-        let out = DrawOut::new(prefix, &d, gw.engine.now_ms(), b.exclude_four);
-        return Ok(HttpResponse::Created().json(out));
-    }
+    let call: AppCall<DrawBody> =
+        AppCall::read(&gw, &req, &citizen, payload, Some(DrawBody::default())).await?;
+    let id = &call.id;
+    let exclude_four = call.body.exclude_four;
     let work = async {
-        let d = draw.await?;
-        let out = DrawOut::new(prefix, &d, gw.engine.now_ms(), b.exclude_four);
-        let body = serde_json::to_value(out)
-            .map_err(|e| ApiError::unavailable(format!("answer not written: {e}")))?;
-        Ok((StatusCode::CREATED, body))
+        let d = gw
+            .engine
+            .draw(id, Caller::Citizen(&citizen.user), exclude_four)
+            .await?;
+        let config = gw.engine.office_config(&id.office).ok();
+        let prefix = config.as_ref().map_or("", |c| c.prefix.as_str());
+        let answer = DrawAnswer::new(prefix, &d, gw.engine.now_ms(), exclude_four);
+        Ok((StatusCode::CREATED, answer))
     };
-    gw.idempotency
-        .run_guarded(key, now, quotas_of(&gw, &id, &citizen.user), work)
-        .await
-        .map(respond)
+    let state = quotas_of(&gw, id, &citizen.user);
+    answer_once(&gw, call.key.clone(), call.now_ms, state, work).await
 }
 
 #[cfg(test)]
@@ -123,7 +106,7 @@ mod tests {
             }),
             random_left: 3,
         };
-        let out = serde_json::to_value(DrawOut::new("粤K", &d, 1_000, true)).expect("json");
+        let out = serde_json::to_value(DrawAnswer::new("粤K", &d, 1_000, true)).expect("json");
         assert_eq!(
             out,
             json!({
@@ -148,7 +131,7 @@ mod tests {
             candidates: None,
             ..d
         };
-        let out = serde_json::to_value(DrawOut::new("粤K", &none, 1_000, false)).expect("json");
+        let out = serde_json::to_value(DrawAnswer::new("粤K", &none, 1_000, false)).expect("json");
         assert_eq!(out["candidates"], Value::Null);
         assert_eq!(out["exclude_four"], false);
     }

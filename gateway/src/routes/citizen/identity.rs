@@ -4,15 +4,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::calendar::rfc3339;
 use platepool_engine::Caller;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::render::app_phone;
-use super::request::{app_id, body, limit, ms_left, respond, Gw};
+use super::request::{answer_once, unguarded, AppCall, Gw};
 use crate::auth::Citizen;
 use crate::error::ApiResult;
-use crate::idempotency::request_key;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::ms_left;
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 
@@ -26,7 +25,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "Verifies identity with an SMS code (R4.4)",
         request: Some(json_body::<IdentityBody>),
         query: None,
-        response: "Verified",
+        response: Answer::Json(json_answer::<VerifiedAnswer>),
         codes: &[200, 400, 401, 403, 404, 409, 413, 422, 429, 503],
     },
 )
@@ -38,57 +37,54 @@ struct IdentityBody {
     sms_code: String,
 }
 
+/// Identity verified: until when (R4.4: 30 minutes).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Verified)]
+struct VerifiedAnswer {
+    application: String,
+    #[schema(format = DateTime)]
+    verified_until: String,
+    verified_until_in_ms: u64,
+}
+
 pub(super) async fn identity(
     gw: Gw,
     req: HttpRequest,
     citizen: Citizen,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    limit(&gw, &req, &citizen)?;
-    let id = app_id(&req)?;
-    let b: IdentityBody = body(&req, payload, None).await?;
-    let key = request_key(&req, &citizen.user)?;
-    let now = gw.engine.now_ms();
+    let call: AppCall<IdentityBody> = AppCall::read(&gw, &req, &citizen, payload, None).await?;
+    let id = &call.id;
     let work = async {
         let caller = Caller::Citizen(&citizen.user);
-        let view = gw.engine.application(&id, caller).await?;
+        let view = gw.engine.application(id, caller).await?;
         let phone = app_phone(&view, &citizen);
         let app = id.to_string();
-        let code = b.sms_code.trim();
-        gw.sms
-            .verify(
+        let code = call.body.sms_code.trim();
+        let verify = |consume| {
+            gw.sms.verify(
                 &phone,
                 Purpose::Identity,
                 Some(&app),
                 code,
-                false,
+                consume,
                 gw.engine.now_ms(),
             )
-            .await?;
-        let until = gw.engine.verify_identity(&id, caller).await?;
-        if let Err(e) = gw
-            .sms
-            .verify(
-                &phone,
-                Purpose::Identity,
-                Some(&app),
-                code,
-                true,
-                gw.engine.now_ms(),
-            )
-            .await
-        {
+        };
+        verify(false).await?;
+        let until = gw.engine.verify_identity(id, caller).await?;
+        if let Err(e) = verify(true).await {
             tracing::warn!(application = %id, error = %e, "identity code not consumed");
         }
         let now = gw.engine.now_ms();
         Ok((
             StatusCode::OK,
-            json!({
-                "application": app,
-                "verified_until": rfc3339(until),
-                "verified_until_in_ms": ms_left(until, now),
-            }),
+            VerifiedAnswer {
+                verified_until: rfc3339(until),
+                verified_until_in_ms: ms_left(until, now),
+                application: app.clone(),
+            },
         ))
     };
-    gw.idempotency.run(key, now, work).await.map(respond)
+    answer_once(&gw, call.key.clone(), call.now_ms, unguarded(), work).await
 }

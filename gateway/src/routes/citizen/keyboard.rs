@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::request::{app_id, limit, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{query_params, Doc};
+use crate::openapi::{json_answer, query_params, Answer, Doc};
 use crate::routes::table::{Access, Route, Shed, Verb};
 
 /// The routes this file serves.
@@ -21,7 +21,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "The virtual keyboard: enabled characters per position (R4.5, I8)",
         request: None,
         query: Some(query_params::<KeyboardQuery>),
-        response: "Keyboard",
+        response: Answer::Json(json_answer::<KeyboardAnswer>),
         codes: &[200, 400, 401, 404, 429, 503],
     },
 )
@@ -80,7 +80,7 @@ pub(super) async fn keyboard(
             other => ApiError::from(other),
         })?;
     // Serialised straight from typed fields (no `Value` tree): the keyboard is the hottest read
-    // at an opening. Fields in alphabetical order, as a `json!` object writes them.
+    // at an opening.
     Ok(HttpResponse::Ok().json(KeyboardAnswer {
         entered: normalised,
         length: sets.len(),
@@ -95,16 +95,23 @@ pub(super) async fn keyboard(
     }))
 }
 
-#[derive(Debug, Serialize)]
+/// The virtual keyboard: for every position, the characters enabled given `entered`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Keyboard)]
 struct KeyboardAnswer {
+    /// `entered` as read: upper case, `_` for a free position.
     entered: String,
+    /// Characters of the class's serials.
     length: usize,
     positions: Vec<KeyPosition>,
 }
 
-#[derive(Debug, Serialize)]
+/// One position of the keyboard.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct KeyPosition {
+    /// The characters enabled, in ascending code-point order.
     enabled: String,
+    /// 0-based.
     index: usize,
 }
 
@@ -112,7 +119,6 @@ struct KeyPosition {
 mod tests {
     use super::*;
     use platepool_engine::plate::char_index;
-    use serde_json::json;
 
     #[test]
     fn entered_marks_free_positions_and_names_bad_characters() {
@@ -123,6 +129,6 @@ mod tests {
         let e = parse_entered("A1I").expect_err("I is not a plate character");
         assert_eq!(e.code, "invalid_plate");
         assert_eq!(e.field.as_deref(), Some("entered"));
-        assert_eq!(e.extra.get("position"), Some(&json!(3)));
+        assert_eq!(e.extra.position, Some(Some(3)));
     }
 }

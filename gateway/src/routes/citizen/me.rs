@@ -3,13 +3,14 @@
 use actix_web::HttpResponse;
 use platepool_engine::calendar::{local_datetime, rfc3339};
 use platepool_engine::AppState;
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::render::{app_json, state_message};
-use super::request::{ms_left, Gw};
+use super::render::{application_answer, state_message};
+use super::request::Gw;
 use crate::auth::Citizen;
 use crate::error::ApiResult;
-use crate::openapi::Doc;
+use crate::openapi::{json_answer, Answer, Doc};
+use crate::routes::answers::{ms_left, ApplicationAnswer, ApplicationState};
 use crate::routes::table::{Access, Route, Shed, Verb};
 
 /// The routes this file serves.
@@ -22,11 +23,47 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "The citizen, their applications and where to resume (R4.9)",
         request: None,
         query: None,
-        response: "Me",
+        response: Answer::Json(json_answer::<MeAnswer>),
         codes: &[200, 401, 503],
     },
 )
 .shed(Shed::Lag)];
+
+/// `GET /v1/me`: the citizen, their applications (newest first) and where to resume.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Me)]
+struct MeAnswer {
+    user: String,
+    /// Until when the citizen may not select online (R4.11), if blacklisted.
+    #[schema(format = DateTime)]
+    blacklisted_until: Option<String>,
+    blacklisted_until_in_ms: Option<u64>,
+    applications: Vec<ApplicationAnswer>,
+    resume: Option<Resume>,
+    /// Why there is nothing to resume, in words.
+    message: Option<MeMessage>,
+}
+
+/// Where the flow resumes (R4.9): a valid pre-selection (stage 2 step 3) first, then a live
+/// application that may still select (stage 1 step 3, with its quotas).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Resume {
+    application: String,
+    stage: u8,
+    step: u8,
+    state: ApplicationState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_left: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    random_left: Option<u32>,
+}
+
+/// A message to show: `blacklisted`, or the state that ended the newest application.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct MeMessage {
+    code: &'static str,
+    text: String,
+}
 
 pub(super) async fn me(gw: Gw, citizen: Citizen) -> ApiResult<HttpResponse> {
     let now = gw.engine.now_ms();
@@ -52,40 +89,52 @@ pub(super) async fn me(gw: Gw, citizen: Citizen) -> ApiResult<HttpResponse> {
         .find(|(_, v)| v.record.state.selecting())
         .filter(|_| blacklisted.is_none());
     let resume = match (claimed, selecting) {
-        (Some((id, v)), _) => Some(json!({
-            "application": id.to_string(), "stage": 2, "step": 3, "state": v.record.state.as_str(),
-        })),
-        (None, Some((id, v))) => Some(json!({
-            "application": id.to_string(), "stage": 1, "step": 3, "state": v.record.state.as_str(),
-            "custom_left": v.record.custom_left, "random_left": v.record.random_left,
-        })),
+        (Some((id, v)), _) => Some(Resume {
+            application: id.to_string(),
+            stage: 2,
+            step: 3,
+            state: v.record.state.into(),
+            custom_left: None,
+            random_left: None,
+        }),
+        (None, Some((id, v))) => Some(Resume {
+            application: id.to_string(),
+            stage: 1,
+            step: 3,
+            state: v.record.state.into(),
+            custom_left: Some(v.record.custom_left),
+            random_left: Some(v.record.random_left),
+        }),
         (None, None) => None,
     };
     let message = if let Some(until) = blacklisted {
-        Some(json!({
-            "code": "blacklisted",
-            "text": format!(
+        Some(MeMessage {
+            code: "blacklisted",
+            text: format!(
                 "您因预选号牌逾期未办理注册登记已被列入黑名单，{} 自动解除，期间不能网上选号。",
                 local_datetime(until).format("%Y年%m月%d日 %H:%M")
             ),
-        }))
+        })
     } else if resume.is_none() {
-        apps.first()
-            .and_then(|(_, v)| state_message(v.record.state).map(|t| (v.record.state, t)))
-            .map(|(state, text)| json!({ "code": state.as_str(), "text": text }))
+        apps.first().and_then(|(_, v)| {
+            state_message(v.record.state).map(|text| MeMessage {
+                code: v.record.state.as_str(),
+                text: text.to_string(),
+            })
+        })
     } else {
         None
     };
-    let applications: Vec<Value> = apps
+    let applications = apps
         .iter()
-        .map(|(id, v)| app_json(&gw, id, v, now))
+        .map(|(id, v)| application_answer(&gw, id, v, now))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "user": citizen.user,
-        "blacklisted_until": blacklisted.map(rfc3339),
-        "blacklisted_until_in_ms": blacklisted.map(|u| ms_left(u, now)),
-        "applications": applications,
-        "resume": resume,
-        "message": message,
-    })))
+    Ok(HttpResponse::Ok().json(MeAnswer {
+        user: citizen.user.clone(),
+        blacklisted_until: blacklisted.map(rfc3339),
+        blacklisted_until_in_ms: blacklisted.map(|u| ms_left(u, now)),
+        applications,
+        resume,
+        message,
+    }))
 }

@@ -5,12 +5,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::{Caller, Energy, Refusal};
 use serde::Deserialize;
 
-use super::render::app_json;
-use super::request::{body, limit, respond, Gw};
+use super::render::application_answer;
+use super::request::{answer_once, body, limit, unguarded, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::ApplicationAnswer;
 use crate::routes::table::{Access, Route, Shed, Verb};
 
 /// The routes this file serves.
@@ -23,7 +24,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "Opens a practice application (模拟选号, R4.13)",
         request: Some(json_body::<PracticeBody>),
         query: None,
-        response: "Application",
+        response: Answer::Json(json_answer::<ApplicationAnswer>),
         codes: &[201, 400, 401, 404, 409, 413, 429, 503],
     },
 )
@@ -88,8 +89,8 @@ pub(super) async fn practice(
             .await?;
         Ok((
             StatusCode::CREATED,
-            app_json(&gw, &id, &view, gw.engine.now_ms()),
+            application_answer(&gw, &id, &view, gw.engine.now_ms()),
         ))
     };
-    gw.idempotency.run(key, now, work).await.map(respond)
+    answer_once(&gw, key, now, unguarded(), work).await
 }

@@ -1,16 +1,20 @@
 //! Request plumbing shared by the citizen handlers: bodies, the application in the path,
-//! rate limits, answers.
+//! rate limits, the steps every call on an application opens with ([`AppCall`]), and typed
+//! answers run once per `Idempotency-Key` ([`answer_once`]).
+
+use std::future::Future;
 
 use actix_web::http::header::{self};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::{AppId, Caller, Refusal};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{parse_json, read_body, BODY_LEN_MAX};
+use crate::idempotency::request_key;
 use crate::Gateway;
 
 pub(super) type Gw = web::Data<Gateway>;
@@ -71,10 +75,77 @@ pub(super) fn limit(gw: &Gateway, req: &HttpRequest, citizen: &Citizen) -> ApiRe
     gw.limits.check(req, Some(&citizen.user))
 }
 
-pub(super) fn respond((status, body): (StatusCode, Value)) -> HttpResponse {
-    HttpResponse::build(status).json(body)
+/// A state-changing call on an application, read the same way by every such handler: the
+/// rate limit first (429 before any rule), then the application in the path (404), the body,
+/// the `Idempotency-Key` and the time the call came in.
+#[derive(Debug)]
+pub(super) struct AppCall<B> {
+    pub(super) id: AppId,
+    pub(super) body: B,
+    pub(super) key: Option<String>,
+    pub(super) now_ms: u64,
 }
 
-pub(super) fn ms_left(at_ms: u64, now_ms: u64) -> u64 {
-    at_ms.saturating_sub(now_ms)
+impl<B: DeserializeOwned> AppCall<B> {
+    /// Reads the call; with `empty`, an empty body means that value.
+    pub(super) async fn read(
+        gw: &Gateway,
+        req: &HttpRequest,
+        citizen: &Citizen,
+        payload: web::Payload,
+        empty: Option<B>,
+    ) -> ApiResult<AppCall<B>> {
+        limit(gw, req, citizen)?;
+        let id = app_id(req)?;
+        let body = body(req, payload, empty).await?;
+        let key = request_key(req, &citizen.user)?;
+        Ok(AppCall {
+            id,
+            body,
+            key,
+            now_ms: gw.engine.now_ms(),
+        })
+    }
+
+    /// Whether the call carries an `Idempotency-Key`.
+    pub(super) fn keyed(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
+/// A typed answer and its status.
+pub(super) type Answered<T> = ApiResult<(StatusCode, T)>;
+
+/// Runs `work` once per `key` (see [`crate::idempotency`]; `state` as in `run_guarded`, or
+/// `None`) and answers with what it gave. Without a key the answer is written straight from its
+/// type; with one it is kept as JSON first, to be given again to a retry.
+pub(super) async fn answer_once<T, S, F>(
+    gw: &Gateway,
+    key: Option<String>,
+    now_ms: u64,
+    state: S,
+    work: F,
+) -> ApiResult<HttpResponse>
+where
+    T: Serialize,
+    S: Future<Output = Option<String>>,
+    F: Future<Output = Answered<T>>,
+{
+    if key.is_none() {
+        let (status, answer) = work.await?;
+        return Ok(HttpResponse::build(status).json(answer));
+    }
+    let kept = async {
+        let (status, answer) = work.await?;
+        let json = serde_json::to_value(answer)
+            .map_err(|e| ApiError::unavailable(format!("answer not written: {e}")))?;
+        Ok((status, json))
+    };
+    let (status, json) = gw.idempotency.run_guarded(key, now_ms, state, kept).await?;
+    Ok(HttpResponse::build(status).json(json))
+}
+
+/// No state to guard a keyed retry with (`answer_once`'s `state`).
+pub(super) async fn unguarded() -> Option<String> {
+    None
 }

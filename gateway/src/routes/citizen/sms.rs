@@ -2,17 +2,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use platepool_engine::calendar::rfc3339;
 use platepool_engine::{AppId, AppState, Caller, Refusal};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::render::app_phone;
-use super::request::{body, limit, respond, Gw};
+use super::request::{answer_once, body, limit, unguarded, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::request_key;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::SmsSent;
 use crate::routes::table::{Access, Route, Shed, Verb};
 use crate::sms::Purpose;
 use crate::Gateway;
@@ -27,7 +26,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "Sends an SMS code for applying or for identity",
         request: Some(json_body::<SmsBody>),
         query: None,
-        response: "SmsSent",
+        response: Answer::Json(json_answer::<SmsSent>),
         codes: &[200, 400, 401, 403, 404, 409, 413, 429, 503],
     },
 )
@@ -74,11 +73,11 @@ pub(super) async fn send_sms(
         let sent = sms_work(&gw, &citizen, b, now).await?;
         Ok((StatusCode::OK, sent))
     };
-    gw.idempotency.run(key, now, work).await.map(respond)
+    answer_once(&gw, key, now, unguarded(), work).await
 }
 
 /// Checks what a code is for and sends it: the work `send_sms` runs once per key.
-async fn sms_work(gw: &Gateway, citizen: &Citizen, b: SmsBody, now: u64) -> ApiResult<Value> {
+async fn sms_work(gw: &Gateway, citizen: &Citizen, b: SmsBody, now: u64) -> ApiResult<SmsSent> {
     let (phone, purpose, application, delay) = match b.purpose {
         CodePurpose::Apply => (citizen.phone.clone(), Purpose::Apply, None, 0),
         CodePurpose::Identity => {
@@ -127,16 +126,11 @@ async fn sms_work(gw: &Gateway, citizen: &Citizen, b: SmsBody, now: u64) -> ApiR
         .sms
         .send_code(&phone, purpose, application.clone(), delay, now)
         .await?;
-    Ok(json!({
-        "sent_at": sent.sent_at,
-        "confirm_after_ms": sent.confirm_after_ms,
-        "confirm_at": rfc3339(now + sent.confirm_after_ms),
-        "expires_in_ms": sent.expires_in_ms,
-        "expires_at": rfc3339(now + sent.expires_in_ms),
-        "purpose": purpose.as_str(),
-        "application": application,
-        "phone": masked_phone(&phone),
-    }))
+    Ok(SmsSent {
+        application: Some(application),
+        phone: Some(masked_phone(&phone)),
+        ..SmsSent::new(sent, purpose, now)
+    })
 }
 
 #[cfg(test)]

@@ -9,9 +9,12 @@ use super::render::masked_vin;
 use super::request::{app_id, Gw};
 use crate::auth::Citizen;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::Doc;
+use crate::openapi::{json_answer, Answer, Doc};
+use crate::routes::answers::ms_left;
 use crate::routes::table::{Access, Route, Shed, Verb};
-use crate::voucher::Voucher;
+use crate::voucher::{local_time_text, Voucher};
+use platepool_engine::calendar::rfc3339;
+use serde::Serialize;
 
 /// The routes this file serves.
 pub(crate) const ROUTES: &[Route] = &[Route::new(
@@ -24,11 +27,70 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
             "The printable pre-selection voucher (HTML, or JSON with Accept: application/json)",
         request: None,
         query: None,
-        response: "html",
+        response: Answer::Page(json_answer::<VoucherDocument>),
         codes: &[200, 401, 404, 409, 503],
     },
 )
 .shed(Shed::Lag)];
+
+/// The voucher as JSON (`Accept: application/json`): `{"voucher": …}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct VoucherDocument {
+    voucher: VoucherFields,
+}
+
+/// What the printed voucher says.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct VoucherFields {
+    /// 凭证编号.
+    serial: String,
+    /// 验证码: the office checks the voucher with it.
+    code: String,
+    plate: String,
+    plate_serial: String,
+    office: String,
+    office_name: String,
+    application: String,
+    class: String,
+    /// Masked.
+    vin: String,
+    #[schema(format = DateTime)]
+    claimed_at: String,
+    #[schema(format = DateTime)]
+    register_by: String,
+    register_by_in_ms: u64,
+    /// `register_by` in office time, as printed.
+    register_by_local: String,
+    state: String,
+    /// A practice voucher (模拟): void.
+    practice: bool,
+    void: bool,
+}
+
+impl VoucherDocument {
+    fn new(v: Voucher, now_ms: u64) -> VoucherDocument {
+        VoucherDocument {
+            voucher: VoucherFields {
+                register_by: rfc3339(v.register_by_ms),
+                register_by_in_ms: ms_left(v.register_by_ms, now_ms),
+                register_by_local: local_time_text(v.register_by_ms),
+                claimed_at: rfc3339(v.claimed_at_ms),
+                serial: v.serial,
+                code: v.code,
+                plate: v.plate,
+                plate_serial: v.plate_serial,
+                office: v.office,
+                office_name: v.office_name,
+                application: v.application,
+                class: v.class,
+                vin: v.vin_masked,
+                state: v.state,
+                practice: v.practice,
+                void: v.practice,
+            },
+        }
+    }
+}
 
 /// Does the client ask for JSON rather than the page?
 fn wants_json(req: &HttpRequest) -> bool {
@@ -82,7 +144,7 @@ pub(super) async fn voucher(gw: Gw, req: HttpRequest, citizen: Citizen) -> ApiRe
         state: r.state.as_str().to_string(),
     };
     if wants_json(&req) {
-        return Ok(HttpResponse::Ok().json(v.json(gw.engine.now_ms())));
+        return Ok(HttpResponse::Ok().json(VoucherDocument::new(v, gw.engine.now_ms())));
     }
     Ok(HttpResponse::Ok()
         .insert_header((

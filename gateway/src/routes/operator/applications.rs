@@ -6,12 +6,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::vin::check_vin;
 use platepool_engine::{AppId, AppView, Engine, Refusal};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::shared::{application_json, parse_serial, query};
+use super::shared::{parse_serial, query};
 use crate::auth::{validate_user, Operator};
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{query_params, Doc};
+use crate::openapi::{json_list, query_params, Answer, Doc};
+use crate::routes::answers::OperatorApplication;
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -26,7 +26,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Looks applications up by VIN, by plate serial and office, by user, or confirms a printed voucher by its serial and verification code (404 not_found when they are not one claim's voucher, never saying which part was wrong); unmasked",
             request: None,
             query: Some(query_params::<LookupQuery>),
-            response: "[OperatorApplication]",
+            response: Answer::Json(json_list::<OperatorApplication>),
             codes: &[200, 400, 401, 403, 404, 503],
         },
     ),
@@ -109,8 +109,7 @@ pub(super) async fn applications(
             }
             (Some(vin), None, None, None) => {
                 let vin = check_vin(vin).map_err(|e| {
-                    ApiError::from(Refusal::InvalidVin(e.to_string()))
-                        .with("position", json!(e.position))
+                    ApiError::from(Refusal::InvalidVin(e.to_string())).position(e.position)
                 })?;
                 gw.engine.vin_applications(vin.as_str()).await?
             }
@@ -158,7 +157,7 @@ pub(super) async fn applications(
                 p
             }
         };
-        out.push(application_json(&id, &view, &prefix, now));
+        out.push(OperatorApplication::new(&id, &view, &prefix, now));
     }
     Ok(HttpResponse::Ok().json(out))
 }

@@ -3,13 +3,12 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::calendar::rfc3339;
 use platepool_engine::{AppId, Engine};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::shared::{parse_time, query};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{query_params, Doc};
+use crate::openapi::{json_answer, query_params, Answer, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -24,7 +23,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "The audit trail, oldest first, paged (without office: the cross-office trail: blacklistings, lifts, certificate imports)",
             request: None,
             query: Some(query_params::<AuditQuery>),
-            response: "AuditPage",
+            response: Answer::Json(json_answer::<AuditPage>),
             codes: &[200, 400, 401, 403, 404, 503],
         },
     ),
@@ -51,6 +50,33 @@ struct AuditQuery {
     /// 1 to 1000, default 100.
     #[param(pattern = "^([1-9][0-9]{0,2}|1000)?$")]
     limit: Option<String>,
+}
+
+/// A page of the audit trail, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct AuditPage {
+    /// null: the cross-office trail.
+    office: Option<String>,
+    entries: Vec<AuditLine>,
+    /// `after` for the next page.
+    next_after: u64,
+    /// The page is full: there may be more.
+    more: bool,
+}
+
+/// One audited change: when, who, what.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct AuditLine {
+    id: u64,
+    #[schema(format = DateTime)]
+    at: String,
+    /// `user:<id>`, `operator:<id>` or `system`.
+    who: String,
+    action: String,
+    application: Option<String>,
+    serial: Option<String>,
+    plate: Option<String>,
+    detail: String,
 }
 
 pub(super) async fn audit(
@@ -113,40 +139,42 @@ pub(super) async fn audit(
         .unwrap_or_default();
     let more = entries.len() == limit;
     let next_after = entries.last().map_or(after, |(id, _)| *id);
-    let list: Vec<Value> = entries
+    let list = entries
         .into_iter()
         .map(|(id, e)| {
             let application = match (&office, e.application) {
-                (Some(o), Some(seq)) => json!(AppId {
-                    office: o.clone(),
-                    seq
-                }
-                .to_string()),
-                _ => Value::Null,
+                (Some(o), Some(seq)) => Some(
+                    AppId {
+                        office: o.clone(),
+                        seq,
+                    }
+                    .to_string(),
+                ),
+                _ => None,
             };
             let plate = e
                 .serial
                 .as_deref()
                 .filter(|_| !prefix.is_empty())
                 .map(|s| format!("{prefix}·{s}"));
-            json!({
-                "id": id,
-                "at": rfc3339(e.at_ms),
-                "who": e.who,
-                "action": e.action,
-                "application": application,
-                "serial": e.serial,
-                "plate": plate,
-                "detail": e.detail,
-            })
+            AuditLine {
+                id,
+                at: rfc3339(e.at_ms),
+                who: e.who,
+                action: e.action,
+                application,
+                serial: e.serial,
+                plate,
+                detail: e.detail,
+            }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "office": office,
-        "entries": list,
-        "next_after": next_after,
-        "more": more,
-    })))
+    Ok(HttpResponse::Ok().json(AuditPage {
+        office,
+        entries: list,
+        next_after,
+        more,
+    }))
 }
 
 /// Entries with ids above `after` and times at or after `since_ms`, oldest first, at most `limit`.

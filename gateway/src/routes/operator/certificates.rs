@@ -3,13 +3,14 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use platepool_engine::registry::IMPORT_ROWS_MAX;
 use platepool_engine::{CertificateRow, ImportPart};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::auth::Operator;
 use crate::certificate_csv::{parse_csv, ParsedRows, Rejected};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::LargeBody;
-use crate::openapi::{certificate_import, Doc};
+use crate::openapi::{certificate_import, json_answer, Answer, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -22,9 +23,9 @@ pub(crate) const ROUTES: &[Route] = &[
         |r| r.to(import_certificates),
         Doc {
             summary: "Imports certificate records (CSV with header vin,voucher,class,energy, or a JSON array); bad rows are reported, good ones kept",
-            request: Some(certificate_import),
+            request: Some(certificate_import::<CertificateRecord>),
             query: None,
-            response: "ImportReport",
+            response: Answer::Json(json_answer::<ImportAnswer>),
             codes: &[200, 400, 401, 403, 413, 503],
         },
     ),
@@ -32,6 +33,53 @@ pub(crate) const ROUTES: &[Route] = &[
 
 /// Certificate rows handed to the registry per call, so one large import does not hold it long.
 pub const IMPORT_CHUNK_ROWS: usize = 20_000;
+
+/// One certificate record of a JSON import, read as the engine reads its `CertificateRow`: a
+/// record without one of its fields is refused by the engine, by row.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = CertificateRow)]
+struct CertificateRecord {
+    #[serde(default)]
+    #[schema(required = true)]
+    vin: String,
+    #[serde(default)]
+    #[schema(required = true)]
+    voucher: String,
+    #[serde(default)]
+    #[schema(required = true)]
+    class: String,
+    #[serde(default)]
+    #[schema(required = true, pattern = "^(fuel|bev|phev|fcev)$")]
+    energy: String,
+}
+
+impl From<CertificateRecord> for CertificateRow {
+    fn from(r: CertificateRecord) -> CertificateRow {
+        CertificateRow {
+            vin: r.vin,
+            voucher: r.voucher,
+            class: r.class,
+            energy: r.energy,
+        }
+    }
+}
+
+/// The import's outcome: records kept, and each one refused with its row (and CSV line).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ImportReport)]
+struct ImportAnswer {
+    imported: usize,
+    rejected: Vec<RejectedRow>,
+}
+
+/// A record refused: 1-based row, the CSV line where it starts, why.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RejectedRow {
+    row: usize,
+    reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+}
 
 fn parse_json_rows(body: &[u8]) -> ApiResult<ParsedRows> {
     let value: Value = serde_json::from_slice(body)
@@ -52,8 +100,8 @@ fn parse_json_rows(body: &[u8]) -> ApiResult<ParsedRows> {
             });
             continue;
         }
-        match serde_json::from_value::<CertificateRow>(item) {
-            Ok(r) => out.rows.push((row, r)),
+        match serde_json::from_value::<CertificateRecord>(item) {
+            Ok(r) => out.rows.push((row, r.into())),
             Err(e) => out.rejected.push(Rejected {
                 row,
                 line: None,
@@ -143,14 +191,13 @@ pub(super) async fn import_certificates(
             // Records are kept by VIN, so sending the whole import again is safe.
             Err(refusal) if index > 1 => {
                 let imported_before = imported;
-                return Err(ApiError::from(refusal)
-                    .with("imported", json!(imported_before))
-                    .with("parts_done", json!(index - 1))
-                    .with("parts", json!(parts))
-                    .with(
-                        "retry",
-                        json!("the records are kept by VIN: send the whole import again"),
-                    ));
+                return Err(ApiError::from(refusal).extra(|x| {
+                    x.imported = Some(imported_before);
+                    x.parts_done = Some(index - 1);
+                    x.parts = Some(parts);
+                    x.retry =
+                        Some("the records are kept by VIN: send the whole import again".into());
+                }));
             }
             Err(refusal) => return Err(refusal.into()),
         };
@@ -169,15 +216,13 @@ pub(super) async fn import_certificates(
     }
     rejected.sort_by_key(|r| r.row);
     tracing::info!(who = %op.who, imported, rejected = rejected.len(), "certificates imported");
-    let rejected: Vec<Value> = rejected
+    let rejected = rejected
         .into_iter()
-        .map(|r| {
-            let mut v = json!({"row": r.row, "reason": r.reason});
-            if let (Some(line), Value::Object(map)) = (r.line, &mut v) {
-                map.insert("line".into(), json!(line));
-            }
-            v
+        .map(|r| RejectedRow {
+            row: r.row,
+            reason: r.reason,
+            line: r.line,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"imported": imported, "rejected": rejected})))
+    Ok(HttpResponse::Ok().json(ImportAnswer { imported, rejected }))
 }

@@ -8,7 +8,8 @@ use super::shared::{
 use crate::auth::Operator;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::OperatorApplication;
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -22,7 +23,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "Voids a live pre-selection at the owner's request (R4.11)",
         request: Some(json_body::<ReasonBody>),
         query: None,
-        response: "OperatorApplication",
+        response: Answer::Json(json_answer::<OperatorApplication>),
         codes: &[200, 400, 401, 403, 404, 409, 413, 503],
     },
 )];

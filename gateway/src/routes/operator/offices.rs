@@ -7,8 +7,8 @@ use platepool_engine::OfficeConfig;
 use crate::auth::Operator;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
-use crate::openapi::{office_config, Doc};
-use crate::routes::public::office_document;
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::{OfficeDocument, OfficeSettings};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -20,9 +20,9 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
     |r| r.to(put_office),
     Doc {
         summary: "Creates (201) or reconfigures (200) an office",
-        request: Some(office_config),
+        request: Some(json_body::<OfficeSettings>),
         query: None,
-        response: "Office",
+        response: Answer::Json(json_answer::<OfficeDocument>),
         codes: &[200, 201, 400, 401, 403, 413, 503],
     },
 )];
@@ -42,5 +42,5 @@ pub(super) async fn put_office(
     } else {
         StatusCode::OK
     };
-    Ok(HttpResponse::build(status).json(office_document(&gw.engine, &id, &config)))
+    Ok(HttpResponse::build(status).json(OfficeDocument::new(&gw.engine, &id, &config)?))
 }

@@ -1,12 +1,12 @@
 //! GET /v1/admin/sms/outbox: messages the built-in SMS outbox holds.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::shared::query;
 use crate::auth::{validate_phone, Operator};
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{query_params, Doc};
+use crate::openapi::{json_list, query_params, Answer, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -20,7 +20,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "Messages in the built-in SMS outbox, oldest first",
         request: None,
         query: Some(query_params::<OutboxQuery>),
-        response: "[OutboxMessage]",
+        response: Answer::Json(json_list::<OutboxEntry>),
         codes: &[200, 400, 401, 403, 503],
     },
 )];
@@ -34,6 +34,18 @@ struct OutboxQuery {
     phone: Option<String>,
 }
 
+/// One message of the outbox, as the phone would receive it (the code included).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OutboxMessage)]
+struct OutboxEntry {
+    phone: String,
+    #[schema(value_type = String, pattern = "^(apply|identity|login|claimed)$")]
+    purpose: &'static str,
+    text: String,
+    #[schema(format = DateTime)]
+    sent_at: String,
+}
+
 pub(super) async fn outbox(
     gw: web::Data<Gateway>,
     op: Operator,
@@ -45,5 +57,16 @@ pub(super) async fn outbox(
     if let Some(p) = phone {
         validate_phone(p).map_err(|m| ApiError::bad_request(m).field("phone"))?;
     }
-    Ok(HttpResponse::Ok().json(gw.sms.outbox(phone)?))
+    let messages: Vec<OutboxEntry> = gw
+        .sms
+        .outbox(phone)?
+        .into_iter()
+        .map(|m| OutboxEntry {
+            phone: m.phone,
+            purpose: m.purpose.as_str(),
+            text: m.text,
+            sent_at: m.sent_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(messages))
 }

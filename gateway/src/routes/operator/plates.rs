@@ -2,12 +2,12 @@
 
 use actix_web::{web, HttpResponse};
 use platepool_engine::plate::full_plate;
-use serde_json::json;
+use serde::Serialize;
 
 use super::shared::parse_serial;
 use crate::auth::Operator;
 use crate::error::ApiResult;
-use crate::openapi::Doc;
+use crate::openapi::{json_answer, Answer, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -21,10 +21,18 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "Withdraws one available number",
         request: None,
         query: None,
-        response: "PlateWithdrawn",
+        response: Answer::Json(json_answer::<PlateWithdrawn>),
         codes: &[200, 400, 401, 403, 404, 409, 503],
     },
 )];
+
+/// The number withdrawn.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PlateWithdrawn {
+    serial: String,
+    plate: String,
+    withdrawn: u64,
+}
 
 pub(super) async fn withdraw_plate(
     gw: web::Data<Gateway>,
@@ -37,9 +45,9 @@ pub(super) async fn withdraw_plate(
     gw.engine
         .withdraw_number(&office, &parsed.to_string(), &op.who)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "serial": parsed.to_string(),
-        "plate": full_plate(&config.prefix, parsed),
-        "withdrawn": 1,
-    })))
+    Ok(HttpResponse::Ok().json(PlateWithdrawn {
+        serial: parsed.to_string(),
+        plate: full_plate(&config.prefix, parsed),
+        withdrawn: 1,
+    }))
 }

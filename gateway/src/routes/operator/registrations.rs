@@ -7,7 +7,8 @@ use super::shared::{application_answer, parse_serial, with_serial_field};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
+use crate::routes::answers::OperatorApplication;
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -21,7 +22,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "Confirms the registration of a pre-selected number (R4.10)",
         request: Some(json_body::<RegistrationBody>),
         query: None,
-        response: "OperatorApplication",
+        response: Answer::Json(json_answer::<OperatorApplication>),
         codes: &[200, 400, 401, 403, 404, 409, 413, 503],
     },
 )];

@@ -5,14 +5,13 @@ use actix_web::{web, HttpResponse};
 use platepool_engine::calendar::rfc3339;
 use platepool_engine::pool::{RELEASE_PATTERNS_MAX, RELEASE_SERIALS_MAX};
 use platepool_engine::{Engine, NewRelease, OfficeConfig, Pattern, Refusal, ReleaseSource};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::shared::{parse_serial, parse_time};
 use crate::auth::Operator;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -27,7 +26,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Releases numbers into the pool by patterns or explicit serials",
             request: Some(json_body::<ReleaseBody>),
             query: None,
-            response: "ReleaseCreated",
+            response: Answer::Json(json_answer::<ReleaseCreated>),
             codes: &[201, 400, 401, 403, 404, 413, 503],
         },
     ),
@@ -40,7 +39,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Withdraws a release's available numbers",
             request: None,
             query: None,
-            response: "ReleaseWithdrawn",
+            response: Answer::Json(json_answer::<ReleaseWithdrawn>),
             codes: &[200, 401, 403, 404, 503],
         },
     ),
@@ -87,7 +86,7 @@ fn release_source(body: &ReleaseBody, config: &OfficeConfig) -> ApiResult<Releas
                 let p = Pattern::parse(text.trim()).map_err(|e| {
                     ApiError::bad_request(format!("{field}: {e}"))
                         .field(field.clone())
-                        .with("position", json!(e.position))
+                        .position(Some(e.position))
                 })?;
                 out.push(p);
             }
@@ -179,6 +178,27 @@ pub(crate) fn new_release(
     })
 }
 
+/// A release added: its id and the numbers it added.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ReleaseCreated {
+    id: u32,
+    total: u64,
+    office: String,
+    class: String,
+    label: String,
+    #[schema(format = DateTime)]
+    opens_at: String,
+    #[schema(format = DateTime)]
+    custom_from: String,
+}
+
+/// A release withdrawn: the available numbers it took out of the pool.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ReleaseWithdrawn {
+    id: u32,
+    withdrawn: u64,
+}
+
 pub(super) async fn add_release(
     gw: web::Data<Gateway>,
     op: Operator,
@@ -208,15 +228,15 @@ pub(super) async fn add_release(
             custom_from_ms.unwrap_or(opens_at_ms).max(opens_at_ms),
         ),
     };
-    Ok(HttpResponse::Created().json(json!({
-        "id": id,
-        "total": total,
-        "office": office,
-        "class": body.class,
-        "label": label,
-        "opens_at": rfc3339(opens_at_ms),
-        "custom_from": rfc3339(custom_from),
-    })))
+    Ok(HttpResponse::Created().json(ReleaseCreated {
+        id,
+        total,
+        office,
+        class: body.class,
+        label,
+        opens_at: rfc3339(opens_at_ms),
+        custom_from: rfc3339(custom_from),
+    }))
 }
 
 pub(super) async fn withdraw_release(
@@ -231,5 +251,5 @@ pub(super) async fn withdraw_release(
         .map_err(|_| ApiError::from(Refusal::UnknownRelease))?;
     let withdrawn = gw.engine.withdraw_release(&office, id, &op.who).await?;
     tracing::info!(office = %office, who = %op.who, release = id, withdrawn, "release withdrawn");
-    Ok(HttpResponse::Ok().json(json!({"id": id, "withdrawn": withdrawn})))
+    Ok(HttpResponse::Ok().json(ReleaseWithdrawn { id, withdrawn }))
 }

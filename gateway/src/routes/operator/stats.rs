@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use actix_web::{web, HttpResponse};
 use platepool_engine::calendar::rfc3339;
+use platepool_engine::pool::Counts;
 use platepool_engine::{CallSnapshot, OfficeCalls};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::auth::Operator;
 use crate::error::ApiResult;
-use crate::openapi::Doc;
+use crate::openapi::{json_answer, Answer, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -26,7 +27,7 @@ pub(crate) const ROUTES: &[Route] = &[
             summary: "Figures per class and release, mailbox depth, the office's draws and checks per second and their latency (window and since start), and the gateway-wide request rates and latency under gateway",
             request: None,
             query: None,
-            response: "Stats",
+            response: Answer::Json(json_answer::<StatsAnswer>),
             codes: &[200, 401, 403, 404, 503],
         },
     ),
@@ -85,27 +86,160 @@ fn us_to_ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// One kind of office call over a window or since the office started.
-fn calls_json(c: &CallSnapshot) -> Value {
-    json!({
-        "count": c.count(),
-        "refused": c.refused,
-        "p50_ms": c.quantile_us(0.50).map(us_to_ms),
-        "p95_ms": c.quantile_us(0.95).map(us_to_ms),
-        "p99_ms": c.quantile_us(0.99).map(us_to_ms),
-        "mean_ms": c.mean_us().map(|us| (us / 10.0).round() / 100.0),
-    })
+/// One kind of office call (draws or checks) over a window or since the office started.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OfficeCalls)]
+struct CallFigures {
+    count: u64,
+    refused: u64,
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    mean_ms: Option<f64>,
 }
 
-/// The routes whose rates operators watch during an opening (SPEC R5.5), gateway-wide.
-const RATE_ROUTES: [(&str, &str, &str); 6] = [
-    ("draws", "POST", "/v1/applications/{id}/draws"),
-    ("checks", "POST", "/v1/applications/{id}/custom"),
-    ("claims", "POST", "/v1/applications/{id}/claim"),
-    ("candidates", "POST", "/v1/applications/{id}/candidates"),
-    ("applications", "POST", "/v1/applications"),
-    ("keyboard", "GET", "/v1/applications/{id}/keyboard"),
-];
+impl From<&CallSnapshot> for CallFigures {
+    fn from(c: &CallSnapshot) -> CallFigures {
+        CallFigures {
+            count: c.count(),
+            refused: c.refused,
+            p50_ms: c.quantile_us(0.50).map(us_to_ms),
+            p95_ms: c.quantile_us(0.95).map(us_to_ms),
+            p99_ms: c.quantile_us(0.99).map(us_to_ms),
+            mean_ms: c.mean_us().map(|us| (us / 10.0).round() / 100.0),
+        }
+    }
+}
+
+/// `GET /v1/admin/offices/{office}/stats` (see [`stats`]).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Stats)]
+struct StatsAnswer {
+    office: String,
+    #[schema(format = DateTime)]
+    as_of: String,
+    mailbox_depth: usize,
+    classes: Vec<ClassFigures>,
+    rates: OfficeRates,
+    latency: OfficeLatency,
+    totals: OfficeTotals,
+    gateway: GatewayFigures,
+}
+
+/// Numbers of a class or release by status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct StatusCounts {
+    pending: u64,
+    available: u64,
+    held: u64,
+    claimed: u64,
+    issued: u64,
+    withdrawn: u64,
+}
+
+impl From<&Counts> for StatusCounts {
+    fn from(c: &Counts) -> StatusCounts {
+        StatusCounts {
+            pending: c.pending,
+            available: c.available,
+            held: c.held,
+            claimed: c.claimed,
+            issued: c.issued,
+            withdrawn: c.withdrawn,
+        }
+    }
+}
+
+/// A class: its counts and its releases'.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ClassFigures {
+    class: String,
+    #[serde(flatten)]
+    counts: StatusCounts,
+    total: u64,
+    releases: Vec<ReleaseFigures>,
+}
+
+/// A release: its counts, what it is and whether it was withdrawn.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ReleaseFigures {
+    id: u32,
+    label: String,
+    #[schema(format = DateTime)]
+    opens_at: String,
+    #[schema(format = DateTime)]
+    custom_from: String,
+    withdrawn_release: bool,
+    #[serde(flatten)]
+    counts: StatusCounts,
+    total: u64,
+}
+
+/// The office's own draws and checks per second over the window.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct OfficeRates {
+    #[schema(value_type = String, pattern = "^office$")]
+    scope: &'static str,
+    window_s: f64,
+    draws_per_s: f64,
+    checks_per_s: f64,
+}
+
+/// The office's own draws and checks over the window: count, refused, latency.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct OfficeLatency {
+    #[schema(value_type = String, pattern = "^office$")]
+    scope: &'static str,
+    /// What the latency spans.
+    measured: &'static str,
+    window_s: f64,
+    draws: CallFigures,
+    checks: CallFigures,
+}
+
+/// The office's own draws and checks since it started.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct OfficeTotals {
+    #[schema(value_type = String, pattern = "^office$")]
+    scope: &'static str,
+    since: &'static str,
+    draws: CallFigures,
+    checks: CallFigures,
+}
+
+/// Gateway-wide (every office's) request rates and HTTP latency per route.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct GatewayFigures {
+    #[schema(value_type = String, pattern = "^gateway$")]
+    scope: &'static str,
+    window_s: f64,
+    rates: GatewayRates,
+    latency: Vec<RouteLatency>,
+}
+
+/// Requests per second of the routes operators watch during an opening (SPEC R5.5).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct GatewayRates {
+    draws_per_s: f64,
+    checks_per_s: f64,
+    claims_per_s: f64,
+    candidates_per_s: f64,
+    applications_per_s: f64,
+    keyboard_per_s: f64,
+}
+
+/// One route's requests and latency since the gateway started.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RouteLatency {
+    method: &'static str,
+    route: &'static str,
+    count: u64,
+    errors_4xx: u64,
+    errors_5xx: u64,
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    p99_ms: Option<f64>,
+}
 
 /// An office's figures (SPEC R5.5): counts per class and release, mailbox depth, and the
 /// office's own draws and checks per second and their latency (from the engine call to the
@@ -128,48 +262,25 @@ pub(super) async fn stats(
         .into_iter()
         .find(|(o, _)| o == &office)
         .map_or(0, |(_, d)| d);
-    let counts_json = |c: &platepool_engine::pool::Counts| {
-        json!({
-            "pending": c.pending,
-            "available": c.available,
-            "held": c.held,
-            "claimed": c.claimed,
-            "issued": c.issued,
-            "withdrawn": c.withdrawn,
-            "total": c.total(),
-        })
-    };
-    let classes: Vec<Value> = classes
+    let classes = classes
         .iter()
-        .map(|c| {
-            let mut v = counts_json(&c.counts);
-            if let Value::Object(map) = &mut v {
-                map.insert("class".into(), json!(c.class));
-                map.insert(
-                    "releases".into(),
-                    Value::Array(
-                        c.releases
-                            .iter()
-                            .map(|r| {
-                                let mut rv = counts_json(&r.counts);
-                                if let Value::Object(m) = &mut rv {
-                                    m.insert("id".into(), json!(r.id));
-                                    m.insert("label".into(), json!(r.label));
-                                    m.insert("opens_at".into(), json!(rfc3339(r.opens_at_ms)));
-                                    m.insert(
-                                        "custom_from".into(),
-                                        json!(rfc3339(r.custom_from_ms)),
-                                    );
-                                    m.insert("withdrawn_release".into(), json!(r.withdrawn));
-                                    m.insert("total".into(), json!(r.total));
-                                }
-                                rv
-                            })
-                            .collect(),
-                    ),
-                );
-            }
-            v
+        .map(|c| ClassFigures {
+            class: c.class.clone(),
+            counts: (&c.counts).into(),
+            total: c.counts.total(),
+            releases: c
+                .releases
+                .iter()
+                .map(|r| ReleaseFigures {
+                    id: r.id,
+                    label: r.label.clone(),
+                    opens_at: rfc3339(r.opens_at_ms),
+                    custom_from: rfc3339(r.custom_from_ms),
+                    withdrawn_release: r.withdrawn,
+                    counts: (&r.counts).into(),
+                    total: r.total,
+                })
+                .collect(),
         })
         .collect();
 
@@ -192,60 +303,63 @@ pub(super) async fn stats(
         .map(|f| ((f.method, f.route), f.count))
         .collect();
     let (window_s, previous) = sample(&mut sampler.last.borrow_mut(), now, &current);
-    let mut rates = serde_json::Map::new();
-    for (name, method, route) in RATE_ROUTES {
+    let rate = |method: &'static str, route: &'static str| {
         let now_count = current.get(&(method, route)).copied().unwrap_or(0);
         let before = previous.get(&(method, route)).copied().unwrap_or(0);
-        rates.insert(
-            format!("{name}_per_s"),
-            json!(per_s(now_count.saturating_sub(before), window_s)),
-        );
-    }
-    let latency: Vec<Value> = figures
+        per_s(now_count.saturating_sub(before), window_s)
+    };
+    let rates = GatewayRates {
+        draws_per_s: rate("POST", "/v1/applications/{id}/draws"),
+        checks_per_s: rate("POST", "/v1/applications/{id}/custom"),
+        claims_per_s: rate("POST", "/v1/applications/{id}/claim"),
+        candidates_per_s: rate("POST", "/v1/applications/{id}/candidates"),
+        applications_per_s: rate("POST", "/v1/applications"),
+        keyboard_per_s: rate("GET", "/v1/applications/{id}/keyboard"),
+    };
+    let latency = figures
         .iter()
         .filter(|f| f.count > 0)
-        .map(|f| {
-            json!({
-                "method": f.method,
-                "route": f.route,
-                "count": f.count,
-                "errors_4xx": f.errors_4xx,
-                "errors_5xx": f.errors_5xx,
-                "p50_ms": f.p50_ms,
-                "p95_ms": f.p95_ms,
-                "p99_ms": f.p99_ms,
-            })
+        .map(|f| RouteLatency {
+            method: f.method,
+            route: f.route,
+            count: f.count,
+            errors_4xx: f.errors_4xx,
+            errors_5xx: f.errors_5xx,
+            p50_ms: f.p50_ms,
+            p95_ms: f.p95_ms,
+            p99_ms: f.p99_ms,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "office": office,
-        "as_of": rfc3339(as_of),
-        "mailbox_depth": depth,
-        "classes": classes,
-        "rates": {
-            "scope": "office",
-            "window_s": (office_window_s * 1000.0).round() / 1000.0,
-            "draws_per_s": per_s(window.draws.count(), office_window_s),
-            "checks_per_s": per_s(window.checks.count(), office_window_s),
+    let office_window_shown_s = (office_window_s * 1000.0).round() / 1000.0;
+    Ok(HttpResponse::Ok().json(StatsAnswer {
+        office,
+        as_of: rfc3339(as_of),
+        mailbox_depth: depth,
+        classes,
+        rates: OfficeRates {
+            scope: "office",
+            window_s: office_window_shown_s,
+            draws_per_s: per_s(window.draws.count(), office_window_s),
+            checks_per_s: per_s(window.checks.count(), office_window_s),
         },
-        "latency": {
-            "scope": "office",
-            "measured": "engine call to answer: mailbox wait, the office's step, durable commit",
-            "window_s": (office_window_s * 1000.0).round() / 1000.0,
-            "draws": calls_json(&window.draws),
-            "checks": calls_json(&window.checks),
+        latency: OfficeLatency {
+            scope: "office",
+            measured: "engine call to answer: mailbox wait, the office's step, durable commit",
+            window_s: office_window_shown_s,
+            draws: (&window.draws).into(),
+            checks: (&window.checks).into(),
         },
-        "totals": {
-            "scope": "office",
-            "since": "the office started in this process",
-            "draws": calls_json(&calls.draws),
-            "checks": calls_json(&calls.checks),
+        totals: OfficeTotals {
+            scope: "office",
+            since: "the office started in this process",
+            draws: (&calls.draws).into(),
+            checks: (&calls.checks).into(),
         },
-        "gateway": {
-            "scope": "gateway",
-            "window_s": (window_s * 1000.0).round() / 1000.0,
-            "rates": rates,
-            "latency": latency,
+        gateway: GatewayFigures {
+            scope: "gateway",
+            window_s: (window_s * 1000.0).round() / 1000.0,
+            rates,
+            latency,
         },
-    })))
+    }))
 }

@@ -2,13 +2,12 @@
 
 use actix_web::{web, HttpResponse};
 use platepool_engine::calendar::rfc3339;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{sign_token, validate_phone, validate_user, Operator, TokenClaims};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::{json_body, Doc};
+use crate::openapi::{json_answer, json_body, Answer, Doc};
 use crate::routes::table::{Access, Route, Verb};
 use crate::Gateway;
 
@@ -22,7 +21,7 @@ pub(crate) const ROUTES: &[Route] = &[Route::new(
         summary: "Issues a citizen token (demo, tests, load tests; when allow_token_issue)",
         request: Some(json_body::<TokenBody>),
         query: None,
-        response: "Token",
+        response: Answer::Json(json_answer::<TokenAnswer>),
         codes: &[200, 400, 401, 403, 413],
     },
 )];
@@ -41,6 +40,17 @@ pub(super) struct TokenBody {
     /// Seconds, default 3600.
     #[schema(minimum = 1, maximum = 2592000)]
     ttl_s: Option<u64>,
+}
+
+/// A citizen token and whom it names.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Token)]
+struct TokenAnswer {
+    token: String,
+    user: String,
+    phone: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
 }
 
 pub(super) async fn issue_token(
@@ -70,10 +80,10 @@ pub(super) async fn issue_token(
     };
     let token = sign_token(&gw.config.token_secret, &claims);
     tracing::info!(who = %op.who, user = %claims.user, ttl_s, "citizen token issued");
-    Ok(HttpResponse::Ok().json(json!({
-        "token": token,
-        "user": claims.user,
-        "phone": claims.phone,
-        "expires_at": rfc3339(exp * 1000),
-    })))
+    Ok(HttpResponse::Ok().json(TokenAnswer {
+        token,
+        user: claims.user,
+        phone: claims.phone,
+        expires_at: rfc3339(exp * 1000),
+    }))
 }
