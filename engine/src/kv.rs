@@ -339,7 +339,10 @@ impl Kv {
     fn apply<R>(&self, write: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
         let state = &self.syncer.state;
         state.check()?;
-        let out = write()?;
+        let out = {
+            let _applying = self.store.applying();
+            write()?
+        };
         state.applied.fetch_add(1, Ordering::SeqCst);
         Ok(out)
     }
@@ -458,6 +461,7 @@ impl Kv {
         key: &[u8],
         value: &T,
     ) -> Result<bool, StoreError> {
+        let _applying = self.store.applying();
         Ok(self
             .tree
             .compare_and_swap(key, None as Option<&[u8]>, Some(encode(value)))?

@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -101,6 +101,9 @@ pub struct Store {
     sync_file: Arc<File>,
     /// The syncer every [`Kv`] of this store shares (group commit of their writes).
     kv_sync: Arc<KvSync>,
+    /// Every write to sled holds it shared while it applies; a backup holds it alone while it
+    /// reads, so the copy falls between two writes (`backup.rs`).
+    write_gate: Arc<RwLock<()>>,
     /// Per office: the key of its last audit group known durable ([`OfficeStore::audit`]).
     audit_marks: Arc<std::sync::Mutex<HashMap<String, Arc<AtomicU64>>>>,
     /// The writer threads every office's group commits go to.
@@ -171,7 +174,7 @@ impl SyncGate {
 /// silently; a database whose generation is below this file's has lost acknowledged changes, and
 /// opening it is refused instead of serving an older (or empty) state.
 pub const GENERATION_FILE: &str = "platepool-generation";
-const GENERATION_KEY: &[u8] = b"platepool/generation";
+pub(crate) const GENERATION_KEY: &[u8] = b"platepool/generation";
 
 impl Store {
     /// Opens (or creates) the database in `dir`.
@@ -216,6 +219,7 @@ impl Store {
             durability,
             sync_file: Arc::new(sync_file),
             kv_sync: Arc::default(),
+            write_gate: Arc::default(),
             audit_marks: Arc::default(),
             writers: Arc::default(),
             #[cfg(test)]
@@ -341,6 +345,39 @@ impl Store {
     pub fn generate_id(&self) -> Result<u64, StoreError> {
         // sled's first id is 0; ids start at 1 so that "entries after 0" means every entry.
         Ok(self.db.generate_id()? + 1)
+    }
+
+    /// Held while a write is applied to sled (never across a sync, never re-entered).
+    pub(crate) fn applying(&self) -> RwLockReadGuard<'_, ()> {
+        self.write_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for the writes being applied and keeps new ones out until dropped (`backup.rs`).
+    pub(crate) fn pause_writes(&self) -> RwLockWriteGuard<'_, ()> {
+        self.write_gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Names of the key-value trees ([`Store::kv`]) in the store.
+    pub fn kv_names(&self) -> Vec<String> {
+        self.db
+            .tree_names()
+            .into_iter()
+            .filter_map(|n| {
+                let name = std::str::from_utf8(&n).ok()?;
+                match name {
+                    REGISTRY_TREE => Some(name.to_string()),
+                    _ => name.strip_prefix("kv/").map(str::to_string),
+                }
+            })
+            .collect()
     }
 
     /// Bytes the database occupies on disk.
@@ -661,6 +698,7 @@ impl OfficeStore {
                 None => batch.remove(k),
             }
         }
+        let _applying = self.store.applying();
         self.tree.apply_batch(batch)?;
         Ok(last_audit)
     }
