@@ -182,6 +182,49 @@ async fn a_claim_whose_group_commit_fails_is_never_shown() {
     );
 }
 
+/// Actions of an office's audit trail.
+fn audit_actions(engine: &Engine) -> Vec<String> {
+    engine
+        .audit("maoming", 0, 1_000)
+        .expect("audit")
+        .into_iter()
+        .map(|(_, e)| e.action)
+        .collect()
+}
+
+#[actix_rt::test]
+async fn the_audit_trail_shows_no_entry_of_a_group_not_yet_durable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (engine, id, serial) = with_candidate(dir.path()).await;
+    let before = audit_actions(&engine);
+    assert!(before.iter().any(|a| a == "pick_candidate"), "{before:?}");
+    let gate = std::sync::Arc::clone(&engine.store().sync_gate);
+    gate.arm();
+    let claim = {
+        let (engine, id, serial) = (engine.clone(), id.clone(), serial.clone());
+        actix_rt::spawn(async move { engine.claim(&id, Caller::Citizen("alice"), &serial).await })
+    };
+    // The claim's group is applied to the database and held at its sync: its audit entry is
+    // in sled's memory, not on the device.
+    let waiter = std::sync::Arc::clone(&gate);
+    tokio::task::spawn_blocking(move || waiter.wait_held())
+        .await
+        .expect("held");
+    let during = audit_actions(&engine);
+    assert_eq!(
+        during, before,
+        "the audit trail showed an entry of a group commit in flight"
+    );
+    // The sync fails: the entry never becomes an acknowledged one.
+    gate.release_failing();
+    let claim = claim.await.expect("claim task");
+    assert!(
+        matches!(claim, Err(Refusal::Unavailable(_))),
+        "the claim: {claim:?}"
+    );
+    assert_eq!(audit_actions(&engine), before);
+}
+
 #[actix_rt::test]
 async fn reads_of_durable_state_do_not_wait() {
     let dir = tempfile::tempdir().expect("dir");
@@ -200,4 +243,11 @@ async fn reads_of_durable_state_do_not_wait() {
     engine.claim(&id, alice, &serial).await.expect("claim");
     let view = engine.application(&id, alice).await.expect("view");
     assert_eq!(view.record.state, AppState::Claimed);
+    // And so is its audit entry.
+    let actions = audit_actions(&engine);
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("claim"),
+        "{actions:?}"
+    );
 }

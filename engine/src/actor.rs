@@ -361,12 +361,14 @@ impl OfficeActor {
         })
     }
 
-    /// The engine's time. After an operator confirmed a clock jump, the pool's holds are first
-    /// shifted by it, so a hold keeps the length it was given (SPEC T1).
+    /// The engine's time. After an operator confirmed a clock jump, the pool's holds and the
+    /// times its rate rules count from are first shifted by it, so a hold keeps the length it
+    /// was given and an interval the length it asks for (SPEC T1, `pool/shift.rs`).
     fn now(&mut self) -> u64 {
         let reading = self.clock.reading();
         if reading.shift_ms != self.shift_seen_ms {
-            self.pool.shift_holds(reading.shift_ms - self.shift_seen_ms);
+            self.pool
+                .shift_for_clock_jump(reading.shift_ms - self.shift_seen_ms);
             self.shift_seen_ms = reading.shift_ms;
         }
         reading.now_ms

@@ -10,7 +10,7 @@
 //! the wall clock agrees again (the step was undone), or when an operator confirms the wall
 //! time ([`GuardedClock::confirm`]): engine time then jumps to the wall clock, what the step
 //! would have made due becomes due, and each office shifts its holds by the jump
-//! ([`ClockReading::shift_ms`], [`crate::pool::OfficePool::shift_holds`]) so that a hold still
+//! ([`ClockReading::shift_ms`], [`crate::pool::OfficePool::shift_for_clock_jump`]) so that a hold still
 //! lasts what it was given.
 
 use std::sync::{Arc, Mutex, MutexGuard};

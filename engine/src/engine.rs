@@ -571,8 +571,12 @@ impl Engine {
         self.office_entry(office).map(|e| e.handle)
     }
 
-    /// The current actor of an office, to send it a [`Call`] of one's own (an embedding
-    /// program's extension; the engine's own checks of callers are not applied to it).
+    /// The current actor of an office, to send it a [`Call`] of one's own or set its health
+    /// flags: fault injection for tests and the reliability campaigns. The engine's checks of
+    /// callers are not applied to such calls, so it exists only in builds with the
+    /// `fault-injection` feature (and the engine's own unit tests); a program built without it
+    /// cannot reach an office except through the checked calls.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub fn office_handle(&self, office: &str) -> Result<OfficeHandle, Refusal> {
         self.office(office)
     }

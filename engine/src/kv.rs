@@ -196,7 +196,10 @@ impl Kv {
 
     /// Applies a durable write to memory, unless a sync has failed.
     fn apply<R>(&self, write: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
-        self.syncer.state.apply(write)
+        self.syncer.state.apply(|| {
+            let _applying = self.store.applying();
+            write()
+        })
     }
 
     /// Applies a write and blocks until it is durable.
@@ -307,6 +310,7 @@ impl Kv {
         key: &[u8],
         value: &T,
     ) -> Result<bool, StoreError> {
+        let _applying = self.store.applying();
         Ok(self
             .tree
             .compare_and_swap(key, None as Option<&[u8]>, Some(encode(value)))?

@@ -6,6 +6,7 @@
 //! - `store`, `actor`, `engine`: persistence in sled with group commit, the actor per office, and
 //!   the handle an embedding program uses.
 pub mod actor;
+pub mod backup;
 pub mod calendar;
 pub mod class;
 pub mod clock;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod rules;
 pub mod store;
 pub mod supervisor;
+pub mod verify;
 pub mod vin;
 pub mod writer;
 

@@ -31,9 +31,11 @@
 //! core, shared by every office; see [`crate::writer`]). A thread takes every commit waiting,
 //! writes each office's as one sled batch, flushes once, then answers them all.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -57,7 +59,7 @@ use crate::writer::WriterThreads;
 pub use crate::writer::{Writer, WriterStats, GROUP_COMMIT_MAX, WRITER_QUEUE_CAPACITY};
 
 const OFFICE_TREE_PREFIX: &str = "office/";
-const REGISTRY_TREE: &str = "registry";
+pub(crate) const REGISTRY_TREE: &str = "registry";
 
 /// What "durable" means for a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
@@ -99,6 +101,11 @@ pub struct Store {
     sync_file: Arc<File>,
     /// The syncer every [`Kv`] of this store shares (group commit of their writes).
     kv_sync: Arc<KvSync>,
+    /// Every write to sled holds it shared while it applies; a backup holds it alone while it
+    /// reads, so the copy falls between two writes (`backup.rs`).
+    write_gate: Arc<RwLock<()>>,
+    /// Per office: the key of its last audit group known durable ([`OfficeStore::audit`]).
+    audit_marks: Arc<std::sync::Mutex<HashMap<String, Arc<AtomicU64>>>>,
     /// The writer threads every office's group commits go to.
     writers: Arc<WriterThreads>,
     /// Tests hold a sync and fail it here (a flush failure on demand).
@@ -167,7 +174,7 @@ impl SyncGate {
 /// silently; a database whose generation is below this file's has lost acknowledged changes, and
 /// opening it is refused instead of serving an older (or empty) state.
 pub const GENERATION_FILE: &str = "platepool-generation";
-const GENERATION_KEY: &[u8] = b"platepool/generation";
+pub(crate) const GENERATION_KEY: &[u8] = b"platepool/generation";
 
 impl Store {
     /// Opens (or creates) the database in `dir`.
@@ -212,6 +219,8 @@ impl Store {
             durability,
             sync_file: Arc::new(sync_file),
             kv_sync: Arc::default(),
+            write_gate: Arc::default(),
+            audit_marks: Arc::default(),
             writers: Arc::default(),
             #[cfg(test)]
             sync_gate: Arc::default(),
@@ -293,10 +302,32 @@ impl Store {
 
     pub fn office(&self, id: &str) -> Result<OfficeStore, StoreError> {
         let tree = self.db.open_tree(format!("{OFFICE_TREE_PREFIX}{id}"))?;
+        let audit_durable = self.audit_mark(id, &tree)?;
         Ok(OfficeStore {
             store: self.clone(),
             tree,
+            audit_durable,
         })
+    }
+
+    /// The office's durable audit mark, shared by every [`OfficeStore`] of it. The first one
+    /// is made when the office is loaded or created, before its writer runs: every audit group
+    /// then in the tree is durable ([`Store::open`] synced it).
+    fn audit_mark(&self, id: &str, tree: &sled::Tree) -> Result<Arc<AtomicU64>, StoreError> {
+        let mut marks = self
+            .audit_marks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(mark) = marks.get(id) {
+            return Ok(Arc::clone(mark));
+        }
+        let last = match tree.scan_prefix(b"l").next_back() {
+            Some(item) => audit_key_id(&item?.0)?,
+            None => 0,
+        };
+        let mark = Arc::new(AtomicU64::new(last));
+        marks.insert(id.to_string(), Arc::clone(&mark));
+        Ok(mark)
     }
 
     /// The tree for what spans offices (certificates, blacklist) and for the gateway's own
@@ -314,6 +345,39 @@ impl Store {
     pub fn generate_id(&self) -> Result<u64, StoreError> {
         // sled's first id is 0; ids start at 1 so that "entries after 0" means every entry.
         Ok(self.db.generate_id()? + 1)
+    }
+
+    /// Held while a write is applied to sled (never across a sync, never re-entered).
+    pub(crate) fn applying(&self) -> RwLockReadGuard<'_, ()> {
+        self.write_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for the writes being applied and keeps new ones out until dropped (`backup.rs`).
+    pub(crate) fn pause_writes(&self) -> RwLockWriteGuard<'_, ()> {
+        self.write_gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Names of the key-value trees ([`Store::kv`]) in the store.
+    pub fn kv_names(&self) -> Vec<String> {
+        self.db
+            .tree_names()
+            .into_iter()
+            .filter_map(|n| {
+                let name = std::str::from_utf8(&n).ok()?;
+                match name {
+                    REGISTRY_TREE => Some(name.to_string()),
+                    _ => name.strip_prefix("kv/").map(str::to_string),
+                }
+            })
+            .collect()
     }
 
     /// Bytes the database occupies on disk.
@@ -394,6 +458,20 @@ pub struct OfficeSnapshot {
 pub struct OfficeStore {
     store: Store,
     tree: sled::Tree,
+    /// The key of the last audit group made durable: sled shows a group's entries as soon as
+    /// the writer applied it, before its sync, so [`OfficeStore::audit`] reads up to here only.
+    audit_durable: Arc<AtomicU64>,
+}
+
+/// The id in an audit key (`l` + id, big-endian).
+fn audit_key_id(key: &[u8]) -> Result<u64, StoreError> {
+    key.get(1..)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            message: "malformed audit key".into(),
+        })
 }
 
 fn number_key(class: &str, serial: Serial) -> Vec<u8> {
@@ -557,18 +635,22 @@ impl OfficeStore {
         Ok(snap)
     }
 
-    /// Audit entries with ids above `after`, oldest first, at most `limit`.
+    /// Durable audit entries with ids above `after`, oldest first, at most `limit`: a group
+    /// the writer applied but has not synced yet (or whose sync failed) is not shown.
     pub fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>, StoreError> {
         // The group holding `after + 1` starts at most this far back.
         let first = after.saturating_add(1) & !((1u64 << AUDIT_ID_SHIFT) - 1);
+        let durable = self.audit_durable.load(Ordering::SeqCst);
         let mut out = Vec::new();
-        for item in self.tree.range(app_key(b'l', first)..vec![b'm']) {
+        if first > durable {
+            return Ok(out);
+        }
+        for item in self
+            .tree
+            .range(app_key(b'l', first)..=app_key(b'l', durable))
+        {
             let (k, v) = item?;
-            let id_bytes: [u8; 8] = k[1..].try_into().map_err(|_| StoreError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                message: "malformed audit key".into(),
-            })?;
-            let id = u64::from_be_bytes(id_bytes);
+            let id = audit_key_id(&k)?;
             let entries: Vec<(u64, AuditEntry)> = if v.first() == Some(&BINARY_V1) {
                 let wire: Vec<AuditWire> = decode_binary(&k, &v)?;
                 wire.into_iter()
@@ -600,9 +682,15 @@ impl OfficeStore {
         Ok(out)
     }
 
-    /// Writes records as one atomic batch, without waiting for durability.
-    pub(crate) fn write(&self, records: &[Record]) -> Result<(), StoreError> {
-        let group = encode_group(records, || self.store.generate_id())?;
+    /// Writes records as one atomic batch, without waiting for durability. Returns the key of
+    /// its last audit group, if it has one.
+    pub(crate) fn write(&self, records: &[Record]) -> Result<Option<u64>, StoreError> {
+        let mut last_audit = None;
+        let group = encode_group(records, || {
+            let id = self.store.generate_id()?;
+            last_audit = Some(id << AUDIT_ID_SHIFT);
+            Ok(id)
+        })?;
         let mut batch = sled::Batch::default();
         for (k, v) in group.ops {
             match v {
@@ -610,14 +698,29 @@ impl OfficeStore {
                 None => batch.remove(k),
             }
         }
+        let _applying = self.store.applying();
         self.tree.apply_batch(batch)?;
+        Ok(last_audit)
+    }
+
+    /// Writes records and makes them durable, then shows their audit entries.
+    fn write_durably(&self, records: &[Record]) -> Result<(), StoreError> {
+        let last_audit = self.write(records)?;
+        self.store.sync()?;
+        if let Some(key) = last_audit {
+            self.audit_durable_up_to(key);
+        }
         Ok(())
     }
 
     /// Writes and makes durable at once (recovery, office creation).
     pub fn commit_now(&self, records: &[Record]) -> Result<(), StoreError> {
-        self.write(records)?;
-        self.store.sync()
+        self.write_durably(records)
+    }
+
+    /// The audit groups up to `key` are durable: [`OfficeStore::audit`] may show them.
+    pub(crate) fn audit_durable_up_to(&self, key: u64) {
+        self.audit_durable.fetch_max(key, Ordering::SeqCst);
     }
 
     /// This office's writer, on one of the store's writer threads (started with the first).

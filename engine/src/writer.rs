@@ -232,20 +232,34 @@ fn batches(group: &mut [Commit]) -> Vec<Batch> {
 /// Writes every office's records, then syncs once for all of them. An office that failed
 /// before is refused; one whose write or the sync fails is failed from now on.
 fn write_and_sync(batches: &mut [Batch]) {
-    let mut written = Vec::new();
+    // (batch, the key of its last audit group)
+    let mut written: Vec<(usize, Option<u64>)> = Vec::new();
     for (i, b) in batches.iter_mut().enumerate() {
         b.result = match b.office.failure() {
             Some(e) => Err(e),
             // Only barriers (commits of nothing): every group before them is answered.
             None if b.records.is_empty() => Ok(()),
-            None => b.office.store.write(&b.records).map(|()| written.push(i)),
+            None => b
+                .office
+                .store
+                .write(&b.records)
+                .map(|audit| written.push((i, audit))),
         };
     }
-    if let Some(&first) = written.first() {
-        let synced = batches[first].office.store.store().sync();
-        if let Err(e) = synced {
-            for &i in &written {
-                batches[i].result = Err(e.clone());
+    if let Some(&(first, _)) = written.first() {
+        match batches[first].office.store.store().sync() {
+            Err(e) => {
+                for &(i, _) in &written {
+                    batches[i].result = Err(e.clone());
+                }
+            }
+            // Synced: the audit trail may show these groups' entries (before they are answered).
+            Ok(()) => {
+                for &(i, audit) in &written {
+                    if let Some(key) = audit {
+                        batches[i].office.store.audit_durable_up_to(key);
+                    }
+                }
             }
         }
     }

@@ -1,7 +1,8 @@
 //! SPEC T1 through the engine on a fake clock whose wall time a test steps apart from its
 //! monotonic time: a step of +30 days lapses no claim and blacklists nobody, a hold made before
 //! it expires on the monotonic clock; after an operator's audited confirmation the lapse comes
-//! due and holds keep their length; a step of −1 hour stretches no hold.
+//! due and holds keep their length; a step of −1 hour stretches no hold; a confirmed −1 hour
+//! keeps the rate rules' intervals at their length, across a restart too.
 #![allow(clippy::unwrap_used)]
 
 mod common_engine;
@@ -9,28 +10,14 @@ mod common_engine;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use common_engine::*;
-use platepool_engine::calendar::local_to_ms;
 use platepool_engine::clock::FakeClock;
-use platepool_engine::{
-    AppId, AppState, Caller, Durability, Engine, NewRelease, Pattern, Refusal, ReleaseSource,
-};
+use platepool_engine::{AppId, AppState, Caller, Durability, Engine, OfficeConfig, Refusal};
 
 const OP: &str = "operator:clock";
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 const TTL_MS: u64 = 90_000;
-
-/// Monday 2 March 2026, 10:00 office local time.
-fn monday_10am() -> u64 {
-    local_to_ms(
-        NaiveDate::from_ymd_opt(2026, 3, 2)
-            .unwrap()
-            .and_hms_opt(10, 0, 0)
-            .unwrap(),
-    )
-}
 
 fn citizen(user: &str) -> Caller<'_> {
     Caller::Citizen(user)
@@ -54,46 +41,15 @@ async fn state(engine: &Engine, id: &AppId) -> AppState {
 
 /// An office with one open release, a claim by erin and a live batch held by frank.
 async fn setup(engine: &Engine) -> (AppId, AppId) {
-    engine
-        .put_office("maoming", office_config("茂名"), OP)
-        .await
-        .unwrap();
-    let release = NewRelease {
-        class: "small".into(),
-        label: String::new(),
-        opens_at_ms: engine.now_ms() - 10_000,
-        custom_from_ms: None,
-        source: ReleaseSource::Patterns(vec![Pattern::parse("A0###").unwrap()]),
-    };
-    engine.add_release("maoming", release, OP).await.unwrap();
-    let rows = vec![
-        cert(&vin("ER", 1), "E1", "small", "fuel"),
-        cert(&vin("FR", 1), "F1", "small", "fuel"),
-    ];
-    engine.import_certificates(rows, OP).await.unwrap();
-    let erin = engine
-        .create_application(request("maoming", "erin", &vin("ER", 1), "E1"))
-        .await
-        .unwrap();
-    let frank = engine
-        .create_application(request("maoming", "frank", &vin("FR", 1), "F1"))
-        .await
-        .unwrap();
-    engine
-        .verify_identity(&erin, citizen("erin"))
-        .await
-        .unwrap();
-    let draw = engine.draw(&erin, citizen("erin"), false).await.unwrap();
-    let s = draw.batch.serials[0].to_string();
-    engine
-        .pick_candidate(&erin, citizen("erin"), &s)
-        .await
-        .unwrap();
-    engine.claim(&erin, citizen("erin"), &s).await.unwrap();
-    engine
-        .verify_identity(&frank, citizen("frank"))
-        .await
-        .unwrap();
+    setup_office(engine, office_config("茂名")).await
+}
+
+/// [`setup`] with the office configured as `office` says.
+async fn setup_office(engine: &Engine, office: OfficeConfig) -> (AppId, AppId) {
+    office_with_release(engine, "maoming", office, &["A0###"], OP).await;
+    let erin = verified_application(engine, "maoming", "erin", &vin("ER", 1), "E1").await;
+    let frank = verified_application(engine, "maoming", "frank", &vin("FR", 1), "F1").await;
+    draw_and_claim(engine, &erin, "erin").await;
     engine.draw(&frank, citizen("frank"), false).await.unwrap();
     (erin, frank)
 }
@@ -190,5 +146,72 @@ fn a_backward_step_stretches_no_hold() {
             engine.confirm_clock(OP).await,
             Err(Refusal::Conflict(_))
         ));
+    });
+}
+
+/// Least time between two draws in [`a_confirmed_step_back_keeps_the_intervals_of_rate_rules`].
+const DRAW_INTERVAL_MS: u64 = 60_000;
+
+/// How long until frank may draw again: `Some(wait)` when refused as too soon, `None` when the
+/// draw is made.
+async fn draw_wait(engine: &Engine, frank: &AppId) -> Option<u64> {
+    match engine.draw(frank, citizen("frank"), false).await {
+        Ok(_) => None,
+        Err(Refusal::TooSoon { retry_after_ms }) => Some(retry_after_ms),
+        Err(e) => panic!("draw: {e:?}"),
+    }
+}
+
+#[test]
+fn a_confirmed_step_back_keeps_the_intervals_of_rate_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeClock::at(monday_10am()));
+    let config = engine_config(dir.path(), Durability::Flush, fake.clone(), 9);
+    let again = config.clone();
+    let step = Arc::clone(&fake);
+    let frank = in_own_system(move || async move {
+        let engine = open_engine(config).await;
+        let mut office = office_config("茂名");
+        office.rules.random_min_interval_ms = DRAW_INTERVAL_MS;
+        let (_, frank) = setup_office(&engine, office).await;
+        // Numbers released for 08:00, still open after the clock is set back an hour (the
+        // setup's release is for 10:00).
+        let early = release("small", &["B0###"], monday_10am() - 2 * HOUR_MS as u64);
+        engine.add_release("maoming", early, OP).await.unwrap();
+        // frank drew and verified at 10:00; the wall clock was an hour fast and is set back.
+        step.step_wall(-HOUR_MS);
+        step.advance(1_000);
+        let confirmed = engine.confirm_clock(OP).await.unwrap();
+        assert_eq!(confirmed.jump_ms, -HOUR_MS);
+        let now = engine.now_ms();
+        assert_eq!(now, monday_10am() + 1_000 - HOUR_MS as u64);
+        let view = engine.application(&frank, Caller::Operator).await.unwrap();
+        // The intervals count from times moved by the jump: not an hour and a minute away.
+        assert_eq!(view.next_draw_at_ms, now - 1_000 + DRAW_INTERVAL_MS);
+        assert!(
+            view.next_check_at_ms <= now + 8_000,
+            "next custom check {} ms away",
+            view.next_check_at_ms - now
+        );
+        let until = view.record.verified_until_ms.unwrap();
+        let verified = view.record.verified_at_ms.unwrap();
+        assert_eq!(verified, now - 1_000, "identity verified a second ago");
+        assert!(until > now && until - verified < 2 * HOUR_MS as u64);
+        assert_eq!(
+            draw_wait(&engine, &frank).await,
+            Some(DRAW_INTERVAL_MS - 1_000)
+        );
+        frank
+    });
+    // A restart reads the moved times back.
+    in_own_system(move || async move {
+        let engine = open_engine(again).await;
+        assert_eq!(engine.clock_status().degraded, None);
+        assert_eq!(
+            draw_wait(&engine, &frank).await,
+            Some(DRAW_INTERVAL_MS - 1_000)
+        );
+        fake.advance(DRAW_INTERVAL_MS - 1_000);
+        assert_eq!(draw_wait(&engine, &frank).await, None, "drawn on time");
     });
 }

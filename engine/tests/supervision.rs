@@ -11,9 +11,7 @@ use std::time::Duration;
 use common_engine::*;
 use platepool_engine::actor::Call;
 use platepool_engine::pool::OfficePool;
-use platepool_engine::{
-    AppState, Caller, Durability, Engine, NewRelease, Pattern, Refusal, ReleaseSource,
-};
+use platepool_engine::{AppState, Caller, Durability, Engine, Refusal};
 
 const OP: &str = "operator:supervision";
 
@@ -37,32 +35,9 @@ fn a_panicked_or_failed_office_is_restarted_from_its_durable_state() {
     let config = engine_config(dir.path(), Durability::Flush, TestClock::new(), 11);
     in_own_system(move || async move {
         let engine = open_engine(config).await;
-        engine
-            .put_office("maoming", office_config("茂名"), OP)
-            .await
-            .unwrap();
-        let release = NewRelease {
-            class: "small".into(),
-            label: String::new(),
-            opens_at_ms: engine.now_ms() - 10_000,
-            custom_from_ms: None,
-            source: ReleaseSource::Patterns(vec![Pattern::parse("A0###").unwrap()]),
-        };
-        engine.add_release("maoming", release, OP).await.unwrap();
-        let rows = (1..=2)
-            .map(|n| cert(&vin("SU", n), &format!("S{n}"), "small", "fuel"))
-            .collect();
-        engine.import_certificates(rows, OP).await.unwrap();
-        let ann = engine
-            .create_application(request("maoming", "ann", &vin("SU", 1), "S1"))
-            .await
-            .unwrap();
-        let who = Caller::Citizen("ann");
-        engine.verify_identity(&ann, who).await.unwrap();
-        let draw = engine.draw(&ann, who, false).await.unwrap();
-        let s = draw.batch.serials[0].to_string();
-        engine.pick_candidate(&ann, who, &s).await.unwrap();
-        let claim = engine.claim(&ann, who, &s).await.unwrap();
+        office_with_release(&engine, "maoming", office_config("茂名"), &["A0###"], OP).await;
+        let ann = verified_application(&engine, "maoming", "ann", &vin("SU", 1), "S1").await;
+        let claim = draw_and_claim(&engine, &ann, "ann").await;
         assert_eq!(condition(&engine), (true, 0, None));
 
         // The office's actor panics.
@@ -110,14 +85,7 @@ fn a_panicked_or_failed_office_is_restarted_from_its_durable_state() {
             "{:?}",
             engine.office_conditions()
         );
-        let bob = engine
-            .create_application(request("maoming", "bob", &vin("SU", 2), "S2"))
-            .await
-            .unwrap();
-        engine
-            .verify_identity(&bob, Caller::Citizen("bob"))
-            .await
-            .unwrap();
+        let bob = verified_application(&engine, "maoming", "bob", &vin("SU", 2), "S2").await;
         engine
             .draw(&bob, Caller::Citizen("bob"), false)
             .await

@@ -204,7 +204,8 @@ impl Operator {
 }
 
 /// What a role may do with this request, before the handler runs: an auditor only reads; a
-/// clerk only acts on a request naming one of its offices (path or `office` query parameter),
+/// clerk only acts on a request naming one of its offices (in the path, or in the `office` query
+/// parameter of a route its handler scopes by it: [`SCOPED_BY_OFFICE_QUERY`]),
 /// or on a registration (whose office is in the body: its handler checks it), and never
 /// configures an office.
 fn role_allows(req: &HttpRequest, c: &Credential) -> Result<(), ApiError> {
@@ -217,8 +218,12 @@ fn role_allows(req: &HttpRequest, c: &Credential) -> Result<(), ApiError> {
             c.name
         ))),
         Role::Clerk => {
-            let query_office = web::Query::<OfficeQuery>::from_query(req.query_string())
-                .ok()
+            // Only where the handler scopes its answer by it does the query name an office.
+            let query_office = SCOPED_BY_OFFICE_QUERY
+                .iter()
+                .any(|p| req.path().ends_with(p))
+                .then(|| web::Query::<OfficeQuery>::from_query(req.query_string()).ok())
+                .flatten()
                 .and_then(|q| q.0.office);
             let office = req
                 .match_info()
@@ -248,6 +253,10 @@ fn role_allows(req: &HttpRequest, c: &Credential) -> Result<(), ApiError> {
         }
     }
 }
+
+/// Operator routes whose handlers scope their answer by the `office` query parameter; on any
+/// other route a clerk naming its office in the query would reach cross-office state.
+const SCOPED_BY_OFFICE_QUERY: &[&str] = &["/v1/admin/audit", "/v1/admin/applications"];
 
 #[derive(Debug, Deserialize)]
 struct OfficeQuery {

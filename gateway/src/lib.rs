@@ -10,6 +10,8 @@
 //! engine outcome becomes an HTTP answer in one place ([`error`]).
 
 pub mod auth;
+#[cfg(unix)]
+pub mod backup;
 pub mod certificate_csv;
 pub mod config;
 pub mod demo;
@@ -25,6 +27,7 @@ pub mod openapi;
 pub mod operators;
 pub mod pages;
 pub mod proxies;
+pub mod reindex;
 pub mod request_log;
 pub mod rotation;
 pub mod routes;
@@ -92,6 +95,19 @@ impl Gateway {
         };
         let limits = Arc::new(limits::RateLimits::new(&config));
         let idempotency = idempotency::Idempotency::new(&store)?;
+        let reindexed = reindex::index_unindexed(
+            &idempotency.kv,
+            sms.outbox.as_ref().map(|o| &o.kv),
+            engine.now_ms(),
+        )
+        .map_err(|e| format!("indexing old idempotency keys and outbox messages: {e}"))?;
+        if reindexed != reindex::Reindexed::default() {
+            tracing::info!(
+                idempotency_keys = reindexed.idempotency_keys,
+                outbox_messages = reindexed.outbox_messages,
+                "indexed state written before the expiry indexes (once)"
+            );
+        }
         let retention =
             expiry::Retention::new(&config, idempotency.kv.clone(), &sms, limits.clone());
         let sweeper = expiry::Sweeper::start(

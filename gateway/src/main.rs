@@ -54,6 +54,13 @@ enum Command {
     /// Makes a fresh operator token (32 random bytes) and prints it with the SHA-256 an
     /// `[[operators]]` entry keeps (SPEC S4).
     OperatorToken,
+    /// Copies a data folder into a new folder, while a node serves it or not (SPEC D1).
+    #[cfg(unix)]
+    Backup(platepool_gateway::backup::BackupArgs),
+    /// Checks a data folder: generation, every record decodes, invariants I1, I3, I9; exit 1
+    /// and each problem printed when it is not sound.
+    #[cfg(unix)]
+    Verify(platepool_gateway::backup::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +251,10 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        #[cfg(unix)]
+        Command::Backup(args) => platepool_gateway::backup::run_backup(&args),
+        #[cfg(unix)]
+        Command::Verify(args) => platepool_gateway::backup::run_verify(&args),
         Command::Config(ConfigCommand::Check { file }) => {
             match settings::load(Some(&file), &Flags::default()) {
                 Ok(config) => {
@@ -397,6 +408,13 @@ async fn serve(s: Settings) -> Result<(), String> {
         "engine open"
     );
 
+    #[cfg(unix)]
+    let backup_socket = platepool_gateway::backup::listen(engine.store().clone())
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "no backup socket: back up with the node stopped"),
+        )
+        .ok();
+
     let demo_info = if s.demo {
         Some(demo::seed(&engine, "operator:demo").await?)
     } else {
@@ -444,6 +462,8 @@ async fn serve(s: Settings) -> Result<(), String> {
     let result = server.run().await;
     tracing::info!("server stopped; stopping the offices and flushing the engine");
     drop(gw);
+    #[cfg(unix)]
+    drop(backup_socket);
     engine
         .shutdown()
         .await

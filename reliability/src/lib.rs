@@ -14,14 +14,18 @@
 //! | 5 fuzzing | [`fuzz`] | seeded structure-aware fuzzing of parsers, the keyboard, releases, JSON bodies |
 //! | 6 attacks | [`attacks`] | tokens, IDOR, SMS brute force, operator routes, bots, path and header tricks |
 //! | 8 power loss | [`power_loss`] | the binary under strace: every answer after its bytes are synced; folders cut at random instants keep every acknowledged change |
+//! | backup | [`backup`] | `platepool backup` through the serving node during an opening; `verify` the copy, serve it, every claim acknowledged before the backup there |
+//! | memory | [`memory`] | ever new clients (keys, phones, addresses) against the binary; RSS sampled, its growth must level off |
 //! | opening window | [`fairness`] | bots at +50 ms against people at +800 ms, with and without the window |
 
 pub mod attacks;
+pub mod backup;
 pub mod clock_steps;
 pub mod fairness;
 pub mod fuzz;
 pub mod http;
 pub mod kill9;
+pub mod memory;
 pub mod overload;
 pub mod power_loss;
 pub mod report;

@@ -17,8 +17,8 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use platepool_reliability::sim::shell::WriterMode;
 use platepool_reliability::{
-    attacks, clock_steps, fairness, fuzz, kill9, overload, power_loss, report, sim, storage,
-    supervision, Mode, Outcome,
+    attacks, backup, clock_steps, fairness, fuzz, kill9, memory, overload, power_loss, report, sim,
+    storage, supervision, Mode, Outcome,
 };
 
 #[derive(Debug, Parser)]
@@ -37,7 +37,7 @@ struct Cli {
     #[arg(long)]
     write_report: bool,
     /// Only these campaigns (comma-separated): sim, kill9, storage, overload, fuzz, attacks, fairness,
-    /// clock, supervision, power_loss.
+    /// clock, supervision, power_loss, backup, memory.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where RELIABILITY.md goes [default: the workspace root].
@@ -74,7 +74,7 @@ enum Command {
     },
 }
 
-const ALL: [&str; 10] = [
+const ALL: [&str; 12] = [
     "sim",
     "kill9",
     "storage",
@@ -85,6 +85,8 @@ const ALL: [&str; 10] = [
     "clock",
     "supervision",
     "power_loss",
+    "backup",
+    "memory",
 ];
 
 fn main() -> ExitCode {
@@ -172,6 +174,8 @@ fn main() -> ExitCode {
                     "clock" => clock_steps::campaign(mode),
                     "supervision" => supervision::campaign(mode),
                     "power_loss" => power_loss::campaign(mode),
+                    "backup" => backup::campaign(mode),
+                    "memory" => memory::campaign(mode),
                     _ => attacks::campaign(mode),
                 };
                 o.print();

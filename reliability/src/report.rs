@@ -423,7 +423,7 @@ const TRAILER: &str = "## How to run\n\n\
 - `cargo run -p platepool-reliability -- --short` — every campaign, CI-sized (about three minutes on two cores).\n\
 - `cargo run --release -p platepool-reliability -- --long` — operator-sized: ≥ 10 million simulated operations over ≥ 1,000 seeds, ≥ 10 million executions per fuzz target, a minute of bot traffic per attack, 50+ kill -9 cycles, 30 s at 3× the maximum over 17,000 connections, 10 rush rehearsals per window setting; hours.\n\
 - `cargo run --release -p platepool-reliability -- --long --only kill9,overload,fairness --write-report` — the binary-level long campaigns alone (minutes); a long run rewrites the long-mode sections of the campaigns it ran and keeps the others (each names its run).\n\
-- `… -- --short --write-report` regenerates this file (keeping its long-mode section); `--only sim,fuzz` runs some campaigns (sim, kill9, storage, overload, fuzz, attacks, fairness, clock, supervision, power_loss).\n\
+- `… -- --short --write-report` regenerates this file (keeping its long-mode section); `--only sim,fuzz` runs some campaigns (sim, kill9, storage, overload, fuzz, attacks, fairness, clock, supervision, power_loss, backup, memory).\n\
 - `cargo run -p platepool-reliability -- sim --seed N [--trace]` replays one simulation seed exactly.\n\
 - `cargo run -p platepool-reliability -- fuzz --target NAME --execs N` runs one fuzz target; its corpus is `reliability/corpus/NAME/`.\n\
 - The storage campaign mounts a loop-device ext4 and a tmpfs (root); where mounting is refused it says \"skipped: cannot mount\".\n\

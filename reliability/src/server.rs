@@ -25,6 +25,8 @@ pub struct Options {
     pub ip_limit: Option<u32>,
     /// How long it may take to become ready.
     pub ready_timeout: Duration,
+    /// More `PLATEPOOL_*` settings for the binary's environment.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -36,6 +38,7 @@ impl Options {
             user_limit: None,
             ip_limit: None,
             ready_timeout: Duration::from_secs(60),
+            env: Vec::new(),
         }
     }
 }
@@ -99,6 +102,9 @@ impl Server {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::from(err));
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
         if let Some(n) = opts.user_limit {
             cmd.env("PLATEPOOL_RATE_LIMIT_USER_PER_S", n.to_string());
         }

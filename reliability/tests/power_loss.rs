@@ -4,12 +4,15 @@
 //! - every HTTP answer is written only after every file of the data folder written before it
 //!   was fsynced or fdatasynced after its last write, and every new entry of a folder had its
 //!   folder fsynced (`sync_file_range` counts for nothing);
-//! - the folder rebuilt as a power loss at the end of the run (and right after the largest
-//!   values: the 100,000-serial release, the burst of draws) leaves it opens with every
-//!   acknowledged change.
+//! - 2,000 draws sent by 48 connections at once (numbers of a 100,000-number release among
+//!   them) land as group commits of several calls, and each answer follows the syncs of
+//!   everything written before its request arrived;
+//! - the folder rebuilt as a power loss right after the burst's first answer and at the end of
+//!   the run opens with every acknowledged change.
 #![allow(clippy::unwrap_used)]
 
 use platepool_reliability::power_loss;
+use platepool_reliability::power_loss::flow::Burst;
 use platepool_reliability::storage;
 
 fn binary() -> std::path::PathBuf {
@@ -24,7 +27,12 @@ fn binary() -> std::path::PathBuf {
 fn every_answer_finds_its_bytes_on_the_device_and_survives_a_power_loss() {
     power_loss::strace::available().unwrap_or_else(|e| panic!("{e}"));
     let bin = binary();
-    let rec = power_loss::record(&bin, 6).unwrap_or_else(|e| panic!("traced run: {e}"));
+    let burst = Burst {
+        citizens: 6,
+        draws: 2_000,
+        clients: 48,
+    };
+    let rec = power_loss::record(&bin, &burst).unwrap_or_else(|e| panic!("traced run: {e}"));
     assert!(
         rec.model.unmodelled.is_empty(),
         "calls on the data folder the model cannot replay: {:?}",
@@ -43,12 +51,42 @@ fn every_answer_finds_its_bytes_on_the_device_and_survives_a_power_loss() {
         "the listed release is large enough for sled to write it as a blob"
     );
     assert_eq!(synced, blobs, "every blob file is fsynced");
+    let (drawn, groups) = rec.burst_groups();
+    assert_eq!(
+        drawn,
+        2_000,
+        "every draw of the burst answered 201; {} did not, e.g. {:?}",
+        rec.flow.failures.len(),
+        rec.flow.failures.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(
+        groups > 0 && drawn >= groups * 2,
+        "{drawn} draws in {groups} group commits"
+    );
     let unsynced = rec.unsynced_answers();
     assert!(
         unsynced.is_empty(),
         "{} answer(s) written before the data folder was synced:\n{}",
         unsynced.len(),
         unsynced.join("\n")
+    );
+    let first_draw = rec
+        .flow
+        .requests
+        .iter()
+        .zip(&rec.answered_at)
+        .filter(|(r, _)| r.concurrent)
+        .filter_map(|(_, at)| *at)
+        .min()
+        .unwrap();
+    let (checked, problems) = rec.power_loss_at(&bin, first_draw + 1).unwrap();
+    assert!(
+        checked > 0,
+        "nothing acknowledged before the burst's first answer"
+    );
+    assert!(
+        problems.is_empty(),
+        "after a power loss amid the burst: {problems:#?}"
     );
     let last = rec.model.last_line + 1;
     let (checked, problems) = rec.power_loss_at(&bin, last).unwrap();

@@ -24,7 +24,7 @@ const SLED_CERT_PREFIX: &[u8] = b"cert/";
 const MIGRATE_CHUNK: usize = 50_000;
 /// In the registry's tree: how far the certificate log had been acknowledged (u64), and one
 /// marker per import whose audit entry is in the trail.
-const LOG_END_KEY: &[u8] = b"certlog/end";
+pub(crate) const LOG_END_KEY: &[u8] = b"certlog/end";
 const IMPORT_MARK_PREFIX: &[u8] = b"certlog/import/";
 
 /// A vehicle's certificate record (national data; one import serves every office).

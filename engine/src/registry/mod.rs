@@ -39,7 +39,7 @@ pub(crate) mod cert_log;
 mod certificates;
 
 pub(crate) use applications::open_application;
-pub(crate) use certificates::open_log;
+pub(crate) use certificates::{open_log, LOG_END_KEY};
 pub use certificates::{
     Certificate, CertificateRow, ImportPart, ImportReport, RejectedRow, IMPORT_ACTION,
     IMPORT_ROWS_MAX, VOUCHER_LEN_MAX,

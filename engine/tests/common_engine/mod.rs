@@ -1,4 +1,5 @@
-//! Helpers shared by the engine-level tests (`engine_flow.rs`, `crash.rs`).
+//! Helpers shared by the engine-level tests (`engine_flow.rs`, `crash.rs`, `clock_steps.rs`,
+//! `supervision.rs`).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::future::Future;
@@ -7,13 +8,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use platepool_engine::actor::{Clock, SystemClock};
+use platepool_engine::calendar::local_to_ms;
 use platepool_engine::engine::OfficeSummary;
 use platepool_engine::pool::ClassStats;
 use platepool_engine::vin::Vin;
 use platepool_engine::{
-    ApplicationRequest, CertificateRow, Durability, Engine, EngineConfig, EngineError, Notice,
-    OfficeConfig, OfficeRules,
+    AppId, ApplicationRequest, Caller, CertificateRow, Claim, Durability, Engine, EngineConfig,
+    EngineError, NewRelease, Notice, OfficeConfig, OfficeRules, Pattern, ReleaseSource,
 };
 
 /// Real time plus an offset the test can move forward: timers (real tokio sleeps) and `now`
@@ -164,4 +167,80 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Monday 2 March 2026, 10:00 office local time.
+pub fn monday_10am() -> u64 {
+    local_to_ms(
+        NaiveDate::from_ymd_opt(2026, 3, 2)
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap(),
+    )
+}
+
+/// A release of `class` named by `patterns`, opening at `opens_at_ms`.
+pub fn release(class: &str, patterns: &[&str], opens_at_ms: u64) -> NewRelease {
+    NewRelease {
+        class: class.to_string(),
+        label: String::new(),
+        opens_at_ms,
+        custom_from_ms: None,
+        source: ReleaseSource::Patterns(
+            patterns
+                .iter()
+                .map(|p| Pattern::parse(p).unwrap())
+                .collect(),
+        ),
+    }
+}
+
+/// Office `id` configured as `config`, with a release of small-class `patterns` opened ten
+/// seconds ago; `who` is the operator.
+pub async fn office_with_release(
+    engine: &Engine,
+    id: &str,
+    config: OfficeConfig,
+    patterns: &[&str],
+    who: &str,
+) {
+    engine.put_office(id, config, who).await.unwrap();
+    let opens = engine.now_ms() - 10_000;
+    engine
+        .add_release(id, release("small", patterns, opens), who)
+        .await
+        .unwrap();
+}
+
+/// `user`'s application to `office` for a small fuel car (its certificate imported first),
+/// identity verified.
+pub async fn verified_application(
+    engine: &Engine,
+    office: &str,
+    user: &str,
+    vin: &str,
+    voucher: &str,
+) -> AppId {
+    engine
+        .import_certificates(vec![cert(vin, voucher, "small", "fuel")], "operator:test")
+        .await
+        .unwrap();
+    let id = engine
+        .create_application(request(office, user, vin, voucher))
+        .await
+        .unwrap();
+    engine
+        .verify_identity(&id, Caller::Citizen(user))
+        .await
+        .unwrap();
+    id
+}
+
+/// `user` draws, picks the batch's first number and claims it.
+pub async fn draw_and_claim(engine: &Engine, id: &AppId, user: &str) -> Claim {
+    let who = Caller::Citizen(user);
+    let draw = engine.draw(id, who, false).await.unwrap();
+    let serial = draw.batch.serials[0].to_string();
+    engine.pick_candidate(id, who, &serial).await.unwrap();
+    engine.claim(id, who, &serial).await.unwrap()
 }

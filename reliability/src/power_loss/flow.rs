@@ -1,11 +1,13 @@
 //! The calls the power-loss campaign and the fsync test send the binary: an office, a release of
-//! patterns and one of 6,000 listed serials (a sled blob), certificate records, then citizens through the
-//! whole flow (SMS, application, identity), a burst of concurrent draws (one group commit of
-//! many draws), candidates, claims, a registration, a void and a withdrawal. Each request
-//! remembers its connection's port (how the trace names it) and what its answer acknowledged,
-//! so that a folder rebuilt from the trace can be checked against every answer given before.
+//! patterns and one of 6,000 listed serials (a sled blob), certificate records, then citizens
+//! through the whole flow (SMS, application, identity), a release of 100,000 numbers by
+//! patterns (stored as its patterns, restored by expanding them), a burst of thousands of
+//! draws from many connections at once (they land as group commits of several calls), then
+//! candidates, claims, a registration, a void and a withdrawal. Each request remembers its connection's port (how the trace names it) and what
+//! its answer acknowledged, so that a folder rebuilt from the trace can be checked against
+//! every answer given before.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use platepool_engine::vin::Vin;
 use serde_json::{json, Value};
@@ -17,7 +19,24 @@ pub const OFFICE: &str = "pl";
 /// Serials of the listed release: about as many as a 64 KiB body holds (the limit of operator
 /// calls); its stored record is already over sled's blob threshold.
 pub const LISTED_SERIALS: usize = 6_000;
+/// Letters of the large release: `M####` … `W####` (I and O are not serial letters).
+const LARGE_RELEASE_LETTERS: &str = "MNPQRSTUVW";
+/// Numbers of the large release, named by patterns (100,000 listed serials would not fit in a
+/// request body).
+pub const LARGE_RELEASE_NUMBERS: u64 = 100_000;
+/// The burst of draws: how many citizens, how many draws among them, and how many
+/// connections send them at once (each one draw after another: the office's writer finds
+/// many draws waiting at each group commit).
+#[derive(Debug, Clone, Copy)]
+pub struct Burst {
+    pub citizens: u32,
+    pub draws: u32,
+    /// Below the office's shedding depth (`SHED_MIN_DEPTH`): no draw is refused as overload.
+    pub clients: u32,
+}
 
+/// Draws each application may make: the most an office allows, more than any burst's share.
+const RANDOM_QUOTA: u32 = platepool_engine::config::QUOTA_MAX;
 /// A change an answer acknowledged, as it can be read back.
 #[derive(Debug, Clone)]
 pub enum Expect {
@@ -193,7 +212,8 @@ impl Flow {
         let office = json!({
             "name": "power loss office", "prefix": "粤K", "classes": ["small"],
             "rules": {"sms_confirm_delay_ms": 0, "opening_window_ms": 0,
-                      "custom_min_interval_ms": 0},
+                      "custom_min_interval_ms": 0, "random_min_interval_ms": 0,
+                      "random_quota": RANDOM_QUOTA},
             "notice": {"version": "v1", "text": "terms"}
         });
         let path = format!("/v1/admin/offices/{OFFICE}");
@@ -244,6 +264,34 @@ impl Flow {
         Ok(())
     }
 
+    /// The release of [`LARGE_RELEASE_NUMBERS`] numbers by patterns, open at once.
+    fn large_release(&mut self, port: u16) -> Result<(), String> {
+        let patterns: Vec<String> = LARGE_RELEASE_LETTERS
+            .chars()
+            .map(|l| format!("{l}####"))
+            .collect();
+        let body = json!({"class": "small", "label": "large", "patterns": patterns});
+        let v = self.call(
+            port,
+            OPERATOR,
+            ("POST", &format!("/v1/admin/offices/{OFFICE}/releases")),
+            Some(&body),
+            201,
+            |v| {
+                Some(Expect::Release {
+                    id: v["id"].as_u64()?,
+                    total: v["total"].as_u64()?,
+                })
+            },
+        )?;
+        match v["total"].as_u64() {
+            Some(LARGE_RELEASE_NUMBERS) => Ok(()),
+            other => Err(format!(
+                "the large release added {other:?} numbers, not {LARGE_RELEASE_NUMBERS}"
+            )),
+        }
+    }
+
     /// Citizen `n` (1 ..= the certificates imported) through SMS, application, identity.
     pub fn citizen(&mut self, port: u16, n: u32) -> Result<Citizen, String> {
         let phone = format!("1370000{n:04}");
@@ -288,27 +336,59 @@ impl Flow {
         Ok(c)
     }
 
-    /// Every citizen draws at once (threads): the office commits the draws in few groups.
-    fn draw_burst(&mut self, port: u16, citizens: &[Citizen]) -> Vec<Option<Value>> {
-        let handles: Vec<_> = citizens
-            .iter()
-            .cloned()
-            .map(|c| {
-                std::thread::spawn(move || {
-                    let path = format!("/v1/applications/{}/draws", c.app);
-                    let body = json!({"exclude_four": false});
-                    let sent = send(port, &c.token, "POST", &path, Some(&body));
-                    (c, sent)
+    /// `burst.draws` draws among the citizens, sent by `burst.clients` keep-alive connections
+    /// at once. The requests are recorded in the order they were sent, which is the order of
+    /// their answers on each client port (a port closed by one thread may be reused by another).
+    fn draw_burst(&mut self, port: u16, citizens: &[Citizen], burst: &Burst) {
+        type Sent = (Instant, Citizen, Result<(Answer, u16), String>);
+        let clients = burst.clients.max(1) as usize;
+        let handles: Vec<_> = (0..clients)
+            .map(|k| {
+                let mine: Vec<Citizen> = (k..burst.draws as usize)
+                    .step_by(clients)
+                    .filter_map(|i| citizens.get(i % citizens.len().max(1)).cloned())
+                    .collect();
+                std::thread::spawn(move || -> Vec<Sent> {
+                    let mut conn = Conn::open(port).map_err(|e| e.to_string());
+                    mine.into_iter()
+                        .map(|c| {
+                            let path = format!("/v1/applications/{}/draws", c.app);
+                            let body = json!({"exclude_four": false}).to_string();
+                            let at = Instant::now();
+                            let bearer = format!("Bearer {}", c.token);
+                            let sent = match &mut conn {
+                                Ok(conn) => {
+                                    let client_port = conn.local_port();
+                                    conn.send(
+                                        "POST",
+                                        &path,
+                                        &[
+                                            ("Authorization", &bearer),
+                                            ("Content-Type", "application/json"),
+                                        ],
+                                        Some(body.as_bytes()),
+                                    )
+                                    .map(|a| (a, client_port))
+                                    .map_err(|e| format!("POST {path}: {e}"))
+                                }
+                                Err(e) => Err(e.clone()),
+                            };
+                            (at, c, sent)
+                        })
+                        .collect()
                 })
             })
             .collect();
-        let mut out = Vec::new();
+        let mut sent: Vec<Sent> = Vec::new();
         for h in handles {
-            let Ok((c, sent)) = h.join() else {
-                out.push(None);
-                continue;
-            };
-            match sent {
+            match h.join() {
+                Ok(some) => sent.extend(some),
+                Err(_) => self.failures.push("a client thread panicked".into()),
+            }
+        }
+        sent.sort_by_key(|(at, _, _)| *at);
+        for (_, c, result) in sent {
+            match result {
                 Ok((a, client_port)) => {
                     let v = a.json();
                     let expect = (a.status == 201).then(|| Expect::Drawn {
@@ -324,34 +404,50 @@ impl Flow {
                         concurrent: true,
                     });
                     if a.status != 201 {
+                        let text: String = a.text().chars().take(200).collect();
                         self.failures
-                            .push(format!("draw of {}: {} {}", c.app, a.status, a.text()));
+                            .push(format!("draw of {}: {} {text}", c.app, a.status));
                     }
-                    out.push((a.status == 201).then_some(v));
                 }
-                Err(e) => {
-                    self.failures.push(e);
-                    out.push(None);
-                }
+                Err(e) => self.failures.push(e),
             }
         }
-        out
     }
 
-    /// The whole flow: `citizens` applicants, their draws at once, then picks and claims, a
-    /// registration, a void and a withdrawal.
-    pub fn run(&mut self, port: u16, citizens: u32) -> Result<(), String> {
-        self.operator_setup(port, citizens)?;
-        let people: Vec<Citizen> = (1..=citizens)
+    /// One more draw of `c`, alone: its batch is the application's live one.
+    fn draw(&mut self, port: u16, c: &Citizen) -> Result<Value, String> {
+        let (id, tok) = (c.app.clone(), c.token.clone());
+        self.call(
+            port,
+            &c.token,
+            ("POST", &format!("/v1/applications/{}/draws", c.app)),
+            Some(&json!({"exclude_four": false})),
+            201,
+            |v| {
+                Some(Expect::Drawn {
+                    id,
+                    token: tok,
+                    random_left: v["random_left"].as_u64()?,
+                })
+            },
+        )
+    }
+
+    /// The whole flow: the burst's citizens, the large release, the burst of draws, then picks
+    /// and claims, a registration, a void and a withdrawal.
+    pub fn run(&mut self, port: u16, burst: &Burst) -> Result<(), String> {
+        self.operator_setup(port, burst.citizens)?;
+        let people: Vec<Citizen> = (1..=burst.citizens)
             .map(|n| self.citizen(port, n))
             .collect::<Result<_, _>>()?;
-        let draws = self.draw_burst(port, &people);
+        self.large_release(port)?;
+        self.draw_burst(port, &people, burst);
         let mut claimed = Vec::new();
-        for (c, draw) in people.iter().zip(&draws).take(3) {
-            let plate = draw.as_ref().map(|d| &d["batch"]["plates"][0]);
-            let Some(serial) = plate.and_then(|p| p.as_str().or_else(|| p["serial"].as_str()))
-            else {
-                return Err(format!("no draw for {}: {:?}", c.app, self.failures));
+        for c in people.iter().take(3) {
+            let draw = self.draw(port, c)?;
+            let plate = &draw["batch"]["plates"][0];
+            let Some(serial) = plate.as_str().or_else(|| plate["serial"].as_str()) else {
+                return Err(format!("no plate in the draw of {}: {draw}", c.app));
             };
             let serial = serial.rsplit('·').next().unwrap_or(serial).to_string();
             let base = format!("/v1/applications/{}", c.app);

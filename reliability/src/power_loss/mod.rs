@@ -1,13 +1,17 @@
 //! Campaign 8: power loss. The real binary runs under strace ([`strace`]) from an empty data
 //! folder through the whole flow ([`flow`]: operator set-up with a 6,000-serial release,
-//! citizens from SMS to claim, a burst of concurrent draws committed together, a registration, a
-//! void, a withdrawal); the trace holds every byte written to the folder and every sync.
+//! citizens from SMS to identity, a 100,000-number release by patterns, thousands of draws
+//! from many connections at once, committed in groups of many, claims, a registration, a void,
+//! a withdrawal); the trace holds every byte written to the folder, every sync, every request
+//! read and every answer written.
 //!
 //! Two checks follow from it ([`model`]):
-//! - **synced before the answer**: at the instant each HTTP answer is written to its socket,
-//!   every file of the folder written before is fsynced (or fdatasynced) after its last write,
-//!   and every new entry of a folder (a file created, a rename's new name) has its folder
-//!   fsynced; `sync_file_range` counts for nothing;
+//! - **synced before the answer**: at the instant each HTTP answer to a request sent alone is
+//!   written to its socket, every file of the folder written before is fsynced (or
+//!   fdatasynced) after its last write, and every new entry of a folder (a file created, a
+//!   rename's new name) has its folder fsynced; `sync_file_range` counts for nothing. An answer
+//!   to a draw of the burst, sent while other draws' groups may rightly be in flight, must
+//!   find synced everything written before its own request arrived;
 //! - **power loss at random instants**: the folder is rebuilt as a power loss at that line of the
 //!   trace leaves it (only what had been synced; the rest dropped), the binary is started on
 //!   the copy, and every change acknowledged before that instant must be there; the folder
@@ -30,14 +34,14 @@ use crate::fuzz::http::{OPERATOR, SECRET};
 use crate::http::once;
 use crate::server::{free_port, Options, Server};
 use crate::{thousands, Mode, Outcome};
-use flow::{Expect, Flow, Request, OFFICE};
+use flow::{Burst, Expect, Flow, Request, OFFICE};
 use model::Model;
 
 /// How hard the campaign tries.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
-    /// Citizens through the flow (their draws are sent at once).
-    pub citizens: u32,
+    /// Citizens through the flow and the draws they send at once.
+    pub burst: Burst,
     /// Power losses replayed at random instants of the trace.
     pub instants: u32,
     pub seed: u64,
@@ -47,12 +51,20 @@ impl Plan {
     pub fn for_mode(mode: Mode) -> Plan {
         match mode {
             Mode::Short => Plan {
-                citizens: 24,
-                instants: 6,
+                burst: Burst {
+                    citizens: 24,
+                    draws: 2_000,
+                    clients: 48,
+                },
+                instants: 3,
                 seed: 8,
             },
             Mode::Long => Plan {
-                citizens: 400,
+                burst: Burst {
+                    citizens: 400,
+                    draws: 10_000,
+                    clients: 48,
+                },
                 instants: 40,
                 seed: 8,
             },
@@ -80,7 +92,7 @@ fn tracee(strace: &Child) -> Option<u32> {
 }
 
 /// Runs the binary under strace through the flow and reads the trace back.
-pub fn record(bin: &Path, citizens: u32) -> Result<Recording, String> {
+pub fn record(bin: &Path, burst: &Burst) -> Result<Recording, String> {
     strace::available()?;
     let started = Instant::now();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -103,6 +115,11 @@ pub fn record(bin: &Path, citizens: u32) -> Result<Recording, String> {
     .env("PLATEPOOL_OPERATOR_TOKEN", OPERATOR)
     .env("PLATEPOOL_TOKEN_SECRET", SECRET)
     .env("RUST_LOG", "warn")
+    // The burst comes from one address and few users, all at once: no rate limit nor
+    // shedding by the event loop's lag (the office's own limits stay).
+    .env("PLATEPOOL_RATE_LIMIT_USER_PER_S", "0")
+    .env("PLATEPOOL_RATE_LIMIT_IP_PER_S", "0")
+    .env("PLATEPOOL_SHED_LOOP_LAG_MS", "0")
     .env_remove("PLATEPOOL_DURABILITY")
     .stdout(Stdio::null())
     .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?);
@@ -125,7 +142,7 @@ pub fn record(bin: &Path, citizens: u32) -> Result<Recording, String> {
             std::thread::sleep(Duration::from_millis(50));
         }
         let mut flow = Flow::default();
-        flow.run(port, citizens).map(|()| flow)
+        flow.run(port, burst).map(|()| flow)
     })();
     // The power goes: SIGKILL to the binary (strace then ends with it).
     if let Some(pid) = tracee(&child) {
@@ -171,9 +188,10 @@ fn match_answers(requests: &[Request], model: &Model) -> Vec<Option<usize>> {
 }
 
 impl Recording {
-    /// Every answer written while something of the folder was not durable, with what. Answers
-    /// to requests sent concurrently with others are left out: the others' writes may rightly be
-    /// in flight then (their own changes are checked after power losses, [`instants`]).
+    /// Every answer written while something it depends on was not durable, with what. An
+    /// answer to a request sent alone depends on everything written before it; one sent
+    /// while others were in flight (a draw of the burst), on everything written before its
+    /// request arrived: the others' groups may rightly be in flight at its answer.
     pub fn unsynced_answers(&self) -> Vec<String> {
         let what: HashMap<usize, &Request> = self
             .answered_at
@@ -184,20 +202,55 @@ impl Recording {
         self.model
             .acks
             .iter()
-            .filter(|a| !a.unsynced.is_empty())
-            .filter(|a| what.get(&a.line).is_none_or(|r| !r.concurrent))
-            .map(|a| {
-                let name = what
-                    .get(&a.line)
-                    .map_or("an answer".to_string(), |r| r.what.clone());
-                format!(
-                    "{name} answered {} (trace line {}) before {}",
+            .filter_map(|a| {
+                let request = what.get(&a.line);
+                let (unsynced, since) = match request {
+                    Some(r) if r.concurrent => match a.request_line {
+                        Some(_) => (&a.unsynced_since_request, "its request arrived"),
+                        None => return Some(format!("{} answered without a request", r.what)),
+                    },
+                    _ => (&a.unsynced, "the answer"),
+                };
+                if unsynced.is_empty() {
+                    return None;
+                }
+                let name = request.map_or("an answer".to_string(), |r| r.what.clone());
+                Some(format!(
+                    "{name} answered {} (trace line {}) before {} (written before {since})",
                     a.status,
                     a.line,
-                    a.unsynced.join("; ")
-                )
+                    unsynced.join("; ")
+                ))
             })
             .collect()
+    }
+
+    /// The burst: draws answered 201, and the group commits (fdatasyncs of sled's `db`) that
+    /// ended after the first of its requests arrived and by its last answer (nothing else is
+    /// sent meanwhile).
+    pub fn burst_groups(&self) -> (usize, usize) {
+        let burst: Vec<(Option<usize>, &Request)> = self
+            .answered_at
+            .iter()
+            .zip(&self.flow.requests)
+            .filter(|(_, r)| r.concurrent)
+            .map(|(at, r)| (*at, r))
+            .collect();
+        let drawn = burst.iter().filter(|(_, r)| r.status == 201).count();
+        let arrived = |line: usize| {
+            self.model
+                .acks
+                .iter()
+                .find(|a| a.line == line)
+                .and_then(|a| a.request_line)
+        };
+        let first_arrival = burst.iter().filter_map(|(at, _)| arrived((*at)?)).min();
+        let last_answer = burst.iter().filter_map(|(at, _)| *at).max();
+        let groups = match (first_arrival, last_answer) {
+            (Some(from), Some(to)) => self.model.syncs_between("/db", from, to),
+            _ => 0,
+        };
+        (drawn, groups)
     }
 
     /// Requests whose answer the trace does not show (the mapping is broken if any).
@@ -245,16 +298,39 @@ impl Recording {
             }
         };
         let mut problems = Vec::new();
-        for r in &acked {
-            if let Some(expect) = &r.expect {
-                if let Err(p) = check(server.port, expect) {
-                    problems.push(format!("{} (acknowledged {}): {p}", r.what, r.status));
-                }
+        for (what, expect) in strongest(&acked) {
+            if let Err(p) = check(server.port, expect) {
+                problems.push(format!("{what}: {p}"));
             }
         }
         let _ = server.kill9();
         Ok((acked.len(), problems))
     }
+}
+
+/// The acknowledged changes to check, with what acknowledged them: the draws of one
+/// application collapse into the one that left it the least quota (it implies the others).
+fn strongest<'a>(acked: &[&'a Request]) -> Vec<(String, &'a Expect)> {
+    let mut out: Vec<(String, &Expect)> = Vec::new();
+    let mut drawn: HashMap<&str, usize> = HashMap::new();
+    for r in acked {
+        let Some(expect) = &r.expect else { continue };
+        let what = format!("{} (acknowledged {})", r.what, r.status);
+        if let Expect::Drawn {
+            id, random_left, ..
+        } = expect
+        {
+            if let Some(&i) = drawn.get(id.as_str()) {
+                if matches!(out[i].1, Expect::Drawn { random_left: l, .. } if l > random_left) {
+                    out[i] = (what, expect);
+                }
+                continue;
+            }
+            drawn.insert(id, out.len());
+        }
+        out.push((what, expect));
+    }
+    out
 }
 
 fn get(port: u16, path: &str, token: &str) -> Result<Value, String> {
@@ -349,7 +425,7 @@ fn check(port: u16, expect: &Expect) -> Result<(), String> {
 }
 
 /// The instants to replay: random lines of the trace, plus the line just after the answers
-/// carrying the largest values (the listed release, the last draw of the burst).
+/// carrying the largest values (the releases, the first, middle and last draws of the burst).
 fn instants(rec: &Recording, plan: &Plan) -> Vec<usize> {
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let last = rec.model.last_line.max(1);
@@ -368,10 +444,20 @@ fn instants(rec: &Recording, plan: &Plan) -> Vec<usize> {
         lines.sort();
         lines
     };
-    out.extend(answered("/releases").last().map(|l| l + 1));
+    // Right after each release: the listed one (a blob) and the large one.
+    out.extend(answered("/releases").iter().map(|l| l + 1));
     // Right after the first, middle and last answers of the burst, while other draws' groups
     // are still in flight.
-    let draws = answered("/draws");
+    let draws: Vec<usize> = rec
+        .flow
+        .requests
+        .iter()
+        .zip(&rec.answered_at)
+        .filter(|(r, _)| r.concurrent)
+        .filter_map(|(_, at)| *at)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     for at in [0, draws.len() / 2, draws.len().saturating_sub(1)] {
         out.extend(draws.get(at).map(|l| l + 1));
     }
@@ -399,7 +485,7 @@ pub fn campaign_with(mode: Mode, build: bool) -> Outcome {
             return out;
         }
     };
-    let rec = match record(&bin, plan.citizens) {
+    let rec = match record(&bin, &plan.burst) {
         Ok(r) => r,
         Err(e) => {
             out.violation(format!("the traced run failed: {e}"));
@@ -409,10 +495,12 @@ pub fn campaign_with(mode: Mode, build: bool) -> Outcome {
     let (bytes, syncs) = rec.model.totals();
     let (largest, largest_file) = rec.model.largest_write();
     out.tried(format!(
-        "the binary under strace from an empty folder: an office, a release of patterns and one of {} listed serials, {} citizens from SMS to identity, their {} draws sent at once, claims, a registration, a void, a withdrawal; {} requests, {} answers in the trace",
+        "the binary under strace from an empty folder: an office, a release of patterns and one of {} listed serials, {} citizens from SMS to identity, a release of {} numbers by patterns, {} draws from {} connections at once, claims, a registration, a void, a withdrawal; {} requests, {} answers in the trace",
         thousands(flow::LISTED_SERIALS as u64),
-        plan.citizens,
-        plan.citizens,
+        plan.burst.citizens,
+        thousands(flow::LARGE_RELEASE_NUMBERS),
+        thousands(u64::from(plan.burst.draws)),
+        plan.burst.clients,
         rec.flow.requests.len(),
         rec.model.acks.len()
     ));
@@ -452,12 +540,34 @@ pub fn campaign_with(mode: Mode, build: bool) -> Outcome {
             rec.unmatched()
         ),
     );
+    let (drawn, groups) = rec.burst_groups();
+    out.figure(
+        "burst: draws answered 201 / group commits meanwhile / draws per group",
+        format!(
+            "{} / {groups} / {:.0}",
+            thousands(drawn as u64),
+            drawn as f64 / groups.max(1) as f64
+        ),
+    );
+    out.check(
+        drawn >= plan.burst.draws as usize && groups > 0 && drawn >= groups * 2,
+        format!(
+            "all {} draws of the burst answered 201, landing as group commits of several calls on average",
+            thousands(u64::from(plan.burst.draws))
+        ),
+        format!(
+            "{drawn} of {} draws answered 201 in {groups} group commits; {} failures, e.g. {:?}",
+            plan.burst.draws,
+            rec.flow.failures.len(),
+            rec.flow.failures.iter().take(3).collect::<Vec<_>>()
+        ),
+    );
     let unsynced = rec.unsynced_answers();
     let concurrent = rec.flow.requests.iter().filter(|r| r.concurrent).count();
     out.check(
         unsynced.is_empty(),
         format!(
-            "every one of {} answers to requests sent one at a time was written after everything written to the folder before it was fsynced (files and folder entries); the {concurrent} concurrent draws are checked after power losses right after their answers",
+            "every one of {} answers to requests sent one at a time was written after everything written to the folder before it was fsynced (files and folder entries), and each of the {concurrent} concurrent draws after everything written before its request arrived",
             rec.model.acks.len() - concurrent
         ),
         format!(

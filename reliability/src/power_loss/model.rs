@@ -10,9 +10,12 @@
 //!
 //! [`Model::acks`] holds every HTTP answer the process wrote (the start of the socket write
 //! carrying `HTTP/1.1 …`) with the bytes and entries of the folder that were not durable at
-//! that instant; [`Model::folder_at`] rebuilds the folder as a power loss at a line leaves it.
+//! that instant, and those of them already written when its request arrived (the socket read
+//! that began it): an answer sent while other requests run may find their writes in flight,
+//! never one made before its own request came in. [`Model::folder_at`] rebuilds the folder as
+//! a power loss at a line leaves it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 
 use super::strace::{self, Call};
@@ -74,7 +77,16 @@ pub struct Ack {
     pub client_port: u16,
     /// Bytes or entries of the folder not on the device at that instant.
     pub unsynced: Vec<String>,
+    /// The line where its request arrived (the first read of it from the socket).
+    pub request_line: Option<usize>,
+    /// Bytes or entries written before the request arrived and still not on the device when
+    /// it was answered: whatever the request's answer may depend on.
+    pub unsynced_since_request: Vec<String>,
 }
+
+/// What a request found written when it arrived: per node of the folder, how many of its
+/// operations (a folder's: up to its last new entry) must be durable before its answer.
+type Marks = Vec<(usize, usize)>;
 
 /// The data folder through a trace.
 #[derive(Debug, Default)]
@@ -86,6 +98,8 @@ pub struct Model {
     fds: HashMap<i64, (usize, u64)>,
     /// A sync begun: (pid, start line) → (node, ops it covers).
     syncing: HashMap<(u32, usize), (usize, usize)>,
+    /// Requests read and not yet answered, per client port: (line, what was written then).
+    requests: HashMap<u16, VecDeque<(usize, Marks)>>,
     pub acks: Vec<Ack>,
     /// Calls on the folder the model does not know how to replay (a test of the model's reach).
     pub unmodelled: Vec<String>,
@@ -153,24 +167,58 @@ impl Model {
                 }
             }
             "write" | "writev" | "sendto" | "sendmsg" => self.maybe_ack(c),
+            // The kernel frees the number as the call begins: another thread's open may get
+            // it before this close's line ends (`close(…) <unfinished ...>`, `openat = 56`,
+            // `<... close resumed>`), and that file's writes must not be taken as lost.
+            "close" => {
+                if let Some(fd) = c.args.first().and_then(|a| strace::fd_number(a)) {
+                    self.fds.remove(&fd);
+                }
+            }
             _ => {}
         }
     }
 
-    fn maybe_ack(&mut self, c: &Call) {
-        let Some(target) = c.fd_target(0) else {
-            return;
-        };
+    /// The first bytes of string argument 1 of a socket call on a TCP connection, and the
+    /// connection's client port (the last port of strace's `TCP:[server->client]`).
+    fn socket_data(c: &Call) -> Option<(Vec<u8>, u16)> {
+        let target = c.fd_target(0)?;
         if !target.starts_with("TCP:") {
-            return;
+            return None;
         }
-        let first = c.args.get(1).and_then(|a| {
+        let data = c.args.get(1).and_then(|a| {
             let q = a.find('"')?;
             let rest = &a[q..];
             let close = rest[1..].find('"').map(|i| i + 2)?;
             strace::unquote(&rest[..close])
-        });
-        let Some(data) = first else {
+        })?;
+        let client_port = target
+            .trim_end_matches(']')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        Some((data, client_port))
+    }
+
+    /// A read that begins a request (`GET /…`, `POST /…`): what was written by then is what
+    /// its answer must find durable.
+    fn maybe_request(&mut self, c: &Call) {
+        let Some((data, client_port)) = Self::socket_data(c) else {
+            return;
+        };
+        const METHODS: [&[u8]; 5] = [b"GET /", b"POST /", b"PUT /", b"DELETE /", b"PATCH /"];
+        if METHODS.iter().any(|m| data.starts_with(m)) {
+            let marks = self.marks();
+            self.requests
+                .entry(client_port)
+                .or_default()
+                .push_back((c.end, marks));
+        }
+    }
+
+    fn maybe_ack(&mut self, c: &Call) {
+        let Some((data, client_port)) = Self::socket_data(c) else {
             return;
         };
         if !data.starts_with(b"HTTP/1.1 ") {
@@ -180,52 +228,77 @@ impl Model {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let client_port = target
-            .trim_end_matches(']')
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let unsynced = self.unsynced();
+        let unsynced = self.unsynced_against(&self.marks());
+        let request = self
+            .requests
+            .get_mut(&client_port)
+            .and_then(VecDeque::pop_front);
+        let unsynced_since_request = request
+            .as_ref()
+            .map(|(_, marks)| self.unsynced_against(marks))
+            .unwrap_or_default();
         self.acks.push(Ack {
             line: c.start,
             status,
             client_port,
             unsynced,
+            request_line: request.map(|(line, _)| line),
+            unsynced_since_request,
         });
     }
 
-    /// What of the folder is not durable now: files with writes after their last sync, folders
+    /// What must be durable for everything written so far to be: per linked node, its
+    /// operations (a folder's up to its last new entry).
+    fn marks(&self) -> Marks {
+        let mut out: Marks = self
+            .names
+            .values()
+            .map(|&n| {
+                let node = &self.nodes[n];
+                let need = if node.dir {
+                    node.dir_ops
+                        .iter()
+                        .rposition(|op| matches!(op, DirOp::Link { .. }))
+                        .map_or(0, |i| i + 1)
+                } else {
+                    node.file_ops.len()
+                };
+                (n, need)
+            })
+            .filter(|&(_, need)| need > 0)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// What of `marks` is not durable now: files with writes after their last sync, folders
     /// with new entries after theirs.
-    fn unsynced(&self) -> Vec<String> {
+    fn unsynced_against(&self, marks: &Marks) -> Vec<String> {
         let mut out = Vec::new();
-        let mut linked: Vec<usize> = self.names.values().copied().collect();
-        linked.sort();
-        for n in linked {
+        for &(n, need) in marks {
+            if !self.names.values().any(|&linked| linked == n) {
+                continue; // removed since: what it held no longer matters
+            }
             let node = &self.nodes[n];
             let durable = node.durable_now();
+            if durable >= need {
+                continue;
+            }
             if node.dir {
-                let last_link = node
-                    .dir_ops
+                let names: Vec<&str> = node.dir_ops[durable..need]
                     .iter()
-                    .rposition(|op| matches!(op, DirOp::Link { .. }))
-                    .map_or(0, |i| i + 1);
-                if durable < last_link {
-                    let names: Vec<&str> = node.dir_ops[durable..]
-                        .iter()
-                        .filter_map(|op| match op {
-                            DirOp::Link { name, .. } => Some(name.as_str()),
-                            DirOp::Unlink { .. } => None,
-                        })
-                        .collect();
-                    out.push(format!(
-                        "{}: new entries not synced ({})",
-                        node.path,
-                        names.join(", ")
-                    ));
-                }
-            } else if durable < node.file_ops.len() {
-                let bytes: usize = node.file_ops[durable..]
+                    .filter_map(|op| match op {
+                        DirOp::Link { name, .. } => Some(name.as_str()),
+                        DirOp::Unlink { .. } => None,
+                    })
+                    .collect();
+                out.push(format!(
+                    "{}: new entries not synced ({})",
+                    node.path,
+                    names.join(", ")
+                ));
+            } else {
+                let bytes: usize = node.file_ops[durable..need]
                     .iter()
                     .map(|op| match op {
                         FileOp::Write { data, .. } => data.len(),
@@ -235,7 +308,7 @@ impl Model {
                 out.push(format!(
                     "{}: {} write(s), {bytes} bytes, after its last fsync",
                     node.path,
-                    node.file_ops.len() - durable
+                    need - durable
                 ));
             }
         }
@@ -247,6 +320,7 @@ impl Model {
             return;
         }
         match c.name.as_str() {
+            "recvfrom" => self.maybe_request(c),
             "open" | "openat" | "creat" => self.opened(c),
             "write" | "pwrite64" => self.wrote(c),
             "writev" | "pwritev" | "pwritev2"
@@ -293,11 +367,6 @@ impl Model {
                             self.nodes[p].dir_ops.push(DirOp::Unlink { name });
                         }
                     }
-                }
-            }
-            "close" => {
-                if let Some(fd) = c.args.first().and_then(|a| strace::fd_number(a)) {
-                    self.fds.remove(&fd);
                 }
             }
             _ => {}
@@ -480,6 +549,17 @@ impl Model {
         (blobs.len(), synced)
     }
 
+    /// Syncs of the files whose path ends with `suffix` that ended after line `from` and by
+    /// line `to`.
+    pub fn syncs_between(&self, suffix: &str, from: usize, to: usize) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| !n.dir && n.path.ends_with(suffix))
+            .flat_map(|n| &n.synced)
+            .filter(|(end, _)| *end > from && *end <= to)
+            .count()
+    }
+
     /// The largest single write into the folder, and the file it went to.
     pub fn largest_write(&self) -> (usize, String) {
         let mut best = (0, String::new());
@@ -532,6 +612,48 @@ mod tests {
         let early = tempfile::tempdir().expect("dir");
         m.folder_at(3, early.path()).expect("replay");
         assert!(!early.path().join("f").exists());
+    }
+
+    #[test]
+    fn an_answer_depends_on_what_was_written_before_its_request_arrived() {
+        let request = |port: u16| {
+            format!(
+                "1 recvfrom(5<TCP:[127.0.0.1:80->127.0.0.1:{port}]>, \"POST /v1/x HTTP/1.1\", 8192, 0, NULL, NULL) = 18\n"
+            )
+        };
+        let dirsync = "1 openat(AT_FDCWD</>, \"/d\", O_RDONLY) = 4</d>\n1 fsync(4</d>) = 0\n";
+        // Written before the request came in, not synced at its answer: flagged.
+        let m = model(&format!("{CREATE}{dirsync}{WRITE}{}{ANSWER}", request(999)));
+        assert_eq!(m.acks[0].request_line, Some(4));
+        assert_eq!(
+            m.acks[0].unsynced_since_request.len(),
+            1,
+            "{:?}",
+            m.acks[0].unsynced_since_request
+        );
+        // Written after it came in (another request's group in flight): its answer does not
+        // depend on it, though the answer-time check still sees it.
+        let m = model(&format!("{CREATE}{dirsync}{}{WRITE}{ANSWER}", request(999)));
+        assert!(m.acks[0].unsynced_since_request.is_empty());
+        assert_eq!(m.acks[0].unsynced.len(), 1);
+        // Synced before the answer: nothing flagged.
+        let m = model(&format!(
+            "{CREATE}{dirsync}{WRITE}{}1 fdatasync(3</d/f>) = 0\n{ANSWER}",
+            request(999)
+        ));
+        assert!(m.acks[0].unsynced_since_request.is_empty());
+        assert!(m.acks[0].unsynced.is_empty());
+    }
+
+    #[test]
+    fn a_close_ending_after_another_thread_reused_its_number_closes_the_old_file() {
+        let m = model(&format!(
+            "2 close(3</d/old>) <unfinished ...>\n{CREATE}2 <... close resumed>) = 0\n{WRITE}1 fsync(3</d/f>) = 0\n"
+        ));
+        let dir = tempfile::tempdir().expect("dir");
+        m.folder_at(m.last_line + 1, dir.path()).expect("replay");
+        assert!(m.unmodelled.is_empty(), "{:?}", m.unmodelled);
+        assert_eq!(m.totals().0, 2, "the write to the reused number counts");
     }
 
     #[test]

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-/// The calls traced: everything that creates, writes, syncs, renames or removes a file, and the
-/// socket writes that carry HTTP answers.
+/// The calls traced: everything that creates, writes, syncs, renames or removes a file, the
+/// socket reads that carry HTTP requests and the socket writes that carry their answers.
 pub const TRACED: &str =
     "open,openat,creat,write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,\
 sync_file_range,syncfs,sync,rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat,ftruncate,\
-fallocate,sendto,sendmsg,close";
+fallocate,recvfrom,sendto,sendmsg,close";
 
 /// One system call, begun at line `start` of the trace and finished at line `end`.
 #[derive(Debug, Clone)]
