@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDate;
 use common_engine::*;
-use platepool_engine::calendar::local_to_ms;
 use platepool_engine::{
     AppId, AppState, Caller, Durability, NewRelease, Pattern, PlateClass, ReleaseSource,
 };
@@ -36,15 +34,6 @@ impl Drop for SetOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-fn monday_10am() -> u64 {
-    local_to_ms(
-        NaiveDate::from_ymd_opt(2026, 3, 2)
-            .unwrap()
-            .and_hms_opt(10, 0, 0)
-            .unwrap(),
-    )
 }
 
 #[test]
