@@ -102,18 +102,10 @@ macro_rules! call {
         let req = $req.to_request();
         let (method, path) = (req.method().to_string(), req.uri().to_string());
         let resp = test::call_service(&$app, req).await;
-        let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let bytes = test::read_body(resp).await;
-        support::openapi::check(&method, &path, status.as_u16(), &content_type, &bytes);
+        let read = support::openapi::read_checked(&[""], &method, &path, resp).await;
         (
-            status,
-            serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            read.status,
+            serde_json::from_slice::<Value>(&read.body).unwrap_or(Value::Null),
         )
     }};
 }
