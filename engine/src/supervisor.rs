@@ -16,13 +16,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix::WeakAddr;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::outcome::Refusal;
 use crate::pool::OfficePool;
-use crate::registry::{start_office, OfficeEntry, OfficeMap, Registry, RegistryCall};
+use crate::registry::{OfficeEntry, OfficeMap, Registry, RegistryCall};
 
 /// How often the supervisor looks at the offices.
 pub const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
@@ -225,21 +223,7 @@ impl Registry {
             self.clock.now_ms(),
         )
         .map_err(failed)?;
-        let seed = self.rng.random();
-        let entry = start_office(
-            pool,
-            &office_store,
-            StdRng::seed_from_u64(seed),
-            self.clock.clone(),
-            self.shed_after,
-            self.events.clone(),
-            &mut self.arbiters,
-        )?;
-        let offices = self.offices.load();
-        let mut next = (**offices).clone();
-        next.insert(id.to_string(), entry);
-        self.offices.store(Arc::new(next));
-        Ok(())
+        self.install_office(id, pool, &office_store)
     }
 }
 

@@ -386,20 +386,32 @@ impl Registry {
         office_store
             .commit_now(&records)
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        self.install_office(id, pool, &office_store)?;
+        Ok(PutOffice::Created)
+    }
+
+    /// Starts `pool`'s actor on `office_store` and puts it in the office map: a new office, or a
+    /// restarted one in place of its failed actor.
+    pub(crate) fn install_office(
+        &mut self,
+        id: &str,
+        pool: OfficePool,
+        office_store: &crate::store::OfficeStore,
+    ) -> Result<(), Refusal> {
         let seed = self.rng.random();
         let entry = start_office(
             pool,
-            &office_store,
+            office_store,
             StdRng::seed_from_u64(seed),
             self.clock.clone(),
             self.shed_after,
             self.events.clone(),
             &mut self.arbiters,
         )?;
-        let mut next = (**offices).clone();
+        let mut next = (**self.offices.load()).clone();
         next.insert(id.to_string(), entry);
         self.offices.store(Arc::new(next));
-        Ok(PutOffice::Created)
+        Ok(())
     }
 
     /// Replaces the cached configuration of an office after its actor accepted it.

@@ -123,6 +123,15 @@ fn phone_field(raw: &str) -> ApiResult<String> {
     normalise_phone(raw).map_err(|m| ApiError::bad_request(m).field("phone"))
 }
 
+/// What both login steps check first (login on, the per-address limit, the page's own origin),
+/// then the phone and the time: (phone, now).
+fn open_login(gw: &Gw, req: &HttpRequest, raw_phone: &str) -> ApiResult<(String, u64)> {
+    enabled(gw)?;
+    gw.limits.check(req, None)?;
+    session::refuse_cross_site(req)?;
+    Ok((phone_field(raw_phone)?, gw.engine.now_ms()))
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PhoneBody {
@@ -135,11 +144,7 @@ async fn send_code(
     req: HttpRequest,
     ApiJson(b): ApiJson<PhoneBody>,
 ) -> ApiResult<HttpResponse> {
-    enabled(&gw)?;
-    gw.limits.check(&req, None)?;
-    session::refuse_cross_site(&req)?;
-    let phone = phone_field(&b.phone)?;
-    let now = gw.engine.now_ms();
+    let (phone, now) = open_login(&gw, &req, &b.phone)?;
     let sent = gw
         .sms
         .send_code(&phone, Purpose::Login, None, 0, now)
@@ -171,11 +176,7 @@ async fn login(
     req: HttpRequest,
     ApiJson(b): ApiJson<LoginBody>,
 ) -> ApiResult<HttpResponse> {
-    enabled(&gw)?;
-    gw.limits.check(&req, None)?;
-    session::refuse_cross_site(&req)?;
-    let phone = phone_field(&b.phone)?;
-    let now = gw.engine.now_ms();
+    let (phone, now) = open_login(&gw, &req, &b.phone)?;
     gw.sms
         .verify(&phone, Purpose::Login, None, b.sms_code.trim(), true, now)
         .await?;
