@@ -246,3 +246,30 @@ pub enum Record {
     },
     Audit(Box<AuditEntry>),
 }
+
+#[cfg(test)]
+impl AppRecord {
+    /// A confirmed application of a small fuel car, nothing drawn or claimed: the tests' base,
+    /// changed with struct-update syntax.
+    pub(crate) fn sample(seq: u64) -> AppRecord {
+        AppRecord {
+            seq,
+            user: format!("u{seq}"),
+            phone: "13800000000".into(),
+            vin: format!("LSVAU2180N21{seq:05}"),
+            class: "small".into(),
+            energy: Energy::Fuel,
+            notice_version: "1".into(),
+            created_at_ms: 1,
+            custom_left: 5,
+            random_left: 3,
+            last_check_at_ms: None,
+            last_draw_at_ms: None,
+            verified_at_ms: None,
+            verified_until_ms: None,
+            state: AppState::Confirmed,
+            claim: None,
+            closed_at_ms: None,
+        }
+    }
+}

@@ -737,28 +737,12 @@ impl OfficeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::class::Energy;
     use crate::record::AppState;
 
     fn app(seq: u64, random_left: u32) -> AppRecord {
         AppRecord {
-            seq,
-            user: format!("u{seq}"),
-            phone: "13800000000".into(),
-            vin: format!("LSVAU2180N21{seq:05}"),
-            class: "small".into(),
-            energy: Energy::Fuel,
-            notice_version: "1".into(),
-            created_at_ms: 1,
-            custom_left: 5,
             random_left,
-            last_check_at_ms: None,
-            verified_at_ms: None,
-            verified_until_ms: None,
-            state: AppState::Confirmed,
-            claim: None,
-            closed_at_ms: None,
-            last_draw_at_ms: None,
+            ..AppRecord::sample(seq)
         }
     }
 

@@ -257,7 +257,6 @@ fn check_quotas(apps: &[AppRecord], place: &str, report: &mut VerifyReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::class::Energy;
     use crate::config::{Notice, OfficeConfig, OfficeRules};
     use crate::pattern::Pattern;
     use crate::plate::Serial;
@@ -269,20 +268,6 @@ mod tests {
 
     fn app(seq: u64, state: AppState, claimed: Option<&str>) -> AppRecord {
         AppRecord {
-            seq,
-            user: format!("u{seq}"),
-            phone: "13800000000".into(),
-            vin: format!("LSVAU2180N21{seq:05}"),
-            class: "small".into(),
-            energy: Energy::Fuel,
-            notice_version: "1".into(),
-            created_at_ms: 1,
-            custom_left: 5,
-            random_left: 3,
-            last_check_at_ms: None,
-            last_draw_at_ms: None,
-            verified_at_ms: None,
-            verified_until_ms: None,
             state,
             claim: claimed.map(|s| Claim {
                 serial: serial(s),
@@ -292,7 +277,7 @@ mod tests {
                 voucher_code: "00000000".into(),
                 void: false,
             }),
-            closed_at_ms: None,
+            ..AppRecord::sample(seq)
         }
     }
 
