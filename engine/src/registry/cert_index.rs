@@ -263,7 +263,13 @@ mod tests {
         for i in (0..3 * RECENT_MIN as u64).step_by(7) {
             log.push((format!("VIN{i:08}"), vin_hash(&format!("VIN{i:08}"))));
         }
-        for (vin, hash) in [("AAAA", 42), ("BBBB", 42), ("AAAA", 42), ("CCCC", 42), ("BBBB", 42)] {
+        for (vin, hash) in [
+            ("AAAA", 42),
+            ("BBBB", 42),
+            ("AAAA", 42),
+            ("CCCC", 42),
+            ("BBBB", 42),
+        ] {
             log.push((vin.to_string(), hash));
         }
         let records: HashMap<u64, String> = log
@@ -295,12 +301,18 @@ mod tests {
             at_once.find_hashed("CCCC", 42),
         );
         let last = log.len() as u64 - 1;
-        assert_eq!(a, Some(Slot::ByHash(last - 2)), "the first VIN keeps the hash");
+        assert_eq!(
+            a,
+            Some(Slot::ByHash(last - 2)),
+            "the first VIN keeps the hash"
+        );
         assert_eq!(b, Some(Slot::Exact(last)));
         assert_eq!(c, Some(Slot::Exact(last - 1)));
         // Loading into an index that holds entries already inserts them one by one.
         let mut again = CertIndex::default();
-        again.load(vec![(vin_hash("VIN00000001"), 1)], vin_at).expect("load");
+        again
+            .load(vec![(vin_hash("VIN00000001"), 1)], vin_at)
+            .expect("load");
         again
             .load(vec![(vin_hash("VIN00000002"), 2)], vin_at)
             .expect("load");
