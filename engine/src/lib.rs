@@ -28,6 +28,7 @@ mod settled_store;
 pub mod store;
 pub mod supervisor;
 pub mod verify;
+mod verify_registry;
 pub mod vin;
 pub mod writer;
 
