@@ -75,7 +75,13 @@ start() {
     local dir=$1 primary_port=$2 standby_port=$3
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
-    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres: "$dir"
+        runuser -u postgres -- test -w "$dir" || {
+            echo "the postgres user cannot reach $dir: choose a folder whose parents it may enter" >&2
+            exit 1
+        }
+    fi
     echo "$primary_port" | as_pg tee "$dir/primary.port" >/dev/null
     echo "$standby_port" | as_pg tee "$dir/standby.port" >/dev/null
     as_pg "$PG_BIN/initdb" -D "$dir/primary" -U postgres -A trust -E UTF8 --no-locale \
