@@ -130,6 +130,7 @@ fn commits_racing_a_takeover_are_either_recovered_by_the_new_owner_or_refused() 
         let mut a = connect(&pg.primary).await;
         let mut b = connect(&pg.primary).await;
         let time = raw_client(&pg.primary).await;
+        let mut split_rounds = 0;
         for round in 0..20u64 {
             let office = format!("takeover-{round}");
             a.register_offices(std::slice::from_ref(&office))
@@ -142,6 +143,7 @@ fn commits_racing_a_takeover_are_either_recovered_by_the_new_owner_or_refused() 
                 .expect("free");
             let taken_over = Cell::new(false);
             let mut acknowledged = BTreeSet::new();
+            let mut refused = 0;
             let committer = async {
                 for seq in 1..=40u64 {
                     let after_takeover = taken_over.get();
@@ -151,7 +153,7 @@ fn commits_racing_a_takeover_are_either_recovered_by_the_new_owner_or_refused() 
                             assert!(!after_takeover, "{office}: commit {seq} after the takeover");
                             acknowledged.insert(seq);
                         }
-                        Err(PgError::Fenced { .. }) => {}
+                        Err(PgError::Fenced { .. }) => refused += 1,
                         Err(e) => panic!("{office}: commit {seq}: {e}"),
                     }
                     tokio::task::yield_now().await;
@@ -172,7 +174,15 @@ fn commits_racing_a_takeover_are_either_recovered_by_the_new_owner_or_refused() 
                 "{office}: recovered = acknowledged"
             );
             assert_eq!(lease.epoch, held.epoch + 1);
+            if !acknowledged.is_empty() && refused > 0 {
+                split_rounds += 1;
+            }
         }
+        // The takeover fell in the middle of the commits, not only before or after them.
+        assert!(
+            split_rounds >= 5,
+            "only {split_rounds} rounds had commits on both sides"
+        );
     });
 }
 
