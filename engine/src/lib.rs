@@ -10,6 +10,8 @@ pub mod backup;
 pub mod calendar;
 pub mod class;
 pub mod clock;
+#[cfg(feature = "postgres")]
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod events;
