@@ -9,6 +9,7 @@
 //! Handlers are thin: parse, authenticate, rate-limit, call the engine, map the outcome. Every
 //! engine outcome becomes an HTTP answer in one place ([`error`]).
 
+pub mod admin_socket;
 pub mod auth;
 #[cfg(unix)]
 pub mod backup;
