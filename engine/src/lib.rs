@@ -26,9 +26,11 @@ pub mod pool;
 pub mod record;
 pub mod registry;
 pub mod rules;
+mod settled_store;
 pub mod store;
 pub mod supervisor;
 pub mod verify;
+mod verify_registry;
 pub mod vin;
 pub mod writer;
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use platepool_engine::backup::{backup, BackupReport};
 use platepool_engine::store::Store;
-use platepool_engine::verify::{verify, VerifyReport};
+use platepool_engine::verify::{verify_with, VerifyReport};
 use platepool_engine::{Durability, PlateClass};
 use serde::{Deserialize, Serialize};
 
@@ -199,7 +199,11 @@ pub fn verify_folder(data_dir: &Path) -> Result<VerifyReport, String> {
             dir = data_dir.display()
         ));
     }
-    Ok(verify(data_dir, &PlateClass::builtin()))
+    Ok(verify_with(
+        data_dir,
+        &PlateClass::builtin(),
+        crate::verify_records::check_gateway_trees,
+    ))
 }
 
 /// `platepool backup`: prints the report; exit 1 when no backup was made.

@@ -37,6 +37,7 @@ pub mod settings;
 pub mod sms;
 pub mod sms_queue;
 pub mod sms_webhook;
+pub mod verify_records;
 pub mod voucher;
 
 use std::sync::atomic::{AtomicBool, Ordering};
