@@ -14,6 +14,7 @@ pub mod auth;
 #[cfg(unix)]
 pub mod backup;
 pub mod certificate_csv;
+pub mod cluster_status;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -7,6 +7,7 @@ use tokio_postgres::{Client, NoTls};
 
 use super::commit::{self, CommitStatements};
 use super::lease::{self, Lease, LeaseRow};
+use super::replication::{self, StandbyRow};
 use super::{load, schema, Epoch, PgError};
 use crate::record::{AuditEntry, Record};
 use crate::store::OfficeSnapshot;
@@ -145,6 +146,13 @@ impl PgStore {
     /// Every office's lease (owner, epoch, ages).
     pub async fn lease_status(&mut self) -> Result<Vec<LeaseRow>, PgError> {
         let call = lease::status(&self.client);
+        Self::bounded(&mut self.abandoned, self.timeout, call).await
+    }
+
+    /// The standbys streaming from this server and its `synchronous_standby_names` (empty:
+    /// commits wait for no standby).
+    pub async fn standbys(&mut self) -> Result<(Vec<StandbyRow>, String), PgError> {
+        let call = replication::standbys(&self.client);
         Self::bounded(&mut self.abandoned, self.timeout, call).await
     }
 }

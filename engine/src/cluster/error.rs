@@ -29,7 +29,7 @@ pub enum PgError {
 }
 
 impl PgError {
-    /// Did the fence refuse the statement? (`db` from the transaction's statements.)
+    /// Did the fence refuse the statement?
     pub(crate) fn is_fence(e: &tokio_postgres::Error) -> bool {
         e.code().map(|c| c.code()) == Some(FENCED_SQLSTATE)
     }

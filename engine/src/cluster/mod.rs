@@ -23,11 +23,13 @@ mod connection;
 mod error;
 pub mod lease;
 mod load;
+mod replication;
 pub mod schema;
 
 pub use connection::PgStore;
 pub use error::PgError;
 pub use lease::{Lease, LeaseRow};
+pub use replication::StandbyRow;
 
 /// An office's lease epoch: bumped by every take of the lease, checked by every commit.
 pub type Epoch = u64;
