@@ -82,6 +82,13 @@ EXAMPLES
   Bots against the limits:
     platepool-loadtest --embedded --preset bots --bots 0.5 --bot-retry-ms 20
 
+  One opening from several machines: a coordinator that prepares the office, waits for 3 workers,
+  merges their parts into one report and audits once; a worker on each load machine (each needs
+  the operator token, which the coordinator never sends):
+    platepool-loadtest --target http://gw:8080 --preset opening --listen 0.0.0.0:7700 \\
+        --worker-processes 3 --html opening.html
+    platepool-loadtest --coordinator loadgen-1:7700
+
 EXIT CODES
   0 success · 1 the run could not be done (setup, gateway unreachable) · 2 a threshold was breached
   · 3 the audit found a violation";
@@ -734,6 +741,41 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_takes_its_scenario_from_the_coordinator() {
+        let worker = args(&["--coordinator", "127.0.0.1:7700"]);
+        assert_eq!(worker.target, None, "a worker needs no --target");
+        let e = main_with(&args(&["--coordinator", "127.0.0.1:7700", "--buyers", "5"]))
+            .expect_err("scenario flags belong to the coordinator");
+        assert!(e.contains("from the coordinator"), "{e}");
+        assert!(Args::try_parse_from([
+            "platepool-loadtest",
+            "--target",
+            "http://x",
+            "--listen",
+            "0.0.0.0:7700"
+        ])
+        .is_err());
+        assert!(Args::try_parse_from([
+            "platepool-loadtest",
+            "--embedded",
+            "--listen",
+            "0.0.0.0:7700",
+            "--worker-processes",
+            "2"
+        ])
+        .is_err());
+        let c = args(&[
+            "--target",
+            "http://x",
+            "--listen",
+            "0.0.0.0:7700",
+            "--worker-processes",
+            "2",
+        ]);
+        assert_eq!(c.worker_processes, Some(2));
+    }
+
+    #[test]
     fn a_target_needs_a_url_and_help_shows_examples() {
         assert!(Args::try_parse_from(["platepool-loadtest"]).is_err());
         assert!(
@@ -749,6 +791,8 @@ mod tests {
             "--find-max",
             "EXIT CODES",
             "[rules]",
+            "--worker-processes 3",
+            "--coordinator loadgen-1:7700",
         ] {
             assert!(help.contains(needle), "help lacks {needle}");
         }

@@ -294,7 +294,7 @@ mod tests {
         }
         assert_eq!(merged.all, whole.all);
         assert_eq!(merged.all.len(), whole.all.len());
-        assert!(merged.all.len() > 0);
+        assert!(!merged.all.is_empty());
         assert_eq!(merged.timeline, whole.timeline);
         assert_eq!(merged.errors, whole.errors);
         assert_eq!(merged.people, whole.people);

@@ -306,8 +306,17 @@ fn part_report(
     rec: &Recorder,
     part: &Part,
 ) -> Report {
+    let mut scenario = setup.scenario.clone();
+    scenario.name = format!(
+        "{} (worker {} of {}: {} of its {} buyers)",
+        scenario.name,
+        setup.split.worker,
+        setup.split.workers,
+        part.history.len(),
+        scenario.buyers
+    );
     Report::build(
-        &setup.scenario,
+        &scenario,
         rec,
         &part.history,
         part.arrived,
