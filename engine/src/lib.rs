@@ -24,6 +24,7 @@ pub mod pool;
 pub mod record;
 pub mod registry;
 pub mod rules;
+mod settled_store;
 pub mod store;
 pub mod supervisor;
 pub mod verify;
