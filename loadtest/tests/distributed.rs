@@ -280,3 +280,34 @@ fn a_worker_killed_or_silent_during_the_load_fails_the_run_naming_it() {
         second.wait(Duration::from_secs(20));
     }
 }
+
+#[test]
+fn workers_whose_coordinator_dies_during_the_load_stop_with_a_clear_error() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    let timeout = ["--peer-timeout-secs", "3"];
+    let mut coordinator = coordinator(d, &node, port, &timeout);
+    let mut workers: Vec<Loadtest> = (0..2)
+        .map(|w| worker(d, &format!("worker{w}"), port, &timeout))
+        .collect();
+    coordinator.wait_for_line("load started on 2 workers", Duration::from_secs(60));
+    coordinator.signal("KILL");
+    coordinator.wait(Duration::from_secs(10));
+    for w in &mut workers {
+        let status = w.wait(Duration::from_secs(20));
+        assert_eq!(status.code(), Some(1), "{}", w.stderr());
+        assert!(
+            w.stderr()
+                .lines()
+                .any(|l| l.starts_with("platepool-loadtest: the coordinator is gone: ")),
+            "{}",
+            w.stderr()
+        );
+        assert!(
+            w.stdout().is_empty(),
+            "no report from a worker of a failed run"
+        );
+    }
+}
