@@ -402,6 +402,14 @@ impl ProgressPrinter {
         let _ = err.flush();
     }
 
+    /// Prints `line` to stay, above the next progress line.
+    pub fn note(&self, line: &str) {
+        if self.progress == Progress::Terminal {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("{line}");
+    }
+
     /// Ends the rewritten line on a terminal.
     pub fn finish(&self) {
         if self.progress == Progress::Terminal {

@@ -481,6 +481,15 @@ fn collect(
                         .map_err(|e| format!("{}: {e}", room.name(id)))?;
                     room.finished[id] = true;
                     room.send(id, &ToWorker::Collected)?;
+                    if progress != Progress::Off {
+                        printer.note(&format!(
+                            "part of {}: {} buyers, {} requests, load {:.1} s",
+                            room.name(id),
+                            part.history.len(),
+                            part.recorder.steps.iter().map(|s| s.sent).sum::<u64>(),
+                            part.load_secs
+                        ));
+                    }
                     parts[id] = Some(*part);
                 }
                 other => return Err(format!("{} sent {other:?} out of turn", room.name(id))),
