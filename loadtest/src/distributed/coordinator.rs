@@ -156,20 +156,15 @@ fn handshake(
     Ok((hello, reader, link))
 }
 
-/// Accepts connections until `n` workers have said hello, or fails after `wait`.
+/// Accepts connections into `room` until `n` workers have said hello, or fails after `wait`.
 fn gather(
+    room: &mut Room,
+    tx: &Sender<(usize, Incoming<ToCoordinator>)>,
     listener: &TcpListener,
     opts: &CoordinatorOptions,
     epoch: Instant,
     say: &dyn Fn(&str),
-) -> Result<Room, String> {
-    let (tx, rx): (Sender<(usize, Incoming<ToCoordinator>)>, Events) = channel();
-    let mut room = Room {
-        peers: Vec::new(),
-        rx,
-        finished: Vec::new(),
-        phase: "before the start",
-    };
+) -> Result<(), String> {
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + opts.wait;
     while room.peers.len() < opts.workers as usize {
@@ -203,14 +198,12 @@ fn gather(
             },
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if Instant::now() > deadline {
-                    let reason = format!(
+                    return Err(format!(
                         "{} of {} workers connected within {} s",
                         room.peers.len(),
                         opts.workers,
                         opts.wait.as_secs()
-                    );
-                    room.abort(&reason);
-                    return Err(reason);
+                    ));
                 }
                 // A worker that left while the others come is an error now, not at the start.
                 if let Some((id, m)) = room.next(Duration::from_millis(20))? {
@@ -220,7 +213,7 @@ fn gather(
             Err(e) => return Err(format!("accept on {}: {e}", opts.listen)),
         }
     }
-    Ok(room)
+    Ok(())
 }
 
 /// Runs a rehearsal over `opts.workers` worker processes.
@@ -260,8 +253,18 @@ pub fn coordinate(
         "platepool-loadtest: coordinating scenario {} ({} buyers against {}): waiting for {n} workers on {addr}",
         s.name, s.buyers, target.base
     ));
-    let mut room = gather(&listener, opts, epoch, &say)?;
-    drop(listener);
+    let (tx, rx): (Sender<(usize, Incoming<ToCoordinator>)>, Events) = channel();
+    let mut room = Room {
+        peers: Vec::new(),
+        rx,
+        finished: Vec::new(),
+        phase: "before the start",
+    };
+    if let Err(e) = gather(&mut room, &tx, &listener, opts, epoch, &say) {
+        room.abort(&e);
+        return Err(e);
+    }
+    drop((listener, tx));
     let links = room.peers.iter().map(|p| p.link.clone()).collect();
     let heartbeat = Heartbeat::start(links, ToWorker::Heartbeat)?;
     let result = drive(&mut room, s, target, opts, epoch, &say);
@@ -525,4 +528,86 @@ fn collect(
     }
     printer.finish();
     Ok(parts.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpStream;
+
+    use super::*;
+    use crate::distributed::wire::host_name;
+
+    fn hello(tool: String) -> ToCoordinator {
+        ToCoordinator::Hello(Hello {
+            protocol: PROTOCOL,
+            tool,
+            host: host_name(),
+            cores: 1,
+        })
+    }
+
+    /// Connects (the coordinator may not listen yet), says `hello`, reads the first answer.
+    fn join(port: u16, hello: &ToCoordinator) -> ToWorker {
+        let started = Instant::now();
+        let stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(e) if started.elapsed() > Duration::from_secs(20) => panic!("connect: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let link: Link<ToCoordinator> = Link::new(&stream, Duration::from_secs(5)).expect("link");
+        link.send(hello).expect("hello sent");
+        let mut reader = BufReader::new(stream);
+        reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        read_message(&mut reader, Duration::from_secs(20)).expect("an answer")
+    }
+
+    #[test]
+    fn another_version_is_refused_and_too_few_workers_fail_the_run_telling_those_connected() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let opts = CoordinatorOptions {
+            listen: format!("127.0.0.1:{port}"),
+            workers: 2,
+            wait: Duration::from_secs(2),
+            peer_timeout: Duration::from_secs(5),
+            run: RunOptions {
+                progress: Progress::Off,
+                audit: false,
+                max_p99_ms: None,
+                max_error_rate: None,
+            },
+        };
+        // The run fails before the gateway is ever asked anything.
+        let target = Target {
+            base: "http://127.0.0.1:9".into(),
+            operator_token: "unused".into(),
+            token_secret: None,
+            embedded: false,
+        };
+        let run = std::thread::spawn(move || coordinate(&Scenario::default(), &target, &opts));
+        match join(port, &hello("platepool-loadtest 0.0.0-other".into())) {
+            ToWorker::Abort { reason } => {
+                assert!(
+                    reason.contains("0.0.0-other") && reason.contains(&tool()),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        match join(port, &hello(tool())) {
+            ToWorker::Abort { reason } => {
+                assert_eq!(reason, "1 of 2 workers connected within 2 s")
+            }
+            other => panic!("expected the abort, got {other:?}"),
+        }
+        let err = run.join().expect("no panic").expect_err("too few workers");
+        assert_eq!(err, "1 of 2 workers connected within 2 s");
+    }
 }
