@@ -97,7 +97,9 @@ pub fn verify_token(secret: &str, token: &str, now_s: u64) -> Result<TokenClaims
     let sig = URL_SAFE_NO_PAD
         .decode(sig)
         .map_err(|_| ApiError::unauthorized("malformed token signature"))?;
-    mac(secret.as_bytes(), &format!("{version}.{payload}"))
+    // What was signed is `version.payload`: the token up to its last dot, as it came.
+    let signed = &token[..version.len() + 1 + payload.len()];
+    mac(secret.as_bytes(), signed)
         .verify_slice(&sig)
         .map_err(|_| ApiError::unauthorized("token signature does not verify"))?;
     let raw = URL_SAFE_NO_PAD

@@ -20,12 +20,35 @@ use ipnet::IpNet;
 use rand::Rng as _;
 use tracing::Instrument as _;
 
+use crate::settings::LogFormat;
+
 /// The header a request id comes in and goes out in.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest request id taken from a client.
 pub const REQUEST_ID_LEN_MAX: usize = 128;
 /// The access log's target.
 pub const ACCESS_TARGET: &str = "platepool::access";
+
+/// Installs the process's log subscriber: lines on stderr, as text or JSON, filtered by
+/// `RUST_LOG` (default `info`). In JSON, the current span's fields (the request id) are on
+/// every line, flattened beside the event's. Does nothing when one is installed already.
+pub fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
 
 /// The client's id when it is one we can log and echo safely.
 pub fn accepted_id(value: &str) -> Option<&str> {

@@ -589,11 +589,30 @@ fn main() {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let md = root.join("../BENCHMARKS.md");
         let plot = root.join("compare-throughput.svg");
-        std::fs::write(&md, &out.markdown)
-            .unwrap_or_else(|e| panic!("write {}: {e}", md.display()));
+        // Sections added by hand (their heading says they are not part of `compare`) stay.
+        let old = std::fs::read_to_string(&md).unwrap_or_default();
+        let text = format!("{}{}", out.markdown, hand_sections(&old));
+        std::fs::write(&md, text).unwrap_or_else(|e| panic!("write {}: {e}", md.display()));
         std::fs::write(&plot, &out.svg).unwrap_or_else(|e| panic!("write {}: {e}", plot.display()));
         eprintln!("compare: wrote {} and {}", md.display(), plot.display());
     }
+}
+
+/// What marks a section of BENCHMARKS.md that `compare` does not write.
+const HAND_SECTION_MARK: &str = "not part of `compare`";
+
+/// The sections of `benchmarks` (BENCHMARKS.md as it is) from the first `## ` heading that
+/// says it is not part of `compare`, to the end; empty when there is none. A rewrite of the
+/// file keeps them after its own.
+fn hand_sections(benchmarks: &str) -> String {
+    let mut at = 0;
+    for line in benchmarks.split_inclusive('\n') {
+        if line.starts_with("## ") && line.contains(HAND_SECTION_MARK) {
+            return format!("\n{}", &benchmarks[at..]);
+        }
+        at += line.len();
+    }
+    String::new()
 }
 
 struct Limits<'a> {
@@ -1106,3 +1125,19 @@ const DESIGNS: &str = "\
 | hold expiry | ordered set of deadlines, one timer; holds are not persisted | sorted set of deadlines, script pops due ones in slices | partial index on the deadline, `FOR UPDATE SKIP LOCKED` slices |
 | keyboard | `KeyboardIndex`: counts per subset of positions, ≤ 5 × 34 reads | hash of counts per subset projection (`A?3??`), kept by every script; `HMGET` of 34 fields per position | per position, `EXISTS` probe per character on partial per-position indexes of available numbers; a prepared statement per shape |
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_written_by_hand_are_kept() {
+        let old = "# title\n\n## Bars\n\nmeasured\n\n## Province node (not part of `compare`; by hand)\n\nrows\n\n## Later\n\nmore\n";
+        assert_eq!(
+            hand_sections(old),
+            "\n## Province node (not part of `compare`; by hand)\n\nrows\n\n## Later\n\nmore\n"
+        );
+        assert_eq!(hand_sections("# title\n\n## Bars\n"), "");
+        assert_eq!(hand_sections(""), "");
+    }
+}

@@ -39,6 +39,8 @@ use platepool_bench::machine::{
 use platepool_bench::wrk::{self, Load, Request, WrkResult};
 use platepool_engine::{AppId, Durability};
 use platepool_gateway::auth::{sign_token, TokenClaims};
+use platepool_gateway::request_log::init_logs;
+use platepool_gateway::settings::LogFormat;
 use platepool_gateway::{Gateway, GatewayConfig};
 
 /// The allocator of the `platepool` binary, so the gateway measured here is the one that runs.
@@ -72,14 +74,17 @@ const CALIBRATION_RUN: Duration = Duration::from_secs(3);
 enum Endpoint {
     Hello,
     Draws,
+    /// The draws on a second gateway that logs as `platepool --log-format json` does.
+    DrawsLogged,
     Keyboard,
     Pool,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 4] = [
+    const ALL: [Endpoint; 5] = [
         Endpoint::Hello,
         Endpoint::Draws,
+        Endpoint::DrawsLogged,
         Endpoint::Keyboard,
         Endpoint::Pool,
     ];
@@ -88,6 +93,7 @@ impl Endpoint {
         match self {
             Endpoint::Hello => "hello",
             Endpoint::Draws => "draws",
+            Endpoint::DrawsLogged => "draws-log",
             Endpoint::Keyboard => "keyboard",
             Endpoint::Pool => "pool",
         }
@@ -97,6 +103,9 @@ impl Endpoint {
         match self {
             Endpoint::Hello => "actix-web hello world `GET /`",
             Endpoint::Draws => "random draw `POST /v1/applications/{id}/draws` (durable)",
+            Endpoint::DrawsLogged => {
+                "the same draw, JSON request log on (`--log-format json`: request id, access line)"
+            }
             Endpoint::Keyboard => "keyboard `GET /v1/applications/{id}/keyboard?entered=…`",
             Endpoint::Pool => "pool notice `GET /v1/offices/{office}/pool`",
         }
@@ -107,7 +116,7 @@ impl Endpoint {
         match self {
             Endpoint::Draws => Some(DRAWS_TARGET),
             Endpoint::Pool => Some(POOL_TARGET),
-            Endpoint::Hello | Endpoint::Keyboard => None,
+            Endpoint::Hello | Endpoint::DrawsLogged | Endpoint::Keyboard => None,
         }
     }
 
@@ -174,7 +183,7 @@ Options:
                      CPU 0 with wrk on CPU 1 (default 2,1); the first is the one judged
   --no-half-rate     skip the latency runs at half of each maximum rate
   --perf ENDPOINT    afterwards, record `perf record --call-graph dwarf` of the gateway under that endpoint's
-                     load (hello, draws, keyboard, pool) into perf-<endpoint>.data
+                     load (hello, draws, draws-log, keyboard, pool) into perf-<endpoint>.data
   --out FILE         report path (default bench/HTTP-REPORT.md)
 ";
 
@@ -255,8 +264,13 @@ fn serve_hello(workers: usize) -> Result<(), String> {
     })
 }
 
-/// `serve-gateway WORKERS DATA_DIR`: the `platepool` binary's app over the recovered office.
-fn serve_gateway(workers: usize, dir: &Path) -> Result<(), String> {
+/// `serve-gateway WORKERS DATA_DIR [json]`: the `platepool` binary's app over the recovered
+/// office; with `json`, its log subscriber as `platepool serve --log-format json` installs it
+/// (level info: a JSON line per request on stderr, with its request id).
+fn serve_gateway(workers: usize, dir: &Path, logs: Option<LogFormat>) -> Result<(), String> {
+    if let Some(format) = logs {
+        init_logs(format);
+    }
     actix_rt::System::new().block_on(async move {
         let engine = fixture::open_engine(dir, Durability::Fsync).await;
         let config = GatewayConfig {
@@ -419,7 +433,8 @@ struct Server {
 }
 
 impl Server {
-    fn start(args: &[String], cpus: Option<&str>) -> Result<Server, String> {
+    /// Starts `args` (on `cpus`, if given), its stderr to `stderr`.
+    fn start(args: &[String], cpus: Option<&str>, stderr: Stdio) -> Result<Server, String> {
         let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
         let mut command = match cpus {
             Some(c) => {
@@ -432,7 +447,7 @@ impl Server {
         let mut child = command
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot start {args:?}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -483,7 +498,7 @@ fn requests(endpoint: Endpoint, apps: &[(String, String)]) -> Vec<Request> {
             "/v1/offices/{}/pool",
             fixture::OFFICE
         ))],
-        Endpoint::Draws => apps
+        Endpoint::Draws | Endpoint::DrawsLogged => apps
             .iter()
             .map(|(id, token)| {
                 Request::post_json(
@@ -512,6 +527,8 @@ struct Measured {
     cpu_per_request: Duration,
     /// wrk's own CPU per answered request.
     client_cpu_per_request: Duration,
+    /// Bytes of log the server wrote per answered request (the logging gateway only).
+    log_bytes_per_request: Option<f64>,
 }
 
 struct Bench<'a> {
@@ -519,6 +536,9 @@ struct Bench<'a> {
     setup: Setup,
     hello: Server,
     gateway: Server,
+    /// A second gateway over its own copy of the office, logging (JSON) to `log_file`.
+    gateway_logged: Server,
+    log_file: &'a Path,
     apps: &'a [(String, String)],
     /// The engine-alone run's folder (a copy of the gateway's) and its applications.
     engine_dir: &'a Path,
@@ -529,6 +549,7 @@ impl Bench<'_> {
     fn server(&self, e: Endpoint) -> &Server {
         match e {
             Endpoint::Hello => &self.hello,
+            Endpoint::DrawsLogged => &self.gateway_logged,
             _ => &self.gateway,
         }
     }
@@ -549,10 +570,20 @@ impl Bench<'_> {
         let server = self.server(e);
         let before = server.cpu();
         let client_before = waited_children_cpu();
+        self.truncate_log();
         let result = match wrk::run(&self.load(e, duration, think)) {
             Ok(r) => r,
             Err(err) => panic!("wrk on {}: {err}", e.name()),
         };
+        let log_bytes_per_request = (e == Endpoint::DrawsLogged).then(|| {
+            let bytes = std::fs::metadata(self.log_file).map_or(0, |m| m.len());
+            assert!(
+                bytes > 0 || result.requests == 0,
+                "the logging gateway wrote no log line ({})",
+                self.log_file.display()
+            );
+            bytes as f64 / result.requests.max(1) as f64
+        });
         let cpu = server.cpu().saturating_sub(before);
         let cpu_per_request = cpu / (result.requests.max(1) as u32);
         let client_cpu_per_request =
@@ -572,6 +603,14 @@ impl Bench<'_> {
             result,
             cpu_per_request,
             client_cpu_per_request,
+            log_bytes_per_request,
+        }
+    }
+
+    /// Empties the logging gateway's log file (it writes with `O_APPEND`, so at the new end).
+    fn truncate_log(&self) {
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(self.log_file) {
+            let _ = f.set_len(0);
         }
     }
 
@@ -686,25 +725,55 @@ impl SetupResult {
     }
 }
 
+/// The folders the servers run on: the gateway's, the logging gateway's (a copy) and its log
+/// file.
+struct Folders<'a> {
+    gateway: &'a Path,
+    logged: &'a Path,
+    log_file: &'a Path,
+}
+
 fn run_setup(
     options: &Options,
     setup: Setup,
-    dir: &Path,
+    folders: &Folders<'_>,
     apps: &[(String, String)],
     engine_alone: (&Path, &Path),
 ) -> Result<SetupResult, String> {
     let cpus = setup.pinned.then_some("0");
     let w = setup.workers.to_string();
-    let hello = Server::start(&["serve-hello".into(), w.clone()], cpus)?;
+    let hello = Server::start(&["serve-hello".into(), w.clone()], cpus, Stdio::inherit())?;
     let gateway = Server::start(
-        &["serve-gateway".into(), w, dir.display().to_string()],
+        &[
+            "serve-gateway".into(),
+            w.clone(),
+            folders.gateway.display().to_string(),
+        ],
         cpus,
+        Stdio::inherit(),
+    )?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(folders.log_file)
+        .map_err(|e| format!("{}: {e}", folders.log_file.display()))?;
+    let gateway_logged = Server::start(
+        &[
+            "serve-gateway".into(),
+            w,
+            folders.logged.display().to_string(),
+            "json".into(),
+        ],
+        cpus,
+        Stdio::from(log),
     )?;
     let bench = Bench {
         options,
         setup,
         hello,
         gateway,
+        gateway_logged,
+        log_file: folders.log_file,
         apps,
         engine_dir: engine_alone.0,
         engine_apps: engine_alone.1,
@@ -1088,6 +1157,26 @@ fn write_engine_alone(md: &mut String, options: &Options, r: &SetupResult) {
         us(floor.measured),
         us(floor.above_floor),
     );
+    let logged = cpu_of(r, Endpoint::DrawsLogged);
+    let log_bytes = median(
+        r.runs(Endpoint::DrawsLogged)
+            .iter()
+            .filter_map(|m| m.log_bytes_per_request)
+            .collect(),
+    );
+    let _ = writeln!(
+        md,
+        "
+The request log: the same draws on a second gateway (its own copy of the office) that          installs the log subscriber of `platepool serve --log-format json` (level info, stderr          to a file, {log_bytes:.0} bytes of log per draw) cost {} of server CPU, {} above the          floor: the request log (request id, span, access line, its write) costs {} per draw in          this run. The draws above run with the request log middleware but no subscriber, as          `RUST_LOG=off` would.",
+        us(logged),
+        us(logged.saturating_sub(floor.hello + floor.engine)),
+        signed_us(logged.as_secs_f64() - floor.measured.as_secs_f64()),
+    );
+}
+
+/// Microseconds with a sign: `+2.1 µs`, `-0.4 µs`.
+fn signed_us(seconds: f64) -> String {
+    format!("{:+.1} µs", seconds * 1e6)
 }
 
 fn report(options: &Options, results: &[SetupResult], started: &str, elapsed: Duration) -> String {
@@ -1285,9 +1374,16 @@ fn main() {
             .and_then(|w| w.parse().ok())
             .ok_or_else(|| "serve-hello WORKERS".to_string())
             .and_then(serve_hello),
-        Some("serve-gateway") => match (args.get(1).and_then(|w| w.parse().ok()), args.get(2)) {
-            (Some(w), Some(dir)) => serve_gateway(w, Path::new(dir)),
-            _ => Err("serve-gateway WORKERS DATA_DIR".into()),
+        Some("serve-gateway") => match (
+            args.get(1).and_then(|w| w.parse().ok()),
+            args.get(2),
+            args.get(3).map(String::as_str),
+        ) {
+            (Some(w), Some(dir), None) => serve_gateway(w, Path::new(dir), None),
+            (Some(w), Some(dir), Some("json")) => {
+                serve_gateway(w, Path::new(dir), Some(LogFormat::Json))
+            }
+            _ => Err("serve-gateway WORKERS DATA_DIR [json]".into()),
         },
         Some("engine-draws") => match (
             args.get(1),
@@ -1351,13 +1447,23 @@ fn orchestrate(options: &Options) -> Result<(), String> {
         .map(|app| format!("{} {}\n", app.id.seq, app.user))
         .collect();
     std::fs::write(&engine_apps, listing).map_err(|e| format!("applications: {e}"))?;
+    // The logging gateway serves its own copy (one engine per folder).
+    let logged_root = fixture::temp_dir("platepool-http-report-logged-");
+    let logged_dir = logged_root.path().join("data");
+    copy_dir(dir.path(), &logged_dir).map_err(|e| format!("copying the office: {e}"))?;
+    let log_file = logged_root.path().join("gateway.log");
     drop(built);
+    let folders = Folders {
+        gateway: dir.path(),
+        logged: &logged_dir,
+        log_file: &log_file,
+    };
     let mut results = Vec::new();
     for &setup in &options.setups {
         results.push(run_setup(
             options,
             setup,
-            dir.path(),
+            &folders,
             &apps,
             (&engine_dir, &engine_apps),
         )?);

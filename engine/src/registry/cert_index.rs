@@ -125,6 +125,58 @@ impl CertIndex {
         }
     }
 
+    /// Indexes `entries` (a VIN's hash and its record's offset, every committed record of the
+    /// log) as inserting them one by one in the log's order would, in one sort instead of a
+    /// search per record: at start-up, with a million certificates or more, the searches were
+    /// most of the time to ready. Records sharing a hash are told apart by their VINs
+    /// (`vin_at`): the same VIN imported again keeps its newest record; another VIN with a
+    /// taken hash is kept by name, the hash staying with the VIN first in the log.
+    pub(crate) fn load<E>(
+        &mut self,
+        mut entries: Vec<(u64, u64)>,
+        mut vin_at: impl FnMut(u64) -> Result<String, E>,
+    ) -> Result<(), E> {
+        if self.len() > 0 {
+            for (hash, offset) in entries {
+                let vin = vin_at(offset)?;
+                self.insert_hashed(&vin, hash, offset, &mut vin_at)?;
+            }
+            return Ok(());
+        }
+        entries.sort_unstable();
+        // Compacted in place: each run of equal hashes leaves one entry, at or before its start.
+        let (mut at, mut kept) = (0, 0);
+        while at < entries.len() {
+            let hash = entries[at].0;
+            let same = entries[at..].iter().take_while(|e| e.0 == hash).count();
+            let offset = if same == 1 {
+                entries[at].1
+            } else {
+                // In log order: the first VIN keeps the hash, each VIN its newest record.
+                let mut vins: Vec<(String, u64)> = Vec::new();
+                for &(_, offset) in &entries[at..at + same] {
+                    let vin = vin_at(offset)?;
+                    match vins.iter_mut().find(|(v, _)| *v == vin) {
+                        Some(newest) => newest.1 = offset,
+                        None => vins.push((vin, offset)),
+                    }
+                }
+                let first = vins.remove(0).1;
+                self.overflow.extend(vins);
+                first
+            };
+            entries[kept] = (hash, offset);
+            kept += 1;
+            at += same;
+        }
+        entries.truncate(kept);
+        if entries.capacity() > kept + kept / 16 {
+            entries.shrink_to_fit();
+        }
+        self.sorted = entries;
+        Ok(())
+    }
+
     /// Moves the recent additions into the sorted array (their hashes are not in it).
     pub(crate) fn merge(&mut self) {
         if self.recent.is_empty() {
@@ -199,6 +251,72 @@ mod tests {
         index.merge();
         assert!(index.recent.is_empty());
         assert!(index.sorted.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn loading_at_once_indexes_as_inserting_one_by_one() {
+        // VINs imported twice, and VINs sharing a hash (as collisions would), in log order.
+        let mut log: Vec<(String, u64)> = Vec::new();
+        for i in 0..3 * RECENT_MIN as u64 {
+            log.push((format!("VIN{i:08}"), vin_hash(&format!("VIN{i:08}"))));
+        }
+        for i in (0..3 * RECENT_MIN as u64).step_by(7) {
+            log.push((format!("VIN{i:08}"), vin_hash(&format!("VIN{i:08}"))));
+        }
+        for (vin, hash) in [
+            ("AAAA", 42),
+            ("BBBB", 42),
+            ("AAAA", 42),
+            ("CCCC", 42),
+            ("BBBB", 42),
+        ] {
+            log.push((vin.to_string(), hash));
+        }
+        let records: HashMap<u64, String> = log
+            .iter()
+            .enumerate()
+            .map(|(at, (vin, _))| (at as u64, vin.clone()))
+            .collect();
+        let vin_at = |at: u64| records.get(&at).cloned().ok_or("no record there");
+        let mut one_by_one = CertIndex::default();
+        for (at, (vin, hash)) in log.iter().enumerate() {
+            one_by_one
+                .insert_hashed(vin, *hash, at as u64, vin_at)
+                .expect("insert");
+        }
+        one_by_one.merge();
+        let mut at_once = CertIndex::default();
+        let entries = log
+            .iter()
+            .enumerate()
+            .map(|(at, (_, hash))| (*hash, at as u64))
+            .collect();
+        at_once.load(entries, vin_at).expect("load");
+        assert_eq!(at_once.sorted, one_by_one.sorted);
+        assert_eq!(at_once.overflow, one_by_one.overflow);
+        assert_eq!(at_once.len(), 3 * RECENT_MIN + 3);
+        let (a, b, c) = (
+            at_once.find_hashed("AAAA", 42),
+            at_once.find_hashed("BBBB", 42),
+            at_once.find_hashed("CCCC", 42),
+        );
+        let last = log.len() as u64 - 1;
+        assert_eq!(
+            a,
+            Some(Slot::ByHash(last - 2)),
+            "the first VIN keeps the hash"
+        );
+        assert_eq!(b, Some(Slot::Exact(last)));
+        assert_eq!(c, Some(Slot::Exact(last - 1)));
+        // Loading into an index that holds entries already inserts them one by one.
+        let mut again = CertIndex::default();
+        again
+            .load(vec![(vin_hash("VIN00000001"), 1)], vin_at)
+            .expect("load");
+        again
+            .load(vec![(vin_hash("VIN00000002"), 2)], vin_at)
+            .expect("load");
+        assert_eq!(again.len(), 2);
     }
 
     #[test]

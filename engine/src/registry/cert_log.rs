@@ -23,7 +23,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::cert_index::{CertIndex, Slot};
+use super::cert_index::{vin_hash, CertIndex, Slot};
 use super::Certificate;
 use crate::class::Energy;
 use crate::group_commit::{settle, GroupSyncer, SyncState};
@@ -246,13 +246,16 @@ impl CertificateLog {
             .read_to_end(&mut Vec::new())
             .map_err(|e| io(&self.path, e))?;
         let mut at = MAGIC.len() as u64;
-        let mut pending: Vec<(String, u64)> = Vec::new();
+        // (VIN hash, offset) of the records of the import being read, then of every committed
+        // import: indexed in one go once the file is read (`CertIndex::load`).
+        let mut pending: Vec<(u64, u64)> = Vec::new();
+        let mut committed: Vec<(u64, u64)> = Vec::new();
         let mut imports = Vec::new();
         while let Some(payload) = next_frame(&mut reader) {
             let offset = at;
             at += (HEAD + payload.len()) as u64;
             if let Some(cert) = decode_cert(&payload) {
-                pending.push((cert.vin, offset));
+                pending.push((vin_hash(&cert.vin), offset));
                 continue;
             }
             let Some((batch, count, audit)) = decode_commit(&payload) else {
@@ -268,7 +271,7 @@ impl CertificateLog {
                     ),
                 ));
             }
-            self.index_entries(std::mem::take(&mut pending))?;
+            committed.append(&mut pending);
             self.end = at;
             self.committed = at;
             self.next_batch = batch + 1;
@@ -278,7 +281,9 @@ impl CertificateLog {
                 audit,
             });
         }
-        self.index.merge();
+        let (file, path) = (&self.file, &self.path);
+        self.index
+            .load(committed, |old| read_at(file, path, old).map(|c| c.vin))?;
         if self.committed < acknowledged {
             return Err(corrupt(
                 &self.path,

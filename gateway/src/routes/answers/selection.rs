@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{ms_left, Shown};
 
 /// `{"serial": "A1234", "plate": "粤K·A1234"}`: a number, alone and with its office's prefix.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, utoipa::ToSchema)]
 #[schema(as = Plate)]
 pub struct PlateAnswer {
     /// The full plate as printed.
@@ -20,12 +20,34 @@ pub struct PlateAnswer {
     pub serial: Shown<Serial>,
 }
 
+/// The separator between an office's prefix and a serial on a printed plate.
+const PLATE_DOT: &str = "·";
+
 impl PlateAnswer {
+    /// The plate is written once, into a string of its exact size (a draw answers ten of them).
     pub fn new(prefix: &str, serial: Serial) -> PlateAnswer {
+        let text = serial.text();
+        let serial_text = text.as_str();
+        let mut plate = String::with_capacity(prefix.len() + PLATE_DOT.len() + serial_text.len());
+        plate.push_str(prefix);
+        plate.push_str(PLATE_DOT);
+        plate.push_str(serial_text);
         PlateAnswer {
-            plate: FullPlate(prefix, serial).to_string(),
+            plate,
             serial: Shown(serial),
         }
+    }
+}
+
+/// Fields in the order the derived form wrote them; the serial as a plain string, without
+/// going through `Display`.
+impl Serialize for PlateAnswer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("PlateAnswer", 2)?;
+        out.serialize_field("plate", &self.plate)?;
+        out.serialize_field("serial", self.serial.0.text().as_str())?;
+        out.end()
     }
 }
 

@@ -133,7 +133,7 @@ where
 {
     if key.is_none() {
         let (status, answer) = work.await?;
-        return Ok(HttpResponse::build(status).json(answer));
+        return Ok(json_response(status, &answer));
     }
     let kept = async {
         let (status, answer) = work.await?;
@@ -143,6 +143,21 @@ where
     };
     let (status, json) = gw.idempotency.run_guarded(key, now_ms, state, kept).await?;
     Ok(HttpResponse::build(status).json(json))
+}
+
+/// Bytes reserved for a JSON answer before it is written: a draw's (ten plates and the
+/// candidate list) fits, so the buffer is not grown while writing.
+const ANSWER_CAPACITY: usize = 1024;
+
+/// `HttpResponse::json` written into a buffer sized once rather than grown while writing.
+fn json_response<T: Serialize>(status: StatusCode, answer: &T) -> HttpResponse {
+    let mut body = Vec::with_capacity(ANSWER_CAPACITY);
+    match serde_json::to_writer(&mut body, answer) {
+        Ok(()) => HttpResponse::build(status)
+            .content_type("application/json")
+            .body(body),
+        Err(e) => HttpResponse::from_error(actix_web::error::JsonPayloadError::Serialize(e)),
+    }
 }
 
 /// No state to guard a keyed retry with (`answer_once`'s `state`).
