@@ -293,6 +293,8 @@ struct Settings {
     workers: usize,
     shutdown_timeout_s: u64,
     clock_step_bound: std::time::Duration,
+    client_request_timeout: std::time::Duration,
+    shed_queue_delay: Option<std::time::Duration>,
     log_format: LogFormat,
     demo: bool,
     gateway: GatewayConfig,
@@ -328,6 +330,11 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
         clock_step_bound: match config.clock_step_bound_ms {
             0 => return Err("clock_step_bound_ms must be at least 1".into()),
             ms => std::time::Duration::from_millis(ms),
+        },
+        client_request_timeout: std::time::Duration::from_millis(config.client_request_timeout_ms),
+        shed_queue_delay: match config.shed_queue_delay_ms {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
         },
         log_format: config.log_format,
         demo: args.demo,
@@ -389,6 +396,7 @@ async fn serve(s: Settings) -> Result<(), String> {
     let mut engine_config = EngineConfig::new(&s.data_dir);
     engine_config.durability = s.durability;
     engine_config.clock_step_bound = s.clock_step_bound;
+    engine_config.shed_queue_delay = s.shed_queue_delay;
     let engine = Engine::open(engine_config)
         .await
         .map_err(|e| format!("cannot open {}: {e}", s.data_dir.display()))?;
@@ -433,6 +441,7 @@ async fn serve(s: Settings) -> Result<(), String> {
             .default_service(web::to(platepool_gateway::not_found))
     })
     .workers(s.workers)
+    .client_request_timeout(s.client_request_timeout)
     .shutdown_timeout(s.shutdown_timeout_s)
     .shutdown_signal({
         let gw = gw.clone();

@@ -62,6 +62,12 @@ pub struct ServeConfig {
     /// A wall-clock step larger than this (ms) is not followed until an operator confirms the
     /// time or the wall clock agrees again (SPEC T1, engine `clock.rs`).
     pub clock_step_bound_ms: u64,
+    /// Milliseconds a new connection gets to send its first request's head before it is
+    /// answered 408 and closed.
+    pub client_request_timeout_ms: u64,
+    /// An office refuses new writes with 503 while calls wait in it longer than this (ms) and
+    /// at least 64 are in flight (0: only past the in-flight limit).
+    pub shed_queue_delay_ms: u64,
     pub log_format: LogFormat,
     #[serde(flatten)]
     pub gateway: GatewayConfig,
@@ -76,6 +82,11 @@ impl Default for ServeConfig {
             workers: 0,
             shutdown_timeout_s: 30,
             clock_step_bound_ms: 2_000,
+            client_request_timeout_ms: 5_000,
+            shed_queue_delay_ms: u64::try_from(
+                platepool_engine::actor::SHED_QUEUE_DELAY.as_millis(),
+            )
+            .unwrap_or(u64::MAX),
             log_format: LogFormat::Text,
             // The binary issues citizen tokens only when told (or with --demo): an operator
             // token that can act as any citizen is not a default (SPEC S4).
@@ -95,6 +106,8 @@ pub const KEYS: &[&str] = &[
     "workers",
     "shutdown_timeout_s",
     "clock_step_bound_ms",
+    "client_request_timeout_ms",
+    "shed_queue_delay_ms",
     "log_format",
     "operator_token",
     "token_secret",

@@ -1,9 +1,11 @@
 //! The calls the power-loss campaign and the fsync test send the binary: an office, a release of
 //! patterns and one of 6,000 listed serials (a sled blob), certificate records, then citizens
 //! through the whole flow (SMS, application, identity), a release of 100,000 numbers by
-//! patterns (stored as its patterns, restored by expanding them), a burst of thousands of
-//! draws from many connections at once (they land as group commits of several calls), then
-//! candidates, claims, a registration, a void and a withdrawal. Each request remembers its connection's port (how the trace names it) and what
+//! patterns (stored as its patterns, restored by expanding them), a burst of draws from many
+//! connections at once (they land as group commits of several calls), then candidates, claims,
+//! a registration, a void and a withdrawal; and the opening ([`Flow::opening_run`]): thousands
+//! of draws at the opening of a release, held by the office's opening window and served
+//! together. Each request remembers its connection's port (how the trace names it) and what
 //! its answer acknowledged, so that a folder rebuilt from the trace can be checked against
 //! every answer given before.
 
@@ -35,8 +37,72 @@ pub struct Burst {
     pub clients: u32,
 }
 
+/// Draws at the opening of a release, in an office whose opening window holds them all (see
+/// [`Flow::opening_run`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Opening {
+    pub citizens: u32,
+    /// Each on its own connection, sent at once; at most an office's mailbox (4,096).
+    pub draws: u32,
+    /// The office's opening window: every draw must arrive within it.
+    pub window_ms: u64,
+}
+
+/// How long after the large release is created it opens, in the opening run.
+const OPENING_LEAD_MS: u64 = 1_500;
+
+/// One draw on a connection of its own, sent once (no retry on another connection, which
+/// could draw twice), with the connection's port; the answer may take the whole window.
+fn draw_once(port: u16, c: &Citizen) -> Result<(Answer, u16), String> {
+    use std::io::{Read, Write};
+    let path = format!("/v1/applications/{}/draws", c.app);
+    let fail = |e: std::io::Error| format!("POST {path}: {e}");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(fail)?;
+    let client_port = stream.local_addr().map_err(fail)?.port();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .map_err(fail)?;
+    let body = json!({"exclude_four": false}).to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        c.token,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).map_err(fail)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(fail)?;
+    let answer = parse_answer(&raw).ok_or_else(|| {
+        format!(
+            "POST {path}: not an HTTP answer: {:?}",
+            String::from_utf8_lossy(&raw[..raw.len().min(200)])
+        )
+    })?;
+    Ok((answer, client_port))
+}
+
+/// A whole answer read to the connection's end (`Connection: close`, a sized body).
+fn parse_answer(raw: &[u8]) -> Option<Answer> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(Answer {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
 /// Draws each application may make: the most an office allows, more than any burst's share.
 const RANDOM_QUOTA: u32 = platepool_engine::config::QUOTA_MAX;
+/// A draw sent among others at once: when, by whom, its answer and its connection's port.
+type Sent = (Instant, Citizen, Result<(Answer, u16), String>);
+
 /// A change an answer acknowledged, as it can be read back.
 #[derive(Debug, Clone)]
 pub enum Expect {
@@ -209,9 +275,21 @@ impl Flow {
 
     /// The operator's side: office, two releases, certificates for `citizens`.
     pub fn operator_setup(&mut self, port: u16, citizens: u32) -> Result<(), String> {
+        self.office_setup(port, citizens, 0, true)
+    }
+
+    /// An office with an opening window of `window_ms` (0: none), a release of patterns, the
+    /// listed release if `listed`, certificates for `citizens`.
+    fn office_setup(
+        &mut self,
+        port: u16,
+        citizens: u32,
+        window_ms: u64,
+        listed: bool,
+    ) -> Result<(), String> {
         let office = json!({
             "name": "power loss office", "prefix": "粤K", "classes": ["small"],
-            "rules": {"sms_confirm_delay_ms": 0, "opening_window_ms": 0,
+            "rules": {"sms_confirm_delay_ms": 0, "opening_window_ms": window_ms,
                       "custom_min_interval_ms": 0, "random_min_interval_ms": 0,
                       "random_quota": RANDOM_QUOTA},
             "notice": {"version": "v1", "text": "terms"}
@@ -236,20 +314,22 @@ impl Flow {
             201,
             release,
         )?;
-        let serials: Vec<String> = "BCDEFGHJKL"
-            .chars()
-            .flat_map(|l| (0..10_000).map(move |n| format!("{l}{n:04}")))
-            .take(LISTED_SERIALS)
-            .collect();
-        let listed = json!({"class": "small", "label": "listed", "serials": serials});
-        self.call(
-            port,
-            OPERATOR,
-            ("POST", &releases),
-            Some(&listed),
-            201,
-            release,
-        )?;
+        if listed {
+            let serials: Vec<String> = "BCDEFGHJKL"
+                .chars()
+                .flat_map(|l| (0..10_000).map(move |n| format!("{l}{n:04}")))
+                .take(LISTED_SERIALS)
+                .collect();
+            let listed = json!({"class": "small", "label": "listed", "serials": serials});
+            self.call(
+                port,
+                OPERATOR,
+                ("POST", &releases),
+                Some(&listed),
+                201,
+                release,
+            )?;
+        }
         let rows: Vec<Value> = (1..=citizens)
             .map(|n| json!({"vin": vin(n), "voucher": format!("PL{n:06}"), "class": "small", "energy": "fuel"}))
             .collect();
@@ -264,13 +344,21 @@ impl Flow {
         Ok(())
     }
 
-    /// The release of [`LARGE_RELEASE_NUMBERS`] numbers by patterns, open at once.
-    fn large_release(&mut self, port: u16) -> Result<(), String> {
+    /// The release of [`LARGE_RELEASE_NUMBERS`] numbers by patterns, open at once or at
+    /// `opens_at_ms`.
+    fn large_release(&mut self, port: u16, opens_at_ms: Option<u64>) -> Result<(), String> {
         let patterns: Vec<String> = LARGE_RELEASE_LETTERS
             .chars()
             .map(|l| format!("{l}####"))
             .collect();
-        let body = json!({"class": "small", "label": "large", "patterns": patterns});
+        let mut body = json!({"class": "small", "label": "large", "patterns": patterns});
+        if let Some(ms) = opens_at_ms {
+            let at = i64::try_from(ms)
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .ok_or_else(|| format!("no instant {ms}"))?;
+            body["opens_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
         let v = self.call(
             port,
             OPERATOR,
@@ -340,7 +428,6 @@ impl Flow {
     /// at once. The requests are recorded in the order they were sent, which is the order of
     /// their answers on each client port (a port closed by one thread may be reused by another).
     fn draw_burst(&mut self, port: u16, citizens: &[Citizen], burst: &Burst) {
-        type Sent = (Instant, Citizen, Result<(Answer, u16), String>);
         let clients = burst.clients.max(1) as usize;
         let handles: Vec<_> = (0..clients)
             .map(|k| {
@@ -386,6 +473,12 @@ impl Flow {
                 Err(_) => self.failures.push("a client thread panicked".into()),
             }
         }
+        self.record_draws(sent);
+    }
+
+    /// Records draws sent at once, in the order they were sent (on each client port, the order
+    /// of their answers).
+    fn record_draws(&mut self, mut sent: Vec<Sent>) {
         sent.sort_by_key(|(at, _, _)| *at);
         for (_, c, result) in sent {
             match result {
@@ -414,6 +507,58 @@ impl Flow {
         }
     }
 
+    /// The opening: an office whose opening window is `opening.window_ms`, its citizens, and
+    /// the large release opening a moment later; at its opening every draw is sent at once,
+    /// each on its own connection. The office holds every draw that arrives in the window and
+    /// serves them all when it ends: their commits reach the writer together and land as
+    /// group commits of thousands.
+    pub fn opening_run(&mut self, port: u16, opening: &Opening) -> Result<(), String> {
+        self.office_setup(port, opening.citizens, opening.window_ms, false)?;
+        let people: Vec<Citizen> = (1..=opening.citizens)
+            .map(|n| self.citizen(port, n))
+            .collect::<Result<_, _>>()?;
+        let opens_at = platepool_engine::calendar::now_ms() + OPENING_LEAD_MS;
+        self.large_release(port, Some(opens_at))?;
+        let now = platepool_engine::calendar::now_ms();
+        if now >= opens_at + opening.window_ms {
+            return Err(format!(
+                "the release was answered {} ms after its opening window ended",
+                now - opens_at - opening.window_ms
+            ));
+        }
+        // Just after the opening instant: every draw falls in the window.
+        std::thread::sleep(Duration::from_millis(opens_at.saturating_sub(now) + 50));
+        self.held_draws(port, &people, opening.draws);
+        Ok(())
+    }
+
+    /// `draws` draws among `citizens`, all sent at once, each on a connection of its own.
+    fn held_draws(&mut self, port: u16, citizens: &[Citizen], draws: u32) {
+        let handles: Vec<_> = (0..draws as usize)
+            .filter_map(|i| citizens.get(i % citizens.len().max(1)).cloned())
+            .map(|c| {
+                std::thread::Builder::new()
+                    .stack_size(256 * 1024)
+                    .spawn(move || -> Sent {
+                        let at = Instant::now();
+                        let sent = draw_once(port, &c);
+                        (at, c, sent)
+                    })
+            })
+            .collect();
+        let mut sent: Vec<Sent> = Vec::new();
+        for h in handles {
+            match h
+                .map_err(|e| e.to_string())
+                .and_then(|h| h.join().map_err(|_| "a client thread panicked".to_string()))
+            {
+                Ok(one) => sent.push(one),
+                Err(e) => self.failures.push(e),
+            }
+        }
+        self.record_draws(sent);
+    }
+
     /// One more draw of `c`, alone: its batch is the application's live one.
     fn draw(&mut self, port: u16, c: &Citizen) -> Result<Value, String> {
         let (id, tok) = (c.app.clone(), c.token.clone());
@@ -440,7 +585,7 @@ impl Flow {
         let people: Vec<Citizen> = (1..=burst.citizens)
             .map(|n| self.citizen(port, n))
             .collect::<Result<_, _>>()?;
-        self.large_release(port)?;
+        self.large_release(port, None)?;
         self.draw_burst(port, &people, burst);
         let mut claimed = Vec::new();
         for c in people.iter().take(3) {

@@ -101,6 +101,8 @@ pub struct Model {
     /// Requests read and not yet answered, per client port: (line, what was written then).
     requests: HashMap<u16, VecDeque<(usize, Marks)>>,
     pub acks: Vec<Ack>,
+    /// Every sync of a file of the folder that returned: (thread, file's path, line it ended).
+    pub syncs: Vec<(u32, String, usize)>,
     /// Calls on the folder the model does not know how to replay (a test of the model's reach).
     pub unmodelled: Vec<String>,
     /// The last line of the trace.
@@ -340,6 +342,8 @@ impl Model {
             "fsync" | "fdatasync" => {
                 if let Some((node, covered)) = self.syncing.remove(&(c.pid, c.start)) {
                     self.nodes[node].synced.push((c.end, covered));
+                    self.syncs
+                        .push((c.pid, self.nodes[node].path.clone(), c.end));
                 }
             }
             "mkdir" | "mkdirat" => {

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 /// The calls traced: everything that creates, writes, syncs, renames or removes a file, the
 /// socket reads that carry HTTP requests and the socket writes that carry their answers.
@@ -244,15 +245,19 @@ pub fn parse(text: &str) -> Vec<Call> {
 }
 
 /// The strace command that records `program` into `out` (threads followed, only the traced
-/// calls stop the process).
-pub fn command(out: &Path, program: &Path) -> Command {
+/// calls stop the process). With `slow_sync`, every `fsync` and `fdatasync` waits that long
+/// before it begins: a slow disk, on which writers pile up behind each sync.
+pub fn command(out: &Path, program: &Path, slow_sync: Option<Duration>) -> Command {
     let mut cmd = Command::new("strace");
     cmd.args(["-f", "--seccomp-bpf", "-yy", "-xx", "-s", "67108864", "-e"])
-        .arg(format!("trace={TRACED}"))
-        .arg("-o")
-        .arg(out)
-        .arg("--")
-        .arg(program);
+        .arg(format!("trace={TRACED}"));
+    if let Some(delay) = slow_sync {
+        cmd.arg("-e").arg(format!(
+            "inject=fsync,fdatasync:delay_enter={}",
+            delay.as_micros()
+        ));
+    }
+    cmd.arg("-o").arg(out).arg("--").arg(program);
     cmd
 }
 
