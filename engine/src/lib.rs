@@ -10,6 +10,7 @@ pub mod backup;
 pub mod calendar;
 pub mod class;
 pub mod clock;
+pub mod commit_pipeline;
 pub mod config;
 pub mod engine;
 pub mod events;
