@@ -1,13 +1,14 @@
 //! One durability pipeline per store: the storage boundary every durable write goes through.
 //!
-//! Every writer of a store — an office's group (`writer.rs`), the registry's and the gateway's
-//! [`crate::kv::Kv`] writes — applies its change on its own thread with
-//! [`CommitPipeline::apply`], which hands back a *ticket* (the count of writes applied so far,
-//! this one included), and then asks to be told once that ticket is durable
-//! ([`CommitPipeline::when_durable`]). The store's one committer thread takes every request
-//! waiting, reads how far writes were applied, syncs once ([`DurableLog::sync`]: for sled, one
-//! flush + fdatasync) and answers every request whose ticket that sync covered — those that
-//! arrived while it ran included. Concurrent groups of different offices, of the Kv trees and of
+//! A writer either hands its change to the committer ([`CommitPipeline::write`]: the offices'
+//! groups, `writer.rs`; the committer applies it on its own thread just before its next sync),
+//! or applies it on its own thread with [`CommitPipeline::apply`] (the registry's and the
+//! gateway's [`crate::kv::Kv`] writes, which need sled's answer at once) and asks to be told
+//! once it is durable ([`CommitPipeline::when_durable`]). Every applied write takes a *ticket*
+//! (the count of writes applied so far, this one included). The store's one committer thread
+//! takes every request waiting, applies the writes handed to it, reads how far writes were
+//! applied, syncs once ([`DurableLog::sync`]: for sled, one flush + fdatasync) and answers every
+//! request whose ticket that sync covered — those that arrived while it ran included. Concurrent groups of different offices, of the Kv trees and of
 //! the registry therefore share one sync instead of queueing behind each other's flushes of the
 //! same log, and nobody is told before the sync covering their write has returned (SPEC I2).
 //!
@@ -50,9 +51,32 @@ impl<F: FnMut() -> Result<(), StoreError> + Send + 'static> DurableLog for F {
 /// must not block).
 pub type Told = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// A change the committer applies on its own thread before its next sync.
+pub type Write = Box<dyn FnOnce() -> Written + Send>;
+
+/// What a [`Write`] did: whether it changed the store (and so needs a sync), and who to tell
+/// the result of the sync that covers it.
+pub struct Written {
+    pub changed: bool,
+    pub tell: Told,
+}
+
+impl std::fmt::Debug for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Written")
+            .field("changed", &self.changed)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Waiter {
     ticket: u64,
     tell: Told,
+}
+
+enum Request {
+    Wait(Waiter),
+    Write(Write),
 }
 
 /// How far writes were applied and made durable.
@@ -124,7 +148,7 @@ pub struct PipelineStats {
 #[derive(Debug)]
 pub struct CommitPipeline {
     /// `None` once dropping, or if the thread could not start (every request is then refused).
-    tx: Option<Sender<Waiter>>,
+    tx: Option<Sender<Request>>,
     thread: Option<thread::JoinHandle<()>>,
     progress: Arc<Progress>,
 }
@@ -134,7 +158,7 @@ impl CommitPipeline {
     /// starting with `pp-writer` lets vendor/sled run the log writes the flush seals on that
     /// thread instead of handing them to its IO pool (vendor/README.md).
     pub fn start(name: &str, log: impl DurableLog) -> CommitPipeline {
-        let (tx, rx) = crossbeam_channel::bounded::<Waiter>(WAITING_MAX);
+        let (tx, rx) = crossbeam_channel::bounded::<Request>(WAITING_MAX);
         let progress = Arc::new(Progress::default());
         let thread_progress = Arc::clone(&progress);
         let spawned = thread::Builder::new()
@@ -179,13 +203,24 @@ impl CommitPipeline {
             tell(result);
             return;
         }
-        match &self.tx {
-            Some(tx) => {
-                if let Err(e) = tx.send(Waiter { ticket, tell }) {
-                    (e.into_inner().tell)(Err(StoreError::WriterStopped));
-                }
-            }
-            None => tell(Err(StoreError::WriterStopped)),
+        self.send(Request::Wait(Waiter { ticket, tell }));
+    }
+
+    /// Hands a change to the committer: it runs `write` on its thread before its next sync
+    /// and tells the [`Written`] `write` returned that sync's result.
+    pub fn write(&self, write: Write) {
+        self.send(Request::Write(write));
+    }
+
+    fn send(&self, request: Request) {
+        let refused = match &self.tx {
+            Some(tx) => tx.send(request).err().map(|e| e.into_inner()),
+            None => Some(request),
+        };
+        match refused {
+            Some(Request::Wait(w)) => (w.tell)(Err(StoreError::WriterStopped)),
+            Some(Request::Write(write)) => (write().tell)(Err(StoreError::WriterStopped)),
+            None => {}
         }
     }
 
@@ -255,22 +290,33 @@ impl Drop for CommitPipeline {
     }
 }
 
-fn commit_loop(rx: &Receiver<Waiter>, progress: &Progress, mut log: impl DurableLog) {
+fn commit_loop(rx: &Receiver<Request>, progress: &Progress, mut log: impl DurableLog) {
     let mut waiting: Vec<Waiter> = Vec::new();
     loop {
         if waiting.is_empty() {
             match rx.recv() {
-                Ok(first) => waiting.push(first),
+                Ok(first) => take(first, &mut waiting, progress),
                 Err(_) => return,
             }
         }
-        waiting.extend(rx.try_iter());
+        for request in rx.try_iter() {
+            take(request, &mut waiting, progress);
+        }
         // Every ticket up to `upto` was applied before the sync starts: the sync covers it.
         let upto = progress.applied.load(Ordering::SeqCst);
-        let result = log.sync();
-        progress.record(upto, &result);
-        // Requests that came during the sync for writes applied before it are answered too.
-        waiting.extend(rx.try_iter());
+        let result = if upto <= progress.durable.load(Ordering::SeqCst) {
+            // Nothing applied since the last sync that succeeded (requests with no change).
+            Ok(())
+        } else {
+            let result = log.sync();
+            progress.record(upto, &result);
+            result
+        };
+        // Requests that came during the sync for writes applied before it are answered too;
+        // changes handed over meanwhile are applied now and wait for the next sync.
+        for request in rx.try_iter() {
+            take(request, &mut waiting, progress);
+        }
         let mut later = Vec::new();
         for w in waiting.drain(..) {
             if w.ticket <= upto {
@@ -281,6 +327,24 @@ fn commit_loop(rx: &Receiver<Waiter>, progress: &Progress, mut log: impl Durable
         }
         waiting = later;
     }
+}
+
+/// Queues a request; a change handed over is applied here and takes its ticket.
+fn take(request: Request, waiting: &mut Vec<Waiter>, progress: &Progress) {
+    let waiter = match request {
+        Request::Wait(w) => w,
+        Request::Write(write) => {
+            let Written { changed, tell } = write();
+            // No change: covered by whatever was applied before it.
+            let ticket = if changed {
+                progress.applied.fetch_add(1, Ordering::SeqCst) + 1
+            } else {
+                progress.applied.load(Ordering::SeqCst)
+            };
+            Waiter { ticket, tell }
+        }
+    };
+    waiting.push(waiter);
 }
 
 /// Fail-stop for a family of writers (the Kv trees of a store): after one of their writes'

@@ -1,34 +1,54 @@
 //! Group commit for the office actors, through the store's durability pipeline.
 //!
-//! An office's [`Writer`] applies each step's records as one sled batch into the office's tree
-//! on the office's own thread (the actor's: no hop to a writer thread), takes the batch's ticket
-//! and hands the answer to the store's committer ([`crate::commit_pipeline`]), whose one flush
-//! + fdatasync covers every office's groups, the registry's and the Kv trees' writes waiting
-//! with it. The answer (the actor's reply to its callers) is given on the committer's thread once
-//! that sync has returned. The threads do not grow with the offices: one committer per store.
+//! An office hands each step's records to its [`Writer`], which queues them with the office's
+//! other steps waiting and, for the first of them, hands the office's queue to the store's
+//! committer ([`crate::commit_pipeline`]). The committer takes every office's queue at once,
+//! writes each as one sled batch into its office's tree on its own thread, and makes them
+//! durable with one flush + fdatasync — the same sync that answers the registry's and the Kv
+//! trees' writes waiting with them — then answers them all, on its thread (the actor's reply to
+//! its callers). The threads do not grow with the offices: one committer per store. Writing on
+//! the committer's thread (named `pp-writer-…`) lets vendor/sled write the log buffers its flush
+//! seals there too, rather than on its IO pool (vendor/README.md).
 //!
 //! **Fail-stop, per office.** After one failed write or sync for an office, nothing later of
 //! that office is written or confirmed: a later sync that succeeds does not make the failed group
 //! durable (the kernel may have dropped its pages), and the office's later groups were built on
 //! it in memory. The office's actor refuses writes until the supervisor restarts it with a new
 //! [`Writer`] (a fresh failure state). A failed sync fails every group it covered, of every
-//! office; groups applied after it go on, each told by the sync that covers it.
+//! office; groups written after it go on, each told by the sync that covers it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
+use crate::commit_pipeline::Written;
 use crate::record::Record;
 use crate::store::{OfficeStore, StoreError};
 
-/// One office incarnation's side of the pipeline: where its records go, the ticket of its last
-/// group and whether one of its groups failed.
-#[derive(Debug)]
+/// Who to tell once a step's records are durable.
+type Then = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Steps waiting for the committer to take them.
+#[derive(Default)]
+struct Queued {
+    records: Vec<Record>,
+    thens: Vec<Then>,
+}
+
+/// One office incarnation's side of the pipeline: where its records go, what waits, and
+/// whether one of its groups failed.
 struct OfficeWrites {
     store: OfficeStore,
-    last_ticket: AtomicU64,
+    queued: Mutex<Queued>,
     failure: Mutex<Option<StoreError>>,
+    stats: Arc<WriterStats>,
+}
+
+impl std::fmt::Debug for OfficeWrites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfficeWrites").finish_non_exhaustive()
+    }
 }
 
 impl OfficeWrites {
@@ -40,27 +60,67 @@ impl OfficeWrites {
     }
 
     fn fail(&self, e: &StoreError) {
+        self.stats.failed.store(true, Ordering::Relaxed);
         self.failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_or_insert_with(|| e.clone());
     }
 
-    /// A sync's answer for this office: refused once the office failed (an earlier group's
-    /// failure, told before), and failing it from now on if the sync failed.
-    fn settle(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
-        let result = result.and_then(|()| self.failure().map_or(Ok(()), Err));
-        if let Err(e) = &result {
-            self.fail(e);
+    /// On the committer's thread: writes every step waiting as one sled batch, and says who to
+    /// tell once the sync covering it has returned.
+    fn write_queued(self: Arc<Self>) -> Written {
+        let Queued { records, thens } = std::mem::take(
+            &mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner),
+        );
+        let written = match self.failure() {
+            Some(e) => Err(e),
+            // Only barriers: answered by the sync that covers what was written before.
+            None if records.is_empty() => Ok(None),
+            None => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .records
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                self.store.write(&records).map(Some)
+            }
+        };
+        let changed = matches!(written, Ok(Some(_)));
+        let tell = move |synced: Result<(), StoreError>| {
+            let result = written.and_then(|audit| synced.map(|()| audit));
+            let result = match result {
+                Err(e) => {
+                    self.fail(&e);
+                    Err(e)
+                }
+                // Refused if an earlier group failed (told before this one).
+                Ok(audit) => match self.failure() {
+                    Some(e) => Err(e),
+                    None => {
+                        // Synced: the audit trail may show this group's entries (before it is
+                        // answered).
+                        if let Some(key) = audit.flatten() {
+                            self.store.audit_durable_up_to(key);
+                        }
+                        Ok(())
+                    }
+                },
+            };
+            for then in thens {
+                then(result.clone());
+            }
+        };
+        Written {
+            changed,
+            tell: Box::new(tell),
         }
-        result
     }
 }
 
 /// Counters of an office's writer, for metrics and benchmarks.
 #[derive(Debug, Default)]
 pub struct WriterStats {
-    /// Groups written with this office's records (each one sled batch).
+    /// Groups written with this office's records (each one sled batch, of every step waiting).
     pub commits: AtomicU64,
     pub records: AtomicU64,
     /// A write or sync failed: memory may be ahead of the disk.
@@ -76,18 +136,20 @@ pub struct Writer {
 
 impl Writer {
     pub(crate) fn new(store: OfficeStore) -> Writer {
+        let stats = Arc::<WriterStats>::default();
         Writer {
             office: Arc::new(OfficeWrites {
                 store,
-                last_ticket: AtomicU64::new(0),
+                queued: Mutex::default(),
                 failure: Mutex::default(),
+                stats: Arc::clone(&stats),
             }),
-            stats: Arc::default(),
+            stats,
         }
     }
 
-    /// Writes records now; the receiver answers once they are durable (or could not be
-    /// written). No records: answers once every group written before is durable (a barrier).
+    /// Queues records; the receiver answers once they are durable (or could not be written).
+    /// No records: answers once every group queued before is durable (a barrier).
     pub fn commit(&self, records: Vec<Record>) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, rx) = oneshot::channel();
         self.commit_then(records, move |r| {
@@ -96,53 +158,35 @@ impl Writer {
         rx
     }
 
-    /// Writes records now (on this thread); `then` runs once they are durable or could not be
-    /// written: on the committer's thread, or at once after a failure (it must not block).
+    /// Queues records; `then` runs once they are durable or could not be written: on the
+    /// committer's thread, or at once after a failure (it must not block).
     pub fn commit_then(
         &self,
         records: Vec<Record>,
         then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) {
-        let office = Arc::clone(&self.office);
+        let office = &self.office;
         if let Some(e) = office.failure() {
             self.stats.failed.store(true, Ordering::Relaxed);
             then(Err(e));
             return;
         }
-        let store = office.store.clone();
-        let pipeline = store.store().pipeline();
-        if records.is_empty() {
-            let ticket = office.last_ticket.load(Ordering::SeqCst);
-            pipeline.when_durable(ticket, Box::new(move |r| then(office.settle(r))));
-            return;
+        let first = {
+            let mut queued = office.queued.lock().unwrap_or_else(PoisonError::into_inner);
+            queued.records.extend(records);
+            queued.thens.push(Box::new(then));
+            queued.thens.len() == 1
+        };
+        // The first step waiting hands the queue over; the committer takes it with every
+        // step queued by then.
+        if first {
+            let taken = Arc::clone(office);
+            office
+                .store
+                .store()
+                .pipeline()
+                .write(Box::new(move || taken.write_queued()));
         }
-        let written = pipeline.apply(|| office.store.write(&records));
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let (audit, ticket) = match written {
-            Ok(written) => written,
-            Err(e) => {
-                office.fail(&e);
-                self.stats.failed.store(true, Ordering::Relaxed);
-                then(Err(e));
-                return;
-            }
-        };
-        office.last_ticket.fetch_max(ticket, Ordering::SeqCst);
-        let stats = Arc::clone(&self.stats);
-        let told = move |r| {
-            let r = office.settle(r);
-            match (&r, audit) {
-                // Synced: the audit trail may show this group's entries (before it is answered).
-                (Ok(()), Some(key)) => office.store.audit_durable_up_to(key),
-                (Ok(()), None) => {}
-                (Err(_), _) => stats.failed.store(true, Ordering::Relaxed),
-            }
-            then(r);
-        };
-        pipeline.when_durable(ticket, Box::new(told));
     }
 }
 
