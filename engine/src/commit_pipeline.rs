@@ -36,14 +36,30 @@ use crate::store::StoreError;
 pub const WAITING_MAX: usize = 65_536;
 
 /// What makes a store's applied writes durable.
+///
+/// In two steps, on two threads, so that one round's device sync overlaps the next round's
+/// writes: [`DurableLog::write_out`] (sled: flush its log into the file) on the committer, then
+/// the [`DurableLog::syncer`]'s call (sled: fdatasync of the file) on the syncing thread, which
+/// covers every round written out before it and answers them in order.
 pub trait DurableLog: Send + 'static {
-    /// Makes every write applied before this call durable.
-    fn sync(&mut self) -> Result<(), StoreError>;
+    /// Writes every change applied before this call out of the process.
+    fn write_out(&mut self) -> Result<(), StoreError>;
+
+    /// What makes everything written out before its call durable (run on the syncing thread).
+    fn syncer(&self) -> SyncFn;
 }
 
+/// The device sync of a [`DurableLog`].
+pub type SyncFn = Box<dyn FnMut() -> Result<(), StoreError> + Send>;
+
+/// A log whose writing out is all there is to it (tests).
 impl<F: FnMut() -> Result<(), StoreError> + Send + 'static> DurableLog for F {
-    fn sync(&mut self) -> Result<(), StoreError> {
+    fn write_out(&mut self) -> Result<(), StoreError> {
         self()
+    }
+
+    fn syncer(&self) -> SyncFn {
+        Box::new(|| Ok(()))
     }
 }
 
@@ -138,7 +154,8 @@ impl Progress {
 pub struct PipelineStats {
     /// Durable writes applied (each one a ticket).
     pub applied: u64,
-    /// Syncs that succeeded (each one answering every write waiting that it covered).
+    /// Rounds made durable (each one writing out every change applied before it and answering
+    /// every write waiting that it covered; one device sync may cover several rounds).
     pub syncs: u64,
     pub failed_syncs: u64,
 }
@@ -149,7 +166,8 @@ pub struct PipelineStats {
 pub struct CommitPipeline {
     /// `None` once dropping, or if the thread could not start (every request is then refused).
     tx: Option<Sender<Request>>,
-    thread: Option<thread::JoinHandle<()>>,
+    /// The committer (writes out), then the syncing thread (syncs and answers).
+    threads: Vec<thread::JoinHandle<()>>,
     progress: Arc<Progress>,
 }
 
@@ -159,22 +177,36 @@ impl CommitPipeline {
     /// thread instead of handing them to its IO pool (vendor/README.md).
     pub fn start(name: &str, log: impl DurableLog) -> CommitPipeline {
         let (tx, rx) = crossbeam_channel::bounded::<Request>(WAITING_MAX);
+        let (rounds_tx, rounds) = crossbeam_channel::bounded::<Round>(ROUNDS_IN_FLIGHT);
         let progress = Arc::new(Progress::default());
-        let thread_progress = Arc::clone(&progress);
-        let spawned = thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || commit_loop(&rx, &thread_progress, log));
-        match spawned {
-            Ok(thread) => CommitPipeline {
-                tx: Some(tx),
-                thread: Some(thread),
-                progress,
-            },
+        let mut threads = Vec::new();
+        let sync = log.syncer();
+        let syncing = {
+            let progress = Arc::clone(&progress);
+            thread::Builder::new()
+                .name(SYNC_THREAD.to_string())
+                .spawn(move || sync_loop(&rounds, &progress, sync))
+        };
+        let committing = syncing.map(|t| threads.push(t)).and_then(|()| {
+            let progress = Arc::clone(&progress);
+            thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || commit_loop(&rx, &rounds_tx, &progress, log))
+        });
+        match committing {
+            Ok(thread) => {
+                threads.insert(0, thread);
+                CommitPipeline {
+                    tx: Some(tx),
+                    threads,
+                    progress,
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, name, "cannot start a committer thread");
                 CommitPipeline {
                     tx: None,
-                    thread: None,
+                    threads,
                     progress,
                 }
             }
@@ -277,12 +309,12 @@ impl CommitPipeline {
 
 impl Drop for CommitPipeline {
     fn drop(&mut self) {
-        // Closing the channel ends the thread once it has answered what is queued; joining it
-        // releases what its sync holds (sled's database, a file) before the owner is gone.
-        // Dropped on the committer's own thread (the last handle was in a request it told),
-        // the thread ends by itself.
+        // Closing the channel ends the threads once they have answered what is queued; joining
+        // them releases what their syncs hold (sled's database, a file) before the owner is
+        // gone. Dropped on one of them (the last handle was in a request it told), that one
+        // ends by itself.
         self.tx = None;
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             if thread.thread().id() != thread::current().id() {
                 let _ = thread.join();
             }
@@ -290,8 +322,28 @@ impl Drop for CommitPipeline {
     }
 }
 
-fn commit_loop(rx: &Receiver<Request>, progress: &Progress, mut log: impl DurableLog) {
+/// The name of a pipeline's syncing thread.
+pub const SYNC_THREAD: &str = "pp-sync";
+
+/// Rounds written out and waiting for the syncing thread: past it, the committer waits.
+const ROUNDS_IN_FLIGHT: usize = 64;
+
+/// One round of the committer: written out up to `upto` (or failed), with the requests it
+/// covers, for the syncing thread to make durable and answer.
+struct Round {
+    upto: u64,
+    written: Result<(), StoreError>,
+    waiters: Vec<Waiter>,
+}
+
+fn commit_loop(
+    rx: &Receiver<Request>,
+    rounds: &Sender<Round>,
+    progress: &Progress,
+    mut log: impl DurableLog,
+) {
     let mut waiting: Vec<Waiter> = Vec::new();
+    let mut written_upto = 0;
     loop {
         if waiting.is_empty() {
             match rx.recv() {
@@ -302,30 +354,58 @@ fn commit_loop(rx: &Receiver<Request>, progress: &Progress, mut log: impl Durabl
         for request in rx.try_iter() {
             take(request, &mut waiting, progress);
         }
-        // Every ticket up to `upto` was applied before the sync starts: the sync covers it.
+        // Every ticket up to `upto` was applied before this writing out: the round covers it.
         let upto = progress.applied.load(Ordering::SeqCst);
-        let result = if upto <= progress.durable.load(Ordering::SeqCst) {
-            // Nothing applied since the last sync that succeeded (requests with no change).
+        let written = if upto <= written_upto {
+            // Nothing applied since the last round (requests with no change).
             Ok(())
         } else {
-            let result = log.sync();
-            progress.record(upto, &result);
-            result
+            log.write_out()
         };
-        // Requests that came during the sync for writes applied before it are answered too;
-        // changes handed over meanwhile are applied now and wait for the next sync.
+        if written.is_ok() {
+            written_upto = written_upto.max(upto);
+        }
+        // Requests that came meanwhile for writes applied before it are covered too; changes
+        // handed over meanwhile are applied now and wait for the next round.
         for request in rx.try_iter() {
             take(request, &mut waiting, progress);
         }
-        let mut later = Vec::new();
-        for w in waiting.drain(..) {
-            if w.ticket <= upto {
-                (w.tell)(result.clone());
-            } else {
-                later.push(w);
+        let (covered, later) = waiting.drain(..).partition(|w| w.ticket <= upto);
+        waiting = later;
+        let round = Round {
+            upto,
+            written,
+            waiters: covered,
+        };
+        if let Err(e) = rounds.send(round) {
+            for w in e.into_inner().waiters {
+                (w.tell)(Err(StoreError::WriterStopped));
             }
         }
-        waiting = later;
+    }
+}
+
+/// Makes rounds durable with one device sync for every round written out before it, then
+/// answers them in order.
+fn sync_loop(rounds: &Receiver<Round>, progress: &Progress, mut sync: SyncFn) {
+    while let Ok(first) = rounds.recv() {
+        let mut batch = vec![first];
+        batch.extend(rounds.try_iter());
+        let needs_sync = batch
+            .iter()
+            .any(|r| r.written.is_ok() && r.upto > progress.durable.load(Ordering::SeqCst));
+        let synced = if needs_sync { sync() } else { Ok(()) };
+        for round in batch {
+            let result = round.written.and(synced.clone());
+            if result.is_err() || round.upto > progress.durable.load(Ordering::SeqCst) {
+                progress.record(round.upto, &result);
+            }
+            for w in round.waiters {
+                // A ticket of an earlier round that failed stays failed.
+                let told = progress.settled(w.ticket).unwrap_or_else(|| result.clone());
+                (w.tell)(told);
+            }
+        }
     }
 }
 

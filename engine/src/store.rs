@@ -202,6 +202,12 @@ struct SledLog {
 
 impl SledLog {
     fn sync(&self) -> Result<(), StoreError> {
+        self.write_out()?;
+        self.sync_data()
+    }
+
+    /// Flushes sled's log into the database file (the generation bumped with it).
+    fn write_out(&self) -> Result<(), StoreError> {
         #[cfg(test)]
         self.sync_gate.pass()?;
         // Atomic in sled, so the stored generation only ever grows.
@@ -213,20 +219,33 @@ impl SledLog {
         })?;
         match self.durability {
             Durability::None => Ok(()),
-            Durability::Flush => self.db.flush().map(|_| ()).map_err(Into::into),
-            Durability::Fsync => {
-                self.db.flush()?;
-                self.sync_file
-                    .sync_data()
-                    .map_err(|e| StoreError::Sync(e.to_string()))
+            Durability::Flush | Durability::Fsync => {
+                self.db.flush().map(|_| ()).map_err(Into::into)
             }
+        }
+    }
+
+    /// With [`Durability::Fsync`], fdatasync of the database file: everything flushed before
+    /// is on the device.
+    fn sync_data(&self) -> Result<(), StoreError> {
+        match self.durability {
+            Durability::None | Durability::Flush => Ok(()),
+            Durability::Fsync => self
+                .sync_file
+                .sync_data()
+                .map_err(|e| StoreError::Sync(e.to_string())),
         }
     }
 }
 
 impl DurableLog for SledLog {
-    fn sync(&mut self) -> Result<(), StoreError> {
-        SledLog::sync(self)
+    fn write_out(&mut self) -> Result<(), StoreError> {
+        SledLog::write_out(self)
+    }
+
+    fn syncer(&self) -> crate::commit_pipeline::SyncFn {
+        let log = self.clone();
+        Box::new(move || log.sync_data())
     }
 }
 

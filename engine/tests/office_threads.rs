@@ -19,10 +19,11 @@ fn threads_named(prefix: &str) -> usize {
     threads_where(|name| name.starts_with(prefix))
 }
 
-/// The threads that make writes durable (`pp-writer-commit`, the store's committer: the
-/// offices', the registry's and the Kv trees' writes all go through it).
+/// The threads that make writes durable: the store's committer (`pp-writer-commit`) and its
+/// syncing thread (`pp-sync`); the offices', the registry's and the Kv trees' writes all go
+/// through them.
 fn committers() -> usize {
-    threads_named("pp-writer")
+    threads_named("pp-writer") + threads_named("pp-sync")
 }
 
 fn threads_where(keep: impl Fn(&str) -> bool) -> usize {
@@ -61,7 +62,7 @@ async fn offices_share_one_arbiter_per_core_and_the_store_committer() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     add_offices(&engine, 0, 2 * cores).await;
     let arbiters = threads_named("actix-rt|system");
-    assert_eq!(committers(), 1, "one committer thread for the store");
+    assert_eq!(committers(), 2, "one committer and one syncing thread for the store");
     assert!(arbiters <= cores, "{arbiters} arbiters for {cores} cores");
     add_offices(&engine, 2 * cores, 6 * cores).await;
     assert_eq!(
@@ -69,7 +70,7 @@ async fn offices_share_one_arbiter_per_core_and_the_store_committer() {
         arbiters,
         "no arbiter per office"
     );
-    assert_eq!(committers(), 1, "no writer thread per office");
+    assert_eq!(committers(), 2, "no writer thread per office");
 
     // An office whose actor panics is alone in stopping: the offices on its arbiter answer.
     let doomed = engine.office_handle("office0").unwrap();
