@@ -342,10 +342,10 @@ pub enum Target {
 
 /// The ownership guard the engine puts around every application call (I7).
 fn guard(pool: &OfficePool, seq: u64, user: &str) -> Result<(), Refusal> {
-    if pool.application_user(seq) != Some(user) {
-        return Err(Refusal::UnknownApplication);
+    match pool.application_user(seq)? {
+        Some(owner) if owner == user => Ok(()),
+        _ => Err(Refusal::UnknownApplication),
     }
-    Ok(())
 }
 
 impl Target {

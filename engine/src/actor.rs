@@ -13,6 +13,7 @@
 //! After a failed commit the office answers nothing, reads included (503), until it is
 //! restarted from what is durable.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -274,6 +275,9 @@ pub struct OfficeActor {
     /// the committer's thread): while they differ, memory is ahead of the disk.
     handed: u64,
     durable: Arc<AtomicU64>,
+    /// Applications settled in a group, evicted from the pool once it is durable (group seq,
+    /// applications; oldest first).
+    evictable: VecDeque<(u64, Vec<u64>)>,
 }
 
 /// A call held back by an opening window, ready to run.
@@ -312,6 +316,7 @@ impl OfficeActor {
             office: Arc::from(pool_id),
             handed: 0,
             durable: Arc::default(),
+            evictable: VecDeque::new(),
         }
     }
 
@@ -341,6 +346,12 @@ impl OfficeActor {
     /// `None` when they changed nothing.
     fn pending(&mut self) -> Option<Pending> {
         let effects = self.pool.take_effects();
+        let settled = self.pool.take_settled();
+        if !settled.is_empty() {
+            // Settled by these records (the next group), or already durable in the store.
+            let group = self.handed + u64::from(!effects.is_empty());
+            self.evictable.push_back((group, settled));
+        }
         if effects.is_empty() {
             return None;
         }
@@ -361,6 +372,21 @@ impl OfficeActor {
             durable: Arc::clone(&self.durable),
             barrier: false,
         })
+    }
+
+    /// Drops from the pool the applications settled by groups that are durable now (see
+    /// `pool/settled.rs`): what the store shows of them is then what memory showed.
+    fn evict_durable(&mut self) {
+        let durable = self.durable.load(Ordering::SeqCst);
+        while self
+            .evictable
+            .front()
+            .is_some_and(|(group, _)| *group <= durable)
+        {
+            if let Some((_, seqs)) = self.evictable.pop_front() {
+                self.pool.evict_settled(&seqs);
+            }
+        }
     }
 
     /// The engine's time. After an operator confirmed a clock jump, the pool's holds and the
@@ -399,6 +425,7 @@ impl OfficeActor {
 
     fn on_timer(&mut self, ctx: &mut Context<Self>) {
         if !self.health.failed.load(Ordering::SeqCst) {
+            self.evict_durable();
             let now = self.now();
             self.pool.tick(now);
             if let Some(pending) = self.pending() {
@@ -553,6 +580,7 @@ impl OfficeActor {
                     .into(),
             ))));
         }
+        self.evict_durable();
         let now = self.now();
         self.pool.tick(now);
         let result = (msg.f)(&mut self.pool, now, &mut self.rng);

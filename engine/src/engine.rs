@@ -33,6 +33,7 @@ use crate::registry::{
     CertificateRow, ImportPart, ImportReport, OfficeEntry, OfficeMap, Pending, PutOffice, Registry,
     RegistryCall, RegistryWrite,
 };
+use crate::settled_store::{restore_office, RestoreError, StoredApplication};
 use crate::store::{Durability, OfficeStore, Store, StoreError};
 use crate::supervisor::{OfficeCondition, Supervision};
 
@@ -169,6 +170,9 @@ pub enum EngineError {
     Class(String),
 }
 
+/// An office read back: its store, its pool (live applications) and every stored application.
+type RestoredOffice = (String, OfficeStore, OfficePool, Vec<StoredApplication>);
+
 /// Reads back and restores every office (I9), on as many threads as there are cores: each
 /// office is independent until its actor starts. In the order of `ids`.
 fn restore_offices(
@@ -176,29 +180,19 @@ fn restore_offices(
     catalog: &[PlateClass],
     ids: Vec<String>,
     now: u64,
-) -> Result<Vec<(String, OfficeStore, OfficePool)>, EngineError> {
-    type Restored = Result<(OfficeStore, OfficePool), EngineError>;
+) -> Result<Vec<RestoredOffice>, EngineError> {
+    type Restored = Result<(OfficeStore, OfficePool, Vec<StoredApplication>), EngineError>;
     let restore_one = |id: &String| -> Restored {
-        let recovery = |message: String| EngineError::Recovery {
-            office: id.clone(),
-            message,
-        };
         let office_store = store.office(id)?;
-        let snap = office_store.load()?;
-        let config = snap
-            .config
-            .ok_or_else(|| recovery("no configuration stored".into()))?;
-        let pool = OfficePool::restore(
-            id,
-            config,
-            catalog.to_vec(),
-            snap.releases,
-            snap.numbers,
-            snap.apps,
-            now,
-        )
-        .map_err(recovery)?;
-        Ok((office_store, pool))
+        let (pool, apps) =
+            restore_office(id, &office_store, catalog.to_vec(), now).map_err(|e| match e {
+                RestoreError::Store(e) => EngineError::Store(e),
+                RestoreError::Records(message) => EngineError::Recovery {
+                    office: id.clone(),
+                    message,
+                },
+            })?;
+        Ok((office_store, pool, apps))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -231,11 +225,11 @@ fn restore_offices(
     ids.into_iter()
         .zip(done)
         .map(|(id, result)| {
-            let (office_store, pool) = result.ok_or_else(|| EngineError::Recovery {
+            let (office_store, pool, apps) = result.ok_or_else(|| EngineError::Recovery {
                 office: id.clone(),
                 message: "not restored".into(),
             })??;
-            Ok((id, office_store, pool))
+            Ok((id, office_store, pool, apps))
         })
         .collect()
 }
@@ -343,15 +337,14 @@ impl Engine {
         let mut lapsed = Vec::new();
         let mut office_ids = store.office_ids();
         office_ids.sort();
-        for (id, office_store, pool) in restore_offices(&store, &catalog, office_ids, now)? {
+        for (id, office_store, pool, apps) in restore_offices(&store, &catalog, office_ids, now)? {
             let recovery = |message: String| EngineError::Recovery {
                 office: id.clone(),
                 message,
             };
             let blacklist_ms = pool.config().rules.blacklist_days as u64 * 86_400_000;
-            // Creation order, as the user and VIN indexes promise (the pool keeps a hash map).
-            let mut apps: Vec<_> = pool.applications().collect();
-            apps.sort_by_key(|a| a.seq);
+            // Every stored application, settled ones included (the pool keeps the live ones),
+            // in creation order, as the user and VIN indexes promise.
             for app in apps {
                 applications += 1;
                 let app_id = AppId {
@@ -817,6 +810,14 @@ impl Engine {
             .await
     }
 
+    /// Applications an office keeps in memory: the live ones (settled ones are read from its
+    /// store), practice ones, and those settled by a group not yet durable (memory figures).
+    pub async fn office_resident_applications(&self, office: &str) -> Result<usize, Refusal> {
+        self.office(office)?
+            .call(Call::read(|pool, _| Ok(pool.resident_applications())))
+            .await
+    }
+
     pub async fn stats(&self, office: &str) -> Result<Vec<ClassStats>, Refusal> {
         self.office(office)?
             .call(Call::read(|pool, _| Ok(pool.stats())))
@@ -971,9 +972,10 @@ impl Engine {
         let found = self
             .office(office)?
             .call(Call::read(move |pool, now| {
-                Ok(pool
-                    .owner_of(&serial)
-                    .and_then(|seq| pool.application(seq, now).map(|v| (seq, v))))
+                let Some(seq) = pool.owner_of(&serial)? else {
+                    return Ok(None);
+                };
+                Ok(pool.application(seq, now)?.map(|v| (seq, v)))
             }))
             .await?;
         Ok(found.map(|(seq, v)| {
@@ -1055,11 +1057,14 @@ impl Engine {
             Caller::Operator => None,
         };
         let guarded = move |pool: &mut OfficePool, now: u64, rng: &mut StdRng| {
-            if let Some(u) = user {
-                if pool.application_user(seq) != Some(u.as_str()) {
-                    return Err(Refusal::UnknownApplication);
-                }
-            } else if pool.application_user(seq).is_none() {
+            let owner = pool.application_user(seq)?;
+            let owned = match (&user, &owner) {
+                (Some(u), Some(owner)) => owner == u,
+                (None, owner) => owner.is_some(),
+                (Some(_), None) => false,
+            };
+            drop(owner);
+            if !owned {
                 return Err(Refusal::UnknownApplication);
             }
             f(pool, now, rng)
@@ -1097,7 +1102,7 @@ impl Engine {
     pub async fn application(&self, id: &AppId, caller: Caller<'_>) -> Result<AppView, Refusal> {
         let seq = id.seq;
         self.app_call(id, caller, false, false, None, move |pool, now, _| {
-            pool.application(seq, now)
+            pool.application(seq, now)?
                 .ok_or(Refusal::UnknownApplication)
         })
         .await

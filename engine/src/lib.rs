@@ -10,6 +10,8 @@ pub mod backup;
 pub mod calendar;
 pub mod class;
 pub mod clock;
+#[cfg(feature = "postgres")]
+pub mod cluster;
 pub mod commit_pipeline;
 pub mod config;
 pub mod engine;
@@ -25,9 +27,11 @@ pub mod pool;
 pub mod record;
 pub mod registry;
 pub mod rules;
+mod settled_store;
 pub mod store;
 pub mod supervisor;
 pub mod verify;
+mod verify_registry;
 pub mod vin;
 pub mod writer;
 

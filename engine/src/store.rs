@@ -705,6 +705,36 @@ impl OfficeStore {
         Ok(snap)
     }
 
+    /// One application as [`OfficeStore::load`] reads it (its selection fields applied), if
+    /// stored. Sled shows a group once the writer applied it: a caller wanting durable state
+    /// reads only records it knows are durable (the pool does, for settled applications).
+    pub fn application(&self, seq: u64) -> Result<Option<AppRecord>, StoreError> {
+        let key = app_key(b'a', seq);
+        let Some(v) = self.tree.get(&key)? else {
+            return Ok(None);
+        };
+        let mut app: AppRecord = decode(&key, &v)?;
+        let key = app_key(b'q', seq);
+        if let Some(v) = self.tree.get(&key)? {
+            app.apply_progress(&decode_progress(&key, &v)?);
+        }
+        Ok(Some(app))
+    }
+
+    /// A number's stored state, if it differs from its release's.
+    pub fn number_state(
+        &self,
+        class: &str,
+        serial: Serial,
+    ) -> Result<Option<NumberState>, StoreError> {
+        let key = number_key(class, serial);
+        let Some(v) = self.tree.get(&key)? else {
+            return Ok(None);
+        };
+        let (_, state): (usize, NumberState) = decode(&key, &v)?;
+        Ok(Some(state))
+    }
+
     /// Durable audit entries with ids above `after`, oldest first, at most `limit`: a group
     /// the writer applied but has not synced yet (or whose sync failed) is not shown.
     pub fn audit(&self, after: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>, StoreError> {

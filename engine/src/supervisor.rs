@@ -19,8 +19,8 @@ use actix::WeakAddr;
 use serde::Serialize;
 
 use crate::outcome::Refusal;
-use crate::pool::OfficePool;
 use crate::registry::{OfficeEntry, OfficeMap, Registry, RegistryCall};
+use crate::settled_store::{restore_office, RestoreError};
 
 /// How often the supervisor looks at the offices.
 pub const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
@@ -209,20 +209,12 @@ impl Registry {
     pub(crate) fn restart_office(&mut self, id: &str) -> Result<(), Refusal> {
         let failed = |e: String| Refusal::Unavailable(format!("office {id}: {e}"));
         let office_store = self.store.office(id).map_err(|e| failed(e.to_string()))?;
-        let snap = office_store.load().map_err(|e| failed(e.to_string()))?;
-        let config = snap
-            .config
-            .ok_or_else(|| failed("no configuration stored".into()))?;
-        let pool = OfficePool::restore(
-            id,
-            config,
-            self.catalog.clone(),
-            snap.releases,
-            snap.numbers,
-            snap.apps,
-            self.clock.now_ms(),
-        )
-        .map_err(failed)?;
+        let now = self.clock.now_ms();
+        let (pool, _) =
+            restore_office(id, &office_store, self.catalog.clone(), now).map_err(|e| match e {
+                RestoreError::Store(e) => failed(e.to_string()),
+                RestoreError::Records(e) => failed(e),
+            })?;
         self.install_office(id, pool, &office_store)
     }
 }

@@ -13,6 +13,12 @@
 //! - **I9** restart = acknowledged state: the office restores (`OfficePool::restore`, as
 //!   `serve` does at start-up): every number named is in a release, every owner exists.
 //!
+//! - **The registry** (`verify_registry.rs`): blacklist entries, the registry's audit trail
+//!   and the certificate log decode, and their references hold (a blacklist entry names its
+//!   user's lapsed application; every application's VIN has its certificate).
+//! - **Other trees**: a program built on the engine checks its own records in the same pass
+//!   ([`verify_with`]; the gateway checks its idempotency keys and SMS records so).
+//!
 //! Every problem is listed with where it is, not only the first.
 
 use std::collections::HashMap;
@@ -27,6 +33,8 @@ use crate::config::QUOTA_MAX;
 use crate::pool::OfficePool;
 use crate::record::{AppRecord, AppState, NumberState};
 use crate::store::{Durability, OfficeSnapshot, Store};
+use crate::verify_registry::{check_registry, AppFacts, Applications};
+pub use crate::verify_registry::{decode_record, for_each_record};
 
 /// One thing wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +69,8 @@ impl VerifyReport {
         self.problems.is_empty()
     }
 
-    fn problem(&mut self, place: &str, check: &str, what: String) {
+    /// Adds a problem: `check` is `decode`, `refs`, `I1`, … (see the module's notes).
+    pub fn problem(&mut self, place: &str, check: &str, what: String) {
         self.problems.push(Problem {
             place: place.to_string(),
             check: check.to_string(),
@@ -72,6 +81,16 @@ impl VerifyReport {
 
 /// Checks the folder `dir` against the plate classes `catalog` (see the module's notes).
 pub fn verify(dir: &Path, catalog: &[PlateClass]) -> VerifyReport {
+    verify_with(dir, catalog, |_, _| {})
+}
+
+/// As [`verify`], with `more` checking the trees of the program built on the engine while the
+/// folder is open (after the engine's own checks).
+pub fn verify_with(
+    dir: &Path,
+    catalog: &[PlateClass],
+    more: impl FnOnce(&Store, &mut VerifyReport),
+) -> VerifyReport {
     let mut report = VerifyReport::default();
     let folder = dir.display().to_string();
     if !dir.join("conf").exists() && !dir.join("db").exists() {
@@ -101,17 +120,30 @@ pub fn verify(dir: &Path, catalog: &[PlateClass]) -> VerifyReport {
         .unwrap_or(0);
     let mut ids = store.office_ids();
     ids.sort();
+    let mut apps = Applications::new();
     for id in ids {
-        check_office(&store, &id, catalog, &mut report);
+        let facts = check_office(&store, &id, catalog, &mut report);
+        apps.insert(id, facts);
     }
+    check_registry(&store, &apps, &mut report);
+    more(&store, &mut report);
     report
 }
 
-fn check_office(store: &Store, id: &str, catalog: &[PlateClass], report: &mut VerifyReport) {
+/// Checks one office; returns what the registry's checks need of its applications.
+fn check_office(
+    store: &Store,
+    id: &str,
+    catalog: &[PlateClass],
+    report: &mut VerifyReport,
+) -> HashMap<u64, AppFacts> {
     let place = format!("office {id}");
     let office = match store.office(id) {
         Ok(o) => o,
-        Err(e) => return report.problem(&place, "decode", e.to_string()),
+        Err(e) => {
+            report.problem(&place, "decode", e.to_string());
+            return HashMap::new();
+        }
     };
     match office.audit(0, usize::MAX) {
         Ok(entries) => report.audit_entries += entries.len(),
@@ -119,8 +151,23 @@ fn check_office(store: &Store, id: &str, catalog: &[PlateClass], report: &mut Ve
     }
     let snap = match office.load() {
         Ok(snap) => snap,
-        Err(e) => return report.problem(&place, "decode", e.to_string()),
+        Err(e) => {
+            report.problem(&place, "decode", e.to_string());
+            return HashMap::new();
+        }
     };
+    let facts = snap
+        .apps
+        .iter()
+        .map(|a| {
+            let facts = AppFacts {
+                user: a.user.clone(),
+                vin: a.vin.clone(),
+                state: a.state,
+            };
+            (a.seq, facts)
+        })
+        .collect();
     report.offices += 1;
     report.applications += snap.apps.len();
     report.numbers_taken += snap
@@ -131,7 +178,8 @@ fn check_office(store: &Store, id: &str, catalog: &[PlateClass], report: &mut Ve
     check_holders(&snap, &place, report);
     check_quotas(&snap.apps, &place, report);
     let Some(config) = snap.config else {
-        return report.problem(&place, "decode", "no configuration stored".into());
+        report.problem(&place, "decode", "no configuration stored".into());
+        return facts;
     };
     if let Err(e) = OfficePool::restore(
         id,
@@ -144,6 +192,7 @@ fn check_office(store: &Store, id: &str, catalog: &[PlateClass], report: &mut Ve
     ) {
         report.problem(&place, "I9", format!("does not restore: {e}"));
     }
+    facts
 }
 
 /// The number an application holds for good (claimed or issued), with the state its number
@@ -255,7 +304,7 @@ fn check_quotas(apps: &[AppRecord], place: &str, report: &mut VerifyReport) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Notice, OfficeConfig, OfficeRules};
     use crate::pattern::Pattern;
@@ -266,7 +315,7 @@ mod tests {
         Serial::parse(text).expect("serial")
     }
 
-    fn app(seq: u64, state: AppState, claimed: Option<&str>) -> AppRecord {
+    pub(crate) fn app(seq: u64, state: AppState, claimed: Option<&str>) -> AppRecord {
         AppRecord {
             state,
             claim: claimed.map(|s| Claim {
@@ -290,7 +339,7 @@ mod tests {
     }
 
     /// An office with one release (A00##) and the records given, in a new folder.
-    fn folder(records: Vec<Record>) -> tempfile::TempDir {
+    pub(crate) fn folder(records: Vec<Record>) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("dir");
         let store = Store::open(dir.path(), Durability::None).expect("open");
         let office = store.office("o").expect("office");
@@ -321,7 +370,7 @@ mod tests {
         dir
     }
 
-    fn checks(report: &VerifyReport) -> Vec<&str> {
+    pub(crate) fn checks(report: &VerifyReport) -> Vec<&str> {
         report.problems.iter().map(|p| p.check.as_str()).collect()
     }
 

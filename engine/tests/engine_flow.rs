@@ -12,9 +12,7 @@ mod common_engine;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use common_engine::*;
-use platepool_engine::calendar::local_to_ms;
 use platepool_engine::record::NumberState;
 use platepool_engine::{
     AppId, AppRecord, AppState, Caller, Check, Durability, Engine, EngineConfig, NewRelease,
@@ -23,31 +21,6 @@ use platepool_engine::{
 
 const OP: &str = "operator:1";
 const DAY_MS: u64 = 86_400_000;
-
-/// Monday 2 March 2026, 10:00 office local time.
-fn monday_10am() -> u64 {
-    local_to_ms(
-        NaiveDate::from_ymd_opt(2026, 3, 2)
-            .unwrap()
-            .and_hms_opt(10, 0, 0)
-            .unwrap(),
-    )
-}
-
-fn release(class: &str, patterns: &[&str], opens_at_ms: u64) -> NewRelease {
-    NewRelease {
-        class: class.to_string(),
-        label: String::new(),
-        opens_at_ms,
-        custom_from_ms: None,
-        source: ReleaseSource::Patterns(
-            patterns
-                .iter()
-                .map(|p| Pattern::parse(p).unwrap())
-                .collect(),
-        ),
-    }
-}
 
 fn serial(text: &str) -> Serial {
     Serial::parse(text).unwrap()

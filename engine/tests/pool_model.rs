@@ -31,7 +31,8 @@ use rand::{Rng, SeedableRng};
 use common::{deadline_ms, local_ms, DAY_MS};
 use platepool_engine::plate::{ALPHABET, ALPHABET_LEN};
 use platepool_engine::pool::{
-    Check, Counts, Effects, Event, NewApplication, OfficePool, IDENTITY_VALID_MS,
+    Check, Counts, Effects, Event, NewApplication, OfficePool, OfficeRecords, SettledRecords,
+    IDENTITY_VALID_MS,
 };
 use platepool_engine::record::{NumberState, Record};
 use platepool_engine::rules::DenyRule;
@@ -578,7 +579,36 @@ fn same_refusal(a: &Refusal, b: &Refusal) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Replaying the records (I9)
 
+/// Settled applications read back from the journal, as an office reads them from its store.
 #[derive(Debug)]
+struct JournalRecords {
+    apps: BTreeMap<u64, AppRecord>,
+    numbers: BTreeMap<(String, Serial), NumberState>,
+}
+
+impl JournalRecords {
+    fn of(j: &Journal) -> JournalRecords {
+        JournalRecords {
+            apps: j.apps.clone(),
+            numbers: j.numbers.clone(),
+        }
+    }
+}
+
+impl SettledRecords for JournalRecords {
+    fn application(&self, seq: u64) -> Result<Option<AppRecord>, String> {
+        Ok(self.apps.get(&seq).cloned())
+    }
+
+    fn issued_to(&self, class: &str, serial: Serial) -> Result<Option<u64>, String> {
+        match self.numbers.get(&(class.to_string(), serial)) {
+            Some(NumberState::Issued { app }) => Ok(Some(*app)),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 struct Journal {
     config: OfficeConfig,
     releases: BTreeMap<u32, ReleaseRecord>,
@@ -834,7 +864,11 @@ impl Run {
         }
         for r in &effects.records {
             if let Record::App(a) = r {
-                let live = self.pool.application(a.seq, self.now).unwrap();
+                let live = self
+                    .pool
+                    .application(a.seq, self.now)
+                    .expect("application read")
+                    .unwrap();
                 // Only the last record of an application must equal it; a step persists one.
                 if live.record != **a {
                     self.fail(format!("persisted {a:?}, live {:?}", live.record));
@@ -1757,7 +1791,11 @@ impl Run {
 
     fn compare_app(&mut self, seq: u64) {
         let m = &self.model.apps[&seq];
-        let Some(v) = self.pool.application(seq, self.now) else {
+        let Some(v) = self
+            .pool
+            .application(seq, self.now)
+            .expect("application read")
+        else {
             self.fail(format!("application {seq} is gone"))
         };
         let r = &v.record;
@@ -1812,7 +1850,10 @@ impl Run {
             self.compare_app(seq);
         }
         for m in &self.model.nums {
-            let got = self.pool.owner_of(&m.serial.to_string());
+            let got = self
+                .pool
+                .owner_of(&m.serial.to_string())
+                .expect("owner read");
             if got != m.st.owner() {
                 self.fail(format!(
                     "owner of {} is {got:?}, model {:?}",
@@ -1937,7 +1978,11 @@ impl Run {
                 St::Claimed(a) | St::Issued(a) => Some(a),
                 _ => None,
             };
-            if restored.owner_of(&m.serial.to_string()) != want {
+            if restored
+                .owner_of(&m.serial.to_string())
+                .expect("owner read")
+                != want
+            {
                 self.fail(format!("restored owner of {}: expected {want:?}", m.serial));
             }
         }
@@ -1958,6 +2003,7 @@ impl Run {
                 self.fail(format!("restored keyboard of {}", app.seq));
             }
         }
+        self.settled_read_back(&mut restored);
         // New applications continue the sequence.
         let seq = restored
             .create_application(
@@ -1970,6 +2016,132 @@ impl Run {
             "restored pool continues the application sequence"
         );
         self.tally.replays += 1;
+    }
+
+    /// Settled applications out of memory: a pool restored with them left in the journal
+    /// (`restore_live`), and the keep-all restore once it evicts them, answer every look-up
+    /// exactly as the pool that kept them, and keep in memory only the live ones.
+    fn settled_read_back(&mut self, restored: &mut OfficePool) {
+        self.what = "settled read back".into();
+        let j = &self.journal;
+        let records = || Box::new(JournalRecords::of(j));
+        let numbers = j
+            .numbers
+            .iter()
+            .map(|((c, s), st)| (c.clone(), *s, *st))
+            .collect();
+        let stored = OfficeRecords {
+            releases: j.releases.values().cloned().collect(),
+            numbers,
+            apps: j.apps.values().cloned().collect(),
+        };
+        let mut live_only = OfficePool::restore_live(
+            "model",
+            j.config.clone(),
+            common::catalog(),
+            stored,
+            self.now,
+            records(),
+        )
+        .unwrap_or_else(|e| self.fail(format!("restore_live: {e}")));
+        live_only.check_invariants(self.now);
+        // The keep-all restore, its settled applications then evicted as the office actor does
+        // once their records are durable.
+        let mut evicted = OfficePool::restore(
+            "model",
+            j.config.clone(),
+            common::catalog(),
+            j.releases.values().cloned().collect(),
+            j.numbers
+                .iter()
+                .map(|((c, s), st)| (c.clone(), *s, *st))
+                .collect(),
+            j.apps.values().cloned().collect(),
+            self.now,
+        )
+        .unwrap_or_else(|e| self.fail(format!("restore: {e}")));
+        // Its own records (R4.7 after a restart) made durable first, as the actor does.
+        let mut journal = self.journal.clone();
+        journal.fold(&evicted.take_effects());
+        evicted.keep_settled_in(Box::new(JournalRecords::of(&journal)));
+        let settled = evicted.take_settled();
+        evicted.evict_settled(&settled);
+        evicted.check_invariants(self.now);
+        let live_count = restored.applications().filter(|a| a.state.live()).count();
+        // Those the restore itself settled (R4.7) stay until that record is durable.
+        let pending = live_only.take_settled().len();
+        for (name, pool, pending) in [
+            ("restore_live", &live_only, pending),
+            ("evicted", &evicted, 0),
+        ] {
+            if pool.resident_applications() != live_count + pending {
+                self.fail(format!(
+                    "{name} keeps {} applications in memory, {live_count} are live",
+                    pool.resident_applications()
+                ));
+            }
+        }
+        // The restores' own records (R4.7 after a restart) are not the steps' below.
+        let _ = live_only.take_effects();
+        let now = self.now;
+        for seq in 0..=self.model.next_seq {
+            // Settled ones as the pool that kept them in memory shows them; live ones as the
+            // keep-all restore (holds dropped) shows them.
+            let settled = self
+                .pool
+                .application(seq, now)
+                .expect("application read")
+                .filter(|v| !v.record.state.live());
+            let want = match settled {
+                Some(v) => Some(v),
+                None => restored.application(seq, now).expect("application read"),
+            };
+            for (name, pool) in [("restore_live", &live_only), ("evicted", &evicted)] {
+                let got = pool.application(seq, now).expect("application read");
+                if got != want {
+                    self.fail(format!(
+                        "{name}: application {seq}: {got:?}, expected {want:?}"
+                    ));
+                }
+                let user = pool.application_user(seq).expect("user read");
+                let want_user = want.as_ref().map(|v| v.record.user.as_str());
+                if user.as_deref() != want_user {
+                    self.fail(format!("{name}: user of {seq}: {user:?}"));
+                }
+            }
+            let Some(view) = want.filter(|v| !v.record.state.live()) else {
+                continue;
+            };
+            // Steps on a settled application are refused as they were, and change nothing.
+            let len = self.model.classes[self.model.class_ix(&view.record.class)].serial_len();
+            let none = vec![None; len];
+            let want_keyboard = restored.keyboard(seq, &none);
+            let want_verify = restored.verify_identity(seq, now);
+            let want_draw = restored.draw(seq, false, now, &mut StdRng::seed_from_u64(seq));
+            for (name, pool) in [("restore_live", &mut live_only), ("evicted", &mut evicted)] {
+                if pool.keyboard(seq, &none) != want_keyboard {
+                    self.fail(format!("{name}: keyboard of settled {seq}"));
+                }
+                if pool.verify_identity(seq, now) != want_verify
+                    || pool.draw(seq, false, now, &mut StdRng::seed_from_u64(seq)) != want_draw
+                {
+                    self.fail(format!("{name}: steps on settled {seq} answered otherwise"));
+                }
+                if !pool.take_effects().is_empty() {
+                    self.fail(format!("{name}: a step on settled {seq} changed something"));
+                }
+            }
+        }
+        let _ = restored.take_effects();
+        for m in &self.model.nums {
+            let text = m.serial.to_string();
+            let want = restored.owner_of(&text).expect("owner read");
+            for (name, pool) in [("restore_live", &live_only), ("evicted", &evicted)] {
+                if pool.owner_of(&text).expect("owner read") != want {
+                    self.fail(format!("{name}: owner of {text}: expected {want:?}"));
+                }
+            }
+        }
     }
 }
 

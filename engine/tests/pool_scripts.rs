@@ -1118,6 +1118,7 @@ impl Harness {
             let live = self
                 .pool
                 .application(seq, self.now)
+                .expect("application read")
                 .expect("persisted application exists");
             match rec {
                 Ok(rec) if live.record != **rec => {
@@ -1160,6 +1161,7 @@ impl Harness {
                 let v = self
                     .pool
                     .application(seq, self.now)
+                    .expect("application read")
                     .unwrap_or_else(|| self.fail("no such application".into()));
                 for kv in words {
                     let (k, want) = kv
@@ -1237,6 +1239,7 @@ impl Harness {
                 let got = self
                     .pool
                     .owner_of(serial)
+                    .expect("owner read")
                     .map_or("none".into(), |s| self.name(s));
                 if got != want {
                     self.fail(format!("owner of {serial} is {got}, expected {want}"));

@@ -2,7 +2,8 @@
 //!
 //! A serving node holds sled's lock on its folder, so another process cannot read it. `serve`
 //! therefore listens on a Unix socket inside the data folder ([`SOCKET_FILE`], mode 0600: whoever
-//! may use it may read the folder anyway); `platepool backup --data-dir D --to DIR` asks the
+//! may use it may read the folder anyway; a folder too deep for a socket path gets one in a
+//! private folder of the user's, `admin_socket.rs`); `platepool backup --data-dir D --to DIR` asks the
 //! node serving D, through it, to copy its database into DIR (`platepool_engine::backup`: writes
 //! wait while every tree is read into memory and synced, then the copy is written beside them).
 //! When no node answers there, the command opens D itself and copies it the same way.
@@ -18,12 +19,12 @@ use std::time::Duration;
 
 use platepool_engine::backup::{backup, BackupReport};
 use platepool_engine::store::Store;
-use platepool_engine::verify::{verify, VerifyReport};
+use platepool_engine::verify::{verify_with, VerifyReport};
 use platepool_engine::{Durability, PlateClass};
 use serde::{Deserialize, Serialize};
 
-/// The serving node's backup socket, inside its data folder.
-pub const SOCKET_FILE: &str = "platepool-admin.sock";
+use crate::admin_socket::socket_path;
+pub use crate::admin_socket::SOCKET_FILE;
 /// Longest request line read from the socket.
 const REQUEST_MAX: u64 = 8 * 1024;
 
@@ -79,7 +80,7 @@ impl Drop for BackupSocket {
 /// Listens for backup requests on the data folder's socket, answered one at a time on a thread
 /// of their own (never on an HTTP worker).
 pub fn listen(store: Store) -> Result<BackupSocket, String> {
-    let path = store.path().join(SOCKET_FILE);
+    let path = socket_path(store.path())?;
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
     // A file left by a killed node: this process holds sled's lock, so no other node serves here.
     match std::fs::remove_file(&path) {
@@ -150,7 +151,7 @@ pub fn backup_folder(data_dir: &Path, to: &Path) -> Result<BackupReport, String>
     if !data_dir.is_dir() {
         return Err(format!("no data folder at {}", data_dir.display()));
     }
-    let socket = data_dir.join(SOCKET_FILE);
+    let socket = socket_path(data_dir)?;
     match UnixStream::connect(&socket) {
         Ok(stream) => ask_node(stream, &to),
         Err(_) => {
@@ -191,7 +192,7 @@ pub fn verify_folder(data_dir: &Path) -> Result<VerifyReport, String> {
     if !data_dir.is_dir() {
         return Err(format!("no data folder at {}", data_dir.display()));
     }
-    let socket = data_dir.join(SOCKET_FILE);
+    let socket = socket_path(data_dir)?;
     if UnixStream::connect(&socket).is_ok() {
         return Err(format!(
             "a node is serving {dir}: verify a backup of it instead \
@@ -199,7 +200,11 @@ pub fn verify_folder(data_dir: &Path) -> Result<VerifyReport, String> {
             dir = data_dir.display()
         ));
     }
-    Ok(verify(data_dir, &PlateClass::builtin()))
+    Ok(verify_with(
+        data_dir,
+        &PlateClass::builtin(),
+        crate::verify_records::check_gateway_trees,
+    ))
 }
 
 /// `platepool backup`: prints the report; exit 1 when no backup was made.

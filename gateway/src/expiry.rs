@@ -36,6 +36,11 @@ pub const OUTBOX_TIME_PREFIX: &[u8] = b"t/";
 const CODE_PREFIX: &[u8] = b"c/";
 const DELIVERED_PREFIX: &[u8] = b"d/";
 
+/// Where the idempotency tree's expiry index begins (its entries: this, the time, the key).
+pub fn idempotency_index_prefix() -> Vec<u8> {
+    IDEMPOTENCY_INDEX.to_vec()
+}
+
 /// The index entry of an idempotency key claimed at `at_ms`.
 pub fn idempotency_index(at_ms: u64, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(IDEMPOTENCY_INDEX.len() + 8 + key.len());

@@ -36,8 +36,11 @@ pub const REASON_IN_PROGRESS: &str = "in_progress";
 /// debited: do not retry with this key; read the application.
 pub const REASON_INTERRUPTED: &str = "interrupted";
 
+/// A key's stored entry, as `platepool verify` decodes it.
+pub(crate) type StoredEntry = Entry;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
-enum Entry {
+pub(crate) enum Entry {
     Pending {
         since_ms: u64,
         /// The process run that is handling it (0: written before runs were marked, or left by

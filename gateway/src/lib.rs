@@ -9,10 +9,12 @@
 //! Handlers are thin: parse, authenticate, rate-limit, call the engine, map the outcome. Every
 //! engine outcome becomes an HTTP answer in one place ([`error`]).
 
+pub mod admin_socket;
 pub mod auth;
 #[cfg(unix)]
 pub mod backup;
 pub mod certificate_csv;
+pub mod cluster_status;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -36,6 +38,7 @@ pub mod settings;
 pub mod sms;
 pub mod sms_queue;
 pub mod sms_webhook;
+pub mod verify_records;
 pub mod voucher;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -61,6 +61,15 @@ enum Command {
     /// and each problem printed when it is not sound.
     #[cfg(unix)]
     Verify(platepool_gateway::backup::VerifyArgs),
+    /// Cluster mode (docs/cluster.md).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Prints each office's owner, epoch and lease ages, and the primary's standbys.
+    Status(platepool_gateway::cluster_status::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +264,9 @@ fn main() -> ExitCode {
         Command::Backup(args) => platepool_gateway::backup::run_backup(&args),
         #[cfg(unix)]
         Command::Verify(args) => platepool_gateway::backup::run_verify(&args),
+        Command::Cluster(ClusterCommand::Status(args)) => {
+            platepool_gateway::cluster_status::run_status(&args)
+        }
         Command::Config(ConfigCommand::Check { file }) => {
             match settings::load(Some(&file), &Flags::default()) {
                 Ok(config) => {

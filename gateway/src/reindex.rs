@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::expiry::{idempotency_index, outbox_index, OUTBOX_TIME_PREFIX, SWEEP_PAGE};
 
 /// Marks a tree whose entries all have index entries (outside every other key's prefix).
-const INDEXED_MARK: &[u8] = b"\x02indexed";
+pub(crate) const INDEXED_MARK: &[u8] = b"\x02indexed";
 /// Request keys begin with a user id (printable ASCII); the idempotency tree's own keys (index
 /// entries, the mark) begin below it.
 const REQUEST_KEYS_FROM: u8 = b' ';

@@ -188,6 +188,24 @@ pub struct SmsService {
     queue: Option<Arc<DeliveryQueue>>,
 }
 
+impl StoredCode {
+    /// What `platepool verify` asks of a stored code: hashed with a salt (SPEC S2), at most
+    /// `tries_max` wrong tries, expiring after it was sent.
+    pub(crate) fn check(&self, tries_max: u32) -> Result<(), String> {
+        let hashed = self.hash.len() == 64 && self.hash.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hashed || self.salt.is_empty() {
+            return Err("not stored as a salted SHA-256".into());
+        }
+        if self.tries > tries_max {
+            return Err(format!("{} wrong tries, more than {tries_max}", self.tries));
+        }
+        if self.expires_at_ms < self.sent_at_ms || self.confirm_after_ms < self.sent_at_ms {
+            return Err("expires, or may be confirmed, before it was sent".into());
+        }
+        Ok(())
+    }
+}
+
 fn hash(salt: &str, code: &str) -> String {
     let digest = Sha256::digest(format!("{salt}:{code}").as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()

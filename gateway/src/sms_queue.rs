@@ -82,7 +82,7 @@ impl SmsStats {
 
 /// One queued message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Queued {
+pub(crate) struct Queued {
     reference: String,
     message: OutboxMessage,
     attempts: u32,
@@ -102,6 +102,16 @@ pub fn backoff_ms(attempts: u32) -> u64 {
     RETRY_FIRST_MS
         .saturating_mul(1 << doublings)
         .min(RETRY_MAX_MS)
+}
+
+/// A queued message, as `platepool verify` decodes it.
+pub(crate) type QueuedMessage = Queued;
+
+impl Queued {
+    /// The key it is stored under.
+    pub(crate) fn key(&self) -> Vec<u8> {
+        queue_key(&self.message, &self.reference)
+    }
 }
 
 fn queue_key(message: &OutboxMessage, reference: &str) -> Vec<u8> {

@@ -4,8 +4,7 @@
 //! Everything shown comes through [`escape_html`]; practice vouchers (R4.13) carry a large
 //! 模拟 / VOID mark and say they are not valid.
 
-use platepool_engine::calendar::{local_datetime, rfc3339};
-use serde_json::{json, Value};
+use platepool_engine::calendar::local_datetime;
 
 /// What a voucher shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,30 +67,6 @@ pub fn class_label(class: &str) -> String {
 }
 
 impl Voucher {
-    /// `{"voucher": {"serial","code","plate","office","register_by",…}}` (API.md).
-    pub fn json(&self, now_ms: u64) -> Value {
-        json!({
-            "voucher": {
-                "serial": self.serial,
-                "code": self.code,
-                "plate": self.plate,
-                "plate_serial": self.plate_serial,
-                "office": self.office,
-                "office_name": self.office_name,
-                "application": self.application,
-                "class": self.class,
-                "vin": self.vin_masked,
-                "claimed_at": rfc3339(self.claimed_at_ms),
-                "register_by": rfc3339(self.register_by_ms),
-                "register_by_in_ms": self.register_by_ms.saturating_sub(now_ms),
-                "register_by_local": local_time_text(self.register_by_ms),
-                "state": self.state,
-                "practice": self.practice,
-                "void": self.practice,
-            }
-        })
-    }
-
     /// The printable page.
     pub fn html(&self) -> String {
         let e = escape_html;
@@ -220,10 +195,9 @@ impl Voucher {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn voucher(practice: bool) -> Voucher {
+impl Voucher {
+    /// A voucher with every field set, for tests.
+    pub(crate) fn sample(practice: bool) -> Voucher {
         Voucher {
             serial: "MAOMING-20261124-7".into(),
             code: "01234567".into(),
@@ -239,6 +213,15 @@ mod tests {
             practice,
             state: "claimed".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voucher(practice: bool) -> Voucher {
+        Voucher::sample(practice)
     }
 
     #[test]
@@ -259,9 +242,6 @@ mod tests {
         let html = voucher(true).html();
         assert!(html.contains("模拟"));
         assert!(html.contains("VOID"));
-        let json = voucher(true).json(0);
-        assert_eq!(json["voucher"]["void"], true);
-        assert_eq!(json["voucher"]["plate"], "粤K·A1234");
     }
 
     #[test]

@@ -74,3 +74,33 @@ fn a_backup_of_a_serving_node_verifies_and_serves() {
     assert_eq!(status, 200);
     assert!(body.contains("maoming"), "{body}");
 }
+
+/// A data folder too deep for a socket path inside it (107 bytes) gets its socket in the
+/// user's private folder; the CLI finds the node there (the folder itself is locked by it).
+#[test]
+fn a_node_serving_a_deep_folder_is_backed_up_through_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+    std::fs::create_dir_all(&deep).unwrap();
+    let data = deep.join("data");
+    let copy = dir.path().join("copy");
+    let server = Platepool::start(&deep, &[], &[]);
+    assert!(!data.join("platepool-admin.sock").exists());
+    let socket = platepool_gateway::admin_socket::socket_path(&data).unwrap();
+    assert!(socket.exists(), "{}", socket.display());
+
+    let out = platepool(&["backup"], &[("--data-dir", &data), ("--to", &copy)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let refused = platepool(&["verify"], &[("--data-dir", &data)]);
+    assert!(
+        text(&refused).contains("a node is serving"),
+        "{}",
+        text(&refused)
+    );
+    drop(server);
+    // Killed, the node leaves its socket file; nothing answers there any more.
+    for folder in [&data, &copy] {
+        let verified = platepool(&["verify"], &[("--data-dir", folder)]);
+        assert!(verified.status.success(), "{}", text(&verified));
+    }
+}

@@ -2,10 +2,13 @@
 //! thresholds.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use platepool_engine::Durability;
 
+use crate::distributed::coordinator::CoordinatorOptions;
+use crate::distributed::worker::WorkerOptions;
 use crate::embedded::{Embedded, EmbeddedOptions};
 use crate::report::{EXIT_FAILED, EXIT_OK};
 use crate::run::{run, Progress, RunOptions, Target};
@@ -79,6 +82,13 @@ EXAMPLES
   Bots against the limits:
     platepool-loadtest --embedded --preset bots --bots 0.5 --bot-retry-ms 20
 
+  One opening from several machines: a coordinator that prepares the office, waits for 3 workers,
+  merges their parts into one report and audits once; a worker on each load machine (each needs
+  the operator token, which the coordinator never sends):
+    platepool-loadtest --target http://gw:8080 --preset opening --listen 0.0.0.0:7700 \\
+        --worker-processes 3 --html opening.html
+    platepool-loadtest --coordinator loadgen-1:7700
+
 EXIT CODES
   0 success · 1 the run could not be done (setup, gateway unreachable) · 2 a threshold was breached
   · 3 the audit found a violation";
@@ -90,7 +100,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "target")]
     pub embedded: bool,
     /// The gateway's base URL.
-    #[arg(long, value_name = "URL", required_unless_present_any = ["embedded", "print_scenario"])]
+    #[arg(long, value_name = "URL", required_unless_present_any = ["embedded", "print_scenario", "coordinator"])]
     pub target: Option<String>,
     /// The gateway's operator token (with --target).
     #[arg(
@@ -251,6 +261,33 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     pub repeats: u32,
 
+    /// Coordinate a rehearsal run by --worker-processes worker processes (on this machine or
+    /// others that reach the target): listen for them on ADDR (e.g. 0.0.0.0:7700), prepare the
+    /// office, give each worker its share of the buyers and the opening instant, merge their
+    /// parts into one report and audit the office once over every buyer.
+    #[arg(long, value_name = "ADDR", requires = "worker_processes",
+          conflicts_with_all = ["embedded", "find_max", "compare_window", "coordinator"])]
+    pub listen: Option<String>,
+    /// --listen: how many worker processes take part.
+    #[arg(long, value_name = "N", requires = "listen")]
+    pub worker_processes: Option<u32>,
+    /// Run as a worker of the coordinator at HOST:PORT: the scenario, the office and the
+    /// opening come from it (give scenario flags to the coordinator); this process runs its
+    /// share of the buyers and prints and writes (--json, --html, --history) its own part.
+    /// Needs the operator token (PLATEPOOL_OPERATOR_TOKEN), which the coordinator never sends;
+    /// --target only when this machine reaches the gateway by another URL.
+    #[arg(long, value_name = "HOST:PORT",
+          conflicts_with_all = ["embedded", "find_max", "compare_window", "print_scenario"])]
+    pub coordinator: Option<String>,
+    /// --listen: seconds to wait for every worker to connect; --coordinator: seconds to keep
+    /// trying to reach the coordinator.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub connect_wait_secs: u64,
+    /// --listen / --coordinator: the other end silent this long (heartbeats go every second)
+    /// is gone, and the run fails.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub peer_timeout_secs: u64,
+
     /// --embedded: HTTP worker threads of the gateway.
     #[arg(long, default_value_t = 2)]
     pub gateway_workers: usize,
@@ -408,6 +445,19 @@ pub fn main_with(args: &Args) -> Result<i32, String> {
     } else {
         Progress::auto()
     };
+    if let Some(addr) = &args.coordinator {
+        if scenario != Scenario::default() {
+            return Err(
+                "a worker takes its scenario from the coordinator: give --preset, \
+                        --scenario and scenario flags to the coordinator"
+                    .into(),
+            );
+        }
+        return work(args, addr, progress);
+    }
+    if let Some(listen) = &args.listen {
+        return coordinate(args, &scenario, listen, progress);
+    }
     if args.find_max {
         return find_max(args, &scenario, progress);
     }
@@ -442,6 +492,62 @@ pub fn main_with(args: &Args) -> Result<i32, String> {
         max_error_rate: args.max_error_rate,
     };
     let result = run_once(args, &scenario, &opts)?;
+    print!("{}", result.report.text());
+    write_outputs(args, &result.report, Some(&result.history))?;
+    Ok(result.report.exit_code)
+}
+
+/// `--coordinator`: this process runs one share of a multi-process rehearsal.
+fn work(args: &Args, addr: &str, progress: Progress) -> Result<i32, String> {
+    let opts = WorkerOptions {
+        coordinator: addr.to_string(),
+        target: args.target.clone(),
+        operator_token: args
+            .operator_token
+            .clone()
+            .ok_or("--operator-token (or PLATEPOOL_OPERATOR_TOKEN) is needed with --coordinator")?,
+        wait: Duration::from_secs(args.connect_wait_secs),
+        peer_timeout: Duration::from_secs(args.peer_timeout_secs.max(1)),
+        progress,
+    };
+    let result = crate::distributed::worker::work(&opts)?;
+    print!("{}", result.report.text());
+    write_outputs(args, &result.report, Some(&result.history))?;
+    Ok(result.report.exit_code)
+}
+
+/// `--listen`: this process coordinates a multi-process rehearsal.
+fn coordinate(
+    args: &Args,
+    scenario: &Scenario,
+    listen: &str,
+    progress: Progress,
+) -> Result<i32, String> {
+    let target = Target {
+        base: args
+            .target
+            .clone()
+            .ok_or("--target URL is needed with --listen")?,
+        operator_token: args
+            .operator_token
+            .clone()
+            .ok_or("--operator-token (or PLATEPOOL_OPERATOR_TOKEN) is needed with --target")?,
+        token_secret: args.token_secret.clone(),
+        embedded: false,
+    };
+    let opts = CoordinatorOptions {
+        listen: listen.to_string(),
+        workers: args.worker_processes.unwrap_or(1),
+        wait: Duration::from_secs(args.connect_wait_secs),
+        peer_timeout: Duration::from_secs(args.peer_timeout_secs.max(1)),
+        run: RunOptions {
+            progress,
+            audit: !args.no_audit,
+            max_p99_ms: args.max_p99_ms,
+            max_error_rate: args.max_error_rate,
+        },
+    };
+    let result = crate::distributed::coordinator::coordinate(scenario, &target, &opts)?;
     print!("{}", result.report.text());
     write_outputs(args, &result.report, Some(&result.history))?;
     Ok(result.report.exit_code)
@@ -639,6 +745,41 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_takes_its_scenario_from_the_coordinator() {
+        let worker = args(&["--coordinator", "127.0.0.1:7700"]);
+        assert_eq!(worker.target, None, "a worker needs no --target");
+        let e = main_with(&args(&["--coordinator", "127.0.0.1:7700", "--buyers", "5"]))
+            .expect_err("scenario flags belong to the coordinator");
+        assert!(e.contains("from the coordinator"), "{e}");
+        assert!(Args::try_parse_from([
+            "platepool-loadtest",
+            "--target",
+            "http://x",
+            "--listen",
+            "0.0.0.0:7700"
+        ])
+        .is_err());
+        assert!(Args::try_parse_from([
+            "platepool-loadtest",
+            "--embedded",
+            "--listen",
+            "0.0.0.0:7700",
+            "--worker-processes",
+            "2"
+        ])
+        .is_err());
+        let c = args(&[
+            "--target",
+            "http://x",
+            "--listen",
+            "0.0.0.0:7700",
+            "--worker-processes",
+            "2",
+        ]);
+        assert_eq!(c.worker_processes, Some(2));
+    }
+
+    #[test]
     fn a_target_needs_a_url_and_help_shows_examples() {
         assert!(Args::try_parse_from(["platepool-loadtest"]).is_err());
         assert!(
@@ -654,6 +795,8 @@ mod tests {
             "--find-max",
             "EXIT CODES",
             "[rules]",
+            "--worker-processes 3",
+            "--coordinator loadgen-1:7700",
         ] {
             assert!(help.contains(needle), "help lacks {needle}");
         }

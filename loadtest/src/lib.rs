@@ -11,6 +11,7 @@ pub mod api;
 pub mod audit;
 pub mod buyer;
 pub mod cli;
+pub mod distributed;
 pub mod embedded;
 pub mod fairness;
 pub mod html;

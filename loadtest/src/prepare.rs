@@ -82,8 +82,7 @@ pub fn office_id(s: &Scenario, tag: u32) -> String {
     }
 }
 
-/// Prepares the office. `token_secret`: sign citizen tokens locally (embedded mode, or a known
-/// secret); otherwise ask `POST /v1/admin/tokens` for each.
+/// Prepares the office, then opens the release at once: the single-process rehearsal.
 pub async fn prepare(
     api: &Api,
     s: &Scenario,
@@ -92,6 +91,31 @@ pub async fn prepare(
     token_secret: Option<&str>,
     say: &dyn Fn(&str),
 ) -> Result<Prepared, String> {
+    let office = prepare_office(api, s, tag, plans, token_secret, say).await?;
+    open_release(api, s, office, Duration::ZERO, say).await
+}
+
+/// The office before its release: configured, every vehicle's certificate imported, every
+/// buyer's citizen token issued (token `i` is buyer `i`'s).
+#[derive(Debug, Clone)]
+pub struct PreparedOffice {
+    pub tag: u32,
+    pub office: String,
+    pub notice_version: String,
+    pub tokens: Vec<String>,
+    pub started: Instant,
+}
+
+/// Configures the office, imports the certificates and issues the tokens. `token_secret`: sign
+/// citizen tokens locally (a known secret); otherwise ask `POST /v1/admin/tokens` for each.
+pub async fn prepare_office(
+    api: &Api,
+    s: &Scenario,
+    tag: u32,
+    plans: &[BuyerPlan],
+    token_secret: Option<&str>,
+    say: &dyn Fn(&str),
+) -> Result<PreparedOffice, String> {
     let started = Instant::now();
     let office = office_id(s, tag);
     let notice_version = format!("lt-{tag:05}");
@@ -187,7 +211,32 @@ pub async fn prepare(
     };
     say(&format!("{} citizen tokens ready", tokens.len()));
 
-    let opens_in = Duration::from_secs_f64(s.opens_in_secs);
+    Ok(PreparedOffice {
+        tag,
+        office,
+        notice_version,
+        tokens,
+        started,
+    })
+}
+
+/// Opens the release: the load starts `lead` from now (time for other processes to receive the
+/// start) and the release opens `opens_in_secs` after that.
+pub async fn open_release(
+    api: &Api,
+    s: &Scenario,
+    prepared: PreparedOffice,
+    lead: Duration,
+    say: &dyn Fn(&str),
+) -> Result<Prepared, String> {
+    let PreparedOffice {
+        tag,
+        office,
+        notice_version,
+        tokens,
+        started,
+    } = prepared;
+    let opens_in = Duration::from_secs_f64(s.opens_in_secs) + lead;
     let opens_at_ms = now_ms() + opens_in.as_millis() as u64;
     let body = json!({
         "class": s.class,
@@ -208,9 +257,10 @@ pub async fn prepare(
         _ => return Err(format!("release: no id in {}", a.describe())),
     };
     let release_total = a.body.get("total").and_then(Value::as_u64).unwrap_or(0);
-    // The load starts now; the opening is where the wall clock says it is.
-    let load_start = Instant::now();
-    let opening = load_start + Duration::from_millis(opens_at_ms.saturating_sub(now_ms()));
+    // The load starts `lead` from now; the opening is where the wall clock says it is.
+    let now = Instant::now();
+    let load_start = now + lead;
+    let opening = now + Duration::from_millis(opens_at_ms.saturating_sub(now_ms()));
     say(&format!(
         "release {release_id} of {release_total} numbers opens at {}",
         platepool_engine::calendar::rfc3339(opens_at_ms)

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::api::Api;
-use crate::audit::{audit, fetch, Expectations};
+use crate::audit::{audit, fetch, AuditReport, Expectations};
 use crate::buyer::{self, lock, BuyerRecord, Ctx, Shared};
 use crate::identity::run_tag;
-use crate::prepare::{now_ms, prepare};
+use crate::prepare::{now_ms, prepare, Prepared};
 use crate::recorder::{Live, Recorder};
 use crate::report::{ClientPool, Cpu, Report, RunFacts};
 use crate::scenario::{plans, BuyerPlan, Model, Scenario};
@@ -200,6 +200,268 @@ fn fmt_ms(d: Duration) -> String {
     }
 }
 
+/// The buyers one process runs, and its share of the client's resources.
+#[derive(Debug, Clone)]
+pub struct Share {
+    pub plans: Vec<BuyerPlan>,
+    /// Closed model: buyers in flight in this process.
+    pub concurrency: usize,
+    /// Keep-alive connections in this process (all its load threads together).
+    pub connections: usize,
+}
+
+/// What one process's load phase produced (its recorder stays in [`Shared`]).
+#[derive(Debug)]
+pub struct Loaded {
+    /// Every buyer's record, by index.
+    pub history: Vec<BuyerRecord>,
+    pub arrived: u64,
+    pub client: ClientPool,
+    /// CPU seconds of the load threads and the thread that waited for them.
+    pub loadtest_cpu: f64,
+    /// CPU seconds of the whole process over the load.
+    pub process_cpu: f64,
+    /// Seconds from the start of the load to the last buyer's end.
+    pub load_secs: f64,
+    pub load_end: Instant,
+}
+
+impl Loaded {
+    /// The loadtest's CPU share on this machine; `embedded`: the rest of the process is the
+    /// gateway.
+    pub fn cpu(&self, embedded: bool) -> Cpu {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let capacity = self.load_secs.max(0.001) * cores as f64;
+        Cpu {
+            cores,
+            wall_secs: self.load_secs,
+            loadtest_secs: self.loadtest_cpu,
+            process_secs: self.process_cpu,
+            loadtest_share: self.loadtest_cpu / capacity,
+            gateway_share: embedded
+                .then(|| ((self.process_cpu - self.loadtest_cpu).max(0.0)) / capacity),
+        }
+    }
+}
+
+/// Runs `share`'s buyers on `s.workers` threads from `load_start` until every one has finished.
+/// `tick` is called every 100 ms meanwhile; an `Err` from it abandons the load (its threads are
+/// left to the process's exit) and is returned.
+pub fn load(
+    shared: Arc<Shared>,
+    target: &Target,
+    load_start: Instant,
+    share: Share,
+    tick: &mut dyn FnMut(&Shared) -> Result<(), String>,
+) -> Result<Loaded, String> {
+    let process0 = process_cpu_secs();
+    let main0 = thread_cpu_secs();
+    let workers = shared.scenario.workers.max(1);
+    let per_worker_connections = (share.connections / workers).max(1);
+    let queue = Arc::new(Mutex::new(
+        share.plans.iter().cloned().collect::<VecDeque<_>>(),
+    ));
+    let mut handles = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let job = match shared.scenario.model {
+            // By position: the plans may be one process's share of the indices.
+            Model::Open => Job::Open(
+                share
+                    .plans
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % workers == w)
+                    .map(|(_, p)| p.clone())
+                    .collect(),
+            ),
+            Model::Closed => {
+                let c = share.concurrency;
+                Job::Closed {
+                    queue: queue.clone(),
+                    slots: c / workers + usize::from(w < c % workers),
+                }
+            }
+        };
+        let shared = shared.clone();
+        let target = target.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("load-{w}"))
+            .spawn(move || {
+                let c0 = thread_cpu_secs();
+                let records = actix_rt::System::new().block_on(worker(
+                    shared,
+                    target,
+                    per_worker_connections,
+                    job,
+                    load_start,
+                ));
+                (records, thread_cpu_secs() - c0)
+            })
+            .map_err(|e| format!("worker thread: {e}"))?;
+        handles.push(h);
+    }
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(100));
+        tick(&shared)?;
+    }
+    let mut history = Vec::with_capacity(share.plans.len());
+    let mut client = ClientPool {
+        connections: (per_worker_connections * workers) as u64,
+        ..ClientPool::default()
+    };
+    let mut loadtest_cpu = thread_cpu_secs() - main0;
+    for h in handles {
+        let ((mut records, max_in_flight, waits), cpu) =
+            h.join().map_err(|_| "a load worker panicked".to_string())?;
+        history.append(&mut records);
+        loadtest_cpu += cpu;
+        client.max_in_flight += max_in_flight as u64;
+        client.waits += waits;
+    }
+    history.sort_by_key(|b| b.index);
+    let load_end = Instant::now();
+    Ok(Loaded {
+        history,
+        arrived: Live::get(&shared.live.arrived),
+        client,
+        loadtest_cpu,
+        process_cpu: process_cpu_secs() - process0,
+        load_secs: load_end.duration_since(load_start).as_secs_f64(),
+        load_end,
+    })
+}
+
+/// The live progress line on stderr: buyers, requests/s, errors, latency so far, the opening.
+#[derive(Debug)]
+pub struct ProgressPrinter {
+    progress: Progress,
+    total: u64,
+    last: (Instant, u64),
+    printed: Instant,
+}
+
+impl ProgressPrinter {
+    pub fn new(progress: Progress, total: u64) -> ProgressPrinter {
+        ProgressPrinter {
+            progress,
+            total,
+            last: (Instant::now(), 0),
+            printed: Instant::now(),
+        }
+    }
+
+    fn every(&self) -> Duration {
+        match self.progress {
+            Progress::Terminal => Duration::from_secs(1),
+            _ => Duration::from_secs(5),
+        }
+    }
+
+    /// Prints a line when one is due.
+    pub fn tick(&mut self, shared: &Shared, load_start: Instant) {
+        if self.progress == Progress::Off || self.printed.elapsed() < self.every() {
+            return;
+        }
+        self.printed = Instant::now();
+        let now = Instant::now();
+        let live = &shared.live;
+        let requests = Live::get(&live.requests);
+        let rate = (requests - self.last.1) as f64
+            / now.duration_since(self.last.0).as_secs_f64().max(0.001);
+        self.last = (now, requests);
+        let (p50, p99) = {
+            let r = lock(&shared.recorder);
+            (r.overall(0.5), r.overall(0.99))
+        };
+        let line = format!(
+            "[{:>6.1} s] buyers {}/{} arrived, {} done | {:>6.0} req/s | errors {} | p50 {} p99 {} | claims {} | {}",
+            now.saturating_duration_since(load_start).as_secs_f64(),
+            Live::get(&live.arrived),
+            self.total,
+            Live::get(&live.finished),
+            rate,
+            Live::get(&live.errors),
+            fmt_ms(p50),
+            fmt_ms(p99),
+            Live::get(&live.claims),
+            opening_countdown(now, shared.opening)
+        );
+        self.print(&line);
+    }
+
+    /// Prints `line` as the progress line (rewritten in place on a terminal).
+    pub fn print(&self, line: &str) {
+        let mut err = std::io::stderr().lock();
+        if self.progress == Progress::Terminal {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    /// Prints `line` to stay, above the next progress line.
+    pub fn note(&self, line: &str) {
+        if self.progress == Progress::Terminal {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("{line}");
+    }
+
+    /// Ends the rewritten line on a terminal.
+    pub fn finish(&self) {
+        if self.progress == Progress::Terminal {
+            eprintln!();
+        }
+    }
+}
+
+/// "opens in 3.2 s" or "open +1.5 s".
+pub fn opening_countdown(now: Instant, opening: Instant) -> String {
+    if now < opening {
+        format!("opens in {:.1} s", (opening - now).as_secs_f64())
+    } else {
+        format!("open +{:.1} s", (now - opening).as_secs_f64())
+    }
+}
+
+/// After the longest hold's lifetime from `load_end`, reads the office back and audits it
+/// against every buyer's record.
+pub fn audit_office(
+    s: &Scenario,
+    target: &Target,
+    prepared: &Prepared,
+    history: &[BuyerRecord],
+    load_end: Instant,
+    say: &dyn Fn(&str),
+) -> AuditReport {
+    let exp = Expectations {
+        custom_quota: s.rules.custom_quota,
+        random_quota: s.rules.random_quota,
+        release_id: prepared.release_id.clone(),
+        release_total: prepared.release_total,
+        exclusive: s.office.is_empty(),
+    };
+    let hold_wait =
+        Duration::from_millis(s.rules.longest_hold_ms() + 1_200).saturating_sub(load_end.elapsed());
+    let timeout = Duration::from_millis(s.timeout_ms);
+    let view = actix_rt::System::new().block_on(async {
+        let api = Api::new(&target.base, &target.operator_token, 64, timeout);
+        fetch(
+            &api,
+            &prepared.office,
+            &prepared.release_id,
+            history,
+            hold_wait,
+            say,
+        )
+        .await
+    });
+    audit(history, &exp, &view)
+}
+
 /// Runs a rehearsal. Everything happens on threads of its own; the caller's thread only waits.
 pub fn run(s: &Scenario, target: &Target, opts: &RunOptions) -> Result<RunResult, String> {
     s.validate()?;
@@ -233,170 +495,35 @@ pub fn run(s: &Scenario, target: &Target, opts: &RunOptions) -> Result<RunResult
         tag,
         tokens: prepared.tokens.clone(),
     });
-    let process0 = process_cpu_secs();
-    let main0 = thread_cpu_secs();
-    let workers = s.workers.max(1);
-    let per_worker_connections = (s.connections / workers).max(1);
-    let queue = Arc::new(Mutex::new(plans.iter().cloned().collect::<VecDeque<_>>()));
-    let mut handles = Vec::with_capacity(workers);
-    for w in 0..workers {
-        let job = match s.model {
-            Model::Open => Job::Open(
-                plans
-                    .iter()
-                    .filter(|p| p.index as usize % workers == w)
-                    .cloned()
-                    .collect(),
-            ),
-            Model::Closed => {
-                let c = s.concurrency as usize;
-                Job::Closed {
-                    queue: queue.clone(),
-                    slots: c / workers + usize::from(w < c % workers),
-                }
-            }
-        };
-        let shared = shared.clone();
-        let target = target.clone();
-        let load_start = prepared.load_start;
-        let h = std::thread::Builder::new()
-            .name(format!("load-{w}"))
-            .spawn(move || {
-                let c0 = thread_cpu_secs();
-                let records = actix_rt::System::new().block_on(worker(
-                    shared,
-                    target,
-                    per_worker_connections,
-                    job,
-                    load_start,
-                ));
-                (records, thread_cpu_secs() - c0)
-            })
-            .map_err(|e| format!("worker thread: {e}"))?;
-        handles.push(h);
-    }
-
-    // Live progress while the workers run.
-    let total = s.buyers as u64;
-    let mut last = (Instant::now(), 0u64);
-    let mut printed = Instant::now();
-    let every = match opts.progress {
-        Progress::Terminal => Duration::from_secs(1),
-        _ => Duration::from_secs(5),
+    let share = Share {
+        plans: plans.clone(),
+        concurrency: s.concurrency as usize,
+        connections: s.connections,
     };
-    while !handles.iter().all(|h| h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(100));
-        if opts.progress == Progress::Off || printed.elapsed() < every {
-            continue;
-        }
-        printed = Instant::now();
-        let now = Instant::now();
-        let requests = Live::get(&live.requests);
-        let rate = (requests - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(0.001);
-        last = (now, requests);
-        let (p50, p99) = {
-            let r = lock(&recorder);
-            (r.overall(0.5), r.overall(0.99))
-        };
-        let opening = if now < prepared.opening {
-            format!("opens in {:.1} s", (prepared.opening - now).as_secs_f64())
-        } else {
-            format!("open +{:.1} s", (now - prepared.opening).as_secs_f64())
-        };
-        let line = format!(
-            "[{:>6.1} s] buyers {}/{} arrived, {} done | {:>6.0} req/s | errors {} | p50 {} p99 {} | claims {} | {}",
-            now.duration_since(prepared.load_start).as_secs_f64(),
-            Live::get(&live.arrived),
-            total,
-            Live::get(&live.finished),
-            rate,
-            Live::get(&live.errors),
-            fmt_ms(p50),
-            fmt_ms(p99),
-            Live::get(&live.claims),
-            opening
-        );
-        let mut err = std::io::stderr().lock();
-        if opts.progress == Progress::Terminal {
-            let _ = write!(err, "\r\x1b[2K{line}");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
-    }
-    if opts.progress == Progress::Terminal {
-        eprintln!();
-    }
-    let mut history = Vec::with_capacity(plans.len());
-    let mut client = ClientPool {
-        connections: (per_worker_connections * workers) as u64,
-        ..ClientPool::default()
-    };
-    let mut loadtest_cpu = thread_cpu_secs() - main0;
-    for h in handles {
-        let ((mut records, max_in_flight, waits), cpu) =
-            h.join().map_err(|_| "a load worker panicked".to_string())?;
-        history.append(&mut records);
-        loadtest_cpu += cpu;
-        client.max_in_flight += max_in_flight as u64;
-        client.waits += waits;
-    }
-    history.sort_by_key(|b| b.index);
-    let load_end = Instant::now();
-    let load_secs = load_end.duration_since(prepared.load_start).as_secs_f64();
-    let process_cpu = process_cpu_secs() - process0;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let capacity = load_secs.max(0.001) * cores as f64;
-    let cpu = Cpu {
-        cores,
-        wall_secs: load_secs,
-        loadtest_secs: loadtest_cpu,
-        process_secs: process_cpu,
-        loadtest_share: loadtest_cpu / capacity,
-        gateway_share: target
-            .embedded
-            .then(|| ((process_cpu - loadtest_cpu).max(0.0)) / capacity),
-    };
+    let mut printer = ProgressPrinter::new(opts.progress, s.buyers as u64);
+    let loaded = load(shared, target, prepared.load_start, share, &mut |sh| {
+        printer.tick(sh, prepared.load_start);
+        Ok(())
+    })?;
+    printer.finish();
+    let cpu = loaded.cpu(target.embedded);
+    let (load_end, load_secs, client) = (loaded.load_end, loaded.load_secs, loaded.client);
+    let history = loaded.history;
     say(&format!(
         "load done in {load_secs:.1} s: {} buyers finished, {} requests",
         history.len(),
         Live::get(&live.requests)
     ));
 
-    let exp = Expectations {
-        custom_quota: s.rules.custom_quota,
-        random_quota: s.rules.random_quota,
-        release_id: prepared.release_id.clone(),
-        release_total: prepared.release_total,
-        exclusive: s.office.is_empty(),
-    };
-    let audit_report = if opts.audit {
-        let hold_wait = Duration::from_millis(s.rules.longest_hold_ms() + 1_200)
-            .saturating_sub(load_end.elapsed());
-        let view = actix_rt::System::new().block_on(async {
-            let api = Api::new(&target.base, &target.operator_token, 64, timeout);
-            fetch(
-                &api,
-                &prepared.office,
-                &prepared.release_id,
-                &history,
-                hold_wait,
-                &say,
-            )
-            .await
-        });
-        Some(audit(&history, &exp, &view))
-    } else {
-        None
-    };
+    let audit_report = opts
+        .audit
+        .then(|| audit_office(s, target, &prepared, &history, load_end, &say));
     let rec = lock(&recorder);
     let report = Report::build(
         s,
         &rec,
         &history,
-        Live::get(&live.arrived),
+        loaded.arrived,
         RunFacts {
             target: target.base.clone(),
             embedded: target.embedded,

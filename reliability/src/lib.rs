@@ -31,6 +31,7 @@ pub mod power_loss;
 pub mod report;
 pub mod returning;
 pub mod server;
+pub mod settled_memory;
 pub mod sim;
 pub mod storage;
 pub mod supervision;

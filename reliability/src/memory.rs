@@ -15,6 +15,9 @@
 //!   for an office that does not exist: each request adds an idempotency key (its 404 answer is
 //!   stored) with its index entry and per-user and per-IP rate-limit keys, and no code.
 //!
+//! A second part (`settled_memory.rs`) checks that an office's memory follows its live
+//! applications, not the settled ones.
+//!
 //! Judged on the curve's shape, not a number: the samples are cut in quarters and each
 //! quarter's median taken; the growth from the third quarter to the fourth must be at most
 //! [`LEVEL_RATIO`] of the growth from the first to the second, or within the curve's own noise
@@ -189,6 +192,7 @@ pub fn campaign(mode: Mode) -> Outcome {
     if let Err(e) = campaign_into(&Plan::for_mode(mode), &mut out) {
         out.violation(e);
     }
+    crate::settled_memory::phase(mode, &mut out);
     out.elapsed = started.elapsed();
     out
 }

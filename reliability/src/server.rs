@@ -27,6 +27,9 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// More `PLATEPOOL_*` settings for the binary's environment.
     pub env: Vec<(String, String)>,
+    /// A program and its arguments that run the binary (`strace … --`): the server is then
+    /// that program's child, and [`Server::kill9`] kills it first.
+    pub wrapper: Vec<String>,
 }
 
 impl Options {
@@ -39,6 +42,7 @@ impl Options {
             ip_limit: None,
             ready_timeout: Duration::from_secs(60),
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -49,10 +53,13 @@ pub struct Server {
     child: Child,
     pub port: u16,
     log: PathBuf,
+    /// Started by a wrapper ([`Options::wrapper`]): the binary is the child's child.
+    wrapped: bool,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.kill_wrapped();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -86,7 +93,14 @@ impl Server {
         let log = opts.data.with_extension(format!("{port}.log"));
         let err = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let started = Instant::now();
-        let mut cmd = Command::new(&opts.bin);
+        let mut cmd = match opts.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&opts.bin);
+                cmd
+            }
+            None => Command::new(&opts.bin),
+        };
         cmd.args([
             "serve",
             "--addr",
@@ -114,7 +128,12 @@ impl Server {
         let child = cmd
             .spawn()
             .map_err(|e| format!("{}: {e}", opts.bin.display()))?;
-        let mut server = Server { child, port, log };
+        let mut server = Server {
+            child,
+            port,
+            log,
+            wrapped: !opts.wrapper.is_empty(),
+        };
         while started.elapsed() < opts.ready_timeout {
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(format!("exited with {status}: {}", tail(&server.log)));
@@ -131,8 +150,22 @@ impl Server {
         ))
     }
 
+    /// SIGKILLs the binary a wrapper started (its wrapper's only child).
+    fn kill_wrapped(&self) {
+        if !self.wrapped {
+            return;
+        }
+        let pid = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", child]).status();
+        }
+    }
+
     /// SIGKILL, and reap the process.
     pub fn kill9(mut self) -> Result<(), String> {
+        self.kill_wrapped();
         self.child.kill().map_err(|e| format!("kill: {e}"))?;
         self.child.wait().map_err(|e| format!("wait: {e}"))?;
         Ok(())

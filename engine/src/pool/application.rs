@@ -134,6 +134,9 @@ impl OfficePool {
     /// Records a successful identity verification (R4.4): selection calls are accepted for
     /// [`IDENTITY_VALID_MS`].
     pub fn verify_identity(&mut self, seq: u64, now_ms: u64) -> Result<u64, Refusal> {
+        if !self.apps.contains_key(&seq) {
+            return Err(self.refuse_absent(seq));
+        }
         let app = self.apps.get_mut(&seq).ok_or(Refusal::UnknownApplication)?;
         if !app.rec.state.selecting() {
             return Err(refuse_state(app.rec.state));
@@ -156,12 +159,6 @@ impl OfficePool {
             String::new(),
         );
         Ok(until)
-    }
-
-    /// The application as it stands at `now_ms` (holds past their expiry are not shown).
-    pub fn application(&self, seq: u64, now_ms: u64) -> Option<AppView> {
-        let app = self.apps.get(&seq)?;
-        Some(self.view(app, now_ms))
     }
 
     pub(super) fn view(&self, app: &Application, now_ms: u64) -> AppView {
@@ -208,20 +205,10 @@ impl OfficePool {
             .max()
     }
 
-    /// The user an application belongs to (ownership checks, I7).
-    pub fn application_user(&self, seq: u64) -> Option<&str> {
-        self.apps.get(&seq).map(|a| a.rec.user.as_str())
-    }
-
-    /// Every application of this office (operators' look-ups and tests).
+    /// Every application of this office in memory: all of them, or only the live ones when
+    /// settled ones are kept on disk ([`OfficePool::keep_settled_in`]).
     pub fn applications(&self) -> impl Iterator<Item = &AppRecord> + '_ {
         self.apps.values().filter(|a| !a.practice).map(|a| &a.rec)
-    }
-
-    /// The application holding, or having claimed or been issued, a number.
-    pub fn owner_of(&self, text: &str) -> Option<u64> {
-        let (c, idx, _) = self.locate(text).ok()?;
-        self.owners.get(&(c as u8, idx)).copied()
     }
 
     pub(super) fn next_check_at(&self, app: &Application) -> u64 {

@@ -20,6 +20,7 @@ mod registration;
 mod release;
 mod restore;
 mod selection;
+mod settled;
 mod shift;
 mod withdraw;
 
@@ -35,6 +36,8 @@ use crate::outcome::{Refusal, Unavailable};
 use crate::plate::Serial;
 use crate::record::{AppRecord, AppState, AuditEntry, Claim, Record, ReleaseRecord, ReleaseSource};
 use numbers::{ClassPool, Status, STATUS_COUNT};
+pub use restore::OfficeRecords;
+pub use settled::SettledRecords;
 
 /// How long an identity verification (R4.4) lets a citizen select.
 pub const IDENTITY_VALID_MS: u64 = 30 * 60_000;
@@ -242,7 +245,8 @@ struct Application {
     hold_deadline: Option<u64>,
 }
 
-/// One office's pool: numbers of every class, releases, applications.
+/// One office's pool: numbers of every class, releases, applications (the live ones only when
+/// settled ones are kept in a store, see `settled.rs`).
 #[derive(Debug)]
 pub struct OfficePool {
     id: String,
@@ -255,13 +259,18 @@ pub struct OfficePool {
     next_seq: u64,
     next_practice_seq: u64,
     next_release: u32,
-    /// Who holds or claimed each number that is held, claimed or issued: (class, index) → app.
+    /// Who holds or claimed each number that is held, claimed or issued: (class, index) → app
+    /// (issued ones only while their application is in memory).
     owners: FxHashMap<(u8, u32), u64>,
     hold_deadlines: BTreeSet<(u64, u64)>,
     claim_deadlines: BTreeSet<(u64, u64)>,
     /// Release openings and ends of random-only periods still to come: (instant, release id).
     release_events: BTreeSet<(u64, u32)>,
     effects: Effects,
+    /// Where settled applications are read back from, when they leave memory.
+    settled_records: Option<Box<dyn SettledRecords>>,
+    /// Applications settled by the steps since [`OfficePool::take_settled`].
+    settled: Vec<u64>,
 }
 
 fn user_who(app: &Application) -> String {
@@ -301,6 +310,8 @@ impl OfficePool {
             claim_deadlines: BTreeSet::new(),
             release_events: BTreeSet::new(),
             effects: Effects::default(),
+            settled_records: None,
+            settled: Vec::new(),
         };
         pool.sync_classes();
         Ok(pool)
@@ -377,6 +388,7 @@ impl OfficePool {
     }
 
     fn persist(&mut self, app: &Application) {
+        self.note_if_settled(app);
         if !app.practice {
             self.effects
                 .records
@@ -387,6 +399,7 @@ impl OfficePool {
     /// Persists only the selection fields ([`Record::Progress`]): for steps that changed nothing
     /// else of the application (no claim, no identity data).
     fn persist_progress(&mut self, app: &Application) {
+        self.note_if_settled(app);
         if !app.practice {
             self.effects.records.push(Record::Progress {
                 seq: app.rec.seq,

@@ -10,8 +10,17 @@ impl OfficePool {
     /// The keyboard for an application (R4.5, I8): per position, the characters enabled given
     /// what was entered (`None` where free). Only numbers a custom check could take count.
     pub fn keyboard(&self, seq: u64, entered: &[Option<u8>]) -> Result<Vec<CharSet>, Refusal> {
-        let app = self.apps.get(&seq).ok_or(Refusal::UnknownApplication)?;
-        let cp = &self.classes[app.class_ix];
+        let (class_ix, group) = match self.apps.get(&seq) {
+            Some(app) => (app.class_ix, app.group),
+            None => {
+                let rec = self
+                    .settled_record(seq)?
+                    .ok_or(Refusal::UnknownApplication)?;
+                let app = self.settled_app(rec)?;
+                (app.class_ix, app.group)
+            }
+        };
+        let cp = &self.classes[class_ix];
         if entered.len() > cp.def.serial_len() {
             return Err(Refusal::BadRequest(format!(
                 "entered has {} characters, a {} number {}",
@@ -22,7 +31,7 @@ impl OfficePool {
         }
         let mut full = entered.to_vec();
         full.resize(cp.def.serial_len(), None);
-        Ok(cp.keyboard(app.group, &full))
+        Ok(cp.keyboard(group, &full))
     }
 
     /// Per class and release: how many numbers are in each state (pool notice, stats).

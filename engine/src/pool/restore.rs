@@ -5,8 +5,25 @@ use crate::config::OfficeConfig;
 use crate::plate::Serial;
 use crate::record::{AppRecord, AppState, NumberState, ReleaseRecord};
 
+use rustc_hash::FxHashSet;
+
 use super::numbers::Status;
-use super::{Application, Effects, Holds, OfficePool};
+use super::{Application, Effects, Holds, OfficePool, SettledRecords};
+
+/// An office's stored records, as [`OfficePool::restore_live`] takes them.
+#[derive(Debug, Default)]
+pub struct OfficeRecords {
+    pub releases: Vec<ReleaseRecord>,
+    pub numbers: Vec<(String, Serial, NumberState)>,
+    pub apps: Vec<AppRecord>,
+}
+
+/// Who an office is, as restore is given it.
+struct Office<'a> {
+    id: &'a str,
+    config: OfficeConfig,
+    catalog: Vec<PlateClass>,
+}
 
 impl OfficePool {
     /// Rebuilds an office from its records (I9): releases re-expanded from their specifications,
@@ -16,12 +33,56 @@ impl OfficePool {
         id: &str,
         config: OfficeConfig,
         catalog: Vec<PlateClass>,
-        mut releases: Vec<ReleaseRecord>,
+        releases: Vec<ReleaseRecord>,
         numbers: Vec<(String, Serial, NumberState)>,
         apps: Vec<AppRecord>,
         now_ms: u64,
     ) -> Result<OfficePool, String> {
-        let mut pool = OfficePool::new(id, config, catalog).map_err(|e| e.to_string())?;
+        let office = Office {
+            id,
+            config,
+            catalog,
+        };
+        OfficePool::restore_keeping(office, releases, numbers, apps, now_ms, None)
+    }
+
+    /// As [`OfficePool::restore`], keeping settled applications in `settled` (their store)
+    /// rather than in memory: only live ones are taken from `apps` (see `settled.rs`).
+    pub fn restore_live(
+        id: &str,
+        config: OfficeConfig,
+        catalog: Vec<PlateClass>,
+        records: OfficeRecords,
+        now_ms: u64,
+        settled: Box<dyn SettledRecords>,
+    ) -> Result<OfficePool, String> {
+        let office = Office {
+            id,
+            config,
+            catalog,
+        };
+        let OfficeRecords {
+            releases,
+            numbers,
+            apps,
+        } = records;
+        OfficePool::restore_keeping(office, releases, numbers, apps, now_ms, Some(settled))
+    }
+
+    fn restore_keeping(
+        office: Office<'_>,
+        mut releases: Vec<ReleaseRecord>,
+        numbers: Vec<(String, Serial, NumberState)>,
+        apps: Vec<AppRecord>,
+        now_ms: u64,
+        settled: Option<Box<dyn SettledRecords>>,
+    ) -> Result<OfficePool, String> {
+        let mut pool =
+            OfficePool::new(office.id, office.config, office.catalog).map_err(|e| e.to_string())?;
+        let on_disk = settled.is_some();
+        pool.settled_records = settled;
+        // Applications left on disk, for the numbers issued to them.
+        let mut issued_to_settled = FxHashSet::default();
         releases.sort_by_key(|r| r.id);
         for rec in releases {
             let class_ix = pool
@@ -46,6 +107,12 @@ impl OfficePool {
                 .group_for(rec.energy)
                 .ok_or_else(|| format!("application {}: energy not in class", rec.seq))?;
             pool.next_seq = pool.next_seq.max(rec.seq + 1);
+            if on_disk && !rec.state.live() {
+                if rec.state == AppState::Issued {
+                    issued_to_settled.insert(rec.seq);
+                }
+                continue;
+            }
             if rec.state == AppState::Claimed {
                 if let Some(c) = &rec.claim {
                     pool.claim_deadlines.insert((c.register_by_ms, rec.seq));
@@ -76,6 +143,11 @@ impl OfficePool {
                 NumberState::Withdrawn => (Status::Withdrawn, None),
             };
             if let Some(app) = owner {
+                if status == Status::Issued && issued_to_settled.contains(&app) {
+                    // Its owner is the number record itself (see `settled.rs`).
+                    pool.classes[class_ix].set_status(idx, status);
+                    continue;
+                }
                 if !pool.apps.contains_key(&app) {
                     return Err(format!(
                         "number {serial} belongs to unknown application {app}"

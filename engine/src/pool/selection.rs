@@ -12,7 +12,9 @@ impl OfficePool {
         seq: u64,
         now_ms: u64,
     ) -> Result<Application, Refusal> {
-        let mut app = self.apps.remove(&seq).ok_or(Refusal::UnknownApplication)?;
+        let Some(mut app) = self.apps.remove(&seq) else {
+            return Err(self.refuse_absent(seq));
+        };
         self.expire_holds(&mut app, now_ms);
         let check = self.selection_allowed(&app, now_ms);
         if let Err(e) = check {

@@ -56,7 +56,7 @@ pub(crate) async fn open_application(
         let state = other
             .handle
             .call(Call::read(move |pool, _| {
-                Ok(pool.application(seq, 0).map(|v| v.record.state))
+                Ok(pool.application(seq, 0)?.map(|v| v.record.state))
             }))
             .await?;
         match state {

@@ -19,13 +19,13 @@ pub const VOUCHER_LEN_MAX: usize = 32;
 pub const IMPORT_ACTION: &str = "import_certificates";
 
 /// Where certificates were kept before the certificate log (read once, moved, removed).
-const SLED_CERT_PREFIX: &[u8] = b"cert/";
+pub(crate) const SLED_CERT_PREFIX: &[u8] = b"cert/";
 /// Certificates moved from sled into the log per import.
 const MIGRATE_CHUNK: usize = 50_000;
 /// In the registry's tree: how far the certificate log had been acknowledged (u64), and one
 /// marker per import whose audit entry is in the trail.
 pub(crate) const LOG_END_KEY: &[u8] = b"certlog/end";
-const IMPORT_MARK_PREFIX: &[u8] = b"certlog/import/";
+pub(crate) const IMPORT_MARK_PREFIX: &[u8] = b"certlog/import/";
 
 /// A vehicle's certificate record (national data; one import serves every office).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,14 +39,14 @@ pub(crate) mod cert_log;
 mod certificates;
 
 pub(crate) use applications::open_application;
-pub(crate) use certificates::{open_log, LOG_END_KEY};
+pub(crate) use certificates::{open_log, IMPORT_MARK_PREFIX, LOG_END_KEY, SLED_CERT_PREFIX};
 pub use certificates::{
     Certificate, CertificateRow, ImportPart, ImportReport, RejectedRow, IMPORT_ACTION,
     IMPORT_ROWS_MAX, VOUCHER_LEN_MAX,
 };
 
-const BLACKLIST_PREFIX: &[u8] = b"bl/";
-const LOG_PREFIX: &[u8] = b"log/";
+pub(crate) const BLACKLIST_PREFIX: &[u8] = b"bl/";
+pub(crate) const LOG_PREFIX: &[u8] = b"log/";
 
 /// A blacklisted user (R4.11, I6). The user is blacklisted while `until_ms` is in the future.
 /// An entry an operator lifted stays stored with `until_ms` set to the lift instant, so that
@@ -449,6 +449,10 @@ pub(crate) fn start_office(
     events: EventSender,
     arbiters: &mut Vec<Arbiter>,
 ) -> Result<OfficeEntry, Refusal> {
+    let mut pool = pool;
+    if !pool.keeps_settled_on_disk() {
+        pool.keep_settled_in(Box::new(office_store.clone()));
+    }
     let id = pool.id().to_string();
     let config = Arc::new(pool.config().clone());
     let writer = office_store

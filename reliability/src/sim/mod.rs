@@ -804,6 +804,7 @@ impl Run {
         for (seq, app) in &d.apps {
             let view = pool
                 .application(*seq, now)
+                .expect("application read")
                 .ok_or(format!("application {seq} missing"))?;
             model::compare_record(*seq, app, &view)?;
             if view.batch.is_some() || view.candidates.is_some() {
@@ -813,7 +814,7 @@ impl Run {
             }
         }
         for (s, st) in &d.numbers {
-            let owner = pool.owner_of(&s.to_string());
+            let owner = pool.owner_of(&s.to_string()).expect("owner read");
             let want = match st {
                 NState::Claimed(a) | NState::Issued(a) => Some(*a),
                 NState::Withdrawn => None,
@@ -900,7 +901,11 @@ impl Run {
         let now = self.now;
         let seqs: Vec<u64> = self.auditor.live.apps.keys().copied().collect();
         for seq in seqs {
-            let view = self.shell.pool.application(seq, now);
+            let view = self
+                .shell
+                .pool
+                .application(seq, now)
+                .expect("application read");
             self.auditor
                 .compare_view(seq, view.as_ref(), now)
                 .map_err(|m| self.fail(m))?;
@@ -1305,7 +1310,11 @@ impl Run {
             let facts = self.auditor.take_facts();
             self.attach_background(facts)?;
         }
-        let view = self.shell.pool.application(seq, now);
+        let view = self
+            .shell
+            .pool
+            .application(seq, now)
+            .expect("application read");
         self.auditor
             .compare_view(seq, view.as_ref(), now)
             .map_err(|m| self.fail(m))

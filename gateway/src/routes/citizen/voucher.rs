@@ -163,3 +163,28 @@ pub(super) async fn voucher(gw: Gw, req: HttpRequest, citizen: Citizen) -> ApiRe
         ))
         .body(v.html()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_practice_voucher_is_void_in_json_too() {
+        let doc = serde_json::to_value(VoucherDocument::new(Voucher::sample(true), 0))
+            .expect("serialises");
+        assert_eq!(doc["voucher"]["void"], true);
+        assert_eq!(doc["voucher"]["practice"], true);
+        assert_eq!(doc["voucher"]["plate"], "粤K·A1234");
+        let real = serde_json::to_value(VoucherDocument::new(Voucher::sample(false), 0))
+            .expect("serialises");
+        assert_eq!(real["voucher"]["void"], false);
+    }
+
+    #[test]
+    fn the_deadline_counts_down_from_now() {
+        let v = Voucher::sample(false);
+        let deadline = v.register_by_ms;
+        let doc = VoucherDocument::new(v, deadline - 5_000);
+        assert_eq!(doc.voucher.register_by_in_ms, 5_000);
+    }
+}
