@@ -219,7 +219,10 @@ impl CommitPipeline {
         write: impl FnOnce() -> Result<R, StoreError>,
     ) -> Result<(R, u64), StoreError> {
         let out = write()?;
-        Ok((out, self.progress.applied.fetch_add(1, Ordering::SeqCst) + 1))
+        Ok((
+            out,
+            self.progress.applied.fetch_add(1, Ordering::SeqCst) + 1,
+        ))
     }
 
     /// The ticket of the last write applied: once it is durable, so is everything applied so
@@ -516,7 +519,10 @@ mod tests {
         assert!(second_told.recv_timeout(wait).expect("told").is_err());
         // Settled tickets are answered at once, with what their sync said.
         assert!(told(&pipeline, first).try_recv().expect("at once").is_ok());
-        assert!(told(&pipeline, second).try_recv().expect("at once").is_err());
+        assert!(told(&pipeline, second)
+            .try_recv()
+            .expect("at once")
+            .is_err());
         // The committer goes on after a failure: a new write gets the next sync's answer.
         let ((), third) = pipeline.apply(|| Ok(())).expect("apply");
         let third_told = told(&pipeline, third);

@@ -183,13 +183,19 @@ impl Kv {
         let _applying = self.store.applying();
         let applied = self.pipeline().apply(write)?;
         self.state.writes.fetch_add(1, Ordering::SeqCst);
-        self.state.last_ticket.fetch_max(applied.1, Ordering::SeqCst);
+        self.state
+            .last_ticket
+            .fetch_max(applied.1, Ordering::SeqCst);
         Ok(applied)
     }
 
     /// Tells `reply` once `ticket` is durable, the Kv trees' fail-stop applied (on the
     /// committer's thread, so that a failure stops them even if nobody waits for the answer).
-    fn when_durable(&self, ticket: u64, reply: impl FnOnce(Result<(), StoreError>) + Send + 'static) {
+    fn when_durable(
+        &self,
+        ticket: u64,
+        reply: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) {
         let state = Arc::clone(&self.state);
         self.pipeline()
             .when_durable(ticket, Box::new(move |r| reply(state.fail.settle(r))));
@@ -354,9 +360,7 @@ impl Kv {
         value: &T,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let value = encode(value);
-        self.settle(self.apply(|| {
-            self.tree.insert(key, value).map(drop).map_err(Into::into)
-        }))
+        self.settle(self.apply(|| self.tree.insert(key, value).map(drop).map_err(Into::into)))
     }
 
     /// Removes `key` (durably).
@@ -369,9 +373,7 @@ impl Kv {
         &self,
         key: &[u8],
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        self.settle(self.apply(|| {
-            self.tree.remove(key).map(drop).map_err(Into::into)
-        }))
+        self.settle(self.apply(|| self.tree.remove(key).map(drop).map_err(Into::into)))
     }
 
     /// Counters of the store's Kv trees and its pipeline.

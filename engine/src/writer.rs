@@ -70,9 +70,8 @@ impl OfficeWrites {
     /// On the committer's thread: writes every step waiting as one sled batch, and says who to
     /// tell once the sync covering it has returned.
     fn write_queued(self: Arc<Self>) -> Written {
-        let Queued { records, thens } = std::mem::take(
-            &mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner),
-        );
+        let Queued { records, thens } =
+            std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
         let written = match self.failure() {
             Some(e) => Err(e),
             // Only barriers: answered by the sync that covers what was written before.
@@ -316,7 +315,11 @@ mod tests {
             wait_until("every write waits for the committer", || {
                 store.pipeline().queued() == waiting
             });
-            assert_eq!(store.pipeline_stats().syncs, before.syncs, "none synced yet");
+            assert_eq!(
+                store.pipeline_stats().syncs,
+                before.syncs,
+                "none synced yet"
+            );
             gate.release();
             first.join().expect("thread").expect("first put");
             for answer in office_answers {
@@ -339,7 +342,10 @@ mod tests {
             "the held sync, then one for the {} writes waiting behind it",
             OFFICES + KV_PUTS + 1
         );
-        assert_eq!(after.applied - before.applied, (1 + OFFICES + KV_PUTS + 1) as u64);
+        assert_eq!(
+            after.applied - before.applied,
+            (1 + OFFICES + KV_PUTS + 1) as u64
+        );
         assert_eq!(office_name(&offices[7]), "office 7");
     }
 }

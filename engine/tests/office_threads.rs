@@ -62,7 +62,11 @@ async fn offices_share_one_arbiter_per_core_and_the_store_committer() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     add_offices(&engine, 0, 2 * cores).await;
     let arbiters = threads_named("actix-rt|system");
-    assert_eq!(committers(), 2, "one committer and one syncing thread for the store");
+    assert_eq!(
+        committers(),
+        2,
+        "one committer and one syncing thread for the store"
+    );
     assert!(arbiters <= cores, "{arbiters} arbiters for {cores} cores");
     add_offices(&engine, 2 * cores, 6 * cores).await;
     assert_eq!(
