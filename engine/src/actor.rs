@@ -2,13 +2,11 @@
 //! writer, and nothing else. All selection logic is in [`crate::pool`].
 //!
 //! Every request is a [`Call`]: a closure run against the pool with the current time and the
-//! office's RNG. Whatever records the step left are written by the office's writer as one sled
-//! batch on this actor's thread and handed to the store's committer (group commit,
-//! `commit_pipeline.rs`); the reply waits until they are durable (I2): the committer's thread
-//! itself sends it, once the sync covering the group has returned. A call that changed nothing —
-//! a read or a refusal — is answered at once when everything the office wrote is durable;
-//! otherwise it waits for the office's groups in flight (a barrier, [`OfficeActor::barrier`],
-//! answered by the sync that covers the office's last group): what an
+//! office's RNG. Whatever records the step left are queued to the office's writer thread (group
+//! commit) and the reply waits until they are durable (I2): the writer thread itself sends it,
+//! once the group's flush has returned. A call that changed nothing — a read or a refusal — is
+//! answered at once when everything the office handed its writer is durable; otherwise it waits
+//! for the groups in flight (a barrier through the writer, [`OfficeActor::barrier`]): what an
 //! answer shows is acknowledged state only, never a change a failed group commit may take back.
 //! After a failed commit the office answers nothing, reads included (503), until it is
 //! restarted from what is durable.
@@ -271,8 +269,8 @@ pub struct OfficeActor {
     window_end_ms: Option<u64>,
     /// The office id, shared with every commit's future (no copy per call).
     office: Arc<str>,
-    /// Groups of records handed to the writer so far, and how many of them are durable (set on
-    /// the committer's thread): while they differ, memory is ahead of the disk.
+    /// Groups of records handed to the writer so far, and how many of them are durable (set by
+    /// the writer thread): while they differ, memory is ahead of the disk.
     handed: u64,
     durable: Arc<AtomicU64>,
     /// Applications settled in a group, evicted from the pool once it is durable (group seq,
@@ -461,7 +459,7 @@ struct Pending {
 }
 
 impl Pending {
-    /// Commits the records; once they are durable (on the committer's thread) the events go out and
+    /// Commits the records; once they are durable (on the writer thread) the events go out and
     /// `then` is told. A failed write marks the office failed: it refuses writes until restart.
     fn commit_then(self, then: impl FnOnce(Result<(), Refusal>) + Send + 'static) {
         let Pending {
@@ -503,7 +501,7 @@ impl Pending {
 }
 
 /// An office's answer to a [`Call`]: at once (a read, a refusal), or once the step's records are
-/// durable. The durable answer is sent to the caller from the committer's thread, so a write costs the
+/// durable. The durable answer is sent to the caller from the writer thread, so a write costs the
 /// office's own thread no task, no channel and no second wake-up.
 pub struct Reply<R>(Answer<R>);
 

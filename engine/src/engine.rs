@@ -437,20 +437,16 @@ impl Engine {
                     let Some(router) = router.upgrade() else {
                         break;
                     };
-                    let blacklisting =
-                        router.send(RegistryWrite(Box::new(move |r: &mut Registry| {
+                    let blacklisted = router
+                        .send(RegistryWrite(Box::new(move |r: &mut Registry| {
                             let mut entry = entry;
                             entry.since_ms = r.clock.now_ms();
                             r.blacklist_user(entry)
-                        })));
-                    // Not awaited before the next event: the blacklisting's sync is made by
-                    // the store's committer, which waits for room in this queue when it is
-                    // full (`events.rs`); waiting for that sync here could stall both.
-                    actix::spawn(async move {
-                        if let Ok(Err(e)) = blacklisting.await {
-                            tracing::error!(error = %e, "blacklisting failed");
-                        }
-                    });
+                        })))
+                        .await;
+                    if let Ok(Err(e)) = blacklisted {
+                        tracing::error!(error = %e, "blacklisting failed");
+                    }
                 }
             }
         });

@@ -1,8 +1,6 @@
 //! The channel from the offices to the registry: events a step produced that another part of
 //! the engine acts on (a lapse blacklists its user, I6). Bounded: a registry that falls behind
-//! slows the store's committer down (it sends an office's events once their group is durable)
-//! instead of letting the queue grow. The registry takes the next event without waiting for the
-//! last one's sync, which that same committer makes (`engine.rs`).
+//! slows the offices' writer threads down instead of letting the queue grow.
 
 use tokio::sync::mpsc;
 
@@ -19,7 +17,7 @@ pub fn channel() -> (EventSender, EventReceiver) {
 }
 
 /// Hands one office's event to the registry. Only lapses go (the registry acts on nothing
-/// else). From a thread outside the runtime (the store's committer, where events are sent once
+/// else). From a thread outside the runtime (the writer threads, where events are sent once
 /// their records are durable) a full queue waits; inside it (never expected) the event is
 /// logged and dropped: the blacklist is derived from lapsed applications again at start-up.
 pub fn forward(sink: &EventSender, office: &str, event: Event) {

@@ -1,8 +1,8 @@
-//! Group commit of the registry's certificate log, a file of its own beside the sled store (the
-//! store's writes — offices, registry, Kv trees — share the store's pipeline,
-//! `commit_pipeline.rs`).
+//! Group commit for the write paths outside the office actors: the [`crate::kv::Kv`] trees (the
+//! registry's blacklist and audit trail, the gateway's SMS codes, outbox and idempotency keys)
+//! and the registry's certificate log.
 //!
-//! A writer applies its change first (to the end of the file), counts it in
+//! A writer applies its change first (to sled's memory, or to the end of a file), counts it in
 //! [`SyncState::applied`], and then asks the [`GroupSyncer`] to make it durable. The syncer's
 //! thread takes every request waiting, syncs once (one flush + fdatasync for all of them), and
 //! answers them all with that sync's result: N waiting writers cost one sync, nobody is answered
@@ -14,6 +14,7 @@
 //! be ahead of the device, so nothing more is acknowledged until the process restarts and reads
 //! back what is durable.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -72,10 +73,16 @@ impl SyncState {
         self.applied.fetch_add(1, Ordering::SeqCst);
         Ok(out)
     }
+
+    /// Whether every write applied so far is known durable.
+    pub(crate) fn all_durable(&self) -> bool {
+        self.durable.load(Ordering::SeqCst) >= self.applied.load(Ordering::SeqCst)
+    }
 }
 
 /// Who to tell when a request's writes are durable.
 enum Reply {
+    Blocking(Sender<Result<(), StoreError>>),
     Async(oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -83,6 +90,9 @@ impl Reply {
     fn send(self, result: Result<(), StoreError>) {
         // A caller that gave up waiting is no error.
         match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.send(result);
+            }
             Reply::Async(tx) => {
                 let _ = tx.send(result);
             }
@@ -139,11 +149,29 @@ impl GroupSyncer {
         }
     }
 
+    /// Blocks until every write applied so far is durable.
+    pub(crate) fn wait(&self) -> Result<(), StoreError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.request(Reply::Blocking(tx));
+        rx.recv().unwrap_or(Err(StoreError::WriterStopped))
+    }
+
     /// Answers when every write applied so far is durable.
     pub(crate) fn wait_async(&self) -> oneshot::Receiver<Result<(), StoreError>> {
         let (tx, rx) = oneshot::channel();
         self.request(Reply::Async(tx));
         rx
+    }
+
+    /// Resolves once every write applied so far is durable: at once when nothing is waiting.
+    pub(crate) fn durable(&self) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let ready = match self.state.check() {
+            Err(e) => Some(Err(e)),
+            Ok(()) if self.state.all_durable() => Some(Ok(())),
+            Ok(()) => None,
+        };
+        let wait = ready.is_none().then(|| self.wait_async());
+        settle(ready.unwrap_or(Ok(())), wait)
     }
 
     /// Requests waiting for a sync (tests).

@@ -1,13 +1,12 @@
 //! A small durable key-value tree: the registry's blacklist and audit trail, and the gateway's
 //! own state (SMS codes and outbox, idempotency keys).
 //!
-//! **Group commit** (`commit_pipeline.rs`). A write applies to sled in memory at once, so
-//! reads, compare-and-swap and [`Kv::update`] keep sled's atomic semantics; then the caller
-//! waits until the write is durable. Every `Kv` of one [`Store`] goes through the store's one
-//! durability pipeline, with the offices' groups: its committer thread takes every request
-//! waiting, syncs once and answers them all. N concurrent writers — of the Kv trees, the
-//! registry and the offices — cost one flush + fdatasync, not N, and no caller does the sync on
-//! its own thread.
+//! **Group commit** (`group_commit.rs`). A write applies to sled in memory at once, so reads,
+//! compare-and-swap and [`Kv::update`] keep sled's atomic semantics; then the caller waits until
+//! the write is durable. Every `Kv` of one [`Store`] shares one syncer thread fed by a crossbeam
+//! channel: it takes every request waiting, calls [`Store::sync`] once, and answers them all. N
+//! concurrent writers cost one flush + fdatasync, not N, and no caller does the sync on its own
+//! thread.
 //!
 //! The blocking methods (`put`, `update`, `remove`, `commit`, `commit_raw`) are for threads that
 //! may block (start-up, tests); the `*_async` methods return a future for the gateway's workers
@@ -18,27 +17,30 @@
 //! nothing more is acknowledged until the process restarts and reads back what is durable.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::oneshot;
 
-use crate::commit_pipeline::{CommitPipeline, FailStop};
+use crate::group_commit::{settle, GroupSyncer, SyncFn, SyncState};
 use crate::store::{Store, StoreError};
 
-/// Most requests waiting for the store's committer: a writer beyond it blocks until a sync
-/// drains the queue (back-pressure rather than a queue that grows without bound while the disk
-/// stalls).
-pub const KV_WAITING_MAX: usize = crate::commit_pipeline::WAITING_MAX;
+/// Most requests one sync answers; the rest wait for the next one.
+pub const KV_GROUP_MAX: usize = crate::group_commit::GROUP_MAX;
+/// Most requests waiting for the syncer: a writer beyond it blocks until a sync drains the
+/// queue (back-pressure rather than a queue that grows without bound while the disk stalls).
+pub const KV_WAITING_MAX: usize = crate::group_commit::WAITING_MAX;
 
-/// What every `Kv` of one [`Store`] shares: their writes counted, and their fail-stop.
+/// What every `Kv` of one [`Store`] shares: the syncer thread (started with the first `Kv`,
+/// stopped with the last) and the counters and failure that outlive it.
 #[derive(Debug, Default)]
-pub struct KvState {
-    writes: AtomicU64,
-    /// The pipeline ticket of the last Kv write applied.
-    last_ticket: AtomicU64,
-    fail: FailStop,
+pub struct KvSync {
+    /// Weak: the syncer thread holds a `Store`, which holds this; a strong reference would keep
+    /// the thread (and the database) alive forever.
+    syncer: Mutex<Weak<Syncer>>,
+    state: Arc<SyncState>,
 }
 
 /// Counters of the Kv syncer, for metrics, tests and benchmarks.
@@ -46,22 +48,40 @@ pub struct KvState {
 pub struct KvSyncStats {
     /// Durable writes applied (each one waits for a sync).
     pub writes: u64,
-    /// Syncs of the store's pipeline (each one flush + fdatasync answering every write
-    /// waiting, of the Kv trees and the offices alike).
+    /// Syncs made (each one flush + fdatasync answering a group of waiting requests).
     pub syncs: u64,
     /// A sync failed: every later durable write is refused.
     pub failed: bool,
+}
+
+type Syncer = GroupSyncer;
+
+impl KvSync {
+    /// The running syncer, started (with `sync`) if no `Kv` holds one.
+    fn syncer(&self, sync: impl FnOnce() -> SyncFn) -> Arc<Syncer> {
+        let mut slot = self.syncer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(syncer) = slot.upgrade() {
+            return syncer;
+        }
+        // Named as the office writers are: vendor/sled runs the log writes a `pp-writer` thread
+        // seals on that thread, instead of handing each to its IO pool and sleeping until a
+        // pool thread is done (vendor/README.md) — the syncer's flush is the same call.
+        let syncer = Arc::new(Syncer::start(
+            "pp-writer-kv",
+            Arc::clone(&self.state),
+            sync(),
+        ));
+        *slot = Arc::downgrade(&syncer);
+        syncer
+    }
 }
 
 /// A plain durable key-value tree.
 #[derive(Clone, Debug)]
 pub struct Kv {
     store: Store,
-    state: Arc<KvState>,
+    syncer: Arc<Syncer>,
     tree: sled::Tree,
-    /// The store's pipeline, or (tests) one with a sync of their own.
-    #[cfg(test)]
-    own_pipeline: Option<Arc<CommitPipeline>>,
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
@@ -76,8 +96,11 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// A write applied to memory (or refused), and its ticket in the store's pipeline.
-type Applied<R> = Result<(R, u64), StoreError>;
+/// A write applied to memory (or refused), and the answer of its sync.
+type Applied<R> = (
+    Result<R, StoreError>,
+    Option<oneshot::Receiver<Result<(), StoreError>>>,
+);
 
 fn raw_batch(changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> sled::Batch {
     let mut batch = sled::Batch::default();
@@ -102,22 +125,16 @@ fn batch<T: Serialize>(changes: &[(Vec<u8>, Option<T>)]) -> sled::Batch {
 }
 
 impl Kv {
-    pub(crate) fn new(store: Store, state: Arc<KvState>, tree: sled::Tree) -> Kv {
+    pub(crate) fn new(store: Store, sync: Arc<KvSync>, tree: sled::Tree) -> Kv {
+        let syncer = sync.syncer(|| {
+            let store = store.clone();
+            Box::new(move || store.sync())
+        });
         Kv {
             store,
-            state,
+            syncer,
             tree,
-            #[cfg(test)]
-            own_pipeline: None,
         }
-    }
-
-    fn pipeline(&self) -> &CommitPipeline {
-        #[cfg(test)]
-        if let Some(own) = &self.own_pipeline {
-            return own;
-        }
-        self.store.pipeline()
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -177,49 +194,12 @@ impl Kv {
         Ok(out)
     }
 
-    /// Applies a durable write to memory, unless a sync has failed, and takes its ticket.
-    fn apply<R>(&self, write: impl FnOnce() -> Result<R, StoreError>) -> Applied<R> {
-        self.state.fail.check()?;
-        let _applying = self.store.applying();
-        let applied = self.pipeline().apply(write)?;
-        self.state.writes.fetch_add(1, Ordering::SeqCst);
-        self.state
-            .last_ticket
-            .fetch_max(applied.1, Ordering::SeqCst);
-        Ok(applied)
-    }
-
-    /// Tells `reply` once `ticket` is durable, the Kv trees' fail-stop applied (on the
-    /// committer's thread, so that a failure stops them even if nobody waits for the answer).
-    fn when_durable(
-        &self,
-        ticket: u64,
-        reply: impl FnOnce(Result<(), StoreError>) + Send + 'static,
-    ) {
-        let state = Arc::clone(&self.state);
-        self.pipeline()
-            .when_durable(ticket, Box::new(move |r| reply(state.fail.settle(r))));
-    }
-
-    /// Waits until `ticket` is durable.
-    fn wait(&self, ticket: u64) -> Result<(), StoreError> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.when_durable(ticket, move |r| {
-            let _ = tx.send(r);
-        });
-        rx.recv().unwrap_or(Err(StoreError::WriterStopped))
-    }
-
-    /// Resolves once `ticket` is durable.
-    fn durable_from(
-        &self,
-        ticket: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.when_durable(ticket, move |r| {
-            let _ = tx.send(r);
-        });
-        async move { rx.await.unwrap_or(Err(StoreError::WriterStopped)) }
+    /// Applies a durable write to memory, unless a sync has failed.
+    fn apply<R>(&self, write: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
+        self.syncer.state.apply(|| {
+            let _applying = self.store.applying();
+            write()
+        })
     }
 
     /// Applies a write and blocks until it is durable.
@@ -227,34 +207,22 @@ impl Kv {
         &self,
         write: impl FnOnce() -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let (out, ticket) = self.apply(write)?;
-        self.wait(ticket)?;
+        let out = self.apply(write)?;
+        self.syncer.wait()?;
         Ok(out)
     }
 
-    /// A write applied now ([`Kv::apply`]): the future resolves to its result once it is
-    /// durable.
-    fn settle<R: Send + 'static>(
-        &self,
-        applied: Applied<R>,
-    ) -> impl Future<Output = Result<R, StoreError>> + Send + 'static {
-        let durable = applied
-            .as_ref()
-            .ok()
-            .map(|&(_, ticket)| self.durable_from(ticket));
-        async move {
-            let (out, _) = applied?;
-            if let Some(durable) = durable {
-                durable.await?;
-            }
-            Ok(out)
-        }
+    /// Applies a write now; `settle` the answer to wait until it is durable.
+    fn apply_async<R>(&self, write: impl FnOnce() -> Result<R, StoreError>) -> Applied<R> {
+        let applied = self.apply(write);
+        let durable = applied.is_ok().then(|| self.syncer.wait_async());
+        (applied, durable)
     }
 
-    /// Resolves once every Kv write of the store so far is durable: for a reader about to
-    /// acknowledge what another request wrote. At once when none is waiting.
+    /// Resolves once everything written so far (by any `Kv` of the store) is durable: for a
+    /// reader about to acknowledge what another request wrote. At once when nothing is waiting.
     pub fn durable(&self) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        self.durable_from(self.state.last_ticket.load(Ordering::SeqCst))
+        self.syncer.durable()
     }
 
     /// Applies puts (`Some`) and removes (`None`) atomically and makes them durable.
@@ -276,7 +244,8 @@ impl Kv {
         changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let batch = raw_batch(changes);
-        self.settle(self.apply(|| Ok(self.tree.apply_batch(batch)?)))
+        let (applied, durable) = self.apply_async(|| Ok(self.tree.apply_batch(batch)?));
+        settle(applied, durable)
     }
 
     pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -328,10 +297,11 @@ impl Kv {
         key: &[u8],
         f: impl FnMut(Option<T>) -> Option<T>,
     ) -> impl Future<Output = Result<Option<T>, StoreError>> + Send + 'static {
-        self.settle(self.apply(|| {
+        let (new, durable) = self.apply_async(|| {
             let new = self.update_in_memory(key, f)?;
             new.map(|v| decode::<T>(key, &v)).transpose()
-        }))
+        });
+        settle(new, durable)
     }
 
     /// Stores `value` at `key` only if nothing is there; true when stored. Not made durable.
@@ -360,7 +330,9 @@ impl Kv {
         value: &T,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
         let value = encode(value);
-        self.settle(self.apply(|| self.tree.insert(key, value).map(drop).map_err(Into::into)))
+        let (applied, durable) =
+            self.apply_async(|| self.tree.insert(key, value).map(drop).map_err(Into::into));
+        settle(applied, durable)
     }
 
     /// Removes `key` (durably).
@@ -373,15 +345,18 @@ impl Kv {
         &self,
         key: &[u8],
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        self.settle(self.apply(|| self.tree.remove(key).map(drop).map_err(Into::into)))
+        let (applied, durable) =
+            self.apply_async(|| self.tree.remove(key).map(drop).map_err(Into::into));
+        settle(applied, durable)
     }
 
-    /// Counters of the store's Kv trees and its pipeline.
+    /// Counters of the store's Kv syncer.
     pub fn sync_stats(&self) -> KvSyncStats {
+        let state = &self.syncer.state;
         KvSyncStats {
-            writes: self.state.writes.load(Ordering::SeqCst),
-            syncs: self.pipeline().stats().syncs,
-            failed: self.state.fail.failed(),
+            writes: state.applied.load(Ordering::SeqCst),
+            syncs: state.syncs.load(Ordering::Relaxed),
+            failed: state.failed.load(Ordering::SeqCst),
         }
     }
 
@@ -413,13 +388,13 @@ mod tests {
 
     const THREADS: usize = 64;
 
-    /// `kv`'s tree behind a pipeline of its own, whose sync is `sync` instead of the store's.
+    /// `kv`'s tree behind its own syncer, whose sync is `sync` instead of the store's.
     fn with_sync(kv: &Kv, sync: impl FnMut() -> Result<(), StoreError> + Send + 'static) -> Kv {
+        let state = Arc::new(SyncState::default());
         Kv {
             store: kv.store.clone(),
-            state: Arc::default(),
+            syncer: Arc::new(Syncer::start("pp-kv-test", state, Box::new(sync))),
             tree: kv.tree.clone(),
-            own_pipeline: Some(Arc::new(CommitPipeline::start("pp-kv-test", sync))),
         }
     }
 
@@ -433,7 +408,7 @@ mod tests {
     }
 
     fn queued(kv: &Kv) -> usize {
-        kv.pipeline().queued()
+        kv.syncer.queued()
     }
 
     fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

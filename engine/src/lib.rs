@@ -12,7 +12,6 @@ pub mod class;
 pub mod clock;
 #[cfg(feature = "postgres")]
 pub mod cluster;
-pub mod commit_pipeline;
 pub mod config;
 pub mod engine;
 pub mod events;

@@ -27,11 +27,9 @@
 //! process crash and a power loss. [`Durability::Flush`] skips the fdatasync (survives a process
 //! crash, not a power loss); [`Durability::None`] relies on sled's background flush (tests only).
 //!
-//! **Group commit.** One durability pipeline per store ([`crate::commit_pipeline`]): every
-//! durable write — an office's group ([`Writer`], applied on the office's own thread), a Kv
-//! write of the registry or the gateway — is applied by its writer and made durable by the
-//! store's one committer thread, whose one flush + fdatasync answers every write waiting that it
-//! covers.
+//! **Group commit.** Each office has a [`Writer`] on one of the store's writer threads (one per
+//! core, shared by every office; see [`crate::writer`]). A thread takes every commit waiting,
+//! writes each office's as one sled batch, flushes once, then answers them all.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -44,7 +42,7 @@ use serde::Serialize;
 
 use crate::config::OfficeConfig;
 use crate::kv::{decode, encode};
-pub use crate::kv::{Kv, KvState};
+pub use crate::kv::{Kv, KvSync};
 use crate::plate::Serial;
 use crate::record::{
     AppProgress, AppProgressV1, AppRecord, AuditEntry, NumberState, Record, ReleaseRecord,
@@ -57,9 +55,8 @@ const AUDIT_GROUP_MAX: usize = 1 << AUDIT_ID_SHIFT;
 /// First byte of a binary value (JSON values start with `{`, `[` or `"`).
 const BINARY_V1: u8 = 0xB1;
 
-use crate::commit_pipeline::{CommitPipeline, DurableLog};
-pub use crate::commit_pipeline::{PipelineStats, WAITING_MAX};
-pub use crate::writer::{Writer, WriterStats};
+use crate::writer::WriterThreads;
+pub use crate::writer::{Writer, WriterStats, GROUP_COMMIT_MAX, WRITER_QUEUE_CAPACITY};
 
 const OFFICE_TREE_PREFIX: &str = "office/";
 pub(crate) const REGISTRY_TREE: &str = "registry";
@@ -100,25 +97,24 @@ impl From<sled::Error> for StoreError {
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
-    log: SledLog,
-    /// The store's one durability pipeline: every durable write of the offices, the registry
-    /// and the Kv trees is made durable by its committer thread.
-    pipeline: Arc<CommitPipeline>,
-    /// What the Kv trees share: their fail-stop (after a failed sync of one of their writes,
-    /// all refuse) and counters.
-    kv_state: Arc<KvState>,
+    durability: Durability,
+    sync_file: Arc<File>,
+    /// The syncer every [`Kv`] of this store shares (group commit of their writes).
+    kv_sync: Arc<KvSync>,
     /// Every write to sled holds it shared while it applies; a backup holds it alone while it
     /// reads, so the copy falls between two writes (`backup.rs`).
     write_gate: Arc<RwLock<()>>,
     /// Per office: the key of its last audit group known durable ([`OfficeStore::audit`]).
     audit_marks: Arc<std::sync::Mutex<HashMap<String, Arc<AtomicU64>>>>,
+    /// The writer threads every office's group commits go to.
+    writers: Arc<WriterThreads>,
     /// Tests hold a sync and fail it here (a flush failure on demand).
     #[cfg(test)]
     pub(crate) sync_gate: Arc<SyncGate>,
 }
 
-/// A sync held at the disk on demand, for tests: once armed, the next [`Store::sync`] waits
-/// until the test releases it, then fails as a full or broken disk would, or succeeds.
+/// A sync failure on demand, for tests: once armed, the next [`Store::sync`] waits until the
+/// test releases it, then fails as a full or broken disk would.
 #[cfg(test)]
 #[derive(Debug, Default)]
 pub(crate) struct SyncGate {
@@ -150,12 +146,6 @@ impl SyncGate {
         }
     }
 
-    /// Lets the held sync go on and succeed; the gate is open again.
-    pub(crate) fn release(&self) {
-        *self.state.lock().expect("gate") = GateState::Open;
-        self.changed.notify_all();
-    }
-
     /// Lets the held sync go on, failing.
     pub(crate) fn release_failing(&self) {
         *self.state.lock().expect("gate") = GateState::Released;
@@ -173,10 +163,7 @@ impl SyncGate {
                 while *st == GateState::Holding {
                     st = self.changed.wait(st).expect("gate");
                 }
-                match *st {
-                    GateState::Open => Ok(()),
-                    _ => Err(StoreError::Sync("injected: EIO".into())),
-                }
+                Err(StoreError::Sync("injected: EIO".into()))
             }
         }
     }
@@ -188,66 +175,6 @@ impl SyncGate {
 /// opening it is refused instead of serving an older (or empty) state.
 pub const GENERATION_FILE: &str = "platepool-generation";
 pub(crate) const GENERATION_KEY: &[u8] = b"platepool/generation";
-
-/// The sled database as the pipeline makes it durable: its log, flushed, and the database
-/// file, fdatasynced (as [`Durability`] says).
-#[derive(Clone, Debug)]
-struct SledLog {
-    db: sled::Db,
-    durability: Durability,
-    sync_file: Arc<File>,
-    #[cfg(test)]
-    sync_gate: Arc<SyncGate>,
-}
-
-impl SledLog {
-    fn sync(&self) -> Result<(), StoreError> {
-        self.write_out()?;
-        self.sync_data()
-    }
-
-    /// Flushes sled's log into the database file (the generation bumped with it).
-    fn write_out(&self) -> Result<(), StoreError> {
-        #[cfg(test)]
-        self.sync_gate.pass()?;
-        // Atomic in sled, so the stored generation only ever grows.
-        self.db.update_and_fetch(GENERATION_KEY, |old| {
-            let n = old
-                .and_then(|v| v.try_into().ok())
-                .map_or(0, u64::from_be_bytes);
-            Some((n + 1).to_be_bytes().to_vec())
-        })?;
-        match self.durability {
-            Durability::None => Ok(()),
-            Durability::Flush | Durability::Fsync => {
-                self.db.flush().map(|_| ()).map_err(Into::into)
-            }
-        }
-    }
-
-    /// With [`Durability::Fsync`], fdatasync of the database file: everything flushed before
-    /// is on the device.
-    fn sync_data(&self) -> Result<(), StoreError> {
-        match self.durability {
-            Durability::None | Durability::Flush => Ok(()),
-            Durability::Fsync => self
-                .sync_file
-                .sync_data()
-                .map_err(|e| StoreError::Sync(e.to_string())),
-        }
-    }
-}
-
-impl DurableLog for SledLog {
-    fn write_out(&mut self) -> Result<(), StoreError> {
-        SledLog::write_out(self)
-    }
-
-    fn syncer(&self) -> crate::commit_pipeline::SyncFn {
-        let log = self.clone();
-        Box::new(move || log.sync_data())
-    }
-}
 
 impl Store {
     /// Opens (or creates) the database in `dir`.
@@ -286,28 +213,17 @@ impl Store {
             }
             _ => {}
         }
-        #[cfg(test)]
-        let sync_gate = Arc::<SyncGate>::default();
-        let log = SledLog {
-            db: db.clone(),
-            durability,
-            sync_file: Arc::new(sync_file),
-            #[cfg(test)]
-            sync_gate: Arc::clone(&sync_gate),
-        };
-        // Named `pp-writer…`: vendor/sled runs the log writes its flush seals on this thread
-        // instead of handing them to sled's IO pool (vendor/README.md).
-        let pipeline = Arc::new(CommitPipeline::start("pp-writer-commit", log.clone()));
         let store = Store {
             db,
             path: dir.to_path_buf(),
-            log,
-            pipeline,
-            kv_state: Arc::default(),
+            durability,
+            sync_file: Arc::new(sync_file),
+            kv_sync: Arc::default(),
             write_gate: Arc::default(),
             audit_marks: Arc::default(),
+            writers: Arc::default(),
             #[cfg(test)]
-            sync_gate,
+            sync_gate: Arc::default(),
         };
         store.sync()?;
         store.record_generation()?;
@@ -320,7 +236,7 @@ impl Store {
     }
 
     pub fn durability(&self) -> Durability {
-        self.log.durability
+        self.durability
     }
 
     /// Records the current generation beside the database (at open and at a clean flush).
@@ -343,17 +259,31 @@ impl Store {
     /// Makes everything written so far durable, as [`Durability`] says. Each sync also stores
     /// the next generation, durable with it.
     pub fn sync(&self) -> Result<(), StoreError> {
-        self.log.sync()
+        #[cfg(test)]
+        self.sync_gate.pass()?;
+        // Atomic in sled, so the stored generation only ever grows.
+        self.db.update_and_fetch(GENERATION_KEY, |old| {
+            let n = old
+                .and_then(|v| v.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        match self.durability {
+            Durability::None => Ok(()),
+            Durability::Flush => self.db.flush().map(|_| ()).map_err(Into::into),
+            Durability::Fsync => {
+                self.db.flush()?;
+                self.sync_file
+                    .sync_data()
+                    .map_err(|e| StoreError::Sync(e.to_string()))
+            }
+        }
     }
 
-    /// The store's durability pipeline (group commit of every durable write).
-    pub(crate) fn pipeline(&self) -> &CommitPipeline {
-        &self.pipeline
-    }
-
-    /// Counters of the store's durability pipeline.
-    pub fn pipeline_stats(&self) -> PipelineStats {
-        self.pipeline.stats()
+    /// The writer threads of the offices ([`crate::writer`]).
+    #[cfg(test)]
+    pub(crate) fn writer_threads(&self) -> &WriterThreads {
+        &self.writers
     }
 
     /// Ids of every office in the store.
@@ -408,7 +338,7 @@ impl Store {
         } else {
             self.db.open_tree(format!("kv/{name}"))?
         };
-        Ok(Kv::new(self.clone(), Arc::clone(&self.kv_state), tree))
+        Ok(Kv::new(self.clone(), Arc::clone(&self.kv_sync), tree))
     }
 
     /// A unique id, ascending across restarts.
@@ -823,9 +753,9 @@ impl OfficeStore {
         self.audit_durable.fetch_max(key, Ordering::SeqCst);
     }
 
-    /// A writer for this office (one incarnation of it), on the store's pipeline.
+    /// This office's writer, on one of the store's writer threads (started with the first).
     pub fn start_writer(&self, _name: &str) -> Result<Writer, StoreError> {
-        Ok(Writer::new(self.clone()))
+        self.store.writers.writer(self.clone())
     }
 
     /// The store the office is in.

@@ -1,54 +1,85 @@
-//! Group commit for the office actors, through the store's durability pipeline.
+//! Group commit for the office actors, on a fixed set of writer threads shared by every office.
 //!
-//! An office hands each step's records to its [`Writer`], which queues them with the office's
-//! other steps waiting and, for the first of them, hands the office's queue to the store's
-//! committer ([`crate::commit_pipeline`]). The committer takes every office's queue at once,
-//! writes each as one sled batch into its office's tree on its own thread, and makes them
-//! durable with one flush + fdatasync — the same sync that answers the registry's and the Kv
-//! trees' writes waiting with them — then answers them all, on its thread (the actor's reply to
-//! its callers). The threads do not grow with the offices: one committer per store. Writing on
-//! the committer's thread (named `pp-writer-…`) lets vendor/sled write the log buffers its flush
-//! seals there too, rather than on its IO pool (vendor/README.md).
+//! An office hands each step's records to its [`Writer`]; the writer thread it was given takes
+//! every commit waiting in its queue, from every office it serves, writes each office's records
+//! as one sled batch into that office's tree, makes them durable with one flush (and one
+//! `fdatasync`, see [`crate::store::Durability`]) for all of them, then answers them all in order.
+//! There are as many writer threads as cores, started with the first office: the threads do not
+//! grow with the offices, and under load one sync serves several offices' groups.
 //!
 //! **Fail-stop, per office.** After one failed write or sync for an office, nothing later of
 //! that office is written or confirmed: a later sync that succeeds does not make the failed group
 //! durable (the kernel may have dropped its pages), and the office's later groups were built on
 //! it in memory. The office's actor refuses writes until the supervisor restarts it with a new
-//! [`Writer`] (a fresh failure state). A failed sync fails every group it covered, of every
-//! office; groups written after it go on, each told by the sync that covers it.
+//! [`Writer`] (a fresh failure state) on the same threads. Other offices in a group whose sync
+//! failed fail with it; offices in other groups go on.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread;
 
+use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
-use crate::commit_pipeline::Written;
 use crate::record::Record;
 use crate::store::{OfficeStore, StoreError};
 
-/// Who to tell once a step's records are durable.
-type Then = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// Most commits one group commit takes; the rest wait for the next one.
+pub const GROUP_COMMIT_MAX: usize = 4_096;
+/// Capacity of a writer thread's queue: past it, callers wait (the actors' mailboxes bound it
+/// first).
+pub const WRITER_QUEUE_CAPACITY: usize = 65_536;
 
-/// Steps waiting for the committer to take them.
-#[derive(Default)]
-struct Queued {
-    records: Vec<Record>,
-    thens: Vec<Then>,
+/// The writer threads of one store, started with the first office's writer.
+#[derive(Debug, Default)]
+pub(crate) struct WriterThreads {
+    queues: OnceLock<Result<Vec<Sender<Commit>>, String>>,
+    next: AtomicUsize,
 }
 
-/// One office incarnation's side of the pipeline: where its records go, what waits, and
-/// whether one of its groups failed.
+impl WriterThreads {
+    /// One writer thread per core. The threads hold no store: they end when the store is
+    /// dropped (the last queue sender with it).
+    fn queues(&self) -> Result<&[Sender<Commit>], StoreError> {
+        let queues = self.queues.get_or_init(|| {
+            let threads = thread::available_parallelism().map_or(1, |n| n.get());
+            (0..threads)
+                .map(|i| {
+                    let (tx, rx) = crossbeam_channel::bounded::<Commit>(WRITER_QUEUE_CAPACITY);
+                    thread::Builder::new()
+                        // The name matters to vendor/sled: its `pp-writer` threads write the log
+                        // buffers they seal themselves (vendor/README.md).
+                        .name(format!("pp-writer-{i}"))
+                        .spawn(move || writer_loop(&rx))
+                        .map(|_| tx)
+                        .map_err(|e| format!("cannot start writer thread: {e}"))
+                })
+                .collect()
+        });
+        queues.as_deref().map_err(|e| StoreError::Sled(e.clone()))
+    }
+
+    /// A writer for one office (one incarnation of it), on the next thread in turn.
+    pub(crate) fn writer(&self, office: OfficeStore) -> Result<Writer, StoreError> {
+        let queues = self.queues()?;
+        let tx = queues[self.next.fetch_add(1, Ordering::Relaxed) % queues.len()].clone();
+        Ok(Writer {
+            tx,
+            office: Arc::new(OfficeWrites {
+                store: office,
+                failure: Mutex::default(),
+            }),
+            stats: Arc::default(),
+        })
+    }
+}
+
+/// One office incarnation's side of the writer threads: where its records go and whether one
+/// of its groups failed.
+#[derive(Debug)]
 struct OfficeWrites {
     store: OfficeStore,
-    queued: Mutex<Queued>,
     failure: Mutex<Option<StoreError>>,
-    stats: Arc<WriterStats>,
-}
-
-impl std::fmt::Debug for OfficeWrites {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OfficeWrites").finish_non_exhaustive()
-    }
 }
 
 impl OfficeWrites {
@@ -60,139 +91,195 @@ impl OfficeWrites {
     }
 
     fn fail(&self, e: &StoreError) {
-        self.stats.failed.store(true, Ordering::Relaxed);
         self.failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_or_insert_with(|| e.clone());
-    }
-
-    /// On the committer's thread: writes every step waiting as one sled batch, and says who to
-    /// tell once the sync covering it has returned.
-    fn write_queued(self: Arc<Self>) -> Written {
-        let Queued { records, thens } =
-            std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
-        let written = match self.failure() {
-            Some(e) => Err(e),
-            // Only barriers: answered by the sync that covers what was written before.
-            None if records.is_empty() => Ok(None),
-            None => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .records
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
-                self.store.write(&records).map(Some)
-            }
-        };
-        let changed = matches!(written, Ok(Some(_)));
-        let tell = move |synced: Result<(), StoreError>| {
-            let result = written.and_then(|audit| synced.map(|()| audit));
-            let result = match result {
-                Err(e) => {
-                    self.fail(&e);
-                    Err(e)
-                }
-                // Refused if an earlier group failed (told before this one).
-                Ok(audit) => match self.failure() {
-                    Some(e) => Err(e),
-                    None => {
-                        // Synced: the audit trail may show this group's entries (before it is
-                        // answered).
-                        if let Some(key) = audit.flatten() {
-                            self.store.audit_durable_up_to(key);
-                        }
-                        Ok(())
-                    }
-                },
-            };
-            for then in thens {
-                then(result.clone());
-            }
-        };
-        Written {
-            changed,
-            tell: Box::new(tell),
-        }
     }
 }
 
 /// Counters of an office's writer, for metrics and benchmarks.
 #[derive(Debug, Default)]
 pub struct WriterStats {
-    /// Groups written with this office's records (each one sled batch, of every step waiting).
+    /// Group commits made with this office's records (each one sled batch and one flush).
     pub commits: AtomicU64,
     pub records: AtomicU64,
     /// A write or sync failed: memory may be ahead of the disk.
     pub failed: AtomicBool,
 }
 
-/// An office's writer (one incarnation of the office).
+/// The sending side of an office's writer.
 #[derive(Clone, Debug)]
 pub struct Writer {
+    tx: Sender<Commit>,
     office: Arc<OfficeWrites>,
     pub stats: Arc<WriterStats>,
 }
 
 impl Writer {
-    pub(crate) fn new(store: OfficeStore) -> Writer {
-        let stats = Arc::<WriterStats>::default();
-        Writer {
-            office: Arc::new(OfficeWrites {
-                store,
-                queued: Mutex::default(),
-                failure: Mutex::default(),
-                stats: Arc::clone(&stats),
-            }),
-            stats,
-        }
-    }
-
     /// Queues records; the receiver answers once they are durable (or could not be written).
-    /// No records: answers once every group queued before is durable (a barrier).
     pub fn commit(&self, records: Vec<Record>) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, rx) = oneshot::channel();
-        self.commit_then(records, move |r| {
-            let _ = done.send(r);
-        });
+        self.send(records, Done::Channel(done));
         rx
     }
 
-    /// Queues records; `then` runs once they are durable or could not be written: on the
-    /// committer's thread, or at once after a failure (it must not block).
+    /// Queues records; `then` runs on the writer thread once they are durable (or could not be
+    /// written), or at once if the writer has stopped.
     pub fn commit_then(
         &self,
         records: Vec<Record>,
         then: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) {
-        let office = &self.office;
-        if let Some(e) = office.failure() {
-            self.stats.failed.store(true, Ordering::Relaxed);
-            then(Err(e));
-            return;
-        }
-        let first = {
-            let mut queued = office.queued.lock().unwrap_or_else(PoisonError::into_inner);
-            queued.records.extend(records);
-            queued.thens.push(Box::new(then));
-            queued.thens.len() == 1
+        self.send(records, Done::Call(Box::new(then)));
+    }
+
+    fn send(&self, records: Vec<Record>, done: Done) {
+        let commit = Commit {
+            records,
+            office: Arc::clone(&self.office),
+            stats: Arc::clone(&self.stats),
+            done,
         };
-        // The first step waiting hands the queue over; the committer takes it with every
-        // step queued by then.
-        if first {
-            let taken = Arc::clone(office);
-            office
+        if let Err(e) = self.tx.send(commit) {
+            e.into_inner().done.tell(Err(StoreError::WriterStopped));
+        }
+    }
+}
+
+/// Records to make durable, whose they are, and who to tell when they are.
+struct Commit {
+    records: Vec<Record>,
+    office: Arc<OfficeWrites>,
+    stats: Arc<WriterStats>,
+    done: Done,
+}
+
+/// How a commit's outcome is told.
+enum Done {
+    /// Sent on a channel.
+    Channel(oneshot::Sender<Result<(), StoreError>>),
+    /// Called on the writer thread once the group is durable (or failed): the office actor
+    /// answers its callers from here, without a trip back through its own thread.
+    Call(Box<dyn FnOnce(Result<(), StoreError>) + Send>),
+}
+
+impl Done {
+    fn tell(self, result: Result<(), StoreError>) {
+        match self {
+            Done::Channel(done) => {
+                let _ = done.send(result);
+            }
+            Done::Call(then) => then(result),
+        }
+    }
+}
+
+/// The offices of one group, in the order they first appear, each with its records.
+struct Batch {
+    office: Arc<OfficeWrites>,
+    stats: Arc<WriterStats>,
+    records: Vec<Record>,
+    result: Result<(), StoreError>,
+}
+
+fn writer_loop(rx: &Receiver<Commit>) {
+    let mut group: Vec<Commit> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        while group.len() < GROUP_COMMIT_MAX {
+            match rx.try_recv() {
+                Ok(c) => group.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut batches = batches(&mut group);
+        write_and_sync(&mut batches);
+        for commit in group.drain(..) {
+            let result = batches
+                .iter()
+                .find(|b| Arc::ptr_eq(&b.office, &commit.office))
+                .map_or(Ok(()), |b| b.result.clone());
+            commit.done.tell(result);
+        }
+    }
+}
+
+/// Gathers a group's records by office (each office's in the order given).
+fn batches(group: &mut [Commit]) -> Vec<Batch> {
+    let mut batches: Vec<Batch> = Vec::new();
+    for commit in group {
+        let at = match batches
+            .iter()
+            .position(|b| Arc::ptr_eq(&b.office, &commit.office))
+        {
+            Some(at) => at,
+            None => {
+                batches.push(Batch {
+                    office: Arc::clone(&commit.office),
+                    stats: Arc::clone(&commit.stats),
+                    records: Vec::new(),
+                    result: Ok(()),
+                });
+                batches.len() - 1
+            }
+        };
+        batches[at].records.append(&mut commit.records);
+    }
+    batches
+}
+
+/// Writes every office's records, then syncs once for all of them. An office that failed
+/// before is refused; one whose write or the sync fails is failed from now on.
+fn write_and_sync(batches: &mut [Batch]) {
+    // (batch, the key of its last audit group)
+    let mut written: Vec<(usize, Option<u64>)> = Vec::new();
+    for (i, b) in batches.iter_mut().enumerate() {
+        b.result = match b.office.failure() {
+            Some(e) => Err(e),
+            // Only barriers (commits of nothing): every group before them is answered.
+            None if b.records.is_empty() => Ok(()),
+            None => b
+                .office
                 .store
-                .store()
-                .pipeline()
-                .write(Box::new(move || taken.write_queued()));
+                .write(&b.records)
+                .map(|audit| written.push((i, audit))),
+        };
+    }
+    if let Some(&(first, _)) = written.first() {
+        match batches[first].office.store.store().sync() {
+            Err(e) => {
+                for &(i, _) in &written {
+                    batches[i].result = Err(e.clone());
+                }
+            }
+            // Synced: the audit trail may show these groups' entries (before they are answered).
+            Ok(()) => {
+                for &(i, audit) in &written {
+                    if let Some(key) = audit {
+                        batches[i].office.store.audit_durable_up_to(key);
+                    }
+                }
+            }
+        }
+    }
+    for b in batches.iter() {
+        if b.records.is_empty() {
+            continue;
+        }
+        b.stats.commits.fetch_add(1, Ordering::Relaxed);
+        b.stats
+            .records
+            .fetch_add(b.records.len() as u64, Ordering::Relaxed);
+        if let Err(e) = &b.result {
+            b.stats.failed.store(true, Ordering::Relaxed);
+            b.office.fail(e);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::config::{Notice, OfficeConfig, OfficeRules};
     use crate::store::{Durability, Store};
@@ -217,12 +304,8 @@ mod tests {
             .unwrap_or(Err(StoreError::WriterStopped))
     }
 
-    fn office_name(store: &OfficeStore) -> String {
-        store.load().expect("load").config.expect("config").name
-    }
-
     #[test]
-    fn offices_share_the_store_pipeline_and_fail_one_at_a_time() {
+    fn offices_share_the_writer_threads_and_fail_one_at_a_time() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path(), Durability::Flush).expect("store opens");
         let offices: Vec<_> = (0..12)
@@ -232,11 +315,17 @@ mod tests {
             .iter()
             .map(|o| o.start_writer("unused").expect("writer"))
             .collect();
+        let threads = thread::available_parallelism().map_or(1, |n| n.get());
+        let queues = store_threads(&store);
+        assert_eq!(
+            queues, threads,
+            "one writer thread per core, not per office"
+        );
         for (i, w) in writers.iter().enumerate() {
             durable(w, vec![config(&format!("office {i}"))]).expect("commit");
         }
         // Office 3's group fails (as a failed write or sync would mark it): its later commits
-        // and barriers are refused, the other offices on the same pipeline go on.
+        // and barriers are refused, the other offices on the same threads go on.
         writers[3]
             .office
             .fail(&StoreError::Sync("disk full".into()));
@@ -250,102 +339,37 @@ mod tests {
             durable(w, vec![config(&format!("again {i}"))]).expect("other offices commit");
             durable(w, Vec::new()).expect("and pass barriers");
         }
+        let kept = offices[3].load().expect("load").config.expect("config");
         assert_eq!(
-            office_name(&offices[3]),
-            "office 3",
+            kept.name, "office 3",
             "nothing after the failure was written"
         );
-        assert_eq!(office_name(&offices[4]), "again 4");
+        assert_eq!(
+            offices[4]
+                .load()
+                .expect("load")
+                .config
+                .expect("config")
+                .name,
+            "again 4"
+        );
         // A restart's new writer for the office starts without the failure.
         let fresh = offices[3].start_writer("unused").expect("writer");
         durable(&fresh, vec![config("restarted")]).expect("commit after restart");
-        assert_eq!(office_name(&offices[3]), "restarted");
+        assert_eq!(
+            offices[3]
+                .load()
+                .expect("load")
+                .config
+                .expect("config")
+                .name,
+            "restarted"
+        );
         assert!(writers[3].stats.failed.load(Ordering::Relaxed));
         assert_eq!(writers[4].stats.commits.load(Ordering::Relaxed), 2);
     }
 
-    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-        for _ in 0..2_000 {
-            if done() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        panic!("timed out waiting until {what}");
-    }
-
-    /// Offices' groups, gateway Kv writes and registry writes waiting at the same time are
-    /// made durable by one sync of the store, not one per writer or per kind of writer.
-    #[test]
-    fn concurrent_office_kv_and_registry_writes_share_one_sync() {
-        const OFFICES: usize = 12;
-        const KV_PUTS: usize = 16;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), Durability::Flush).expect("store opens");
-        let offices: Vec<_> = (0..OFFICES)
-            .map(|i| store.office(&format!("o{i}")).expect("office tree"))
-            .collect();
-        let writers: Vec<Writer> = offices
-            .iter()
-            .map(|o| o.start_writer("unused").expect("writer"))
-            .collect();
-        let gateway = store.kv("gateway").expect("kv");
-        let registry = store.kv("registry").expect("kv");
-        let gate = Arc::clone(&store.sync_gate);
-        gate.arm();
-        let before = store.pipeline_stats();
-        std::thread::scope(|s| {
-            // The first write takes the committer into a sync, held at the disk.
-            let first = s.spawn(|| gateway.put(b"first", &0u32));
-            gate.wait_held();
-            let office_answers: Vec<_> = writers
-                .iter()
-                .enumerate()
-                .map(|(i, w)| w.commit(vec![config(&format!("office {i}"))]))
-                .collect();
-            let puts: Vec<_> = (0..KV_PUTS)
-                .map(|i| {
-                    let gateway = &gateway;
-                    s.spawn(move || gateway.put(format!("k{i}").as_bytes(), &i))
-                })
-                .collect();
-            let blacklisting =
-                registry.commit_raw_async(vec![(b"bl/u".to_vec(), Some(b"{}".to_vec()))]);
-            let waiting = OFFICES + KV_PUTS + 1;
-            wait_until("every write waits for the committer", || {
-                store.pipeline().queued() == waiting
-            });
-            assert_eq!(
-                store.pipeline_stats().syncs,
-                before.syncs,
-                "none synced yet"
-            );
-            gate.release();
-            first.join().expect("thread").expect("first put");
-            for answer in office_answers {
-                answer
-                    .blocking_recv()
-                    .expect("answered")
-                    .expect("office group durable");
-            }
-            for put in puts {
-                put.join().expect("thread").expect("kv put");
-            }
-            actix_rt::System::new()
-                .block_on(blacklisting)
-                .expect("registry write durable");
-        });
-        let after = store.pipeline_stats();
-        assert_eq!(
-            after.syncs - before.syncs,
-            2,
-            "the held sync, then one for the {} writes waiting behind it",
-            OFFICES + KV_PUTS + 1
-        );
-        assert_eq!(
-            after.applied - before.applied,
-            (1 + OFFICES + KV_PUTS + 1) as u64
-        );
-        assert_eq!(office_name(&offices[7]), "office 7");
+    fn store_threads(store: &Store) -> usize {
+        store.writer_threads().queues().map_or(0, <[_]>::len)
     }
 }

@@ -1,6 +1,5 @@
-//! Office actors are not threads: many offices run on one arbiter per core and write through
-//! the store's one committer thread, and an office whose actor panics takes no other office
-//! down with it.
+//! Office actors are not threads: many offices run on one arbiter and one writer thread per
+//! core, and an office whose actor panics takes no other office down with it.
 //! (Its own test binary: it counts the threads of the process.)
 #![allow(clippy::unwrap_used)]
 
@@ -19,11 +18,13 @@ fn threads_named(prefix: &str) -> usize {
     threads_where(|name| name.starts_with(prefix))
 }
 
-/// The threads that make writes durable: the store's committer (`pp-writer-commit`) and its
-/// syncing thread (`pp-sync`); the offices', the registry's and the Kv trees' writes all go
-/// through them.
-fn committers() -> usize {
-    threads_named("pp-writer") + threads_named("pp-sync")
+/// The offices' writer threads (`pp-writer-0`, `pp-writer-1`, …; not the Kv syncer,
+/// `pp-writer-kv`, which shares the prefix for vendor/sled's sake).
+fn office_writers() -> usize {
+    threads_where(|name| {
+        name.strip_prefix("pp-writer-")
+            .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+    })
 }
 
 fn threads_where(keep: impl Fn(&str) -> bool) -> usize {
@@ -55,18 +56,15 @@ async fn add_offices(engine: &Engine, from: usize, to: usize) {
 }
 
 #[actix_rt::test]
-async fn offices_share_one_arbiter_per_core_and_the_store_committer() {
+async fn offices_share_one_arbiter_and_one_writer_per_core() {
     let dir = tempfile::tempdir().unwrap();
     let config = engine_config(dir.path(), Durability::None, TestClock::new(), 1);
     let engine = open_engine(config).await;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     add_offices(&engine, 0, 2 * cores).await;
     let arbiters = threads_named("actix-rt|system");
-    assert_eq!(
-        committers(),
-        2,
-        "one committer and one syncing thread for the store"
-    );
+    let writers = office_writers();
+    assert_eq!(writers, cores, "one writer thread per core");
     assert!(arbiters <= cores, "{arbiters} arbiters for {cores} cores");
     add_offices(&engine, 2 * cores, 6 * cores).await;
     assert_eq!(
@@ -74,7 +72,7 @@ async fn offices_share_one_arbiter_per_core_and_the_store_committer() {
         arbiters,
         "no arbiter per office"
     );
-    assert_eq!(committers(), 2, "no writer thread per office");
+    assert_eq!(office_writers(), writers, "no writer per office");
 
     // An office whose actor panics is alone in stopping: the offices on its arbiter answer.
     let doomed = engine.office_handle("office0").unwrap();

@@ -55,7 +55,7 @@ fn sled_is_the_patched_copy() {
     // A job for the IO thread pool wakes one thread, not all of them.
     assert_patched("sled", "src/threadpool.rs", "self.cv.notify_one();", 1);
     assert_patched("sled", "src/threadpool.rs", "notify_all", 0);
-    // The store's committer writes sled's log buffers itself: sled knows it by name.
+    // The engine's writer threads write sled's log buffers themselves: sled knows them by name.
     assert_patched(
         "sled",
         "src/threadpool.rs",
@@ -69,9 +69,9 @@ fn sled_is_the_patched_copy() {
         "f.sync_all()?;\n    std::fs::File::open(path.parent().unwrap_or(path.as_path()))?.sync_all()?;",
         1,
     );
-    let store = std::fs::read_to_string(root().join("engine/src/store.rs")).expect("store.rs");
+    let writer = std::fs::read_to_string(root().join("engine/src/writer.rs")).expect("writer.rs");
     assert!(
-        store.contains("CommitPipeline::start(\"pp-writer-commit\""),
-        "the store's committer is no longer named pp-writer-…: vendor/sled would not know it"
+        writer.contains(".name(format!(\"pp-writer-{i}\"))"),
+        "the writer threads are no longer named pp-writer-…: vendor/sled would not know them"
     );
 }

@@ -73,8 +73,8 @@ EXAMPLES
         --scenario saturday.toml --max-p99-ms 250 --max-error-rate 0.001
 
   The maximum sustainable arrival rate (rehearsals at growing rates, then bisection; each step
-  10 s of arrivals and its audit; criteria every step's p99 ≤ 500 ms and no errors unless
-  --max-p99-ms / --max-error-rate say otherwise; each step reports the process's CPU share):
+  10 s of arrivals and its audit; criteria every step's p99 ≤ 1000 ms and errors ≤ 0.1 % unless
+  --max-p99-ms / --max-error-rate say otherwise):
     platepool-loadtest --embedded --preset opening --find-max --sweep-start 100 --html max.html
   or the closed model, to see the throughput N buyers in flight reach:
     platepool-loadtest --embedded --model closed --concurrency 1000 --buyers 10000
@@ -223,7 +223,7 @@ pub struct Args {
     pub no_audit: bool,
 
     /// Find the maximum sustainable arrival rate: open-model rehearsals at growing rates until
-    /// one breaks --max-p99-ms (default 500), --max-error-rate (default 0: no errors), the audit, or
+    /// one breaks --max-p99-ms (default 1000), --max-error-rate (default 0.001), the audit, or
     /// leaves buyers unfinished; then bisect. With --embedded each step gets a fresh gateway.
     #[arg(long)]
     pub find_max: bool,
@@ -628,10 +628,6 @@ fn write_outputs(
     Ok(())
 }
 
-/// `--find-max`'s p99 bound for every step unless `--max-p99-ms` says otherwise (issue #19's
-/// criterion for an opening).
-pub const FIND_MAX_P99_MS: f64 = 500.0;
-
 /// `--find-max`.
 fn find_max(args: &Args, scenario: &Scenario, progress: Progress) -> Result<i32, String> {
     let plan = crate::sweep::SweepPlan {
@@ -646,8 +642,8 @@ fn find_max(args: &Args, scenario: &Scenario, progress: Progress) -> Result<i32,
             "--sweep-start and --sweep-secs must be positive, --sweep-factor above 1".into(),
         );
     }
-    let max_p99_ms = Some(args.max_p99_ms.unwrap_or(FIND_MAX_P99_MS));
-    let max_error_rate = Some(args.max_error_rate.unwrap_or(0.0));
+    let max_p99_ms = Some(args.max_p99_ms.unwrap_or(1_000.0));
+    let max_error_rate = Some(args.max_error_rate.unwrap_or(0.001));
     let opts = RunOptions {
         progress: if progress == Progress::Off {
             Progress::Off

@@ -44,10 +44,6 @@ pub struct SweepStep {
     pub accepted_mean_rps: f64,
     pub accepted_peak_rps: u64,
     pub loadtest_share: f64,
-    /// CPU seconds of the whole process / (wall × cores): with `--embedded`, the share of the
-    /// machine's cores the engine, the gateway and the load generator used together.
-    #[serde(default)]
-    pub process_share: f64,
     /// Requests that waited for a connection in the loadtest's own pool.
     #[serde(default)]
     pub client_waits: u64,
@@ -72,20 +68,10 @@ impl SweepStep {
             accepted_mean_rps: r.accepted_mean_rps,
             accepted_peak_rps: r.accepted_peak_rps,
             loadtest_share: r.cpu.loadtest_share,
-            process_share: process_share(r),
             client_waits: r.client.waits,
             audit_passed: r.audit.as_ref().map(|a| a.passed),
             passed: r.exit_code == 0 && r.buyers.finished == r.buyers.total,
         }
-    }
-}
-
-fn process_share(r: &Report) -> f64 {
-    let capacity = r.cpu.wall_secs * r.cpu.cores as f64;
-    if capacity > 0.0 {
-        r.cpu.process_secs / capacity
-    } else {
-        0.0
     }
 }
 
@@ -107,10 +93,10 @@ impl Sweep {
             self.max_p99_ms.map_or("∞".into(), |v| v.to_string()),
             self.max_error_rate.map_or("∞".into(), |v| v.to_string())
         ));
-        o.push_str("   buyers/s   buyers  worst p99 (step)              errors   accepted req/s (peak)  loadtest CPU  process CPU  verdict\n");
+        o.push_str("   buyers/s   buyers  worst p99 (step)              errors   accepted req/s (peak)  loadtest CPU  verdict\n");
         for s in &self.steps {
             o.push_str(&format!(
-                "  {:>9.1} {:>8}  {:>9.1} ms ({:<14}) {:>8.4}%  {:>8.0} ({:>6})      {:>6.1}%      {:>6.1}%     {}\n",
+                "  {:>9.1} {:>8}  {:>9.1} ms ({:<14}) {:>8.4}%  {:>8.0} ({:>6})      {:>6.1}%     {}\n",
                 s.rate,
                 s.buyers,
                 s.worst_p99_ms,
@@ -119,7 +105,6 @@ impl Sweep {
                 s.accepted_mean_rps,
                 s.accepted_peak_rps,
                 s.loadtest_share * 100.0,
-                s.process_share * 100.0,
                 if s.passed { "holds" } else { "breaks" }
             ));
             if s.client_waits > 0 {
@@ -129,16 +114,9 @@ impl Sweep {
                 ));
             }
         }
-        let at_max = self
-            .steps
-            .iter()
-            .filter(|s| s.passed && Some(s.rate) == self.max_sustainable_rate)
-            .map(|s| s.process_share)
-            .next();
         match self.max_sustainable_rate {
             Some(r) => o.push_str(&format!(
-                "Maximum sustainable arrival rate: {r:.1} buyers/s (the process used {:.1} % of the cores at it)\n",
-                at_max.unwrap_or(0.0) * 100.0
+                "Maximum sustainable arrival rate: {r:.1} buyers/s\n"
             )),
             None => o.push_str("No rate held: even the first step broke the criteria\n"),
         }
@@ -276,7 +254,6 @@ mod tests {
         assert_eq!(s.steps.iter().filter(|x| x.passed).count(), 4);
         let text = s.text();
         assert!(text.contains("Maximum sustainable arrival rate") && text.contains("breaks"));
-        assert!(text.contains("% of the cores at it"), "{text}");
         // A system that never holds.
         let (s, best) = sweep(&plan, None, None, |_| Ok(report(false)), &|_| {}).expect("sweep");
         assert_eq!(s.max_sustainable_rate, None);

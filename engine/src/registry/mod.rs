@@ -439,7 +439,7 @@ pub enum PutOffice {
     Existing(OfficeEntry, Box<OfficeConfig>),
 }
 
-/// Starts an office's writer (on the store's pipeline) and actor (on the shared arbiters).
+/// Starts an office's writer and actor on the shared writer threads and arbiters.
 pub(crate) fn start_office(
     pool: OfficePool,
     office_store: &crate::store::OfficeStore,
