@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::api::Api;
 use crate::identity::identity;
+use crate::report::{ClientPool, Cpu, RunFacts};
 use crate::scenario::{BuyerPlan, Scenario};
 
 /// Certificate records per import request.
@@ -72,6 +73,37 @@ pub struct Prepared {
     pub load_start: Instant,
     pub tokens: Vec<String>,
     pub seconds: f64,
+}
+
+impl Prepared {
+    /// The report's facts about this run's office and release; the caller adds what it
+    /// measured (CPU, connections) and its limits.
+    pub fn facts(
+        &self,
+        target: String,
+        embedded: bool,
+        run_tag: u32,
+        started_at: String,
+        load_secs: f64,
+    ) -> RunFacts {
+        RunFacts {
+            target,
+            embedded,
+            run_tag,
+            office: self.office.clone(),
+            release_id: self.release_id.clone(),
+            release_total: self.release_total,
+            started_at,
+            opens_at: platepool_engine::calendar::rfc3339(self.opens_at_ms),
+            opening_at_secs: self.opening.duration_since(self.load_start).as_secs_f64(),
+            prepare_secs: self.seconds,
+            load_secs,
+            cpu: Cpu::default(),
+            client: ClientPool::default(),
+            max_p99_ms: None,
+            max_error_rate: None,
+        }
+    }
 }
 
 pub fn office_id(s: &Scenario, tag: u32) -> String {

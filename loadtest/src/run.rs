@@ -525,24 +525,17 @@ pub fn run(s: &Scenario, target: &Target, opts: &RunOptions) -> Result<RunResult
         &history,
         loaded.arrived,
         RunFacts {
-            target: target.base.clone(),
-            embedded: target.embedded,
-            run_tag: tag,
-            office: prepared.office.clone(),
-            release_id: prepared.release_id.clone(),
-            release_total: prepared.release_total,
-            started_at,
-            opens_at: platepool_engine::calendar::rfc3339(prepared.opens_at_ms),
-            opening_at_secs: prepared
-                .opening
-                .duration_since(prepared.load_start)
-                .as_secs_f64(),
-            prepare_secs: prepared.seconds,
-            load_secs,
             cpu,
             client,
             max_p99_ms: opts.max_p99_ms,
             max_error_rate: opts.max_error_rate,
+            ..prepared.facts(
+                target.base.clone(),
+                target.embedded,
+                tag,
+                started_at,
+                load_secs,
+            )
         },
         audit_report,
     );

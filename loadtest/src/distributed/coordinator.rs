@@ -380,24 +380,11 @@ fn drive(
         &history,
         arrived,
         RunFacts {
-            target: target.base.clone(),
-            embedded: false,
-            run_tag: tag,
-            office: prepared.office.clone(),
-            release_id: prepared.release_id.clone(),
-            release_total: prepared.release_total,
-            started_at,
-            opens_at: platepool_engine::calendar::rfc3339(prepared.opens_at_ms),
-            opening_at_secs: prepared
-                .opening
-                .duration_since(prepared.load_start)
-                .as_secs_f64(),
-            prepare_secs: prepared.seconds,
-            load_secs,
             cpu: merged_cpu(&parts, load_secs),
             client: merged_client(&parts),
             max_p99_ms: opts.run.max_p99_ms,
             max_error_rate: opts.run.max_error_rate,
+            ..prepared.facts(target.base.clone(), false, tag, started_at, load_secs)
         },
         audit,
     );
