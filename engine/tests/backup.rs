@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common_engine::*;
-use platepool_engine::{
-    AppId, AppState, Caller, Durability, NewRelease, Pattern, PlateClass, ReleaseSource,
-};
+use platepool_engine::{AppId, AppState, Caller, Durability, PlateClass};
 
 const OP: &str = "operator:1";
 const WORKERS: u32 = 6;
@@ -117,13 +115,7 @@ async fn claims_with_a_backup(
         .put_office("maoming", office_config("茂名"), OP)
         .await
         .unwrap();
-    let release = NewRelease {
-        class: "small".into(),
-        label: String::new(),
-        opens_at_ms: engine.now_ms(),
-        custom_from_ms: None,
-        source: ReleaseSource::Patterns(vec![Pattern::parse("A0###").unwrap()]),
-    };
+    let release = release("small", &["A0###"], engine.now_ms());
     engine.add_release("maoming", release, OP).await.unwrap();
     let total = WORKERS * APPS_PER_WORKER;
     let rows = (1..=total)

@@ -8,7 +8,7 @@ mod common_engine;
 use common_engine::*;
 use platepool_engine::actor::Call;
 use platepool_engine::pool::OfficePool;
-use platepool_engine::{Durability, Engine, NewRelease, Pattern, Refusal, ReleaseSource};
+use platepool_engine::{Durability, Engine, Refusal};
 
 const OP: &str = "operator:threads";
 
@@ -44,13 +44,7 @@ async fn add_offices(engine: &Engine, from: usize, to: usize) {
             .put_office(&id, office_config(&id), OP)
             .await
             .unwrap();
-        let release = NewRelease {
-            class: "small".into(),
-            label: String::new(),
-            opens_at_ms: engine.now_ms(),
-            custom_from_ms: None,
-            source: ReleaseSource::Patterns(vec![Pattern::parse("A1###").unwrap()]),
-        };
+        let release = release("small", &["A1###"], engine.now_ms());
         engine.add_release(&id, release, OP).await.unwrap();
     }
 }
